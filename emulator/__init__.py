@@ -1,0 +1,1 @@
+"""A local Salesforce look-alike that follows Salesforce's documented wire formats."""
