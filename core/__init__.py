@@ -1,0 +1,1 @@
+"""The pure sync core: parsing, conversion, coalescing, conflict rules and batching. No I/O here."""

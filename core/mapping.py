@@ -1,0 +1,128 @@
+"""Mappings: a Salesforce object <-> a Postgres table. Validation of the JSON users send, no I/O."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from core.convert import SUPPORTED_TYPES, FieldSpec
+
+DIRECTIONS = ("sf_to_pg", "pg_to_sf", "bidirectional")
+CONFLICT_RULES = ("last_writer_wins", "salesforce_wins", "postgres_wins")
+SYSTEM_COLUMNS = ("id", "sfid", "systemmodstamp", "isdeleted", "_hc_lastop", "_hc_err")
+# Fields every mapping carries whether or not the user lists them: they are the system columns.
+IMPLIED_FIELDS = {"Id": "id", "SystemModstamp": "datetime", "IsDeleted": "boolean"}
+
+_API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_PG_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class MappingError(ValueError):
+    """The mapping as given cannot be accepted; the message says why."""
+
+
+@dataclass(frozen=True)
+class Mapping:
+    object_name: str
+    table_schema: str
+    table_name: str
+    direction: str
+    fields: tuple[FieldSpec, ...]            # user fields, without the implied system fields
+    upsert_field: str | None = None
+    conflict_rule: str = "last_writer_wins"
+    active: bool = True
+    id: int | None = None
+    extra: dict = field(default_factory=dict)  # everything else from the imported config, kept verbatim
+
+    def field(self, name: str) -> FieldSpec | None:
+        for f in self.fields:
+            if f.name.lower() == name.lower():
+                return f
+        return None
+
+    @property
+    def reads(self) -> bool:
+        return self.direction in ("sf_to_pg", "bidirectional")
+
+    @property
+    def writes(self) -> bool:
+        return self.direction in ("pg_to_sf", "bidirectional")
+
+
+def field_specs(fields: dict, describe: dict | None) -> tuple[FieldSpec, ...]:
+    """Fields as {"Name": {"type": "string", "length": 80}} or HC's {"Name": {}}; types come from the
+    describe result when the entry has none."""
+    by_name = {f["name"].lower(): f for f in (describe or {}).get("fields", [])}
+    specs = []
+    for name, opts in fields.items():
+        if not isinstance(name, str) or not _API_NAME.match(name):
+            raise MappingError(f"field name {name!r} is not a Salesforce API name")
+        if name in IMPLIED_FIELDS:
+            continue
+        opts = opts or {}
+        if not isinstance(opts, dict):
+            raise MappingError(f"field {name}: options must be an object")
+        described = by_name.get(name.lower())
+        if describe is not None and described is None:
+            raise MappingError(f"field {name} does not exist on the Salesforce object")
+        sf_type = (opts.get("type") or (described or {}).get("type") or "").lower()
+        if not sf_type:
+            raise MappingError(f"field {name}: no type given and no describe result to read it from")
+        if sf_type not in SUPPORTED_TYPES:
+            raise MappingError(f"field {name}: Salesforce type {sf_type!r} is not supported")
+        length = opts.get("length") or (described or {}).get("length") or None
+        specs.append(FieldSpec(name=(described or {}).get("name", name), sf_type=sf_type,
+                               length=int(length) if length else None))
+    if len({s.column for s in specs}) != len(specs):
+        raise MappingError("two fields map to the same lowercase column name")
+    return tuple(specs)
+
+
+def from_entry(entry: dict, describe: dict | None = None, default_schema: str = "salesforce") -> Mapping:
+    """Build a Mapping from Heroku Connect's exported mapping entry plus our optional extras
+    (`table`, `schema`, `direction`, `conflict_rule`, `active`)."""
+    if not isinstance(entry, dict):
+        raise MappingError("a mapping must be a JSON object")
+    object_name = entry.get("object_name")
+    if not isinstance(object_name, str) or not _API_NAME.match(object_name):
+        raise MappingError("object_name must be a Salesforce object API name")
+    config = entry.get("config") or {}
+    if not isinstance(config, dict):
+        raise MappingError("config must be an object")
+    fields = config.get("fields")
+    if not isinstance(fields, dict) or not fields:
+        raise MappingError("config.fields must name at least one field")
+    direction = entry.get("direction") or {"read_only": "sf_to_pg", "read_write": "bidirectional"}.get(
+        config.get("access", "read_only"))
+    if direction not in DIRECTIONS:
+        raise MappingError(f"direction must be one of {', '.join(DIRECTIONS)}")
+    conflict_rule = entry.get("conflict_rule", "last_writer_wins")
+    if conflict_rule not in CONFLICT_RULES:
+        raise MappingError(f"conflict_rule must be one of {', '.join(CONFLICT_RULES)}")
+    table = entry.get("table") or object_name.lower()
+    schema = entry.get("schema") or default_schema
+    for label, name in (("table", table), ("schema", schema)):
+        if not _PG_NAME.match(name):
+            raise MappingError(f"{label} {name!r} must be a lowercase Postgres name")
+    specs = field_specs(fields, describe)
+    upsert_field = config.get("upsert_field") or None
+    if upsert_field is not None and upsert_field not in {s.name for s in specs}:
+        raise MappingError(f"upsert_field {upsert_field} must be one of the mapped fields")
+    clashes = {s.column for s in specs} & set(SYSTEM_COLUMNS)
+    if clashes:
+        raise MappingError(f"fields clash with system columns: {', '.join(sorted(clashes))}")
+    extra = {k: v for k, v in config.items() if k not in ("fields", "upsert_field", "access")}
+    return Mapping(object_name=object_name, table_schema=schema, table_name=table, direction=direction,
+                   fields=specs, upsert_field=upsert_field, conflict_rule=conflict_rule,
+                   active=bool(entry.get("active", True)), extra=extra)
+
+
+def to_entry(m: Mapping) -> dict:
+    """The mapping in Heroku Connect's export shape, with our extras beside it."""
+    fields = {"Id": {}, "SystemModstamp": {}, "IsDeleted": {}}
+    fields.update({f.name: {"type": f.sf_type, **({"length": f.length} if f.length else {})} for f in m.fields})
+    config = {**m.extra, "access": "read_only" if m.direction == "sf_to_pg" else "read_write", "fields": fields}
+    if m.upsert_field:
+        config["upsert_field"] = m.upsert_field
+    return {"id": m.id, "object_name": m.object_name, "config": config, "table": m.table_name,
+            "schema": m.table_schema, "direction": m.direction, "conflict_rule": m.conflict_rule,
+            "active": m.active}

@@ -1,0 +1,162 @@
+"""Parse a Salesforce Outbound Message (SOAP 1.1) into plain data, safely, and build the replies."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+OUTBOUND_NS = "http://soap.sforce.com/2005/09/outbound"
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+MAX_NOTIFICATIONS = 100
+
+ACK = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    f'<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}"><soapenv:Body>'
+    f'<notificationsResponse xmlns="{OUTBOUND_NS}"><Ack>true</Ack></notificationsResponse>'
+    "</soapenv:Body></soapenv:Envelope>"
+)
+
+
+class MessageError(ValueError):
+    """The request is not an Outbound Message we can accept; nothing of it may be stored."""
+
+
+@dataclass(frozen=True)
+class Notification:
+    id: str
+    object_name: str
+    sfid: str
+    # API name -> text value as sent, or None for xsi:nil. Fields not sent are absent.
+    fields: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    organization_id: str
+    action_id: str
+    session_id: str | None
+    enterprise_url: str
+    partner_url: str
+    notifications: tuple[Notification, ...]
+
+
+def _parser() -> etree.XMLParser:
+    # No entity expansion, no DTD loading, no network, no huge trees: hostile documents fail fast.
+    return etree.XMLParser(
+        resolve_entities=False, load_dtd=False, no_network=True, huge_tree=False,
+        remove_comments=True, remove_pis=True, dtd_validation=False,
+    )
+
+
+def _local(tag) -> str:
+    return etree.QName(tag).localname if isinstance(tag, str) else ""
+
+
+def _is_nil(el) -> bool:
+    return el.get(f"{{{XSI_NS}}}nil") in ("true", "1")
+
+
+def _text(el) -> str | None:
+    return None if _is_nil(el) else (el.text or "")
+
+
+def parse_message(body: bytes) -> OutboundMessage:
+    """Parse the POSTed body. Raises MessageError for anything that is not a well-formed message."""
+    if not body or not body.strip():
+        raise MessageError("empty request body")
+    # A document type declaration has no place in SOAP (SOAP 1.1 section 3); refusing it outright
+    # shuts out entity-expansion and external-entity attacks before the parser sees them.
+    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
+        raise MessageError("document type declarations are not allowed")
+    try:
+        root = etree.fromstring(body, _parser())
+    except etree.XMLSyntaxError as exc:
+        raise MessageError(f"not well-formed XML: {exc}") from None
+    if root.tag != f"{{{SOAP_ENV}}}Envelope":
+        raise MessageError("not a SOAP 1.1 Envelope")
+    soap_body = root.find(f"{{{SOAP_ENV}}}Body")
+    if soap_body is None:
+        raise MessageError("SOAP Envelope has no Body")
+    notifications = soap_body.find(f"{{{OUTBOUND_NS}}}notifications")
+    if notifications is None:
+        raise MessageError("SOAP Body does not hold an Outbound Message <notifications> element")
+    return _read_notifications(notifications)
+
+
+def _read_notifications(el) -> OutboundMessage:
+    header: dict[str, str | None] = {}
+    items: list[Notification] = []
+    for child in el:
+        name = _local(child.tag)
+        if name == "Notification":
+            items.append(_read_notification(child))
+        elif name:
+            header[name] = _text(child)
+    if not items:
+        raise MessageError("the message holds no Notification")
+    if len(items) > MAX_NOTIFICATIONS:
+        raise MessageError(f"the message holds {len(items)} notifications; Salesforce sends at most {MAX_NOTIFICATIONS}")
+    return OutboundMessage(
+        organization_id=(header.get("OrganizationId") or "").strip(),
+        action_id=(header.get("ActionId") or "").strip(),
+        session_id=header.get("SessionId"),
+        enterprise_url=header.get("EnterpriseUrl") or "",
+        partner_url=header.get("PartnerUrl") or "",
+        notifications=tuple(items),
+    )
+
+
+def _read_notification(el) -> Notification:
+    note_id = None
+    sobject = None
+    for child in el:
+        name = _local(child.tag)
+        if name == "Id":
+            note_id = (child.text or "").strip()
+        elif name == "sObject":
+            sobject = child
+    if not note_id:
+        raise MessageError("a Notification has no Id")
+    if sobject is None:
+        raise MessageError(f"notification {note_id} has no sObject")
+    object_name = _object_name(sobject, note_id)
+    fields: dict[str, str | None] = {}
+    for f in sobject:
+        name = _local(f.tag)
+        if name:
+            if len(f):
+                raise MessageError(f"notification {note_id}: field {name} has nested elements (compound fields are not supported)")
+            fields[name] = _text(f)
+    sfid = (fields.get("Id") or "").strip()
+    if not sfid:
+        raise MessageError(f"notification {note_id} has no sObject Id")
+    return Notification(id=note_id, object_name=object_name, sfid=sfid, fields=fields)
+
+
+def _object_name(sobject, note_id: str) -> str:
+    xsi_type = sobject.get(f"{{{XSI_NS}}}type")
+    if not xsi_type:
+        raise MessageError(f"notification {note_id}: sObject has no xsi:type")
+    return xsi_type.rsplit(":", 1)[-1]
+
+
+def same_org(sent: str, expected: str) -> bool:
+    """Salesforce org ids come in a 15-character case-sensitive form and an 18-character form that adds a
+    checksum suffix; both name the same org when their first 15 characters match exactly."""
+    sent, expected = sent.strip(), expected.strip()
+    if len(sent) not in (15, 18) or len(expected) not in (15, 18):
+        return False
+    return sent[:15] == expected[:15]
+
+
+def soap_fault(code: str, message: str) -> str:
+    """A SOAP 1.1 fault; Salesforce treats anything but an Ack as a failed delivery and retries it."""
+    from xml.sax.saxutils import escape
+
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}"><soapenv:Body><soapenv:Fault>'
+        f"<faultcode>soapenv:{escape(code)}</faultcode><faultstring>{escape(message)}</faultstring>"
+        "</soapenv:Fault></soapenv:Body></soapenv:Envelope>"
+    )

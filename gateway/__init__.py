@@ -1,0 +1,1 @@
+"""The edges that talk to other systems: one choke point for SQL, one for Salesforce HTTP."""

@@ -1,0 +1,57 @@
+"""DDL and bulk writes for mapped tables, composed from sql/queries/mapped_tables.sql with psycopg.sql."""
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from core.convert import pg_array_type, pg_type
+from core.inbound import UpsertBatch
+from core.mapping import Mapping
+from gateway.db import QUERIES
+
+
+def table_ident(m: Mapping) -> sql.Identifier:
+    return sql.Identifier(m.table_schema, m.table_name)
+
+
+def _template(name: str, **parts) -> sql.Composed:
+    return sql.SQL(QUERIES[name]).format(**parts)
+
+
+def create_table(conn: psycopg.Connection, m: Mapping) -> None:
+    """Create the table in Heroku Connect's shape, or add the columns it lacks (never drops any)."""
+    conn.execute(_template("create_schema", schema=sql.Identifier(m.table_schema)))
+    conn.execute(_template("create_mapped_table", table=table_ident(m)))
+    conn.execute(_template("create_modstamp_index", table=table_ident(m),
+                           index=sql.Identifier(f"{m.table_name}_systemmodstamp_idx"[:63])))
+    for spec in m.fields:
+        conn.execute(_template("add_mapped_column", table=table_ident(m), column=sql.Identifier(spec.column),
+                               type=sql.SQL(pg_type(spec))))
+
+
+def drop_table(conn: psycopg.Connection, m: Mapping) -> None:
+    conn.execute(_template("drop_mapped_table", table=table_ident(m)))
+
+
+def count_rows(conn: psycopg.Connection, m: Mapping) -> int:
+    return conn.execute(_template("count_mapped_rows", table=table_ident(m))).fetchone()["n"]
+
+
+def upsert_batch(conn: psycopg.Connection, batch: UpsertBatch) -> int:
+    """One INSERT .. ON CONFLICT for the whole batch; returns how many rows changed."""
+    cols = [sql.Identifier(c.column) for c in batch.columns]
+    names = [sql.Identifier(f"c{i}") for i in range(len(cols))]
+    arrays = [sql.SQL("%s::{}").format(sql.SQL(pg_array_type(c))) for c in batch.columns]
+    lead = sql.SQL(", ") if cols else sql.SQL("")
+    query = _template(
+        "upsert_from_salesforce",
+        table=table_ident(batch.mapping),
+        columns=lead + sql.SQL(", ").join(cols),
+        u_columns=lead + sql.SQL(", ").join(sql.SQL("u.{}").format(n) for n in names),
+        arrays=lead + sql.SQL(", ").join(arrays),
+        u_names=lead + sql.SQL(", ").join(names),
+        set_columns=lead + sql.SQL(", ").join(
+            sql.SQL("{} = EXCLUDED.{}").format(c, c) for c in cols),
+    )
+    params = [batch.sfids, batch.modstamps, batch.isdeleted, *batch.values]
+    return conn.execute(query, params).rowcount

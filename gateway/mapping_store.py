@@ -1,0 +1,102 @@
+"""Mappings in the connector schema, kept in step with the mapped tables they describe."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from psycopg.types.json import Jsonb
+
+from core.convert import FieldSpec
+from core.mapping import Mapping
+from gateway import mapped_tables
+from gateway.db import Database
+
+
+class MappingExists(ValueError):
+    pass
+
+
+def from_row(row: dict) -> Mapping:
+    return Mapping(
+        id=row["id"], object_name=row["object_name"], table_schema=row["table_schema"],
+        table_name=row["table_name"], direction=row["direction"],
+        fields=tuple(FieldSpec(f["name"], f["sf_type"], f.get("length")) for f in row["fields"]),
+        upsert_field=row["upsert_field"], conflict_rule=row["conflict_rule"], active=row["active"],
+        extra=row["extra"] or {},
+    )
+
+
+def _params(m: Mapping) -> dict:
+    return {
+        "id": m.id, "object_name": m.object_name, "table_schema": m.table_schema, "table_name": m.table_name,
+        "direction": m.direction,
+        "fields": Jsonb([{"name": f.name, "sf_type": f.sf_type, "length": f.length} for f in m.fields]),
+        "upsert_field": m.upsert_field, "conflict_rule": m.conflict_rule, "active": m.active,
+        "extra": Jsonb(m.extra),
+    }
+
+
+def list_all(db: Database) -> list[Mapping]:
+    return [from_row(r) for r in db.fetchall("list_mappings")]
+
+
+def get(db: Database, mapping_id: int) -> Mapping | None:
+    row = db.fetchone("get_mapping", {"id": mapping_id})
+    return from_row(row) if row else None
+
+
+def get_by_object(db: Database, object_name: str) -> Mapping | None:
+    row = db.fetchone("get_mapping_by_object", {"object_name": object_name})
+    return from_row(row) if row else None
+
+
+def reading_mappings(db: Database) -> dict[str, Mapping]:
+    """Active mappings that bring Salesforce changes into Postgres, by lowercase object name."""
+    return {r["object_name"].lower(): from_row(r) for r in db.fetchall("active_reading_mappings")}
+
+
+def create(db: Database, m: Mapping, on_created=None) -> Mapping:
+    """Insert the mapping and create its table in one transaction; waiting notifications for the object
+    become pending again. `on_created(conn, mapping)` lets later features (capture triggers) join in."""
+    with db.transaction() as conn:
+        if db.run(conn, "get_mapping_by_object", {"object_name": m.object_name}).fetchone():
+            raise MappingExists(f"a mapping for {m.object_name} exists already")
+        row = db.run(conn, "insert_mapping", _params(m)).fetchone()
+        created = from_row(row)
+        mapped_tables.create_table(conn, created)
+        if on_created:
+            on_created(conn, created)
+        if created.reads and created.active:
+            db.run(conn, "requeue_notifications", {"states": ["unmapped"], "object_name": created.object_name})
+    return created
+
+
+def update(db: Database, m: Mapping, on_updated=None) -> Mapping:
+    """Save changes; new fields add columns (ALTER TABLE), removed fields keep theirs (no data loss)."""
+    with db.transaction() as conn:
+        row = db.run(conn, "update_mapping", _params(m)).fetchone()
+        if row is None:
+            raise KeyError(m.id)
+        saved = from_row(row)
+        mapped_tables.create_table(conn, saved)
+        if on_updated:
+            on_updated(conn, saved)
+        if saved.reads and saved.active:
+            db.run(conn, "requeue_notifications", {"states": ["unmapped"], "object_name": saved.object_name})
+    return saved
+
+
+def delete(db: Database, mapping_id: int, drop_table: bool = False, on_deleted=None) -> Mapping | None:
+    with db.transaction() as conn:
+        row = db.run(conn, "delete_mapping", {"id": mapping_id}).fetchone()
+        if row is None:
+            return None
+        gone = from_row(row)
+        if on_deleted:
+            on_deleted(conn, gone)
+        if drop_table:
+            mapped_tables.drop_table(conn, gone)
+    return gone
+
+
+def with_changes(m: Mapping, **changes) -> Mapping:
+    return replace(m, **changes)

@@ -1,0 +1,99 @@
+"""Salesforce -> Postgres: turn stored notifications into rows of mapped tables, in batches."""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+import psycopg
+
+from core.inbound import InboxItem, UpsertBatch, plan_apply
+from gateway import mapped_tables, mapping_store
+from gateway.db import Database
+from jobs import stats
+
+log = logging.getLogger("forcebridge.inbound")
+
+
+@dataclass
+class ApplyResult:
+    applied: int = 0
+    failed: int = 0
+    unmapped: int = 0
+
+    def __iadd__(self, other: "ApplyResult"):
+        self.applied += other.applied
+        self.failed += other.failed
+        self.unmapped += other.unmapped
+        return self
+
+
+def apply_pending(db: Database, batch_size: int = 500, max_batches: int = 1000) -> ApplyResult:
+    """Apply pending notifications until none are left (or max_batches ran)."""
+    total = ApplyResult()
+    for _ in range(max_batches):
+        result, claimed = apply_one_batch(db, batch_size)
+        total += result
+        if claimed < batch_size:
+            break
+    return total
+
+
+def apply_one_batch(db: Database, batch_size: int) -> tuple[ApplyResult, int]:
+    """One transaction: claim rows (SKIP LOCKED), upsert them, mark them. A worker killed halfway
+    leaves nothing behind but pending rows, which the sweeper hands to the next task."""
+    mappings = mapping_store.reading_mappings(db)
+    with db.transaction(origin="salesforce") as conn:
+        rows = db.run(conn, "claim_pending_notifications", {"limit": batch_size}).fetchall()
+        if not rows:
+            return ApplyResult(), 0
+        items = [InboxItem(r["notification_id"], r["object_name"], r["sfid"], r["fields"]) for r in rows]
+        plan = plan_apply(items, mappings)
+        failed = dict(plan.failed)
+        for batch in plan.batches:
+            failed.update(_upsert_isolating_failures(conn, batch))
+        applied_ids = [i for b in plan.batches for i in b.notification_ids if i not in failed] + plan.superseded
+        db.run(conn, "mark_notifications", {"state": "applied", "ids": applied_ids})
+        if plan.unmapped:
+            db.run(conn, "mark_notifications", {"state": "unmapped", "ids": plan.unmapped})
+        if failed:
+            db.run(conn, "mark_notifications_failed", {"ids": list(failed), "errors": list(failed.values())})
+            for nid, reason in failed.items():
+                log.warning("notification %s failed: %s", nid, reason)
+        stats.add(db, conn, "sf_to_pg", _outcomes(plan, items, failed, mappings))
+    return ApplyResult(applied=len(applied_ids), failed=len(failed), unmapped=len(plan.unmapped)), len(rows)
+
+
+def _upsert_isolating_failures(conn: psycopg.Connection, batch) -> dict[str, str]:
+    """Upsert the batch in one statement; if Postgres refuses it (a value too long, say), find the
+    offending rows one by one so that the others still land. Returns notification id -> reason."""
+    try:
+        with conn.transaction():
+            mapped_tables.upsert_batch(conn, batch)
+        return {}
+    except psycopg.errors.DataError:
+        pass
+    failures = {}
+    for i in range(len(batch.sfids)):
+        single = _slice(batch, i)
+        try:
+            with conn.transaction():
+                mapped_tables.upsert_batch(conn, single)
+        except psycopg.errors.DataError as exc:
+            failures[batch.notification_ids[i]] = f"Postgres refused the row: {exc.diag.message_primary}"
+    return failures
+
+
+def _slice(batch, i):
+    return UpsertBatch(mapping=batch.mapping, columns=batch.columns, sfids=[batch.sfids[i]],
+                       modstamps=[batch.modstamps[i]], isdeleted=[batch.isdeleted[i]],
+                       values=[[col[i]] for col in batch.values], notification_ids=[batch.notification_ids[i]])
+
+
+def _outcomes(plan, items, failed, mappings) -> list[tuple[int, str, int]]:
+    synced = Counter(b.mapping.id for b in plan.batches for i in b.notification_ids if i not in failed)
+    failed_by = Counter(getattr(mappings.get(it.object_name.lower()), "id", 0)
+                        for it in items if it.notification_id in failed)
+    return ([(mid, "synced", n) for mid, n in synced.items()]
+            + [(mid, "failed", n) for mid, n in failed_by.items()]
+            + [(0, "unmapped", len(plan.unmapped))])

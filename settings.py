@@ -1,0 +1,68 @@
+"""ForceBridge's settings, all from the environment (twelve-factor), read in one place."""
+from __future__ import annotations
+
+import os
+import pathlib
+from dataclasses import dataclass, field
+
+ROOT = pathlib.Path(__file__).resolve().parent
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    secret_key: str
+    huey_url: str
+    instance_path: pathlib.Path
+    salesforce_org_id: str = ""
+    outbound_token: str = ""
+    api_token: str = ""
+    admin_password: str = ""
+    # Salesforce connection
+    sf_instance_url: str = ""
+    sf_username: str = ""
+    sf_password: str = ""
+    sf_security_token: str = ""
+    sf_client_id: str = ""
+    sf_client_secret: str = ""
+    sf_domain: str = "login"
+    sf_api_version: str = "62.0"
+    sf_ca_bundle: str = ""
+    # Limits and pacing
+    max_message_bytes: int = 5 * 1024 * 1024
+    apply_batch_size: int = 500
+    sweep_seconds: int = 60
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        instance = pathlib.Path(os.environ.get("FORCEBRIDGE_INSTANCE", ROOT / "instance"))
+        values = dict(
+            database_url=os.environ.get("DATABASE_URL", ""),
+            secret_key=os.environ.get("SECRET_KEY", ""),
+            huey_url=os.environ.get("HUEY_URL", f"sqlite:///{instance / 'huey.sqlite3'}"),
+            instance_path=instance,
+            salesforce_org_id=os.environ.get("SALESFORCE_ORG_ID", ""),
+            outbound_token=os.environ.get("OUTBOUND_TOKEN", ""),
+            api_token=os.environ.get("API_TOKEN", ""),
+            admin_password=os.environ.get("ADMIN_PASSWORD", ""),
+            sf_instance_url=os.environ.get("SF_INSTANCE_URL", ""),
+            sf_username=os.environ.get("SF_USERNAME", ""),
+            sf_password=os.environ.get("SF_PASSWORD", ""),
+            sf_security_token=os.environ.get("SF_SECURITY_TOKEN", ""),
+            sf_client_id=os.environ.get("SF_CLIENT_ID", ""),
+            sf_client_secret=os.environ.get("SF_CLIENT_SECRET", ""),
+            sf_domain=os.environ.get("SF_DOMAIN", "login"),
+            sf_api_version=os.environ.get("SF_API_VERSION", "62.0"),
+            sf_ca_bundle=os.environ.get("SF_CA_BUNDLE", ""),
+            max_message_bytes=_int("MAX_MESSAGE_BYTES", 5 * 1024 * 1024),
+            apply_batch_size=_int("APPLY_BATCH_SIZE", 500),
+            sweep_seconds=_int("SWEEP_SECONDS", 60),
+        )
+        values.update(overrides)
+        return cls(**values)

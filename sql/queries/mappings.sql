@@ -1,0 +1,29 @@
+-- name: list_mappings
+SELECT * FROM forcebridge.mappings ORDER BY object_name;
+
+-- name: get_mapping
+SELECT * FROM forcebridge.mappings WHERE id = %(id)s;
+
+-- name: get_mapping_by_object
+SELECT * FROM forcebridge.mappings WHERE lower(object_name) = lower(%(object_name)s);
+
+-- name: insert_mapping
+INSERT INTO forcebridge.mappings
+    (object_name, table_schema, table_name, direction, fields, upsert_field, conflict_rule, active, extra)
+VALUES (%(object_name)s, %(table_schema)s, %(table_name)s, %(direction)s, %(fields)s, %(upsert_field)s,
+        %(conflict_rule)s, %(active)s, %(extra)s)
+RETURNING *;
+
+-- name: update_mapping
+UPDATE forcebridge.mappings
+SET direction = %(direction)s, fields = %(fields)s, upsert_field = %(upsert_field)s,
+    conflict_rule = %(conflict_rule)s, active = %(active)s, extra = %(extra)s, updated_at = now()
+WHERE id = %(id)s
+RETURNING *;
+
+-- name: delete_mapping
+DELETE FROM forcebridge.mappings WHERE id = %(id)s RETURNING *;
+
+-- name: active_reading_mappings
+SELECT * FROM forcebridge.mappings
+WHERE active AND direction IN ('sf_to_pg', 'bidirectional');

@@ -1,0 +1,1 @@
+"""Test support shared by every suite: a real PostgreSQL per run, sample messages."""

@@ -1,0 +1,39 @@
+"""The ForceBridge web app: Outbound Messages in, the JSON API, health; built by create_app()."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from gateway.db import Database, migrate
+from jobs import runtime
+from settings import Settings
+from webapp.context import Context
+
+
+def create_app(settings: Settings | None = None, *, enqueue=None, migrate_on_start: bool = True) -> Flask:
+    settings = settings or Settings.from_env()
+    if not settings.database_url:
+        raise RuntimeError("DATABASE_URL is not set")
+    app = Flask(__name__, instance_path=str(settings.instance_path), template_folder="../templates")
+    app.config.update(SECRET_KEY=settings.secret_key or None, MAX_CONTENT_LENGTH=settings.max_message_bytes)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    if migrate_on_start:
+        migrate(settings.database_url)
+    db = Database(settings.database_url, max_size=8, name="forcebridge-web")
+    runtime.configure(settings, db)
+    app.extensions["forcebridge"] = Context(settings=settings, db=db, enqueue=enqueue or _huey_enqueue)
+
+    from webapp import api, cli, health, outbound
+
+    for blueprint in (outbound.bp, api.bp, health.bp):
+        app.register_blueprint(blueprint)
+    cli.init_app(app)
+    return app
+
+
+def _huey_enqueue(task_name: str, *args):
+    from jobs import tasks
+
+    getattr(tasks, task_name)(*args)

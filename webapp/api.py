@@ -1,0 +1,118 @@
+"""The JSON API under /api/v1, for scripts and CI: bearer token auth (API_TOKEN)."""
+from __future__ import annotations
+
+import hmac
+from dataclasses import replace
+
+from flask import Blueprint, abort, jsonify, request
+
+from core.mapping import MappingError, field_specs, from_entry, to_entry
+from gateway import mapping_store
+from webapp.context import ctx
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@bp.before_request
+def require_token():
+    token = ctx().settings.api_token
+    given = request.headers.get("Authorization", "")
+    if not token or not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        return jsonify(error="unauthorized", message="send Authorization: Bearer <API_TOKEN>"), 401
+
+
+def _json_body() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, description="the body must be a JSON object")
+    return body
+
+
+@bp.errorhandler(400)
+def bad_request(exc):
+    return jsonify(error="bad_request", message=exc.description), 400
+
+
+@bp.errorhandler(404)
+def not_found(exc):
+    return jsonify(error="not_found", message=exc.description), 404
+
+
+@bp.get("/mappings")
+def list_mappings():
+    return jsonify(mappings=[to_entry(m) for m in mapping_store.list_all(ctx().db)])
+
+
+@bp.post("/mappings")
+def create_mapping():
+    entry = _json_body()
+    try:
+        mapping = from_entry(entry, describe=ctx().describe(entry.get("object_name")))
+        created = mapping_store.create(ctx().db, mapping, on_created=ctx().mapping_hooks.created)
+    except (MappingError, mapping_store.MappingExists) as exc:
+        return jsonify(error="invalid_mapping", message=str(exc)), 400 if isinstance(exc, MappingError) else 409
+    ctx().enqueue("apply_inbound")  # notifications kept as unmapped are pending again
+    return jsonify(to_entry(created)), 201
+
+
+def _mapping_or_404(mapping_id: int):
+    m = mapping_store.get(ctx().db, mapping_id)
+    if m is None:
+        abort(404, description=f"no mapping {mapping_id}")
+    return m
+
+
+@bp.get("/mappings/<int:mapping_id>")
+def get_mapping(mapping_id: int):
+    return jsonify(to_entry(_mapping_or_404(mapping_id)))
+
+
+@bp.patch("/mappings/<int:mapping_id>")
+def patch_mapping(mapping_id: int):
+    m = _mapping_or_404(mapping_id)
+    body = _json_body()
+    changes = {}
+    try:
+        config = body.get("config") or {}
+        if "fields" in config:
+            describe = ctx().describe(m.object_name)
+            changes["fields"] = field_specs(config["fields"], describe)
+        if "upsert_field" in config:
+            changes["upsert_field"] = config["upsert_field"] or None
+        for key in ("direction", "conflict_rule", "active"):
+            if key in body:
+                changes[key] = body[key]
+        if "access" in config and "direction" not in body:
+            changes["direction"] = "sf_to_pg" if config["access"] == "read_only" else "bidirectional"
+        # Re-validate through the same path as creation, so PATCH cannot store what POST would refuse.
+        candidate = replace(m, **changes)
+        from_entry({**to_entry(candidate), "config": {**to_entry(candidate)["config"]}})
+        saved = mapping_store.update(ctx().db, candidate, on_updated=ctx().mapping_hooks.updated)
+    except MappingError as exc:
+        return jsonify(error="invalid_mapping", message=str(exc)), 400
+    ctx().enqueue("apply_inbound")
+    return jsonify(to_entry(saved))
+
+
+@bp.delete("/mappings/<int:mapping_id>")
+def delete_mapping(mapping_id: int):
+    drop = request.args.get("drop_table", "false").lower() == "true"
+    gone = mapping_store.delete(ctx().db, mapping_id, drop_table=drop, on_deleted=ctx().mapping_hooks.deleted)
+    if gone is None:
+        abort(404, description=f"no mapping {mapping_id}")
+    return jsonify(deleted=to_entry(gone), table_dropped=drop)
+
+
+@bp.get("/stats/hourly")
+def hourly_stats():
+    try:
+        hours = int(request.args.get("hours", 24))
+        mapping_id = request.args.get("mapping_id", type=int)
+    except ValueError:
+        abort(400, description="hours must be a whole number")
+    if not 1 <= hours <= 24 * 90:
+        abort(400, description="hours must be between 1 and 2160")
+    rows = ctx().db.fetchall("hourly_stats", {"hours": hours, "mapping_id": mapping_id})
+    return jsonify(hours=hours, buckets=[
+        {"hour": r["hour"].isoformat(), "mapping_id": r["mapping_id"], "direction": r["direction"],
+         "outcome": r["outcome"], "count": r["count"]} for r in rows])

@@ -1,0 +1,35 @@
+"""What every view needs: settings, the database and a way to ring the worker's doorbell."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from flask import current_app
+
+from gateway.db import Database
+from settings import Settings
+
+
+def _no_hook(conn, mapping) -> None:
+    return None
+
+
+@dataclass
+class MappingHooks:
+    """Called inside the mapping's own transaction; the write path installs capture triggers here."""
+    created: Callable = _no_hook
+    updated: Callable = _no_hook
+    deleted: Callable = _no_hook
+
+
+@dataclass
+class Context:
+    settings: Settings
+    db: Database
+    enqueue: Callable[..., None]   # enqueue("apply_inbound"): a lost doorbell is found by the sweeper
+    describe: Callable[[str], dict | None] = lambda object_name: None  # Salesforce describe, when connected
+    mapping_hooks: MappingHooks = field(default_factory=MappingHooks)
+
+
+def ctx() -> Context:
+    return current_app.extensions["forcebridge"]
