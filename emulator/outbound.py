@@ -242,9 +242,9 @@ class OutboundQueue:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(QUERIES["schema"])
 
-    def _run(self, name: str, **params):
+    def _run(self, query: str, **params):
         with self._lock:
-            return self._db.execute(QUERIES[name], params).fetchall()
+            return self._db.execute(QUERIES[query], params).fetchall()
 
     def transaction(self):
         return _Transaction(self)
@@ -504,6 +504,7 @@ class OutboundSender:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        self._http.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -528,18 +529,14 @@ class OutboundSender:
 admin_bp = Blueprint("outbound_admin", __name__, url_prefix="/_emulator/outbound")
 
 
-@admin_bp.record_once
-def _attach(state) -> None:
-    """Create the org's sender when the blueprint is registered on the emulator app."""
-    app = state.app
-    org = app.config.get("ORG")
-    if org is None or "emulator.outbound" in app.extensions:
-        return
+def init_app(app) -> None:
+    """Called by create_app after registering admin_bp: the org's sender, subscribed and running."""
+    org = app.config["ORG"]
     sender = OutboundSender(org)
     org.subscribe(sender.on_change)
     app.extensions["emulator.outbound"] = sender
-    if app.config.get("OUTBOUND_AUTOSTART", True):
-        sender.start()
+    app.config.setdefault("SHUTDOWN_HOOKS", []).append(sender.stop)
+    sender.start()
 
 
 def sender_for_app() -> OutboundSender:
