@@ -1,0 +1,61 @@
+"""The emulator's Flask app: one blueprint per API family, Salesforce-shaped 404/405/500 bodies."""
+import importlib
+import logging
+
+from flask import Flask, g, request
+
+from emulator import admin, auth, composite, rest
+from emulator.faults import Faults
+from emulator.store import Org
+
+log = logging.getLogger(__name__)
+
+# E2's blueprints register when their modules exist, so the core runs on its own too.
+OPTIONAL_BLUEPRINTS = (("emulator.bulk2", "bp"), ("emulator.outbound", "admin_bp"))
+
+
+def create_app(org: Org, *, faults_seed: int = 0) -> Flask:
+    app = Flask(__name__)
+    app.config["ORG"] = org
+    app.config["FAULTS"] = Faults(faults_seed)
+    app.config["LOCATORS"] = rest.Locators()
+    app.json.sort_keys = False
+    app.json.compact = True
+    for blueprint in (auth.bp, rest.bp, composite.bp, admin.bp):
+        app.register_blueprint(blueprint)
+    for module_name, attribute in OPTIONAL_BLUEPRINTS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        app.register_blueprint(getattr(module, attribute))
+        init = getattr(module, "init_app", None)
+        if init is not None:
+            init(app)
+    app.after_request(auth.add_limit_info)
+
+    @app.errorhandler(404)
+    def not_found(_error):
+        return rest.json_response([{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}],
+                                  404)
+
+    @app.errorhandler(405)
+    def method_not_allowed(error):
+        allowed = ",".join(sorted(m for m in (error.valid_methods or []) if m not in ("HEAD", "OPTIONS")))
+        return rest.json_response([{"errorCode": "METHOD_NOT_ALLOWED", "message": f"HTTP Method "
+                                    f"'{request.method}' not allowed. Allowed are {allowed}"}], 405)
+
+    @app.errorhandler(500)
+    def server_error(error):
+        original = getattr(error, "original_exception", error)
+        log.error("unhandled error on %s %s", request.method, request.path, exc_info=original)
+        return rest.json_response([{"errorCode": "UNKNOWN_EXCEPTION", "message": "An unexpected error occurred. "
+                                    f"Please include this ErrorId if you contact support: {id(original)}"}], 500)
+
+    @app.teardown_request
+    def _forget(_exc):
+        g.pop("session", None)
+
+    return app

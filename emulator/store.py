@@ -1,0 +1,742 @@
+"""The emulated org's state (records, recycle bin, users, sessions, change log) in SQLite under --data; thread-safe.
+
+The interface E2's outbound sender and Bulk 2.0 code against (see notes/EMULATOR.md):
+
+    org = Org(data_dir, org_id)           one per process, app.config["ORG"]
+    org.org_id, org.clock, org.data_dir
+    org.describe(sobject) -> dict          raises NotFound
+    org.sobject_names() -> list[str]
+    org.get(sobject, record_id, fields=None, include_deleted=False) -> dict | None
+    org.query(soql, include_deleted=False) -> Iterator[dict]
+        rows as plain dicts field -> JSON value, no "attributes"; a parent relationship is a nested dict
+        ({"Account": {"Name": "Acme"}}) or None; raises SoqlError(error_code, message)
+    org.create(sobject, values, *, client, user_id) -> dict            full record
+    org.update(sobject, record_id, values, *, client, user_id) -> dict full record
+    org.upsert(sobject, ext_field, ext_value, values, *, client, user_id) -> (dict, created: bool)
+    org.delete(sobject, record_id, *, client, user_id) -> None
+        these four raise SalesforceError(status_code, error_code, message, fields)
+    org.subscribe(callback)                callback(Change) after each committed change, outside any lock
+    org.count_api_call(route, client)      API usage + per-route/per-client stats
+"""
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import logging
+import pathlib
+import sqlite3
+import threading
+import time
+import uuid
+from typing import Callable, Iterator
+
+from emulator import ids, validation
+from emulator.clock import Clock
+from emulator.errors import NotFound, SalesforceError
+from emulator.limits import ApiUsage
+from emulator.schema import NUMBER_TYPES, SObjectType, load_types
+from emulator.soql import Plan, SoqlError, compile_query, format_datetime, quote, to_json_value
+
+__all__ = ["Org", "Change", "SalesforceError", "NotFound", "SoqlError", "QueryCursor"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_USERNAME = "admin@forcebridge.example"
+DEFAULT_PASSWORD = "emulator"
+DEFAULT_SECURITY_TOKEN = "TOKEN"
+DEFAULT_CONSUMER_KEY = "forcebridge-emulator"
+DEFAULT_CONSUMER_SECRET = "emulator-secret"
+
+_META_SQL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS counters (key_prefix TEXT PRIMARY KEY, next INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY, sobject TEXT NOT NULL, record_id TEXT NOT NULL, kind TEXT NOT NULL,
+    client TEXT, user_id TEXT, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS credentials (
+    username TEXT PRIMARY KEY COLLATE NOCASE, user_id TEXT NOT NULL, password TEXT NOT NULL,
+    security_token TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS oauth_clients (
+    consumer_key TEXT PRIMARY KEY, consumer_secret TEXT NOT NULL, run_as_user_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    token TEXT PRIMARY KEY, user_id TEXT NOT NULL, issued_at TEXT NOT NULL, expires_at TEXT NOT NULL,
+    refresh_token TEXT);
+CREATE INDEX IF NOT EXISTS sessions_refresh ON sessions (refresh_token);
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    sobject: str
+    record_id: str
+    kind: str            # created | updated | deleted | undeleted
+    client: str | None   # from Sforce-Call-Options: client=NAME
+    user_id: str
+    at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class Session:
+    token: str
+    user_id: str
+    expires_at: dt.datetime
+
+
+def _column_type(field: dict) -> str:
+    kind = field["type"]
+    if kind == "boolean":
+        return "INTEGER NOT NULL DEFAULT 0"
+    if kind in ("int", "long"):
+        return "INTEGER"
+    if kind in NUMBER_TYPES:
+        return "REAL"
+    if kind in ("id", "reference", "date", "datetime"):
+        return "TEXT"
+    return "TEXT COLLATE NOCASE"     # SOQL compares and sorts text case-insensitively
+
+
+class QueryCursor:
+    """A running query on its own SQLite connection, so Salesforce-style locators can page through it later."""
+
+    def __init__(self, plan: Plan, conn: sqlite3.Connection):
+        self.plan = plan
+        self.conn = conn
+        self.lock = threading.Lock()
+        self.position = 0
+        self.last_used = time.monotonic()
+        self._cursor = conn.execute(plan.sql, plan.params)
+        self._total: int | None = None
+        self._peeked: list = []
+        self.exhausted = False
+
+    def fetch(self, count: int) -> list[tuple]:
+        rows = self._peeked[:count]
+        self._peeked = self._peeked[count:]
+        if len(rows) < count and not self.exhausted:
+            more = self._cursor.fetchmany(count - len(rows))
+            rows.extend(more)
+        self.position += len(rows)
+        if not self._peeked and not self.exhausted:
+            self._peeked = self._cursor.fetchmany(1)
+            if not self._peeked:
+                self.exhausted = True
+        self.last_used = time.monotonic()
+        return rows
+
+    @property
+    def done(self) -> bool:
+        return self.exhausted and not self._peeked
+
+    def total(self) -> int:
+        if self._total is None:
+            if self.done:
+                self._total = self.position
+            else:
+                self._total = self.conn.execute(self.plan.count_sql, self.plan.count_params).fetchone()[0]
+        return self._total
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._cursor.close()
+            self.conn.close()
+
+
+class Org:
+    """One emulated Salesforce org. See the module docstring for the interface other parts rely on."""
+
+    def __init__(self, data_dir: pathlib.Path | str, org_id: str | None = None, *, time_scale: float = 1.0,
+                 session_seconds: int = 7200, daily_api_limit: int = 100_000):
+        self.data_dir = pathlib.Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.session_seconds = session_seconds
+        self.types = load_types(self.data_dir / "objects")
+        self.db_path = self.data_dir / "org.sqlite3"
+        self._write_lock = threading.RLock()
+        self._depth = 0
+        self._pending: list[Change] = []
+        self._subscribers: list[Callable[[Change], None]] = []
+        self._readers = threading.local()
+        self._conn = self._connect()
+        self._conn.executescript(_META_SQL)
+        self.org_id = self._init_org_id(org_id)
+        self.pod = self.org_id[3:5]
+        self.clock = Clock(time_scale, not_before=self._last_time())
+        self._counters = dict(self._conn.execute("SELECT key_prefix, next FROM counters"))
+        for sobject in self.types.values():
+            self._ensure_table(sobject)
+        self.default_user_id = self._ensure_default_user()
+        self.usage = ApiUsage(daily_api_limit, self.clock)
+
+    # ------------------------------------------------------------ plumbing
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute("PRAGMA cache_size=-65536")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        """The write connection inside a transaction (to see its own writes), else this thread's reader."""
+        if self._depth and self._write_lock._is_owned():      # noqa: SLF001 - RLock ownership
+            return self._conn
+        conn = getattr(self._readers, "conn", None)
+        if conn is None:
+            conn = self._readers.conn = self._connect()
+        return conn
+
+    def _init_org_id(self, org_id: str | None) -> str:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'org_id'").fetchone()
+        if org_id is not None:
+            org_id = ids.to18(org_id)
+            if not org_id.startswith(ids.ORG_PREFIX):
+                raise ValueError("an org id starts with 00D")
+        if row is not None:
+            if org_id is not None and org_id != row[0]:
+                raise ValueError(f"data dir belongs to org {row[0]}, not {org_id}")
+            return row[0]
+        if org_id is None:
+            org_id = ids.make_id(ids.ORG_PREFIX, "5g", int(uuid.uuid4().int % 62 ** 8))
+        self._conn.execute("INSERT INTO meta VALUES ('org_id', ?)", (org_id,))
+        return org_id
+
+    def _last_time(self) -> dt.datetime | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'last_time'").fetchone()
+        return dt.datetime.fromisoformat(row[0]) if row else None
+
+    def _ensure_table(self, sobject: SObjectType) -> None:
+        table = quote(sobject.table)
+        existing = {r[1].lower() for r in self._conn.execute(f"PRAGMA table_info({table})")}
+        if not existing:
+            cols = ['"Id" TEXT PRIMARY KEY'] + [f"{quote(f['name'])} {_column_type(f)}"
+                                                for f in sobject.describe["fields"] if f["name"] != "Id"]
+            cols.append('"_deleted_at" TEXT')
+            self._conn.execute(f"CREATE TABLE {table} ({', '.join(cols)})")
+        else:
+            for field in sobject.describe["fields"]:
+                if field["name"].lower() not in existing:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {quote(field['name'])} {_column_type(field)}")
+        indexed = ["SystemModstamp", "_deleted_at"] + [
+            f["name"] for f in sobject.describe["fields"] if f.get("externalId") or (f.get("unique") and
+                                                                                      f["name"] != "Id")]
+        for name in indexed:
+            index = quote(f"{sobject.table}_{name}")
+            self._conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {table} ({quote(name)})")
+
+    def _ensure_default_user(self) -> str:
+        row = self._conn.execute("SELECT user_id FROM credentials WHERE username = ?", (DEFAULT_USERNAME,)).fetchone()
+        if row:
+            return row[0]
+        user_id = self.add_user(DEFAULT_USERNAME, DEFAULT_PASSWORD, DEFAULT_SECURITY_TOKEN,
+                                first_name="Emulator", last_name="Admin")
+        self.add_oauth_client(DEFAULT_CONSUMER_KEY, DEFAULT_CONSUMER_SECRET, user_id)
+        return user_id
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """One SQLite transaction (nested calls join the outer one); changes are published after COMMIT."""
+        self._write_lock.acquire()
+        outer = self._depth == 0
+        committed: list[Change] = []
+        try:
+            if outer:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._pending = []
+            self._depth += 1
+            try:
+                yield self._conn
+            except BaseException:
+                self._depth -= 1
+                if outer:
+                    self._conn.execute("ROLLBACK")
+                    self._pending = []
+                raise
+            self._depth -= 1
+            if outer:
+                if self._pending:
+                    last = max(c.at for c in self._pending)
+                    self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_time', ?)", (last.isoformat(),))
+                self._conn.execute("COMMIT")
+                committed, self._pending = self._pending, []
+        finally:
+            self._write_lock.release()
+        for change in committed:
+            self._publish(change)
+
+    @contextlib.contextmanager
+    def savepoint(self):
+        """Isolate one record inside a larger transaction: its failure undoes only its own writes."""
+        with self.transaction() as conn:
+            mark = len(self._pending)
+            conn.execute("SAVEPOINT record")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK TO record")
+                conn.execute("RELEASE record")
+                del self._pending[mark:]
+                raise
+            conn.execute("RELEASE record")
+
+    def subscribe(self, callback: Callable[[Change], None]) -> None:
+        self._subscribers.append(callback)
+
+    def _publish(self, change: Change) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback(change)
+            except Exception:      # a subscriber's bug must not fail the API call that already committed
+                log.exception("change subscriber failed")
+
+    def now(self) -> dt.datetime:
+        """Record timestamps have whole seconds, as Salesforce's do (".000" milliseconds)."""
+        return self.clock.now().replace(microsecond=0)
+
+    def _next_id(self, sobject: SObjectType) -> str:
+        prefix = sobject.key_prefix
+        number = self._counters.get(prefix, 1)
+        self._counters[prefix] = number + 1
+        self._conn.execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT (key_prefix) DO UPDATE SET next = "
+                           "excluded.next", (prefix, number + 1))
+        return ids.make_id(prefix, self.pod, number)
+
+    def _record_change(self, sobject: SObjectType, record_id: str, kind: str, client, user_id, at) -> None:
+        self._conn.execute("INSERT INTO changes (sobject, record_id, kind, client, user_id, at) VALUES (?,?,?,?,?,?)",
+                           (sobject.name, record_id, kind, client, user_id, format_datetime(at)))
+        self._pending.append(Change(sobject.name, record_id, kind, client, user_id, at))
+
+    # ------------------------------------------------------------ schema
+
+    def sobject_type(self, sobject: str) -> SObjectType:
+        found = self.types.get(sobject.lower()) if isinstance(sobject, str) else None
+        if found is None:
+            raise NotFound()
+        return found
+
+    def describe(self, sobject: str) -> dict:
+        return self.sobject_type(sobject).describe
+
+    def sobject_names(self) -> list[str]:
+        return sorted(t.name for t in self.types.values())
+
+    # ------------------------------------------------------------ reads
+
+    def _row_to_record(self, sobject: SObjectType, names: list[str], row) -> dict:
+        return {name: to_json_value(sobject.field(name), value) for name, value in zip(names, row)}
+
+    def _load(self, conn, sobject: SObjectType, record_id: str, names: list[str] | None = None):
+        names = names or sobject.field_names
+        cols = ", ".join(quote(n) for n in names)
+        row = conn.execute(f"SELECT {cols} FROM {quote(sobject.table)} WHERE \"Id\" = ?", (record_id,)).fetchone()
+        return None if row is None else self._row_to_record(sobject, names, row)
+
+    def get(self, sobject, record_id, fields=None, include_deleted=False) -> dict | None:
+        """The record (all fields, or `fields` in canonical case) or None. Raises SalesforceError for unknown fields."""
+        sobj = self.sobject_type(sobject)
+        try:
+            record_id = ids.to18(record_id)
+        except ValueError:
+            return None
+        names = None
+        if fields:
+            names = []
+            for name in fields:
+                field = sobj.field(name.strip())
+                if field is None:
+                    raise SalesforceError(400, "INVALID_FIELD", f"No such column '{name.strip()}' on entity "
+                                          f"'{sobj.name}'. If you are attempting to use a custom field, be sure to "
+                                          "append the '__c' after the custom field name. Please reference your WSDL "
+                                          "or the describe call for the appropriate names.")
+                names.append(field["name"])
+            if "IsDeleted" not in names:
+                names.append("IsDeleted")
+        record = self._load(self._reader(), sobj, record_id, names)
+        if record is None or (record["IsDeleted"] and not include_deleted):
+            return None
+        if fields and not any(n.strip().lower() == "isdeleted" for n in fields):
+            record.pop("IsDeleted")
+        return record
+
+    def compile(self, soql: str, include_deleted: bool = False) -> Plan:
+        return compile_query(soql, self.types, include_deleted=include_deleted, today=self.clock.now().date())
+
+    def open_query(self, soql: str, include_deleted: bool = False) -> QueryCursor:
+        """A cursor on a dedicated connection, for paging through large results without loading them."""
+        plan = self.compile(soql, include_deleted)
+        return QueryCursor(plan, self._connect())
+
+    def query(self, soql: str, include_deleted: bool = False) -> Iterator[dict]:
+        plan = self.compile(soql, include_deleted)
+        if plan.kind != "rows":
+            raise SoqlError("MALFORMED_QUERY", "aggregate queries are not supported by Org.query")
+        return self._iterate(plan)
+
+    def _iterate(self, plan: Plan) -> Iterator[dict]:
+        conn = self._connect()
+        try:
+            cursor = conn.execute(plan.sql, plan.params)
+            while True:
+                rows = cursor.fetchmany(1000)
+                if not rows:
+                    return
+                for row in rows:
+                    yield plan.record(row)
+        finally:
+            conn.close()
+
+    def changes(self, since_seq: int = 0, limit: int = 1000) -> list[dict]:
+        """The change log (admin API and tests): who changed what, with which client name."""
+        rows = self._reader().execute(
+            "SELECT seq, sobject, record_id, kind, client, user_id, at FROM changes WHERE seq > ? ORDER BY seq "
+            "LIMIT ?", (since_seq, limit)).fetchall()
+        keys = ("seq", "sobject", "record_id", "kind", "client", "user_id", "at")
+        return [dict(zip(keys, row)) for row in rows]
+
+    def updated_ids(self, sobject: str, start: dt.datetime, end: dt.datetime) -> list[str]:
+        sobj = self.sobject_type(sobject)
+        rows = self._reader().execute(
+            f"SELECT \"Id\" FROM {quote(sobj.table)} WHERE \"SystemModstamp\" >= ? AND \"SystemModstamp\" < ? "
+            "AND \"IsDeleted\" = 0 ORDER BY \"Id\"", (format_datetime(start), format_datetime(end))).fetchall()
+        return [r[0] for r in rows]
+
+    def deleted_records(self, sobject: str, start: dt.datetime, end: dt.datetime) -> list[tuple[str, str]]:
+        sobj = self.sobject_type(sobject)
+        return self._reader().execute(
+            f"SELECT \"Id\", \"_deleted_at\" FROM {quote(sobj.table)} WHERE \"_deleted_at\" >= ? AND "
+            "\"_deleted_at\" < ? AND \"IsDeleted\" = 1 ORDER BY \"_deleted_at\", \"Id\"",
+            (format_datetime(start), format_datetime(end))).fetchall()
+
+    def earliest_deleted(self, sobject: str) -> str | None:
+        sobj = self.sobject_type(sobject)
+        row = self._reader().execute(f"SELECT MIN(\"_deleted_at\") FROM {quote(sobj.table)}").fetchone()
+        return row[0]
+
+    # ------------------------------------------------------------ writes
+
+    def _check_references(self, sobj: SObjectType, stored: dict, lookups: dict) -> None:
+        conn = self._conn
+        for name, (target_name, ext_field, ext_value) in lookups.items():
+            target = self.types[target_name.lower()]
+            rows = conn.execute(f"SELECT \"Id\" FROM {quote(target.table)} WHERE {quote(ext_field)} = ? "
+                                "AND \"IsDeleted\" = 0 LIMIT 2", (ext_value,)).fetchall()
+            if len(rows) != 1:
+                text = "not found" if not rows else "matched more than one record"
+                raise SalesforceError(400, "INVALID_FIELD", f"Foreign key external ID: {ext_value} {text} for field "
+                                      f"{ext_field} in entity {target.name}")
+            stored[name] = rows[0][0]
+        for name, value in stored.items():
+            field = sobj.field(name)
+            if field["type"] != "reference" or value is None:
+                continue
+            target = next((self.types[t.lower()] for t in field["referenceTo"]
+                           if t.lower() in self.types and self.types[t.lower()].key_prefix == value[:3]), None)
+            if target is None:
+                continue
+            row = conn.execute(f"SELECT \"IsDeleted\" FROM {quote(target.table)} WHERE \"Id\" = ?", (value,)).fetchone()
+            if row is None or row[0]:
+                message = ("entity is deleted" if row else "invalid cross reference id")
+                raise SalesforceError(400, "ENTITY_IS_DELETED" if row else "INVALID_CROSS_REFERENCE_KEY", message,
+                                      [] if row else [name])
+
+    def _check_unique(self, sobj: SObjectType, stored: dict, record_id: str | None) -> None:
+        for name, value in stored.items():
+            field = sobj.field(name)
+            if value is None or not field.get("unique") or name == "Id":
+                continue
+            row = self._conn.execute(
+                f"SELECT \"Id\" FROM {quote(sobj.table)} WHERE {quote(name)} = ? AND \"IsDeleted\" = 0 "
+                "AND \"Id\" IS NOT ? LIMIT 1", (value, record_id)).fetchone()
+            if row:
+                raise SalesforceError(400, "DUPLICATE_VALUE", f"duplicate value found: {name} duplicates value on "
+                                      f"record with id: {ids.to15(row[0])}", [])
+
+    @staticmethod
+    def _compound_name(sobj: SObjectType, row: dict) -> None:
+        if sobj.has_compound_name():
+            parts = [row.get("FirstName"), row.get("LastName")]
+            row["Name"] = " ".join(p for p in parts if p) or None
+
+    def _insert(self, sobj: SObjectType, values: dict, client, user_id: str) -> dict:
+        stored, lookups = validation.check(sobj, values, creating=True, types=self.types)
+        self._check_references(sobj, stored, lookups)
+        self._check_unique(sobj, stored, None)
+        now = format_datetime(self.now())
+        row = validation.defaults(sobj)
+        row.update(stored)
+        if sobj.field("OwnerId") and row.get("OwnerId") is None:
+            row["OwnerId"] = user_id
+        record_id = self._next_id(sobj)
+        row.update({"Id": record_id, "IsDeleted": 0, "CreatedDate": now, "CreatedById": user_id,
+                    "LastModifiedDate": now, "LastModifiedById": user_id, "SystemModstamp": now})
+        self._compound_name(sobj, row)
+        cols = list(row)
+        self._conn.execute(f"INSERT INTO {quote(sobj.table)} ({', '.join(quote(c) for c in cols)}) "
+                           f"VALUES ({', '.join('?' for _ in cols)})", [row[c] for c in cols])
+        self._record_change(sobj, record_id, "created", client, user_id, self.now())
+        record = {name: None for name in sobj.field_names}
+        record.update({name: to_json_value(sobj.field(name), value) for name, value in row.items()})
+        return record
+
+    def _existing(self, sobj: SObjectType, record_id: str) -> dict:
+        """The live record or the Salesforce error a write to it gets (MALFORMED_ID, NOT_FOUND, ENTITY_IS_DELETED)."""
+        try:
+            full = ids.to18(record_id)
+        except ValueError:
+            raise SalesforceError(400, "MALFORMED_ID", f"{sobj.label} ID: id value of incorrect type: {record_id}",
+                                  ["Id"]) from None
+        if not full.startswith(sobj.key_prefix):
+            raise SalesforceError(400, "MALFORMED_ID", f"{sobj.label} ID: id value of incorrect type: {record_id}",
+                                  ["Id"])
+        current = self._load(self._conn, sobj, full)
+        if current is None:
+            raise NotFound()
+        if current["IsDeleted"]:
+            raise SalesforceError(404, "ENTITY_IS_DELETED", "entity is deleted", [])
+        return current
+
+    def _update(self, sobj: SObjectType, record_id: str, values: dict, client, user_id: str) -> dict:
+        current = self._existing(sobj, record_id)
+        stored, lookups = validation.check(sobj, values, creating=False, types=self.types)
+        self._check_references(sobj, stored, lookups)
+        self._check_unique(sobj, stored, current["Id"])
+        now = format_datetime(self.now())
+        stored.update({"LastModifiedDate": now, "LastModifiedById": user_id, "SystemModstamp": now})
+        if sobj.has_compound_name() and ({"FirstName", "LastName"} & set(stored)):
+            merged = {**current, **stored}
+            self._compound_name(sobj, merged)
+            stored["Name"] = merged["Name"]
+        sets = ", ".join(f"{quote(c)} = ?" for c in stored)
+        self._conn.execute(f"UPDATE {quote(sobj.table)} SET {sets} WHERE \"Id\" = ?",
+                           [*stored.values(), current["Id"]])
+        self._record_change(sobj, current["Id"], "updated", client, user_id, self.now())
+        current.update({name: to_json_value(sobj.field(name), value) for name, value in stored.items()})
+        return current
+
+    def _delete(self, sobj: SObjectType, record_id: str, client, user_id: str) -> str:
+        current = self._existing(sobj, record_id)
+        now = format_datetime(self.now())
+        self._conn.execute(f"UPDATE {quote(sobj.table)} SET \"IsDeleted\" = 1, \"_deleted_at\" = ?, "
+                           "\"LastModifiedDate\" = ?, \"LastModifiedById\" = ?, \"SystemModstamp\" = ? WHERE \"Id\" = ?",
+                           (now, now, user_id, now, current["Id"]))
+        self._record_change(sobj, current["Id"], "deleted", client, user_id, self.now())
+        return current["Id"]
+
+    def create(self, sobject, values: dict, *, client: str | None, user_id: str) -> dict:
+        sobj = self.sobject_type(sobject)
+        with self.transaction():
+            return self._insert(sobj, values, client, user_id)
+
+    def update(self, sobject, record_id, values, *, client, user_id) -> dict:
+        sobj = self.sobject_type(sobject)
+        with self.transaction():
+            return self._update(sobj, record_id, values, client, user_id)
+
+    def delete(self, sobject, record_id, *, client, user_id) -> None:
+        sobj = self.sobject_type(sobject)
+        with self.transaction():
+            self._delete(sobj, record_id, client, user_id)
+
+    def undelete(self, sobject, record_id, *, client, user_id) -> dict:
+        """Restore a record from the recycle bin (admin API; REST has no undelete resource)."""
+        sobj = self.sobject_type(sobject)
+        with self.transaction():
+            current = self._load(self._conn, sobj, ids.to18(record_id))
+            if current is None:
+                raise NotFound()
+            if not current["IsDeleted"]:
+                raise SalesforceError(400, "UNDELETE_FAILED", "Entity is not in the recycle bin", [])
+            now = format_datetime(self.now())
+            self._conn.execute(f"UPDATE {quote(sobj.table)} SET \"IsDeleted\" = 0, \"_deleted_at\" = NULL, "
+                               "\"LastModifiedDate\" = ?, \"LastModifiedById\" = ?, \"SystemModstamp\" = ? "
+                               "WHERE \"Id\" = ?", (now, user_id, now, current["Id"]))
+            self._record_change(sobj, current["Id"], "undeleted", client, user_id, self.now())
+            return self._load(self._conn, sobj, current["Id"])
+
+    def find_by_external_id(self, sobject, ext_field: str, ext_value) -> list[str]:
+        """Ids of live records whose external id field matches (case-insensitively, as Salesforce does)."""
+        sobj = self.sobject_type(sobject)
+        field = self._external_field(sobj, ext_field)
+        if field["name"] == "Id":
+            try:
+                value = ids.to18(str(ext_value))
+            except ValueError:
+                return []
+        else:
+            value = validation.convert(field, ext_value)
+        rows = self._conn.execute(
+            f"SELECT \"Id\" FROM {quote(sobj.table)} WHERE {quote(field['name'])} = ? AND \"IsDeleted\" = 0 "
+            "ORDER BY \"Id\" LIMIT 100", (value,)).fetchall()
+        return [r[0] for r in rows]
+
+    @staticmethod
+    def _external_field(sobj: SObjectType, ext_field: str) -> dict:
+        field = sobj.field(ext_field)
+        if field is None:
+            raise NotFound()
+        if not (field.get("externalId") or field.get("idLookup")):
+            raise SalesforceError(400, "INVALID_FIELD", f"Field name provided, {field['name']} is not an External ID "
+                                  f"or indexed field for {sobj.name}")
+        return field
+
+    def _upsert(self, sobj: SObjectType, ext_field: str, ext_value, values: dict, client, user_id,
+                update_only: bool = False) -> tuple[dict, bool]:
+        field = self._external_field(sobj, ext_field)
+        with self.transaction():
+            matches = self.find_by_external_id(sobj.name, field["name"], ext_value)
+            if len(matches) > 1:
+                raise SalesforceError(300, "MULTIPLE_CHOICES", f"More than one record found for external id field "
+                                      f"{field['name']} with value {ext_value}", [], matches=matches)
+            body = {k: v for k, v in values.items() if k.lower() != field["name"].lower()}
+            if matches:
+                body.pop("Id", None)
+                return self._update(sobj, matches[0], body, client, user_id), False
+            if update_only or field["name"] == "Id":
+                raise NotFound()
+            body[field["name"]] = ext_value
+            return self._insert(sobj, body, client, user_id), True
+
+    def upsert(self, sobject, ext_field, ext_value, values, *, client, user_id,
+               update_only: bool = False) -> tuple[dict, bool]:
+        return self._upsert(self.sobject_type(sobject), ext_field, ext_value, values, client, user_id, update_only)
+
+    def seed(self, sobject: str, count: int, fields: dict, *, user_id: str | None = None) -> dict:
+        """Bulk-insert `count` records fast (no validation per row, no change events); "{n}" in a value is the row number."""
+        sobj = self.sobject_type(sobject)
+        user_id = user_id or self.default_user_id
+        sample = {k: (v.format(n=0) if isinstance(v, str) else v) for k, v in fields.items()}
+        stored, _ = validation.check(sobj, sample, creating=True, types=self.types)
+        templates = {name: fields[next(k for k in fields if k.lower() == name.lower())] for name in stored}
+        base = validation.defaults(sobj)
+        if sobj.field("OwnerId"):
+            base["OwnerId"] = user_id
+        base.update({"IsDeleted": 0, "CreatedById": user_id, "LastModifiedById": user_id})
+        cols = list(dict.fromkeys(["Id", *base, "CreatedDate", "LastModifiedDate", "SystemModstamp", *templates]))
+        if sobj.has_compound_name():
+            cols.append("Name")
+        sql = (f"INSERT INTO {quote(sobj.table)} ({', '.join(quote(c) for c in cols)}) "
+               f"VALUES ({', '.join('?' for _ in cols)})")
+        first = last = None
+        done = 0
+        while done < count:
+            chunk = min(50_000, count - done)
+            with self.transaction() as conn:
+                now = format_datetime(self.now())
+                start = self._counters.get(sobj.key_prefix, 1)
+                self._counters[sobj.key_prefix] = start + chunk
+                conn.execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT (key_prefix) DO UPDATE SET next = "
+                             "excluded.next", (sobj.key_prefix, start + chunk))
+                rows = []
+                for i in range(chunk):
+                    n = done + i
+                    row = dict(base)
+                    row["Id"] = ids.make_id(sobj.key_prefix, self.pod, start + i)
+                    row["CreatedDate"] = row["LastModifiedDate"] = row["SystemModstamp"] = now
+                    for name, template in templates.items():
+                        value = template.format(n=n) if isinstance(template, str) else template
+                        row[name] = validation.convert(sobj.field(name), value)
+                    if sobj.has_compound_name():
+                        self._compound_name(sobj, row)
+                    rows.append([row.get(c) for c in cols])
+                conn.executemany(sql, rows)
+                first = first or rows[0][0]
+                last = rows[-1][0]
+            done += chunk
+        return {"sobject": sobj.name, "count": count, "firstId": first, "lastId": last}
+
+    def reset(self) -> None:
+        """Delete every record and change (admin API); users, sessions and the org id stay."""
+        with self.transaction() as conn:
+            for sobj in self.types.values():
+                if sobj.name == "User":
+                    continue
+                conn.execute(f"DELETE FROM {quote(sobj.table)}")
+            conn.execute("DELETE FROM changes")
+
+    # ------------------------------------------------------------ users and sessions
+
+    def add_user(self, username: str, password: str, security_token: str = "", *, first_name: str = "",
+                 last_name: str = "User", email: str | None = None) -> str:
+        user_type = self.types["user"]
+        with self.transaction() as conn:
+            record = self._insert(user_type, {"Username": username, "FirstName": first_name, "LastName": last_name,
+                                              "Email": email or username}, None, "005000000000000AAA")
+            conn.execute(f"UPDATE {quote(user_type.table)} SET \"CreatedById\" = ?, \"LastModifiedById\" = ? "
+                         "WHERE \"Id\" = ?", (record["Id"], record["Id"], record["Id"]))
+            conn.execute("INSERT INTO credentials VALUES (?, ?, ?, ?)",
+                         (username, record["Id"], password, security_token))
+        return record["Id"]
+
+    def add_oauth_client(self, consumer_key: str, consumer_secret: str, run_as_user_id: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO oauth_clients VALUES (?, ?, ?)",
+                         (consumer_key, consumer_secret, run_as_user_id))
+
+    def check_password(self, username: str, password: str) -> str | None:
+        """The user Id when `password` is the password, or password + security token (SOAP login sends both)."""
+        row = self._reader().execute("SELECT user_id, password, security_token FROM credentials WHERE username = ?",
+                                     (username,)).fetchone()
+        if row and password in (row[1], row[1] + row[2]):
+            return row[0]
+        return None
+
+    def oauth_client(self, consumer_key: str, consumer_secret: str | None) -> str | None:
+        """The run-as user of a connected app, or None when the key/secret are wrong."""
+        row = self._reader().execute("SELECT consumer_secret, run_as_user_id FROM oauth_clients WHERE consumer_key = ?",
+                                     (consumer_key,)).fetchone()
+        if row and (consumer_secret is None or consumer_secret == row[0]):
+            return row[1]
+        return None
+
+    def open_session(self, user_id: str, with_refresh: bool = False) -> tuple[Session, str | None]:
+        token = f"{ids.to15(self.org_id)}!AQ{uuid.uuid4().hex}{uuid.uuid4().hex[:20]}"
+        refresh = f"5Aep{uuid.uuid4().hex}{uuid.uuid4().hex[:24]}" if with_refresh else None
+        now = self.clock.now()
+        expires = now + dt.timedelta(seconds=self.session_seconds)
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, ?)",
+                         (token, user_id, now.isoformat(), expires.isoformat(), refresh))
+        return Session(token, user_id, expires), refresh
+
+    def session(self, token: str) -> Session | None:
+        """The live session for a bearer token; sessions expire session_seconds after they were issued."""
+        row = self._reader().execute("SELECT user_id, expires_at FROM sessions WHERE token = ?", (token,)).fetchone()
+        if row is None:
+            return None
+        expires = dt.datetime.fromisoformat(row[1])
+        if expires <= self.clock.now():
+            return None
+        return Session(token, row[0], expires)
+
+    def refresh_session(self, refresh_token: str) -> Session | None:
+        row = self._reader().execute("SELECT user_id FROM sessions WHERE refresh_token = ? LIMIT 1",
+                                     (refresh_token,)).fetchone()
+        if row is None:
+            return None
+        session, _ = self.open_session(row[0])
+        return session
+
+    def expire_sessions(self) -> int:
+        """Fault injection: every session ends now (refresh tokens keep working, as in Salesforce)."""
+        with self.transaction() as conn:
+            return conn.execute("UPDATE sessions SET expires_at = ?", (self.clock.now().isoformat(),)).rowcount
+
+    def user_name(self, user_id: str) -> dict:
+        row = self._reader().execute(
+            "SELECT \"Username\", \"Name\", \"Email\" FROM so_User WHERE \"Id\" = ?", (user_id,)).fetchone()
+        return {"Username": row[0], "Name": row[1], "Email": row[2]} if row else {}
+
+    # ------------------------------------------------------------ API usage
+
+    def count_api_call(self, route: str, client: str | None) -> None:
+        self.usage.count(route, client)
+
+    def stats(self) -> dict:
+        return self.usage.snapshot()
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def dumps(value) -> str:
+    return json.dumps(value, separators=(",", ":"))
