@@ -32,6 +32,7 @@ LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
 INGEST_OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
 QUERY_OPERATIONS = ("query", "queryAll")
 FINISHED = ("JobComplete", "Failed", "Aborted")
+TRANSACTION_ROWS = 200
 NULL_MARKER = "#N/A"            # Bulk API: "To set a field value to null, use #N/A"
 
 
@@ -358,24 +359,40 @@ def run_ingest(org, job: dict, data_path: pathlib.Path, out_dir: pathlib.Path,
             ok.writerow(["sf__Id", "sf__Created", *header])
             bad.writerow(["sf__Id", "sf__Error", *header])
             rest.writerow(header)
-            for cells in reader:
+            for chunk in _chunks(reader, TRANSACTION_ROWS):
                 if is_aborted():
-                    rest.writerow(cells)
+                    rest.writerows(chunk)
                     rest.writerows(reader)
                     break
-                if not any(cells):
-                    continue
-                row = dict(zip(header, cells))
-                processed += 1
-                try:
-                    record_id, created = apply(row, ingest_values(row, field_types))
-                except Exception as exc:      # every record-level failure lands in failedResults
-                    failed += 1
-                    bad.writerow([row.get("Id", "") if job["operation"] != "insert" else "",
-                                  error_text(exc), *cells])
-                else:
-                    ok.writerow([record_id, "true" if created else "false", *cells])
+                # Salesforce commits ingest data in chunks of 200 records; a failing record
+                # rolls back only itself.
+                with org.transaction():
+                    for cells in chunk:
+                        if not any(cells):
+                            continue
+                        row = dict(zip(header, cells))
+                        processed += 1
+                        try:
+                            with org.savepoint():
+                                record_id, created = apply(row, ingest_values(row, field_types))
+                        except Exception as exc:      # every record-level failure lands in failedResults
+                            failed += 1
+                            bad.writerow([_row_id(row, required=False) if job["operation"] != "insert"
+                                          else "", error_text(exc), *cells])
+                        else:
+                            ok.writerow([record_id, "true" if created else "false", *cells])
     return {"numberRecordsProcessed": processed, "numberRecordsFailed": failed}
+
+
+def _chunks(rows: Iterator[list[str]], size: int) -> Iterator[list[list[str]]]:
+    chunk = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _operation(org, job, sobject, client, user_id):

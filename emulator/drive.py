@@ -20,26 +20,33 @@ WRITABLE_TYPES = {"string", "textarea", "email", "phone", "url", "picklist", "bo
 MIX = (("create", 0.4), ("update", 0.45), ("delete", 0.15))
 
 
-class PlainHttpSession(requests.Session):
-    """simple-salesforce always builds https:// URLs; this lets it talk to an emulator run --no-tls."""
+class EmulatorSession(requests.Session):
+    """The requests session simple-salesforce uses: trusts the emulator's CA, and turns the https://
+    URLs simple-salesforce always builds into http:// when the emulator runs --no-tls."""
+
+    def __init__(self, plain_http: bool, ca: str | None):
+        super().__init__()
+        self.plain_http = plain_http
+        if ca:
+            self.verify = ca
 
     def request(self, method, url, *args, **kwargs):
-        if isinstance(url, str) and url.startswith("https://"):
+        if self.plain_http and isinstance(url, str) and url.startswith("https://"):
             url = "http://" + url[len("https://"):]
+        # REQUESTS_CA_BUNDLE in the environment would otherwise override session.verify.
+        kwargs.setdefault("verify", self.verify)
         return super().request(method, url, *args, **kwargs)
 
 
 def connect(url: str, username: str, password: str, ca: str | None, client: str) -> Salesforce:
     """Log in with the SOAP partner login, then build the client on the same requests session."""
-    session = PlainHttpSession() if url.startswith("http://") else requests.Session()
-    if ca:
-        session.verify = ca
+    session = EmulatorSession(url.startswith("http://"), ca)
+    # On the session, so every call (REST, bulk2, login) carries the client name.
+    session.headers["Sforce-Call-Options"] = f"client={client}"
     base = url.rstrip("/")
     session_id, instance = SalesforceLogin(username=username, password=password, security_token="",
                                            session=session, scratch_url=base, client_id=client)
-    sf = Salesforce(session_id=session_id, instance=instance, session=session)
-    sf.headers["Sforce-Call-Options"] = f"client={client}"
-    return sf
+    return Salesforce(session_id=session_id, instance=instance, session=session)
 
 
 # ---------------------------------------------------------------- what users type (pure)
@@ -188,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="stop after this long")
     parser.add_argument("--ca", help="CA bundle for an https:// emulator (EMULATOR_CA)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--username", default="admin@forcebridge.test")
-    parser.add_argument("--password", default="password")
+    parser.add_argument("--username", default="admin@forcebridge.example")
+    parser.add_argument("--password", default="emulator")
     parser.add_argument("--client", default="drive", help="Sforce-Call-Options client name")
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.seconds < 0:
