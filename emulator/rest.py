@@ -68,8 +68,8 @@ def attributes_for(version: str):
     return attributes
 
 
-def with_attributes(version: str, sobject: str, record: dict) -> dict:
-    return {"attributes": {"type": sobject, "url": record_url(version, sobject, record["Id"])}, **record}
+def with_attributes(version: str, sobject: str, record: dict, record_id: str) -> dict:
+    return {"attributes": {"type": sobject, "url": record_url(version, sobject, record_id)}, **record}
 
 
 def read_json_body():
@@ -247,7 +247,7 @@ def get_record(version: str, sobject: str, record_id: str, fields: list[str] | N
         raise SalesforceError(404, "ENTITY_IS_DELETED", "entity is deleted", [])
     if fields and "IsDeleted" not in [f.strip() for f in fields]:
         record.pop("IsDeleted", None)
-    return 200, with_attributes(version, sobj.name, record), {}
+    return 200, with_attributes(version, sobj.name, record, full), {}
 
 
 def _fields_param() -> list[str] | None:

@@ -85,3 +85,6 @@ def api(client):
                 return getattr(client, method)(path, headers=headers, **kw)
             return call
     return Api()
+
+
+from tests.emulator_fixture import emulator  # noqa: E402,F401  (the shared emulator process; see its docstring)
