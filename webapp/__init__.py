@@ -5,10 +5,11 @@ import logging
 
 from flask import Flask
 
+from gateway import capture
 from gateway.db import Database, migrate
 from jobs import runtime
 from settings import Settings
-from webapp.context import Context
+from webapp.context import Context, MappingHooks
 
 
 def create_app(settings: Settings | None = None, *, enqueue=None, migrate_on_start: bool = True) -> Flask:
@@ -23,7 +24,10 @@ def create_app(settings: Settings | None = None, *, enqueue=None, migrate_on_sta
         migrate(settings.database_url)
     db = Database(settings.database_url, max_size=8, name="forcebridge-web")
     runtime.configure(settings, db)
-    app.extensions["forcebridge"] = Context(settings=settings, db=db, enqueue=enqueue or _huey_enqueue)
+    app.extensions["forcebridge"] = Context(settings=settings, db=db, enqueue=enqueue or _huey_enqueue,
+                                            mapping_hooks=MappingHooks(
+                                                created=capture.sync_with_mapping,
+                                                updated=capture.sync_with_mapping, deleted=capture.on_deleted))
 
     from webapp import api, cli, health, outbound
 

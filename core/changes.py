@@ -1,0 +1,178 @@
+"""Postgres -> Salesforce planning: fold change-log entries per record, turn them into writes, batch them."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from core.convert import to_salesforce
+from core.mapping import Mapping
+
+MAX_BATCH = 200  # sObject Collections take at most 200 records per request
+# Collection item errors that say "try again later", not "this record is wrong".
+TRANSIENT_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "REQUEST_LIMIT_EXCEEDED", "SERVER_UNAVAILABLE",
+                             "ALL_OR_NONE_OPERATION_ROLLED_BACK", "TXN_SECURITY_NO_ACCESS_TIMEOUT"})
+# A delete that finds the record already gone has done its job (a retried delete must stay idempotent).
+GONE_CODES = frozenset({"ENTITY_IS_DELETED", "NOT_FOUND", "INVALID_CROSS_REFERENCE_KEY"})
+
+
+@dataclass(frozen=True)
+class ChangeLogEntry:
+    id: int
+    mapping_id: int
+    op: str                       # insert | update | delete
+    record_id: int
+    sfid: str | None = None
+    external_id: str | None = None
+    fields: tuple[str, ...] = ()  # update: changed mapped columns
+    created_at: dt.datetime | None = None
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class RecordChange:
+    """Every open entry of one record folded into the one write that has the same effect."""
+    mapping_id: int
+    record_id: int
+    kind: str                     # write | delete | none
+    full: bool                    # the record is new to Salesforce as far as the log knows: send every field
+    columns: frozenset[str]       # changed columns (when not full)
+    sfid: str | None
+    external_id: str | None
+    entry_ids: tuple[int, ...]
+    changed_at: dt.datetime | None
+
+    @property
+    def carrier_id(self) -> int:
+        return self.entry_ids[-1]
+
+
+def coalesce(entries: list[ChangeLogEntry]) -> list[RecordChange]:
+    """Entries in log order -> one RecordChange per record, records in order of their first entry.
+    insert + updates -> one insert with the final values; updates -> the union of changed fields;
+    anything + delete -> delete; an insert never sent + delete -> nothing."""
+    groups: dict[tuple[int, int], list[ChangeLogEntry]] = {}
+    for e in entries:
+        groups.setdefault((e.mapping_id, e.record_id), []).append(e)
+    return [_fold(group) for group in groups.values()]
+
+
+def _fold(group: list[ChangeLogEntry]) -> RecordChange:
+    kind, full, columns = "none", False, set()
+    sfid = external_id = None
+    never_sent_insert = False
+    for e in group:
+        sfid = e.sfid or sfid
+        external_id = e.external_id or external_id
+        if e.op == "insert":
+            kind, full, columns = "write", True, set()
+            never_sent_insert = e.attempts == 0 and not e.sfid
+        elif e.op == "update":
+            if kind != "delete":
+                kind = "write"
+                columns.update(e.fields)
+        else:
+            kind = "none" if never_sent_insert and not sfid else "delete"
+    return RecordChange(mapping_id=group[0].mapping_id, record_id=group[0].record_id, kind=kind, full=full,
+                        columns=frozenset(columns), sfid=sfid, external_id=external_id,
+                        entry_ids=tuple(e.id for e in group), changed_at=group[-1].created_at)
+
+
+@dataclass(frozen=True)
+class Write:
+    """One record in one sObject Collections call."""
+    change: RecordChange
+    op: str                       # upsert | update | create | delete
+    sobject: str
+    body: dict                    # API name -> JSON value ({"Id": ...} for update/delete)
+    ext_field: str | None = None
+
+
+@dataclass(frozen=True)
+class Fields:
+    """Which mapped fields Salesforce lets us write (from describe); None = all of them."""
+    createable: frozenset[str] | None = None
+    updateable: frozenset[str] | None = None
+
+
+def plan_writes(changes: list[RecordChange], rows: dict[int, dict], mapping: Mapping,
+                writable: Fields = Fields()) -> tuple[list[Write], list[RecordChange]]:
+    """Turn folded changes into writes, reading values from `rows` (record id -> current row, as read at
+    drain time). Returns (writes, nothing_to_send): the latter need no call (row gone, fields unmapped)."""
+    writes, nothing = [], []
+    for change in changes:
+        write = _write_for(change, rows.get(change.record_id), mapping, writable)
+        (writes if write else nothing).append(write or change)
+    return writes, nothing
+
+
+def _write_for(change: RecordChange, row: dict | None, mapping: Mapping, writable: Fields) -> Write | None:
+    name = mapping.object_name
+    if change.kind == "delete":
+        if change.sfid:
+            return Write(change, "delete", name, {"Id": change.sfid})
+        return None   # never reached Salesforce under an Id we know; the drain resolves external ids first
+    if change.kind == "none" or row is None:
+        return None   # the row is gone: its delete entry comes next
+    sfid = row.get("sfid")
+    if sfid:
+        specs = mapping.fields if change.full else [f for f in mapping.fields if f.column in change.columns]
+        specs = [f for f in specs if _allowed(f.name, writable.updateable)]
+        if not specs:
+            return None
+        body = {"Id": sfid, **{f.name: to_salesforce(f, row.get(f.column)) for f in specs}}
+        return Write(change, "update", name, body)
+    specs = [f for f in mapping.fields if _allowed(f.name, writable.createable)]
+    body = {f.name: to_salesforce(f, row.get(f.column)) for f in specs}
+    if mapping.upsert_field:
+        ext = mapping.field(mapping.upsert_field)
+        body[ext.name] = to_salesforce(ext, row.get(ext.column))
+        return Write(change, "upsert", name, body, ext.name)
+    return Write(change, "create", name, body)
+
+
+def _allowed(name: str, allowed: frozenset[str] | None) -> bool:
+    return allowed is None or name in allowed
+
+
+def plan_batches(writes: list[Write], size: int = MAX_BATCH) -> list[list[Write]]:
+    """Group writes that can share one call (same operation, object and external-id field) into
+    batches of at most `size`, keeping each record's relative order."""
+    groups: dict[tuple, list[Write]] = {}
+    for w in writes:
+        groups.setdefault((w.op, w.sobject, w.ext_field), []).append(w)
+    return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str                    # SUCCESS | FAILED | REQUEUED
+    sfid: str | None = None
+    error: list | dict | None = None
+
+
+def outcome_of(write: Write, item: dict) -> Outcome:
+    """Read one per-record result of a Collections call."""
+    if item.get("success"):
+        return Outcome("SUCCESS", item.get("id") or write.body.get("Id"))
+    errors = item.get("errors") or []
+    codes = {e.get("statusCode") or e.get("errorCode") for e in errors}
+    if write.op == "delete" and codes and codes <= GONE_CODES:
+        return Outcome("SUCCESS", write.body.get("Id"))
+    if codes & TRANSIENT_CODES:
+        return Outcome("REQUEUED", error=errors)
+    return Outcome("FAILED", error=errors)
+
+
+def retry_delay(attempts: int, base: float = 1.0, cap: float = 600.0) -> float:
+    """Exponential backoff: base, 2*base, 4*base ... capped (attempts counts tries so far, from 1)."""
+    return min(cap, base * (2 ** max(0, attempts - 1)))
+
+
+@dataclass
+class DrainCounts:
+    sent: int = 0
+    calls: int = 0
+    outcomes: dict = field(default_factory=dict)   # state -> count
+
+    def add(self, state: str, n: int = 1) -> None:
+        self.outcomes[state] = self.outcomes.get(state, 0) + n

@@ -1,0 +1,70 @@
+-- Capture triggers on mapped tables that write to Salesforce. {table}, {name} etc. are filled with
+-- psycopg.sql (Identifier / Literal), never with strings.
+
+-- name: create_capture_function
+-- Statement-level capture, one function per mapping with its columns written in, so the plan is cached:
+-- a COPY of 100,000 rows is one call with one INSERT .. SELECT over the transition table.
+CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF coalesce(current_setting('forcebridge.origin', true), '') <> '' THEN
+        RETURN NULL;  -- the sync's own write (inbound apply, sfid write-back)
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO forcebridge.change_log (mapping_id, op, record_id, sfid, external_id)
+        SELECT {mapping_id}, 'insert', r.id, r.sfid, {ext} FROM fb_new r;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO forcebridge.change_log (mapping_id, op, record_id, sfid, external_id)
+        SELECT {mapping_id}, 'delete', r.id, r.sfid, {ext} FROM fb_old r;
+    ELSE
+        INSERT INTO forcebridge.change_log (mapping_id, op, record_id, sfid, external_id, fields)
+        SELECT {mapping_id}, 'update', r.id, r.sfid, {ext}, f.cols
+        FROM fb_new r JOIN fb_old o ON o.id = r.id
+        CROSS JOIN LATERAL (SELECT array_remove(ARRAY[{changed}]::text[], NULL) AS cols) f
+        WHERE cardinality(f.cols) > 0;
+    END IF;
+    IF FOUND THEN
+        -- identical payloads fold into one notification per transaction
+        PERFORM pg_notify('forcebridge_changes', {mapping_id}::text);
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+-- name: drop_capture_function
+DROP FUNCTION IF EXISTS {function}();
+
+-- name: create_capture_insert_trigger
+CREATE TRIGGER {name} AFTER INSERT ON {table}
+REFERENCING NEW TABLE AS fb_new
+FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+
+-- name: create_capture_update_trigger
+CREATE TRIGGER {name} AFTER UPDATE ON {table}
+REFERENCING OLD TABLE AS fb_old NEW TABLE AS fb_new
+FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+
+-- name: create_capture_delete_trigger
+CREATE TRIGGER {name} AFTER DELETE ON {table}
+REFERENCING OLD TABLE AS fb_old
+FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+
+-- name: create_mark_pending_trigger
+-- Only a user's change to a mapped column marks the row; _hc_lastop/_hc_err alone never do.
+CREATE TRIGGER {name} BEFORE UPDATE ON {table}
+FOR EACH ROW
+WHEN (ROW({new_columns}) IS DISTINCT FROM ROW({old_columns})
+      AND coalesce(current_setting('forcebridge.origin', true), '') = '')
+EXECUTE FUNCTION forcebridge.mark_pending();
+
+-- name: drop_trigger
+DROP TRIGGER IF EXISTS {name} ON {table};
+
+-- name: set_lastop_default
+-- A new row written by an app is waiting for Salesforce until the drain says otherwise.
+ALTER TABLE {table} ALTER COLUMN _hc_lastop SET DEFAULT 'PENDING';
+
+-- name: drop_lastop_default
+ALTER TABLE {table} ALTER COLUMN _hc_lastop DROP DEFAULT;
+
+-- name: mapped_table_exists
+SELECT to_regclass(format('%%I.%%I', %(schema)s::text, %(table)s::text)) IS NOT NULL AS present;

@@ -1,0 +1,158 @@
+-- The change log: claiming, finishing, the errors API, archiving. Mapped-table statements are templates.
+
+-- name: lock_claims
+-- Claims are short and serialised, so two drains never hold entries of the same record at once.
+SELECT pg_advisory_xact_lock(1178758727);
+
+-- name: claim_changes
+-- Whole records at a time: every open entry of a record whose entries are neither leased by a live drain
+-- nor waiting for a retry. An expired lease (a killed worker) is claimed again.
+WITH open AS (
+    SELECT mapping_id, record_id, min(id) AS first_id
+    FROM forcebridge.change_log
+    WHERE state IN ('NEW', 'PENDING', 'REQUEUED')
+    GROUP BY mapping_id, record_id
+    HAVING NOT bool_or(state = 'PENDING' AND lease_until > now())
+       AND NOT bool_or(state = 'REQUEUED' AND next_attempt_at > now())
+    ORDER BY min(id)
+    LIMIT %(records)s
+), locked AS (
+    SELECT c.id FROM forcebridge.change_log c
+    JOIN open o ON o.mapping_id = c.mapping_id AND o.record_id = c.record_id
+    WHERE c.state IN ('NEW', 'PENDING', 'REQUEUED')
+    FOR UPDATE OF c SKIP LOCKED
+)
+UPDATE forcebridge.change_log c
+SET state = 'PENDING', attempts = c.attempts + 1,
+    lease_until = now() + make_interval(secs => %(lease_seconds)s)
+FROM locked
+WHERE c.id = locked.id
+RETURNING c.id, c.mapping_id, c.op, c.record_id, c.sfid, c.external_id, c.fields, c.created_at,
+          c.attempts - 1 AS prior_attempts;
+
+-- name: finish_changes
+-- Only entries still leased are touched: an entry retried or ignored meanwhile keeps its new state.
+UPDATE forcebridge.change_log c
+SET state = u.state,
+    sfid = coalesce(u.sfid, c.sfid),
+    error = u.error,
+    sent = u.sent,
+    fields = coalesce(string_to_array(u.fields, ','), c.fields),
+    next_attempt_at = CASE WHEN u.state = 'REQUEUED' THEN now() + make_interval(secs => u.delay) END,
+    lease_until = NULL,
+    finished_at = CASE WHEN u.state <> 'REQUEUED' THEN now() END
+FROM unnest(%(ids)s::bigint[], %(states)s::text[], %(sfids)s::text[], %(errors)s::jsonb[],
+            %(sent)s::jsonb[], %(fields)s::text[], %(delays)s::float8[])
+     AS u(id, state, sfid, error, sent, fields, delay)
+WHERE c.id = u.id AND c.state = 'PENDING';
+
+-- name: next_retry_in
+SELECT extract(epoch FROM min(next_attempt_at) - now()) AS seconds
+FROM forcebridge.change_log WHERE state = 'REQUEUED';
+
+-- name: count_open_changes
+SELECT count(*) AS open, min(created_at) AS oldest
+FROM forcebridge.change_log WHERE state IN ('NEW', 'PENDING', 'REQUEUED');
+
+-- name: writing_mappings
+SELECT * FROM forcebridge.mappings
+WHERE active AND direction IN ('pg_to_sf', 'bidirectional');
+
+-- name: list_change_errors
+SELECT c.id, c.mapping_id, m.object_name, m.table_schema, m.table_name, c.op, c.record_id, c.sfid,
+       c.external_id, c.fields, c.state, c.attempts, c.error, c.created_at, c.finished_at
+FROM forcebridge.change_log c
+LEFT JOIN forcebridge.mappings m ON m.id = c.mapping_id
+WHERE c.state = ANY(%(states)s)
+ORDER BY c.id DESC
+LIMIT %(limit)s;
+
+-- name: get_change
+SELECT * FROM forcebridge.change_log WHERE id = %(id)s;
+
+-- name: retry_change
+UPDATE forcebridge.change_log
+SET state = 'REQUEUED', next_attempt_at = now(), error = NULL, finished_at = NULL, lease_until = NULL
+WHERE id = %(id)s AND state IN ('FAILED', 'IGNORED')
+RETURNING id, mapping_id, record_id;
+
+-- name: ignore_change
+UPDATE forcebridge.change_log
+SET state = 'IGNORED', finished_at = now(), lease_until = NULL
+WHERE id = %(id)s AND state IN ('FAILED', 'REQUEUED', 'NEW')
+RETURNING id, mapping_id, record_id;
+
+-- name: archive_changes
+-- FAILED entries stay in the live table until retried or ignored: a failure stays visible.
+WITH moved AS (
+    DELETE FROM forcebridge.change_log
+    WHERE state IN ('SUCCESS', 'MERGED', 'IGNORED')
+      AND finished_at < now() - make_interval(secs => %(after_seconds)s)
+    RETURNING *
+)
+INSERT INTO forcebridge.change_log_archive SELECT *, now() FROM moved;
+
+-- name: purge_archive
+DELETE FROM forcebridge.change_log_archive
+WHERE archived_at < now() - make_interval(secs => %(after_seconds)s);
+
+-- name: purge_conflicts
+DELETE FROM forcebridge.conflicts
+WHERE detected_at < now() - make_interval(secs => %(after_seconds)s);
+
+-- name: last_sent_values
+SELECT DISTINCT ON (sfid) sfid, sent
+FROM forcebridge.change_log
+WHERE mapping_id = %(mapping_id)s AND sfid = ANY(%(sfids)s) AND state = 'SUCCESS' AND sent IS NOT NULL
+ORDER BY sfid, id DESC;
+
+-- name: insert_conflicts
+INSERT INTO forcebridge.conflicts
+    (mapping_id, record_id, sfid, rule, winner, pg_values, sf_values, pg_changed_at, sf_changed_at)
+SELECT %(mapping_id)s, u.record_id, u.sfid, %(rule)s, u.winner, u.pg_values, u.sf_values, u.pg_at, u.sf_at
+FROM unnest(%(record_ids)s::bigint[], %(sfids)s::text[], %(winners)s::text[], %(pg_values)s::jsonb[],
+            %(sf_values)s::jsonb[], %(pg_at)s::timestamptz[], %(sf_at)s::timestamptz[])
+     AS u(record_id, sfid, winner, pg_values, sf_values, pg_at, sf_at);
+
+-- name: drop_open_changes
+-- Salesforce won: the local changes it overrode are not sent (entries in flight finish on their own).
+UPDATE forcebridge.change_log
+SET state = 'IGNORED', finished_at = now(),
+    error = '{"reason": "conflict: Salesforce won"}'::jsonb
+WHERE mapping_id = %(mapping_id)s AND record_id = ANY(%(record_ids)s) AND state IN ('NEW', 'REQUEUED');
+
+-- name: list_conflicts
+SELECT * FROM forcebridge.conflicts ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: read_mapped_rows
+SELECT * FROM {table} WHERE id = ANY(%(ids)s);
+
+-- name: generate_external_ids
+-- Before the first upsert, so that a retried insert finds the record it created instead of a twin.
+UPDATE {table} SET {ext} = replace(gen_random_uuid()::text, '-', '')
+WHERE id = ANY(%(ids)s) AND sfid IS NULL AND ({ext} IS NULL OR {ext} = '');
+
+-- name: write_back_results
+-- Runs under origin = salesforce. A row with a newer change waiting keeps its PENDING mark.
+UPDATE {table} AS t
+SET sfid = CASE WHEN u.sfid IS NULL OR EXISTS (SELECT 1 FROM {table} x WHERE x.sfid = u.sfid AND x.id <> t.id)
+                THEN t.sfid ELSE u.sfid END,
+    _hc_err = u.err,
+    _hc_lastop = CASE
+        WHEN u.err IS NOT NULL THEN 'FAILED'
+        WHEN EXISTS (SELECT 1 FROM forcebridge.change_log c
+                     WHERE c.mapping_id = %(mapping_id)s AND c.record_id = t.id AND c.state IN ('NEW', 'REQUEUED'))
+             THEN t._hc_lastop
+        ELSE 'SYNCED' END
+FROM unnest(%(ids)s::bigint[], %(sfids)s::text[], %(errs)s::text[]) AS u(id, sfid, err)
+WHERE t.id = u.id;
+
+-- name: pending_local_rows
+-- Rows named by incoming notifications that carry local changes not yet in Salesforce.
+SELECT t.*, o.changed_at AS fb_changed_at
+FROM {table} t
+JOIN LATERAL (
+    SELECT max(c.created_at) AS changed_at FROM forcebridge.change_log c
+    WHERE c.mapping_id = %(mapping_id)s AND c.record_id = t.id AND c.state IN ('NEW', 'PENDING', 'REQUEUED')
+) o ON o.changed_at IS NOT NULL
+WHERE t.sfid = ANY(%(sfids)s);

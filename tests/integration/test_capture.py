@@ -1,0 +1,91 @@
+"""Capture triggers: what an app's writes leave in the change log, and what the sync's own writes don't."""
+import psycopg
+import pytest
+
+
+INVOICE_FIELDS = {"Name": {"type": "string", "length": 80}, "Amount__c": {"type": "currency"},
+                  "External_Id__c": {"type": "string", "length": 64}}
+
+
+def writing_mapping(api, object_name="Invoice__c", fields=INVOICE_FIELDS, direction="pg_to_sf", **config):
+    r = api.post("/api/v1/mappings", json={"object_name": object_name, "direction": direction,
+                                           "config": {"access": "read_write", "fields": fields, **config}})
+    assert r.status_code == 201, r.get_json()
+    return r.get_json()
+
+
+def sql(url, statement, params=None, origin=None):
+    with psycopg.connect(url) as conn:
+        if origin:
+            conn.execute("SELECT set_config('forcebridge.origin', %s, true)", (origin,))
+        cur = conn.execute(statement, params)
+        return cur.fetchall() if cur.description else cur.rowcount
+
+
+def log(url):
+    return sql(url, "SELECT op, record_id, sfid, external_id, fields, state FROM forcebridge.change_log ORDER BY id")
+
+
+def test_app_writes_are_logged_with_keys_and_changed_columns(api, settings):
+    writing_mapping(api, upsert_field="External_Id__c")
+    url = settings.database_url
+    sql(url, "INSERT INTO salesforce.invoice__c (name, amount__c, external_id__c) VALUES ('a', 1, 'X1'), ('b', 2, NULL)")
+    sql(url, "UPDATE salesforce.invoice__c SET amount__c = 5 WHERE name = 'a'")
+    sql(url, "UPDATE salesforce.invoice__c SET amount__c = 5 WHERE name = 'a'")       # no change: nothing logged
+    sql(url, "UPDATE salesforce.invoice__c SET _hc_err = 'x', _hc_lastop = 'FAILED'")  # our columns only
+    sql(url, "UPDATE salesforce.invoice__c SET sfid = 'a0X000000000001AAA' WHERE name = 'b'")  # not mapped
+    sql(url, "DELETE FROM salesforce.invoice__c WHERE name = 'b'")
+    assert log(url) == [
+        ("insert", 1, None, "X1", None, "NEW"),
+        ("insert", 2, None, None, None, "NEW"),
+        ("update", 1, None, "X1", ["amount__c"], "NEW"),
+        ("delete", 2, "a0X000000000001AAA", None, None, "NEW"),
+    ]
+
+
+def test_user_writes_mark_rows_pending_and_sync_writes_do_not_log(api, settings):
+    writing_mapping(api, direction="bidirectional")
+    url = settings.database_url
+    sql(url, "INSERT INTO salesforce.invoice__c (sfid, name, _hc_lastop) VALUES ('a0X000000000001AAA', 'sf', 'SYNCED')",
+        origin="salesforce")
+    sql(url, "UPDATE salesforce.invoice__c SET name = 'sf2'", origin="salesforce")
+    assert log(url) == []
+    assert sql(url, "SELECT _hc_lastop FROM salesforce.invoice__c") == [("SYNCED",)]
+    sql(url, "UPDATE salesforce.invoice__c SET name = 'app'")
+    sql(url, "INSERT INTO salesforce.invoice__c (name) VALUES ('new')")
+    assert sql(url, "SELECT name, _hc_lastop FROM salesforce.invoice__c ORDER BY id") == [
+        ("app", "PENDING"), ("new", "PENDING")]
+    assert [r[0] for r in log(url)] == ["update", "insert"]
+
+
+def test_copy_is_captured_once_per_row(api, settings):
+    writing_mapping(api)
+    with psycopg.connect(settings.database_url) as conn:
+        with conn.cursor().copy("COPY salesforce.invoice__c (name, amount__c) FROM STDIN") as copy:
+            for i in range(500):
+                copy.write_row((f"n{i}", i))
+    assert sql(settings.database_url, "SELECT count(*), count(DISTINCT record_id) FROM forcebridge.change_log") == [(500, 500)]
+
+
+def test_read_only_mapping_and_deleted_mapping_capture_nothing(api, settings):
+    m = writing_mapping(api, direction="bidirectional")
+    url = settings.database_url
+    r = api.patch(f"/api/v1/mappings/{m['id']}", json={"direction": "sf_to_pg"})
+    assert r.status_code == 200, r.get_json()
+    sql(url, "INSERT INTO salesforce.invoice__c (name) VALUES ('x')")
+    assert log(url) == []
+    api.patch(f"/api/v1/mappings/{m['id']}", json={"direction": "bidirectional"})
+    sql(url, "INSERT INTO salesforce.invoice__c (name) VALUES ('y')")
+    assert len(log(url)) == 1
+    assert api.delete(f"/api/v1/mappings/{m['id']}").status_code == 200
+    sql(url, "INSERT INTO salesforce.invoice__c (name) VALUES ('z')")
+    assert len(log(url)) == 1
+
+
+def test_commit_notifies_listeners(api, settings):
+    writing_mapping(api)
+    with psycopg.connect(settings.database_url, autocommit=True) as listener:
+        listener.execute("LISTEN forcebridge_changes")
+        sql(settings.database_url, "INSERT INTO salesforce.invoice__c (name) VALUES ('a'), ('b')")
+        notes = list(listener.notifies(timeout=5, stop_after=1))
+    assert len(notes) == 1 and notes[0].channel == "forcebridge_changes"
