@@ -37,6 +37,11 @@ class Settings:
     max_message_bytes: int = 5 * 1024 * 1024
     apply_batch_size: int = 500
     sweep_seconds: int = 60
+    # Postgres -> Salesforce
+    drain_concurrency: int = 4
+    drain_lease_seconds: int = 120
+    archive_after_hours: int = 24
+    archive_purge_days: int = 30
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -63,6 +68,10 @@ class Settings:
             max_message_bytes=_int("MAX_MESSAGE_BYTES", 5 * 1024 * 1024),
             apply_batch_size=_int("APPLY_BATCH_SIZE", 500),
             sweep_seconds=_int("SWEEP_SECONDS", 60),
+            drain_concurrency=_int("DRAIN_CONCURRENCY", 4),
+            drain_lease_seconds=_int("DRAIN_LEASE_SECONDS", 120),
+            archive_after_hours=_int("ARCHIVE_AFTER_HOURS", 24),
+            archive_purge_days=_int("ARCHIVE_PURGE_DAYS", 30),
         )
         values.update(overrides)
         return cls(**values)

@@ -40,6 +40,7 @@ class RecordChange:
     external_id: str | None
     entry_ids: tuple[int, ...]
     changed_at: dt.datetime | None
+    attempts: int = 0             # tries before this one (the most any entry had)
 
     @property
     def carrier_id(self) -> int:
@@ -74,7 +75,8 @@ def _fold(group: list[ChangeLogEntry]) -> RecordChange:
             kind = "none" if never_sent_insert and not sfid else "delete"
     return RecordChange(mapping_id=group[0].mapping_id, record_id=group[0].record_id, kind=kind, full=full,
                         columns=frozenset(columns), sfid=sfid, external_id=external_id,
-                        entry_ids=tuple(e.id for e in group), changed_at=group[-1].created_at)
+                        entry_ids=tuple(e.id for e in group), changed_at=group[-1].created_at,
+                        attempts=max(e.attempts for e in group))
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from huey import crontab
 
-from jobs import huey, inbound, runtime
+from jobs import drain, huey, inbound, runtime
+from jobs.listener import Listener
 
 log = logging.getLogger("forcebridge.tasks")
 
@@ -24,3 +26,37 @@ def sweep():
     if pending and pending["pending"]:
         log.info("sweeper: %s notifications pending, enqueueing apply", pending["pending"])
         apply_inbound()
+
+
+# -- Postgres -> Salesforce ----------------------------------------------------------------------------
+_listener_lock = threading.Lock()
+_listener = None
+
+
+@huey.on_startup()
+def start_listener():
+    """One LISTEN connection per worker process drains within milliseconds of a commit."""
+    global _listener
+    with _listener_lock:
+        if _listener is None and drain.salesforce_configured(runtime.settings()):
+            _listener = Listener(runtime.settings().database_url, drain.drain_now)
+            _listener.start()
+
+
+@huey.task()
+def drain_outbound():
+    return drain.drain_now().outcomes
+
+
+@huey.periodic_task(crontab(minute="*"))
+def drain_backstop():
+    """Changes whose retry time came, leases of killed workers, notifications nobody heard."""
+    result = drain.drain_now()
+    if result.claimed:
+        log.info("backstop drain: %s entries, %s calls, %s", result.claimed, result.calls, dict(result.outcomes))
+
+
+@huey.periodic_task(crontab(minute="17"))
+def archive_changes():
+    s = runtime.settings()
+    drain.archive(runtime.db(), s.archive_after_hours, s.archive_purge_days)

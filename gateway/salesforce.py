@@ -1,0 +1,224 @@
+"""The one way to Salesforce over HTTP: login, the client name, retries, error mapping and API usage."""
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import requests
+from requests.adapters import HTTPAdapter
+from simple_salesforce.exceptions import SalesforceAuthenticationFailed
+from simple_salesforce.login import SalesforceLogin, token_login
+
+from settings import Settings
+
+log = logging.getLogger("forcebridge.salesforce")
+CLIENT_NAME = "forcebridge"
+# Errors worth trying again in a moment; everything else is the request's (or the record's) fault.
+RETRY_NOW_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"})
+RETRY_LATER_CODES = frozenset({"REQUEST_LIMIT_EXCEEDED"})
+_LIMIT_RE = re.compile(r"api-usage=(\d+)/(\d+)")
+
+
+class SalesforceError(Exception):
+    """A call Salesforce refused. `body` is its error JSON as sent (a list of {errorCode, message})."""
+
+    def __init__(self, status: int, error_code: str, message: str, body=None):
+        super().__init__(f"{status} {error_code}: {message}")
+        self.status, self.error_code, self.message, self.body = status, error_code, message, body
+
+    def as_errors(self) -> list[dict]:
+        """In the shape of a Collections item's `errors`, so callers store one format."""
+        return [{"statusCode": self.error_code, "message": self.message, "fields": []}]
+
+
+class TransientError(SalesforceError):
+    """Worth retrying later: 5xx, timeouts, locked rows, the daily API limit, a session that stays expired."""
+
+
+class PermanentError(SalesforceError):
+    """The request itself is wrong (4xx other than the transient codes)."""
+
+
+@dataclass(frozen=True)
+class ApiUsage:
+    used: int
+    limit: int
+
+
+def configured(settings: Settings) -> bool:
+    return bool(settings.sf_username or (settings.sf_client_id and settings.sf_client_secret))
+
+
+class Salesforce:
+    """Thread-safe: several collection calls may be in flight at once on one instance."""
+
+    def __init__(self, settings: Settings, *, timeout: float = 30.0, retries: int = 3, backoff: float = 0.25,
+                 pool_size: int = 8):
+        self.settings = settings
+        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self.session = _Session()
+        self.session.verify = settings.sf_ca_bundle or True
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._base: str | None = None
+        self._describes: dict[str, tuple[float, dict]] = {}
+        self.api_usage: ApiUsage | None = None
+        self.calls = 0
+
+    # -- auth ---------------------------------------------------------------------------------------
+    def _login(self) -> None:
+        s = self.settings
+        explicit = urlparse(s.sf_instance_url) if s.sf_instance_url else None
+        try:
+            if s.sf_client_id and s.sf_client_secret and not s.sf_username:
+                token_url = (f"{s.sf_instance_url.rstrip('/')}/services/oauth2/token" if explicit
+                             else f"https://{s.sf_domain}.salesforce.com/services/oauth2/token")
+                basic = base64.b64encode(f"{s.sf_client_id}:{s.sf_client_secret}".encode()).decode()
+                token, instance = token_login(token_url, {"grant_type": "client_credentials"}, s.sf_domain,
+                                              s.sf_client_id, {"Authorization": f"Basic {basic}"}, None,
+                                              self.session)
+            else:
+                token, instance = SalesforceLogin(
+                    username=s.sf_username, password=s.sf_password, security_token=s.sf_security_token or "",
+                    sf_version=s.sf_api_version, session=self.session, domain=s.sf_domain,
+                    client_id=CLIENT_NAME,
+                    scratch_url=s.sf_instance_url.rstrip("/") if explicit else None)
+        except SalesforceAuthenticationFailed as exc:
+            raise PermanentError(401, str(exc.code), str(exc.message)) from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise TransientError(0, "CONNECTION_ERROR", str(exc)) from None
+        scheme = explicit.scheme if explicit else "https"
+        self._token, self._base = token, f"{scheme}://{instance.rstrip('/')}"
+        self.calls += 1
+
+    def _credentials(self) -> tuple[str, str]:
+        with self._lock:
+            if self._token is None:
+                self._login()
+            return self._token, self._base
+
+    def _relogin(self, stale_token: str) -> None:
+        with self._lock:
+            if self._token == stale_token:   # another thread may have logged in already
+                self._login()
+
+    # -- the choke point ----------------------------------------------------------------------------
+    def call(self, method: str, path: str, *, params=None, json=None, headers=None) -> requests.Response:
+        """One REST call: `path` under /services/data/vXX.X (or absolute from /services/...)."""
+        relogged = False
+        attempt = 0
+        while True:
+            token, base = self._credentials()
+            url = base + (path if path.startswith("/services/") else
+                          f"/services/data/v{self.settings.sf_api_version}{path}")
+            sent_headers = {"Authorization": f"Bearer {token}", "Accept": "application/json",
+                            "Sforce-Call-Options": f"client={CLIENT_NAME}", **(headers or {})}
+            try:
+                response = self.session.request(method, url, params=params, json=json, headers=sent_headers,
+                                                timeout=self.timeout)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                error = TransientError(0, "CONNECTION_ERROR", str(exc))
+            else:
+                self._account(response)
+                if response.status_code < 300:
+                    return response
+                error = _error_of(response)
+                if error.error_code == "INVALID_SESSION_ID" and not relogged:
+                    relogged = True
+                    self._relogin(token)
+                    continue
+            if not isinstance(error, TransientError) or error.error_code in RETRY_LATER_CODES \
+                    or attempt >= self.retries:
+                raise error
+            attempt += 1
+            time.sleep(self.backoff * 2 ** (attempt - 1))
+
+    def _account(self, response: requests.Response) -> None:
+        self.calls += 1
+        m = _LIMIT_RE.search(response.headers.get("Sforce-Limit-Info", ""))
+        if m:
+            self.api_usage = ApiUsage(int(m.group(1)), int(m.group(2)))
+
+    # -- resources ----------------------------------------------------------------------------------
+    def describe(self, sobject: str, max_age: float = 600.0) -> dict:
+        cached = self._describes.get(sobject.lower())
+        if cached and time.monotonic() - cached[0] < max_age:
+            return cached[1]
+        result = self.call("GET", f"/sobjects/{sobject}/describe").json()
+        self._describes[sobject.lower()] = (time.monotonic(), result)
+        return result
+
+    def query(self, soql: str) -> list[dict]:
+        response = self.call("GET", "/query", params={"q": soql}).json()
+        records = list(response.get("records", []))
+        while not response.get("done", True) and response.get("nextRecordsUrl"):
+            response = self.call("GET", response["nextRecordsUrl"]).json()
+            records.extend(response.get("records", []))
+        return records
+
+    def create_records(self, sobject: str, records: list[dict]) -> list[dict]:
+        return self._collection("POST", "/composite/sobjects", sobject, records)
+
+    def update_records(self, sobject: str, records: list[dict]) -> list[dict]:
+        """records carry "Id"; Collections wants it as "id" beside attributes."""
+        body = [{"id": r["Id"], **{k: v for k, v in r.items() if k != "Id"}} for r in records]
+        return self._collection("PATCH", "/composite/sobjects", sobject, body)
+
+    def upsert_records(self, sobject: str, ext_field: str, records: list[dict]) -> list[dict]:
+        return self._collection("PATCH", f"/composite/sobjects/{sobject}/{ext_field}", sobject, records)
+
+    def delete_records(self, ids: list[str]) -> list[dict]:
+        _check_size(ids)
+        return self.call("DELETE", "/composite/sobjects",
+                         params={"ids": ",".join(ids), "allOrNone": "false"}).json()
+
+    def _collection(self, method: str, path: str, sobject: str, records: list[dict]) -> list[dict]:
+        _check_size(records)
+        body = {"allOrNone": False, "records": [{"attributes": {"type": sobject}, **r} for r in records]}
+        return self.call(method, path, json=body).json()
+
+    # single-record calls: what a naive sync does (kept for the benchmark's comparison)
+    def create_record(self, sobject: str, values: dict) -> dict:
+        return self.call("POST", f"/sobjects/{sobject}/", json=values).json()
+
+    def update_record(self, sobject: str, record_id: str, values: dict) -> None:
+        self.call("PATCH", f"/sobjects/{sobject}/{record_id}", json=values)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class _Session(requests.Session):
+    """requests lets REQUESTS_CA_BUNDLE override session.verify; SF_CA_BUNDLE must win (login included)."""
+
+    def request(self, method, url, *args, **kwargs):
+        kwargs.setdefault("verify", self.verify)
+        return super().request(method, url, *args, **kwargs)
+
+
+def _check_size(items) -> None:
+    if not 0 < len(items) <= 200:
+        raise ValueError(f"sObject Collections take 1 to 200 records, not {len(items)}")
+
+
+def _error_of(response: requests.Response) -> SalesforceError:
+    """Salesforce's REST error envelope is a list of {message, errorCode, fields}; be lenient."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    first = body[0] if isinstance(body, list) and body and isinstance(body[0], dict) else (
+        body if isinstance(body, dict) else {})
+    code = str(first.get("errorCode") or first.get("error") or f"HTTP_{response.status_code}")
+    message = str(first.get("message") or first.get("error_description") or response.text[:500])
+    transient = response.status_code >= 500 or code in RETRY_NOW_CODES or code in RETRY_LATER_CODES \
+        or code == "INVALID_SESSION_ID"
+    return (TransientError if transient else PermanentError)(response.status_code, code, message, body)

@@ -1,0 +1,244 @@
+"""Postgres -> Salesforce: claim logged changes, send them in Collections calls, record every outcome."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+
+from psycopg import sql
+
+from core.changes import (ChangeLogEntry, Fields, Outcome, RecordChange, Write, coalesce, outcome_of,
+                          plan_batches, plan_writes, retry_delay)
+from core.mapping import Mapping
+from gateway import mapping_store
+from gateway.db import QUERIES, Database
+from gateway.mapped_tables import table_ident
+from gateway.salesforce import PermanentError, Salesforce, SalesforceError, TransientError
+from gateway.salesforce import configured as salesforce_configured
+from jobs import runtime, stats
+
+log = logging.getLogger("forcebridge.drain")
+
+
+@dataclass(frozen=True)
+class DrainOptions:
+    claim_records: int = 2000     # records per claim; each becomes at most one row in one call
+    lease_seconds: int = 120      # a claim not finished by then is taken again (the worker died)
+    concurrency: int = 4          # Collections calls in flight at once
+    retry_base_seconds: float = 2.0
+    retry_cap_seconds: float = 900.0
+
+
+@dataclass
+class DrainResult:
+    claimed: int = 0
+    calls: int = 0
+    outcomes: Counter = field(default_factory=Counter)
+
+
+def drain(db: Database, sf: Salesforce, options: DrainOptions = DrainOptions(), max_rounds: int = 10_000) -> DrainResult:
+    """Send every change that is ready, claim after claim, until none is left."""
+    total = DrainResult()
+    for _ in range(max_rounds):
+        entries = claim(db, options)
+        if not entries:
+            break
+        total.claimed += len(entries)
+        send_claimed(db, sf, entries, options, total)
+    return total
+
+
+def claim(db: Database, options: DrainOptions) -> list[ChangeLogEntry]:
+    with db.transaction() as conn:
+        db.run(conn, "lock_claims")
+        rows = db.run(conn, "claim_changes", {"records": options.claim_records,
+                                              "lease_seconds": options.lease_seconds}).fetchall()
+    rows.sort(key=lambda r: r["id"])
+    return [ChangeLogEntry(id=r["id"], mapping_id=r["mapping_id"], op=r["op"], record_id=r["record_id"],
+                           sfid=r["sfid"], external_id=r["external_id"], fields=tuple(r["fields"] or ()),
+                           created_at=r["created_at"], attempts=r["prior_attempts"]) for r in rows]
+
+
+@dataclass
+class _Finished:
+    """What to write back for one mapping: change-log states and row marks."""
+    changes: list = field(default_factory=list)   # (RecordChange, Outcome, Write | None)
+
+
+def send_claimed(db: Database, sf: Salesforce, entries: list[ChangeLogEntry], options: DrainOptions,
+                 result: DrainResult) -> None:
+    mappings = {r["id"]: mapping_store.from_row(r) for r in db.fetchall("writing_mappings")}
+    by_mapping: dict[int, list[ChangeLogEntry]] = {}
+    for e in entries:
+        by_mapping.setdefault(e.mapping_id, []).append(e)
+    planned: list[tuple[Mapping, list[Write], list[RecordChange]]] = []
+    for mapping_id, group in by_mapping.items():
+        changes = coalesce(group)
+        mapping = mappings.get(mapping_id)
+        if mapping is None:   # the mapping was deleted or stopped writing: nothing to send
+            _finish(db, None, [(c, Outcome("IGNORED", error={"reason": "mapping no longer writes"}), None)
+                               for c in changes], options)
+            continue
+        writes, nothing = _plan(db, sf, mapping, changes)
+        planned.append((mapping, writes, nothing))
+    batches = [(mapping, b) for mapping, writes, _ in planned for b in plan_batches(writes)]
+    with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
+        sent = list(pool.map(lambda mb: _send(sf, mb[1]), batches))
+    result.calls += len(batches)
+    outcomes: dict[int, list] = {m.id: [(c, Outcome("MERGED"), None) for c in nothing] for m, _, nothing in planned}
+    for (mapping, _batch), pairs in zip(batches, sent):
+        outcomes[mapping.id].extend((w.change, o, w) for w, o in pairs)
+    for mapping, _, _ in planned:
+        _finish(db, mapping, outcomes[mapping.id], options)
+    for finished in outcomes.values():
+        result.outcomes.update(o.state for _, o, _ in finished)
+
+
+def _plan(db: Database, sf: Salesforce, mapping: Mapping, changes: list[RecordChange]):
+    writes_to_make = [c.record_id for c in changes if c.kind == "write"]
+    table = table_ident(mapping)
+    with db.transaction(origin="salesforce") as conn:
+        if mapping.upsert_field and writes_to_make:
+            ext = sql.Identifier(mapping.field(mapping.upsert_field).column)
+            conn.execute(sql.SQL(QUERIES["generate_external_ids"]).format(table=table, ext=ext),
+                         {"ids": writes_to_make})
+        rows = {r["id"]: r for r in conn.execute(sql.SQL(QUERIES["read_mapped_rows"]).format(table=table),
+                                                 {"ids": writes_to_make}).fetchall()} if writes_to_make else {}
+    changes = _resolve_deleted_ids(sf, mapping, changes)
+    return plan_writes(changes, rows, mapping, _writable(sf, mapping))
+
+
+def _resolve_deleted_ids(sf: Salesforce, mapping: Mapping, changes: list[RecordChange]) -> list[RecordChange]:
+    """A delete of a record whose sfid never came back (the worker died after Salesforce created it) finds
+    the record by its external id."""
+    wanted = {c.external_id for c in changes if c.kind == "delete" and not c.sfid and c.external_id}
+    if not wanted or not mapping.upsert_field:
+        return changes
+    found: dict[str, str] = {}
+    ordered = sorted(wanted)
+    for i in range(0, len(ordered), 100):
+        chunk = ordered[i:i + 100]
+        quoted = ", ".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in chunk)
+        soql = f"SELECT Id, {mapping.upsert_field} FROM {mapping.object_name} WHERE {mapping.upsert_field} IN ({quoted})"
+        try:
+            for rec in sf.query(soql):
+                found[str(rec.get(mapping.upsert_field))] = rec["Id"]
+        except SalesforceError as exc:
+            log.warning("could not look up external ids on %s: %s", mapping.object_name, exc)
+            return changes
+    return [replace(c, sfid=found.get(c.external_id)) if c.kind == "delete" and not c.sfid else c for c in changes]
+
+
+def _writable(sf: Salesforce, mapping: Mapping) -> Fields:
+    try:
+        fields = sf.describe(mapping.object_name).get("fields", [])
+    except SalesforceError as exc:
+        log.warning("describe %s failed (%s); sending every mapped field", mapping.object_name, exc)
+        return Fields()
+    return Fields(createable=frozenset(f["name"] for f in fields if f.get("createable", True)),
+                  updateable=frozenset(f["name"] for f in fields if f.get("updateable", True)))
+
+
+def _send(sf: Salesforce, batch: list[Write]) -> list[tuple[Write, Outcome]]:
+    """One Collections call; a call-level failure becomes every record's outcome."""
+    first = batch[0]
+    try:
+        if first.op == "upsert":
+            items = sf.upsert_records(first.sobject, first.ext_field, [w.body for w in batch])
+        elif first.op == "update":
+            items = sf.update_records(first.sobject, [w.body for w in batch])
+        elif first.op == "create":
+            items = sf.create_records(first.sobject, [w.body for w in batch])
+        else:
+            items = sf.delete_records([w.body["Id"] for w in batch])
+    except TransientError as exc:
+        return [(w, Outcome("REQUEUED", error=exc.as_errors())) for w in batch]
+    except PermanentError as exc:
+        return [(w, Outcome("FAILED", error=exc.body if isinstance(exc.body, list) else exc.as_errors()))
+                for w in batch]
+    if not isinstance(items, list) or len(items) != len(batch):
+        error = [{"statusCode": "UNEXPECTED_RESPONSE", "message": "result count differs from records sent"}]
+        return [(w, Outcome("REQUEUED", error=error)) for w in batch]
+    return [(w, outcome_of(w, item)) for w, item in zip(batch, items)]
+
+
+def _finish(db: Database, mapping: Mapping | None, finished: list, options: DrainOptions) -> None:
+    """One transaction: change-log states, sfid write-back and row marks (as the sync: not captured), stats."""
+    ids, states, sfids, errors, sent, fields, delays = [], [], [], [], [], [], []
+
+    def entry(i, state, sfid=None, error=None, sent_values=None, columns=None, delay=0.0):
+        ids.append(i); states.append(state); sfids.append(sfid); delays.append(delay)
+        errors.append(json.dumps(error) if error is not None else None)
+        sent.append(json.dumps(sent_values, default=str) if sent_values is not None else None)
+        fields.append(",".join(columns) if columns else None)
+
+    rows_back = {"ids": [], "sfids": [], "errs": []}
+    for change, outcome, write in finished:
+        if outcome.state == "REQUEUED":
+            delay = retry_delay(change.attempts + 1, options.retry_base_seconds, options.retry_cap_seconds)
+            for i in change.entry_ids:
+                entry(i, "REQUEUED", error=outcome.error, delay=delay)
+            continue
+        for i in change.entry_ids[:-1]:
+            entry(i, "MERGED")
+        body = {k: v for k, v in (write.body if write else {}).items() if k != "Id"}
+        columns = [f.column for f in mapping.fields if f.name in body] if mapping and write else None
+        entry(change.carrier_id, outcome.state, sfid=outcome.sfid, error=outcome.error,
+              sent_values=body if outcome.state == "SUCCESS" and write and write.op != "delete" else None,
+              columns=columns)
+        if write and write.op != "delete" and outcome.state in ("SUCCESS", "FAILED"):
+            rows_back["ids"].append(change.record_id)
+            rows_back["sfids"].append(outcome.sfid if outcome.state == "SUCCESS" else None)
+            rows_back["errs"].append(json.dumps(outcome.error) if outcome.state == "FAILED" else None)
+    with db.transaction(origin="salesforce") as conn:
+        db.run(conn, "finish_changes", {"ids": ids, "states": states, "sfids": sfids, "errors": errors,
+                                        "sent": sent, "fields": fields, "delays": delays})
+        if mapping and rows_back["ids"]:
+            conn.execute(sql.SQL(QUERIES["write_back_results"]).format(table=table_ident(mapping)),
+                         {"mapping_id": mapping.id, **rows_back})
+        counts = Counter(o.state for _, o, _ in finished)
+        stats.add(db, conn, "pg_to_sf", [(mapping.id if mapping else 0, state.lower(), n)
+                                         for state, n in counts.items()])
+    for change, outcome, _ in finished:
+        if outcome.state == "FAILED":
+            log.warning("record %s of mapping %s failed: %s", change.record_id, change.mapping_id, outcome.error)
+
+
+
+def options_from(settings) -> DrainOptions:
+    return DrainOptions(concurrency=settings.drain_concurrency, lease_seconds=settings.drain_lease_seconds)
+
+
+_gateway_lock = threading.Lock()
+_gateways: dict = {}
+
+
+def gateway_for(settings) -> Salesforce | None:
+    """One Salesforce gateway per process and settings (it holds the session and the connection pool)."""
+    if not salesforce_configured(settings):
+        return None
+    key = (settings.sf_instance_url, settings.sf_username, settings.sf_client_id, settings.sf_ca_bundle)
+    with _gateway_lock:
+        if key not in _gateways:
+            _gateways[key] = Salesforce(settings, pool_size=settings.drain_concurrency + 2)
+        return _gateways[key]
+
+
+def drain_now() -> DrainResult:
+    """Drain with the worker's settings; without Salesforce credentials there is nothing to send to."""
+    s = runtime.settings()
+    sf = gateway_for(s)
+    if sf is None:
+        return DrainResult()
+    return drain(runtime.db(), sf, options_from(s))
+
+
+def archive(db: Database, after_hours: int, purge_days: int) -> None:
+    """Finished entries leave the live table after a day and the archive after 30 (both configurable)."""
+    with db.transaction() as conn:
+        db.run(conn, "archive_changes", {"after_seconds": after_hours * 3600})
+        db.run(conn, "purge_archive", {"after_seconds": purge_days * 86400})
+        db.run(conn, "purge_conflicts", {"after_seconds": purge_days * 86400})
