@@ -14,6 +14,7 @@ from requests.adapters import HTTPAdapter
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 from simple_salesforce.login import SalesforceLogin, token_login
 
+from core.mapping import MappingError
 from settings import Settings
 
 log = logging.getLogger("forcebridge.salesforce")
@@ -52,6 +53,40 @@ class ApiUsage:
 
 def configured(settings: Settings) -> bool:
     return bool(settings.sf_username or (settings.sf_client_id and settings.sf_client_secret))
+
+
+_instances_lock = threading.Lock()
+_instances: dict = {}
+
+
+def for_settings(settings: Settings) -> "Salesforce | None":
+    """One gateway per process and credentials (it holds the session and the connection pool)."""
+    if not configured(settings):
+        return None
+    key = (settings.sf_instance_url, settings.sf_username, settings.sf_client_id, settings.sf_ca_bundle)
+    with _instances_lock:
+        if key not in _instances:
+            _instances[key] = Salesforce(settings, pool_size=settings.drain_concurrency + 2)
+        return _instances[key]
+
+
+def describer(settings: Settings):
+    """Context.describe for the web app: the object's describe, or None when Salesforce is not set up or
+    not reachable (mapping creation then needs the types in the request)."""
+    def describe(object_name: str | None) -> dict | None:
+        sf = for_settings(settings)
+        if sf is None or not object_name:
+            return None
+        try:
+            return sf.describe(object_name)
+        except PermanentError as exc:
+            if exc.status == 404:
+                raise MappingError(f"Salesforce has no object {object_name}") from None
+            raise MappingError(f"Salesforce refused the describe of {object_name}: {exc}") from None
+        except TransientError as exc:
+            log.warning("describe %s failed: %s", object_name, exc)
+            return None
+    return describe
 
 
 class Salesforce:

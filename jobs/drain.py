@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -18,6 +17,7 @@ from gateway.db import QUERIES, Database
 from gateway.mapped_tables import table_ident
 from gateway.salesforce import PermanentError, Salesforce, SalesforceError, TransientError
 from gateway.salesforce import configured as salesforce_configured
+from gateway.salesforce import for_settings
 from jobs import runtime, stats
 
 log = logging.getLogger("forcebridge.drain")
@@ -212,25 +212,10 @@ def options_from(settings) -> DrainOptions:
     return DrainOptions(concurrency=settings.drain_concurrency, lease_seconds=settings.drain_lease_seconds)
 
 
-_gateway_lock = threading.Lock()
-_gateways: dict = {}
-
-
-def gateway_for(settings) -> Salesforce | None:
-    """One Salesforce gateway per process and settings (it holds the session and the connection pool)."""
-    if not salesforce_configured(settings):
-        return None
-    key = (settings.sf_instance_url, settings.sf_username, settings.sf_client_id, settings.sf_ca_bundle)
-    with _gateway_lock:
-        if key not in _gateways:
-            _gateways[key] = Salesforce(settings, pool_size=settings.drain_concurrency + 2)
-        return _gateways[key]
-
-
 def drain_now() -> DrainResult:
     """Drain with the worker's settings; without Salesforce credentials there is nothing to send to."""
     s = runtime.settings()
-    sf = gateway_for(s)
+    sf = for_settings(s)
     if sf is None:
         return DrainResult()
     return drain(runtime.db(), sf, options_from(s))

@@ -10,7 +10,7 @@ import psycopg
 from core.inbound import InboxItem, UpsertBatch, plan_apply
 from gateway import mapped_tables, mapping_store
 from gateway.db import Database
-from jobs import stats
+from jobs import conflicts, stats
 
 log = logging.getLogger("forcebridge.inbound")
 
@@ -51,7 +51,10 @@ def apply_one_batch(db: Database, batch_size: int) -> tuple[ApplyResult, int]:
         plan = plan_apply(items, mappings)
         failed = dict(plan.failed)
         for batch in plan.batches:
-            failed.update(_upsert_isolating_failures(conn, batch))
+            # write path hook: echoes of our own writes dropped, conflicts with local changes settled
+            batch = conflicts.settle(db, conn, batch)
+            if batch.sfids:
+                failed.update(_upsert_isolating_failures(conn, batch))
         applied_ids = [i for b in plan.batches for i in b.notification_ids if i not in failed] + plan.superseded
         db.run(conn, "mark_notifications", {"state": "applied", "ids": applied_ids})
         if plan.unmapped:

@@ -5,7 +5,7 @@ import logging
 
 from flask import Flask
 
-from gateway import capture
+from gateway import capture, salesforce
 from gateway.db import Database, migrate
 from jobs import runtime
 from settings import Settings
@@ -25,13 +25,14 @@ def create_app(settings: Settings | None = None, *, enqueue=None, migrate_on_sta
     db = Database(settings.database_url, max_size=8, name="forcebridge-web")
     runtime.configure(settings, db)
     app.extensions["forcebridge"] = Context(settings=settings, db=db, enqueue=enqueue or _huey_enqueue,
+                                            describe=salesforce.describer(settings),
                                             mapping_hooks=MappingHooks(
                                                 created=capture.sync_with_mapping,
                                                 updated=capture.sync_with_mapping, deleted=capture.on_deleted))
 
-    from webapp import api, cli, health, outbound
+    from webapp import api, cli, health, outbound, sync_errors
 
-    for blueprint in (outbound.bp, api.bp, health.bp):
+    for blueprint in (outbound.bp, api.bp, health.bp, sync_errors.bp):
         app.register_blueprint(blueprint)
     cli.init_app(app)
     return app

@@ -156,3 +156,9 @@ JOIN LATERAL (
     WHERE c.mapping_id = %(mapping_id)s AND c.record_id = t.id AND c.state IN ('NEW', 'PENDING', 'REQUEUED')
 ) o ON o.changed_at IS NOT NULL
 WHERE t.sfid = ANY(%(sfids)s);
+
+-- name: link_rows_by_external_id
+UPDATE {table} AS t SET sfid = u.sfid
+FROM unnest(%(sfids)s::text[], %(exts)s::text[]) AS u(sfid, ext)
+WHERE u.ext IS NOT NULL AND t.{ext}::text = u.ext AND t.sfid IS NULL
+  AND NOT EXISTS (SELECT 1 FROM {table} x WHERE x.sfid = u.sfid);

@@ -1,0 +1,82 @@
+"""The inbound path's hook for records that also changed in Postgres: echoes dropped, conflicts settled."""
+from __future__ import annotations
+
+import json
+
+import psycopg
+from psycopg import sql
+
+from core.conflicts import is_echo, sent_values, winner
+from core.inbound import UpsertBatch
+from gateway.db import QUERIES, Database
+from gateway.mapped_tables import table_ident
+
+
+def settle(db: Database, conn: psycopg.Connection, batch: UpsertBatch) -> UpsertBatch:
+    """Return the part of `batch` that may be written. Records without open local changes pass as they
+    are. For the others: our own echo is dropped; a real Salesforce change is settled by the mapping's
+    rule and logged in forcebridge.conflicts."""
+    m = batch.mapping
+    if not m.writes:
+        return batch
+    _link_by_external_id(conn, batch)
+    local = {r["sfid"]: r for r in conn.execute(
+        sql.SQL(QUERIES["pending_local_rows"]).format(table=table_ident(m)),
+        {"mapping_id": m.id, "sfids": batch.sfids}).fetchall()}
+    if not local:
+        return batch
+    sent = {r["sfid"]: sent_values(m.fields, r["sent"]) for r in db.run(
+        conn, "last_sent_values", {"mapping_id": m.id, "sfids": list(local)}).fetchall()}
+    keep, found, salesforce_won = [], [], []
+    for i, sfid in enumerate(batch.sfids):
+        row = local.get(sfid)
+        if row is None:
+            keep.append(i)
+            continue
+        incoming = {c.column: batch.values[j][i] for j, c in enumerate(batch.columns)}
+        if is_echo(incoming, sent.get(sfid, {}), row):
+            continue   # our write coming back; the newer local change is on its way to Salesforce
+        side = winner(m.conflict_rule, row["fb_changed_at"], batch.modstamps[i])
+        found.append((row, sfid, side, incoming, batch.modstamps[i]))
+        if side == "salesforce":
+            keep.append(i)
+            salesforce_won.append(row["id"])
+    if found:
+        _record(db, conn, m, found)
+    if salesforce_won:
+        db.run(conn, "drop_open_changes", {"mapping_id": m.id, "record_ids": salesforce_won})
+    return _subset(batch, keep)
+
+
+def _link_by_external_id(conn: psycopg.Connection, batch: UpsertBatch) -> None:
+    """A row we inserted whose sfid is not written back yet (the call is in flight) is found by its
+    external id, so the notification updates it instead of adding a twin row."""
+    m = batch.mapping
+    ext = m.field(m.upsert_field) if m.upsert_field else None
+    if ext is None or ext not in batch.columns:
+        return
+    values = batch.values[batch.columns.index(ext)]
+    conn.execute(sql.SQL(QUERIES["link_rows_by_external_id"]).format(table=table_ident(m),
+                                                                     ext=sql.Identifier(ext.column)),
+                 {"sfids": batch.sfids, "exts": [None if v is None else str(v) for v in values]})
+
+
+def _record(db, conn, m, found) -> None:
+    columns = [f.column for f in m.fields]
+    db.run(conn, "insert_conflicts", {
+        "mapping_id": m.id, "rule": m.conflict_rule,
+        "record_ids": [r["id"] for r, *_ in found], "sfids": [s for _, s, *_ in found],
+        "winners": [w for _, _, w, *_ in found],
+        "pg_values": [json.dumps({c: r.get(c) for c in columns}, default=str) for r, *_ in found],
+        "sf_values": [json.dumps(v, default=str) for *_, v, _ in found],
+        "pg_at": [r["fb_changed_at"] for r, *_ in found], "sf_at": [t for *_, t in found],
+    })
+
+
+def _subset(batch: UpsertBatch, keep: list[int]) -> UpsertBatch:
+    if len(keep) == len(batch.sfids):
+        return batch
+    return UpsertBatch(mapping=batch.mapping, columns=batch.columns, sfids=[batch.sfids[i] for i in keep],
+                       modstamps=[batch.modstamps[i] for i in keep], isdeleted=[batch.isdeleted[i] for i in keep],
+                       values=[[col[i] for i in keep] for col in batch.values],
+                       notification_ids=[batch.notification_ids[i] for i in keep])

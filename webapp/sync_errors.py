@@ -1,0 +1,69 @@
+"""Postgres -> Salesforce failures in the JSON API: list them, retry or ignore one; conflicts on record."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, jsonify, request
+
+from webapp.api import bad_request, not_found, require_token
+from webapp.context import ctx
+
+bp = Blueprint("sync_errors", __name__, url_prefix="/api/v1")
+bp.before_request(require_token)
+bp.register_error_handler(400, bad_request)
+bp.register_error_handler(404, not_found)
+STATES = ("FAILED", "REQUEUED", "IGNORED")
+
+
+def _entry(r: dict) -> dict:
+    return {"id": r["id"], "mapping_id": r["mapping_id"], "object_name": r["object_name"],
+            "table": f'{r["table_schema"]}.{r["table_name"]}' if r["table_name"] else None,
+            "op": r["op"], "record_id": r["record_id"], "sfid": r["sfid"], "external_id": r["external_id"],
+            "fields": r["fields"], "state": r["state"], "attempts": r["attempts"], "error": r["error"],
+            "created_at": r["created_at"].isoformat(),
+            "finished_at": r["finished_at"].isoformat() if r["finished_at"] else None}
+
+
+@bp.get("/errors")
+def list_errors():
+    """FAILED changes by default; ?state=REQUEUED shows the ones waiting for a retry."""
+    state = request.args.get("state", "FAILED").upper()
+    if state not in STATES:
+        abort(400, description=f"state must be one of {', '.join(STATES)}")
+    limit = request.args.get("limit", 100, type=int)
+    rows = ctx().db.fetchall("list_change_errors", {"states": [state], "limit": max(1, min(limit, 1000))})
+    return jsonify(errors=[_entry(r) for r in rows])
+
+
+def _act(query: str, change_id: int, wanted: str):
+    row = ctx().db.fetchone(query, {"id": change_id})
+    if row is None:
+        if ctx().db.fetchone("get_change", {"id": change_id}) is None:
+            abort(404, description=f"no change {change_id}")
+        return jsonify(error="conflict", message=f"change {change_id} cannot be {wanted} in its state"), 409
+    return None
+
+
+@bp.post("/errors/<int:change_id>/retry")
+def retry(change_id: int):
+    refused = _act("retry_change", change_id, "retried")
+    if refused:
+        return refused
+    ctx().enqueue("drain_outbound")
+    return jsonify(id=change_id, state="REQUEUED")
+
+
+@bp.post("/errors/<int:change_id>/ignore")
+def ignore(change_id: int):
+    refused = _act("ignore_change", change_id, "ignored")
+    return refused or jsonify(id=change_id, state="IGNORED")
+
+
+@bp.get("/conflicts")
+def list_conflicts():
+    limit = request.args.get("limit", 100, type=int)
+    rows = ctx().db.fetchall("list_conflicts", {"limit": max(1, min(limit, 1000))})
+    return jsonify(conflicts=[{**r, "pg_changed_at": _iso(r["pg_changed_at"]), "sf_changed_at": _iso(r["sf_changed_at"]),
+                               "detected_at": _iso(r["detected_at"])} for r in rows])
+
+
+def _iso(value):
+    return value.isoformat() if value else None
