@@ -15,6 +15,7 @@ import shutil
 import threading
 import time
 from array import array
+from operator import itemgetter
 from typing import Callable, Iterable, Iterator
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -68,94 +69,35 @@ class BulkError(Exception):
         self.status = status
 
 
-def query_columns(query: soql.Query, describe: Callable[[str], dict]) -> list[str]:
-    """CSV header for a parsed query: SELECT order (v50+), names spelled as the describe spells them."""
-    columns = []
-    for item in query.select:
-        if not isinstance(item, soql.FieldRef):
-            raise BulkError("API_ERROR", "Aggregate functions are not supported by Bulk API 2.0 "
-                                         "query jobs")
-        columns.append(".".join(canonical_path(item.path, query.sobject, describe)))
-    if query.offset:
-        raise BulkError("API_ERROR", "OFFSET is not supported by Bulk API 2.0 query jobs")
-    return columns
-
-
-def canonical_path(path: list[str], sobject: str, describe: Callable[[str], dict]) -> list[str]:
-    """["account", "name"] -> ["Account", "Name"], following relationships; unknown parts kept."""
-    out = []
-    current = sobject
-    for depth, part in enumerate(path):
-        try:
-            fields = describe(current)["fields"]
-        except Exception:            # unknown object: the org reports it when the query runs
-            return out + path[depth:]
-        last = depth == len(path) - 1
-        if last:
-            match = next((f for f in fields if f["name"].lower() == part.lower()), None)
-            out.append(match["name"] if match else part)
-        else:
-            match = next((f for f in fields if (f.get("relationshipName") or "").lower()
-                          == part.lower()), None)
-            if match is None or not match.get("referenceTo"):
-                return out + path[depth:]
-            out.append(match["relationshipName"])
-            current = match["referenceTo"][0]
-    return out
-
-
-def csv_text(value, field_type: str | None) -> str:
-    """A query value as Bulk CSV writes it: booleans true/false, datetimes ending in Z, null empty."""
-    if value is None:
-        return ""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if field_type == "datetime" and isinstance(value, str) and value.endswith("+0000"):
-        return value[:-5] + "Z"
-    return str(value)
-
-
-def row_reader(columns: list[str], sample: dict) -> Callable[[dict], list]:
-    """A function turning one query row into its column values, resolved once against a sample row.
-
-    Rows are plain dicts; parent fields (Account.Name) may be flat keys or nested dicts.
-    """
-    keys_by_lower = {key.lower(): key for key in sample}
-    getters = []
-    for column in columns:
-        if column in sample:
-            getters.append(_flat(column))
-        elif column.lower() in keys_by_lower:
-            getters.append(_flat(keys_by_lower[column.lower()]))
-        else:
-            getters.append(_nested(column.split(".")))
-    return lambda row: [get(row) for get in getters]
-
-
-def _flat(key: str):
-    return lambda row: row.get(key)
-
-
-def _nested(path: list[str]):
-    def get(row):
-        value = row
-        for part in path:
-            if not isinstance(value, dict):
-                return None
-            found = value.get(part)
-            if found is None:
-                found = next((v for k, v in value.items() if k.lower() == part.lower()), None)
-            value = found
-        return value
-    return get
+def column_converter(field: dict) -> Callable[[object], str]:
+    """How Bulk CSV writes a stored value of this field: booleans true/false, datetimes ending
+    in Z, numbers as REST shows them, null as an empty string."""
+    kind = field["type"]
+    if kind == "boolean":
+        return lambda v: "" if v is None else ("true" if v else "false")
+    if kind == "datetime":
+        return lambda v: "" if v is None else (v[:-5] + "Z" if v.endswith("+0000") else v)
+    if kind in ("int", "long", "double", "currency", "percent"):
+        return lambda v: "" if v is None else str(soql.to_json_value(field, v))
+    return lambda v: v or ""
 
 
 def csv_line(values: Iterable[str], delimiter: str, line_ending: str) -> str:
     """One CSV line with every value quoted, as Bulk 2.0 writes results."""
     return delimiter.join(
         '"' + (v.replace('"', '""') if '"' in v else v) + '"' for v in values) + line_ending
+
+
+def line_writer(delimiter: str, line_ending: str) -> Callable[[list[str]], str]:
+    """csv_line for the hot path: join once, escape quotes once per row (values never hold NUL)."""
+    separator = f'"{delimiter}"'
+
+    def line(values: list[str]) -> str:
+        text = "\x00".join(values)
+        if '"' in text:
+            text = text.replace('"', '""')
+        return '"' + text.replace("\x00", separator) + '"' + line_ending
+    return line
 
 
 def ingest_values(row: dict[str, str], field_types: dict[str, str]) -> dict:
@@ -263,48 +205,32 @@ class Jobs:
 
 # ---------------------------------------------------------------- query jobs
 
-def write_query_results(rows: Iterator[dict], columns: list[str], field_types: dict[str, str],
-                        data_path: pathlib.Path, index_path: pathlib.Path,
+def write_query_results(batches: Iterable[list[tuple]], pick: Callable[[tuple], tuple],
+                        converters: list[Callable], data_path: pathlib.Path, index_path: pathlib.Path,
                         delimiter: str, line_ending: str, aborted: Callable[[], bool]) -> int:
-    """Stream rows into data.csv (no header) and the byte offset of each row into index.bin.
+    """Stream raw result rows into data.csv (no header) and each row's byte offset into index.bin.
 
-    Returns the row count. Memory stays at one chunk of rows whatever the result size.
+    `pick` takes a row's selected values in column order. Returns the row count; memory stays
+    at one batch whatever the result size.
     """
-    types = [field_types.get(c.lower()) for c in columns]
-    read = None
-    count = 0
-    offset = 0
+    line = line_writer(delimiter, line_ending)
+    count = offset = 0
     with open(data_path, "wb") as data, open(index_path, "wb") as index:
-        chunk: list[dict] = []
-        for row in rows:
-            chunk.append(row)
-            if len(chunk) >= WRITE_CHUNK_ROWS:
-                read = read or row_reader(columns, chunk[0])
-                offset = _write_chunk(chunk, read, types, delimiter, line_ending, data, index, offset)
-                count += len(chunk)
-                chunk = []
-                if aborted():
-                    return count
-        if chunk:
-            read = read or row_reader(columns, chunk[0])
-            offset = _write_chunk(chunk, read, types, delimiter, line_ending, data, index, offset)
-            count += len(chunk)
+        for batch in batches:
+            starts = array("Q")
+            encoded = []
+            for row in batch:
+                text = line([convert(value) for convert, value in zip(converters, pick(row))]).encode()
+                starts.append(offset)
+                offset += len(text)
+                encoded.append(text)
+            data.write(b"".join(encoded))
+            starts.tofile(index)
+            count += len(batch)
+            if aborted():
+                break
         array("Q", [offset]).tofile(index)     # end sentinel: the last page ends here
     return count
-
-
-def _write_chunk(chunk, read, types, delimiter, line_ending, data, index, offset) -> int:
-    starts = array("Q")
-    encoded = []
-    for row in chunk:
-        line = csv_line([csv_text(v, t) for v, t in zip(read(row), types)], delimiter,
-                        line_ending).encode("utf-8")
-        starts.append(offset)
-        offset += len(line)
-        encoded.append(line)
-    data.write(b"".join(encoded))
-    starts.tofile(index)
-    return offset
 
 
 def row_offset(index_path: pathlib.Path, row: int) -> int:
@@ -511,44 +437,47 @@ def create_query_job(version):
     if operation not in QUERY_OPERATIONS:
         raise BulkError("INVALIDJOB", f"Invalid operation: {operation}")
     text = body.get("query") or ""
-    org = _jobs().org
+    # Salesforce rejects bad SOQL when the job is created, not when it runs.
     try:
-        columns = query_columns(soql.parse(text), org.describe)
-        # Salesforce rejects bad SOQL when the job is created, not when it runs.
-        probe = org.query(text, include_deleted=operation == "queryAll")
-        next(iter(probe), None)
-        getattr(probe, "close", lambda: None)()
+        plan = _jobs().org.compile(text, include_deleted=operation == "queryAll")
     except soql.SoqlError as exc:
         raise BulkError(exc.error_code, exc.message) from None
-    sobject = soql.parse(text).sobject
-    sobject = next((n for n in org.sobject_names() if n.lower() == sobject.lower()), sobject)
-    job = _new_job(version, body, "V2Query", sobject, operation)
-    job.update(_query=text, _columns=columns)
+    if plan.kind != "rows":
+        raise BulkError("API_ERROR", "Aggregate queries are not supported by Bulk API 2.0 query jobs")
+    if plan.offset:
+        raise BulkError("API_ERROR", "OFFSET is not supported by Bulk API 2.0 query jobs")
+    job = _new_job(version, body, "V2Query", plan.sobject.name, operation)
+    job.update(_query=text, _columns=[".".join(column.path) for column in plan.columns])
     job = _jobs().put(job)
     threading.Thread(target=_run_query_job, args=(_jobs(), job["id"]), daemon=True,
                      name=f"bulk2-query-{job['id']}").start()
     created = _public(job)
-    for key in ("jobType",):
-        created.pop(key, None)
+    created.pop("jobType")
     return jsonify(created)
 
 
 def _run_query_job(jobs: Jobs, job_id: str) -> None:
     job = jobs.update(job_id, state="InProgress")
     started = time.monotonic()
-    org = jobs.org
     directory = jobs.dir(job_id)
+    cursor = None
     try:
-        field_types = _types_for(org, job["object"], job["_columns"])
-        rows = org.query(job["_query"], include_deleted=job["operation"] == "queryAll")
+        cursor = jobs.org.open_query(job["_query"], include_deleted=job["operation"] == "queryAll")
+        columns = cursor.plan.columns
+        pick = itemgetter(*[c.index for c in columns]) if len(columns) > 1 else \
+            (lambda row, i=columns[0].index: (row[i],))
         count = write_query_results(
-            iter(rows), job["_columns"], field_types, directory / "data.csv", directory / "index.bin",
+            _batches(cursor), pick, [column_converter(c.field) for c in columns],
+            directory / "data.csv", directory / "index.bin",
             DELIMITERS[job["columnDelimiter"]], LINE_ENDINGS[job["lineEnding"]],
             lambda: (jobs.get(job_id, "V2Query") or {}).get("state") == "Aborted")
     except Exception as exc:          # a job that dies reports why, like Salesforce's errorMessage
         log.exception("bulk query job %s failed", job_id)
         jobs.update(job_id, state="Failed", errorMessage=f"InternalServerError : {exc}")
         return
+    finally:
+        if cursor is not None:
+            cursor.close()
     current = jobs.get(job_id, "V2Query")
     if current is None or current["state"] == "Aborted":
         return
@@ -557,23 +486,12 @@ def _run_query_job(jobs: Jobs, job_id: str) -> None:
                 isPkChunkingSupported=True)
 
 
-def _types_for(org, sobject: str, columns: list[str]) -> dict[str, str]:
-    """Field type per lower-cased column, following relationship paths through the describes."""
-    types = {}
-    for column in columns:
-        path = column.split(".")
-        current = sobject
-        try:
-            for part in path[:-1]:
-                field = next(f for f in org.describe(current)["fields"]
-                             if (f.get("relationshipName") or "").lower() == part.lower())
-                current = field["referenceTo"][0]
-            field = next(f for f in org.describe(current)["fields"]
-                         if f["name"].lower() == path[-1].lower())
-        except (StopIteration, KeyError, IndexError):
-            continue
-        types[column.lower()] = field["type"]
-    return types
+def _batches(cursor) -> Iterator[list[tuple]]:
+    while not cursor.done:
+        rows = cursor.fetch(WRITE_CHUNK_ROWS)
+        if not rows:
+            return
+        yield rows
 
 
 @bp.get("/query")

@@ -154,3 +154,18 @@ def test_unknown_csv_column_fails_the_job(sf):
     from simple_salesforce.exceptions import SalesforceOperationError
     with pytest.raises(SalesforceOperationError, match="Field name not found : Bogus__c"):
         sf.bulk2.Account.insert(records=[{"Name": "x", "Bogus__c": "y"}], wait=WAIT)
+
+
+def test_aggregate_queries_are_refused(sf):
+    with pytest.raises(SalesforceMalformedRequest) as failure:
+        list(sf.bulk2.Account.query("SELECT COUNT() FROM Account", wait=WAIT))
+    assert failure.value.content[0]["errorCode"] == "API_ERROR"
+
+
+def test_parent_fields_come_out_as_dotted_columns(sf, tag):
+    account = sf.Account.create({"Name": f"Parent {tag}"})["id"]
+    sf.Contact.create({"LastName": f"Child {tag}", "AccountId": account})
+    sf.Contact.create({"LastName": f"Orphan {tag}"})
+    soql = f"SELECT lastname, account.name FROM Contact WHERE LastName LIKE '%{tag}' ORDER BY LastName"
+    [page] = list(sf.bulk2.Contact.query(soql, wait=WAIT))
+    assert rows(page) == [["LastName", "Account.Name"], [f"Child {tag}", f"Parent {tag}"], [f"Orphan {tag}", ""]]

@@ -2,34 +2,8 @@
 import csv
 import io
 
-import pytest
 
-from emulator import bulk2, soql
-
-DESCRIBES = {
-    "Contact": {"fields": [
-        {"name": "Id", "type": "id"}, {"name": "LastName", "type": "string"},
-        {"name": "AccountId", "type": "reference", "relationshipName": "Account",
-         "referenceTo": ["Account"]},
-        {"name": "DoNotCall", "type": "boolean"}, {"name": "SystemModstamp", "type": "datetime"}]},
-    "Account": {"fields": [{"name": "Id", "type": "id"}, {"name": "Name", "type": "string"},
-                           {"name": "AnnualRevenue", "type": "currency"}]},
-}
-
-
-def describe(name):
-    return next(d for key, d in DESCRIBES.items() if key.lower() == name.lower())
-
-
-def test_columns_follow_select_order_with_describe_spelling():
-    query = soql.parse("select lastname, ACCOUNT.name, Id from contact")
-    assert bulk2.query_columns(query, describe) == ["LastName", "Account.Name", "Id"]
-
-
-def test_count_queries_are_refused():
-    with pytest.raises(bulk2.BulkError):
-        bulk2.query_columns(soql.parse("SELECT COUNT() FROM Contact"), describe)
-
+from emulator import bulk2
 
 def test_locators_round_trip_and_look_like_salesforce():
     assert bulk2.encode_locator(10000) == "MTAwMDA"
@@ -37,47 +11,55 @@ def test_locators_round_trip_and_look_like_salesforce():
     assert bulk2.decode_locator("not a locator!") is None
 
 
-def write(tmp_path, rows, columns, types=None):
-    count = bulk2.write_query_results(iter(rows), columns, types or {}, tmp_path / "data.csv",
-                                      tmp_path / "index.bin", ",", "\n", lambda: False)
-    return count
+TEXT = {"type": "string"}
+COLUMNS = ["Id", "LastName", "DoNotCall", "Account.Name", "SystemModstamp", "AnnualRevenue"]
+FIELDS = [{"type": "id"}, TEXT, {"type": "boolean"}, TEXT, {"type": "datetime"}, {"type": "currency"}]
 
 
-def page(tmp_path, columns, start, size, total):
+def write(tmp_path, rows):
+    """Rows as SQLite hands them over: (Id, LastName, DoNotCall, Account.Name, SystemModstamp, AnnualRevenue)."""
+    batches = [rows[i:i + 1000] for i in range(0, len(rows), 1000)]
+    return bulk2.write_query_results(batches, lambda row: row, [bulk2.column_converter(f) for f in FIELDS],
+                                     tmp_path / "data.csv", tmp_path / "index.bin", ",", "\n", lambda: False)
+
+
+def page(tmp_path, start, size, total):
     end = min(start + size, total)
-    head = bulk2.csv_line(columns, ",", "\n").encode()
-    body = b"".join(bulk2.stream_range(tmp_path / "data.csv", bulk2.row_offset(tmp_path / "index.bin", start),
-                                       bulk2.row_offset(tmp_path / "index.bin", end), head))
+    head = bulk2.csv_line(COLUMNS, ",", "\n").encode()
+    index = tmp_path / "index.bin"
+    body = b"".join(bulk2.stream_range(tmp_path / "data.csv", bulk2.row_offset(index, start),
+                                       bulk2.row_offset(index, end), head))
     return list(csv.reader(io.StringIO(body.decode(), newline="")))
 
 
 def test_pages_cover_every_row_once_even_with_quotes_and_newlines(tmp_path):
-    rows = [{"Id": f"003{i:015d}", "LastName": f'O"Neil\nline {i}', "DoNotCall": i % 2 == 0,
-             "Account": {"Name": f"Acme {i}"} if i % 3 else None} for i in range(12_345)]
-    columns = ["Id", "LastName", "DoNotCall", "Account.Name"]
-    assert write(tmp_path, rows, columns) == 12_345
+    rows = [(f"003{i:015d}", f'O"Neil\nline {i}', i % 2, f"Acme {i}" if i % 3 else None,
+             "2020-05-08T13:40:22.000+0000", 1.5 * i) for i in range(12_345)]
+    assert write(tmp_path, rows) == 12_345
     seen = []
     for start in range(0, 12_345, 5_000):
-        lines = page(tmp_path, columns, start, 5_000, 12_345)
-        assert lines[0] == columns
+        lines = page(tmp_path, start, 5_000, 12_345)
+        assert lines[0] == COLUMNS
         seen.extend(lines[1:])
     assert len(seen) == 12_345
-    assert seen[1] == [rows[1]["Id"], 'O"Neil\nline 1', "false", "Acme 1"]
+    assert seen[1] == [rows[1][0], 'O"Neil\nline 1', "true", "Acme 1", "2020-05-08T13:40:22.000Z", "1.5"]
     assert seen[3][3] == ""
 
 
 def test_values_are_written_as_bulk_csv_does(tmp_path):
-    rows = [{"Id": "001000000000001AAA", "DoNotCall": True, "SystemModstamp": "2020-05-08T13:40:22.000+0000",
-             "LastName": None}]
-    write(tmp_path, rows, ["Id", "DoNotCall", "SystemModstamp", "LastName"],
-          {"systemmodstamp": "datetime"})
+    write(tmp_path, [("001000000000001AAA", None, 0, "", "2020-05-08T13:40:22.000+0000", 45000.0)])
     assert (tmp_path / "data.csv").read_text() == \
-        '"001000000000001AAA","true","2020-05-08T13:40:22.000Z",""\n'
+        '"001000000000001AAA","","false","","2020-05-08T13:40:22.000Z","45000"\n'
 
 
 def test_empty_result_is_header_only(tmp_path):
-    assert write(tmp_path, [], ["Id"]) == 0
-    assert page(tmp_path, ["Id"], 0, 10, 0) == [["Id"]]
+    assert write(tmp_path, []) == 0
+    assert page(tmp_path, 0, 10, 0) == [COLUMNS]
+
+
+def test_line_writer_matches_csv_line():
+    values = ['a"b', "c,d", "", "e\nf"]
+    assert bulk2.line_writer("|", "\r\n")(values) == bulk2.csv_line(values, "|", "\r\n")
 
 
 def test_ingest_values_skip_blanks_null_on_marker_and_type_known_fields():
