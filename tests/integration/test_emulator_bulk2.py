@@ -6,7 +6,6 @@ import uuid
 import pytest
 from simple_salesforce.exceptions import SalesforceMalformedRequest, SalesforceResourceNotFound
 
-from tests.emulator_fixture import emulator  # noqa: F401  (the shared emulator process)
 
 WAIT = 0.05     # simple-salesforce sleeps this long before its first poll
 
@@ -16,7 +15,7 @@ def rows(text):
 
 
 @pytest.fixture
-def sf(emulator):  # noqa: F811
+def sf(emulator):
     return emulator.salesforce()
 
 
@@ -25,7 +24,7 @@ def tag():
     return uuid.uuid4().hex[:8]
 
 
-def test_query_pages_every_row_once_with_sforce_locator(emulator, sf, tag):  # noqa: F811
+def test_query_pages_every_row_once_with_sforce_locator(emulator, sf, tag):
     emulator.admin("POST", "/_emulator/seed", {"sobject": "Account", "count": 2500,
                                                "fields": {"Name": f"Bulk {tag} {{n}}", "Industry": "Banking"}})
     pages = list(sf.bulk2.Account.query(
@@ -40,7 +39,7 @@ def test_query_pages_every_row_once_with_sforce_locator(emulator, sf, tag):  # n
     assert sorted(row[1] for row in body) == sorted(f"Bulk {tag} {n}" for n in range(2500))
 
 
-def test_query_results_headers_and_maxrecords(emulator, sf, tag):  # noqa: F811
+def test_query_results_headers_and_maxrecords(emulator, sf, tag):
     emulator.admin("POST", "/_emulator/seed", {"sobject": "Account", "count": 3, "fields": {"Name": f"Hdr {tag} {{n}}"}})
     http = emulator.http()
     base = f"{emulator.url}/services/data/v59.0/jobs/query"
@@ -84,7 +83,7 @@ def test_bad_soql_is_refused_when_the_job_is_created(sf):
     assert failure.value.content[0]["errorCode"] == "INVALID_FIELD"
 
 
-def test_download_streams_pages_to_files(emulator, sf, tag, tmp_path):  # noqa: F811
+def test_download_streams_pages_to_files(emulator, sf, tag, tmp_path):
     emulator.admin("POST", "/_emulator/seed", {"sobject": "Account", "count": 120, "fields": {"Name": f"Dl {tag} {{n}}"}})
     results = sf.bulk2.Account.download(f"SELECT Id FROM Account WHERE Name LIKE 'Dl {tag}%'", str(tmp_path),
                                         max_records=50, wait=WAIT)
@@ -133,7 +132,7 @@ def test_update_and_delete_by_id(sf, tag):
         sf.Account.get(ids[0])
 
 
-def test_a_job_accepts_one_upload_and_can_be_aborted(emulator, sf):  # noqa: F811
+def test_a_job_accepts_one_upload_and_can_be_aborted(emulator, sf):
     http = emulator.http()
     base = f"{emulator.url}/services/data/v59.0/jobs/ingest"
     headers = {"Authorization": f"Bearer {sf.session_id}", "Content-Type": "application/json"}

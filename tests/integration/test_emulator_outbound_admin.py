@@ -8,7 +8,7 @@ import uuid
 import pytest
 import requests
 
-from tests.emulator_fixture import REPO, emulator  # noqa: F401  (the shared emulator process)
+from tests.emulator_fixture import REPO
 from tests.integration.test_emulator_outbound_sender import NS, Listener, sobject_values
 
 
@@ -34,7 +34,7 @@ def wait_for(predicate, seconds=15.0):
     return False
 
 
-def test_rule_set_through_admin_api_delivers_changes(emulator, listener):  # noqa: F811
+def test_rule_set_through_admin_api_delivers_changes(emulator, listener):
     rule = emulator.admin("POST", "/_emulator/outbound/rules", {
         "object": "Account", "fields": ["name", "Industry"], "endpoint_url": listener.url,
         "exclude_clients": ["forcebridge"]})
@@ -59,7 +59,7 @@ def test_rule_set_through_admin_api_delivers_changes(emulator, listener):  # noq
         emulator.admin("DELETE", f"/_emulator/outbound/rules/{rule['id']}")
 
 
-def test_bad_rules_are_refused(emulator):  # noqa: F811
+def test_bad_rules_are_refused(emulator):
     http = emulator.http()
     for body in ({"object": "Nope", "fields": [], "endpoint_url": "http://x"},
                  {"object": "Account", "fields": ["Nope__c"], "endpoint_url": "http://x"},
@@ -68,7 +68,7 @@ def test_bad_rules_are_refused(emulator):  # noqa: F811
         assert response.status_code == 400, body
 
 
-def test_drive_runs_bounded_and_prints_a_json_summary(emulator):  # noqa: F811
+def test_drive_runs_bounded_and_prints_a_json_summary(emulator):
     done = subprocess.run(
         [sys.executable, "-m", "emulator.drive", "--url", emulator.url, "--ca", str(emulator.ca_path),
          "--rate", "40", "--seconds", "1", "--objects", "Account,Contact", "--seed", "7"],
