@@ -52,7 +52,10 @@ def _lock_fault() -> SalesforceError | None:
 
 
 def _run_items(items: list, all_or_none: bool, operation) -> list[dict]:
-    """Run `operation(item) -> result dict` per item in one transaction, each isolated by a savepoint.
+    """Run `operation(item) -> result dict` per item in one transaction.
+
+    Every store operation writes with a single statement after all its checks, so a failed item has
+    written nothing and needs no savepoint.
 
     With allOrNone every item still gets its own verdict first; then everything is rolled back and the
     items that had succeeded report ALL_OR_NONE_OPERATION_ROLLED_BACK.
@@ -63,11 +66,10 @@ def _run_items(items: list, all_or_none: bool, operation) -> list[dict]:
         with the_org.transaction():
             for item in items:
                 try:
-                    with the_org.savepoint():
-                        fault = _lock_fault()
-                        if fault:
-                            raise fault
-                        results.append(operation(item))
+                    fault = _lock_fault()
+                    if fault:
+                        raise fault
+                    results.append(operation(item))
                 except SalesforceError as error:
                     results.append({"success": False, "errors": [error.item_error()]})
             if all_or_none and any(not r["success"] for r in results):

@@ -12,18 +12,21 @@ class SalesforceError(Exception):
         self.status_code = status_code
         self.error_code = error_code
         self.message = message
-        self.fields = list(fields)
+        self.fields = None if fields is None else list(fields)     # None: the body has no "fields" key
         self.matches = matches
 
     def envelope(self) -> list[dict]:
         """The REST single-call body: [{"message", "errorCode", "fields"}]."""
-        return [{"message": self.message, "errorCode": self.error_code, "fields": self.fields}]
+        body = {"message": self.message, "errorCode": self.error_code}
+        if self.fields is not None:
+            body["fields"] = self.fields
+        return [body]
 
     def item_error(self) -> dict:
         """The error inside sObject Collections results, which says statusCode instead of errorCode."""
-        return {"statusCode": self.error_code, "message": self.message, "fields": self.fields}
+        return {"statusCode": self.error_code, "message": self.message, "fields": self.fields or []}
 
 
 class NotFound(SalesforceError):
     def __init__(self, message: str = "The requested resource does not exist"):
-        super().__init__(404, "NOT_FOUND", message)
+        super().__init__(404, "NOT_FOUND", message, fields=None)

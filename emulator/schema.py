@@ -23,6 +23,13 @@ class SObjectType:
             f["relationshipName"].lower(): f for f in describe["fields"]
             if f["type"] == "reference" and f.get("relationshipName")}
         self.table = "so_" + self.name
+        self.field_names = [f["name"] for f in describe["fields"]]
+        # Precomputed for the write path: a 200-record collection call validates 200 bodies.
+        self.required = [f["name"] for f in describe["fields"]
+                         if f["createable"] and not f["nillable"] and not f["defaultedOnCreate"]
+                         and f["type"] != "boolean"]
+        self.insert_defaults = _insert_defaults(describe["fields"])
+        self.unique_fields = [f["name"] for f in describe["fields"] if f.get("unique") and f["name"] != "Id"]
         missing = [name for name in SYSTEM_FIELDS if name.lower() not in self.fields]
         if missing:
             raise ValueError(f"{self.name}: describe lacks system fields {missing}")
@@ -34,10 +41,6 @@ class SObjectType:
         return self.relationships.get(name.lower())
 
     @property
-    def field_names(self) -> list[str]:
-        return [f["name"] for f in self.describe["fields"]]
-
-    @property
     def label(self) -> str:
         return self.describe.get("label", self.name)
 
@@ -45,6 +48,21 @@ class SObjectType:
         """Contact/Lead/User style Name = FirstName + LastName, computed by the org."""
         name = self.field("Name")
         return bool(name and not name["createable"] and self.field("LastName"))
+
+
+def _insert_defaults(fields: list[dict]) -> dict:
+    """Values an insert gets when the body leaves the field out: boolean and picklist defaults."""
+    result = {}
+    for field in fields:
+        if not field["createable"]:
+            continue
+        if field["type"] == "boolean":
+            result[field["name"]] = int(bool(field.get("defaultValue")))
+        elif field["type"] == "picklist":
+            for entry in field["picklistValues"]:
+                if entry.get("defaultValue"):
+                    result[field["name"]] = entry["value"]
+    return result
 
 
 def load_types(extra_dir: pathlib.Path | None = None) -> dict[str, SObjectType]:

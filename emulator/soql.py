@@ -662,8 +662,10 @@ class _Compiler:
                 parents[rel] = (target, len(select_sql))
                 select_sql.append(f'{alias}."Id"')
             select_sql.append('t."Id"')
-            # A stable order (Salesforce's is by Id when none is given) keeps paging deterministic.
-            order.append('t."Id" ASC')
+            if order:
+                # Ties broken by Id keep pages deterministic; with no ORDER BY SQLite may pick the best
+                # index (SystemModstamp for a sync poll) instead of scanning in Id order.
+                order.append('t."Id" ASC')
         offset = query.offset or 0
         if offset > 2000:
             raise SoqlError("NUMBER_OUTSIDE_VALID_RANGE", "Maximum SOQL offset allowed is 2000")
@@ -671,7 +673,8 @@ class _Compiler:
         where_sql = (" WHERE " + " AND ".join(where)) if where else ""
         sql = f"SELECT {', '.join(select_sql)} {from_sql}{where_sql}"
         if kind == "rows":
-            sql += " ORDER BY " + ", ".join(order)
+            if order:
+                sql += " ORDER BY " + ", ".join(order)
             if query.limit is not None or offset:
                 sql += f" LIMIT {query.limit if query.limit is not None else -1} OFFSET {offset}"
         count_sql = f"SELECT COUNT(*) FROM (SELECT 1 {from_sql}{where_sql}"

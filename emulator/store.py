@@ -20,8 +20,8 @@ The interface E2's outbound sender and Bulk 2.0 code against (see notes/EMULATOR
 """
 import contextlib
 import dataclasses
+import functools
 import datetime as dt
-import json
 import logging
 import pathlib
 import sqlite3
@@ -80,6 +80,12 @@ class Session:
     token: str
     user_id: str
     expires_at: dt.datetime
+
+
+@functools.lru_cache(maxsize=512)
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    return (f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})")
 
 
 def _column_type(field: dict) -> str:
@@ -162,6 +168,7 @@ class Org:
         self.pod = self.org_id[3:5]
         self.clock = Clock(time_scale, not_before=self._last_time())
         self._counters = dict(self._conn.execute("SELECT key_prefix, next FROM counters"))
+        self._dirty_counters: set[str] = set()
         for sobject in self.types.values():
             self._ensure_table(sobject)
         self.default_user_id = self._ensure_default_user()
@@ -254,15 +261,27 @@ class Org:
                 raise
             self._depth -= 1
             if outer:
-                if self._pending:
-                    last = max(c.at for c in self._pending)
-                    self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_time', ?)", (last.isoformat(),))
+                self._flush()
                 self._conn.execute("COMMIT")
                 committed, self._pending = self._pending, []
         finally:
             self._write_lock.release()
         for change in committed:
             self._publish(change)
+
+    def _flush(self) -> None:
+        """Write what the transaction batched: change log rows, Id counters, the latest timestamp."""
+        if self._pending:
+            self._conn.executemany(
+                "INSERT INTO changes (sobject, record_id, kind, client, user_id, at) VALUES (?,?,?,?,?,?)",
+                [(c.sobject, c.record_id, c.kind, c.client, c.user_id, format_datetime(c.at)) for c in self._pending])
+            last = max(c.at for c in self._pending)
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_time', ?)", (last.isoformat(),))
+        if self._dirty_counters:
+            self._conn.executemany(
+                "INSERT INTO counters VALUES (?, ?) ON CONFLICT (key_prefix) DO UPDATE SET next = excluded.next",
+                [(prefix, self._counters[prefix]) for prefix in self._dirty_counters])
+            self._dirty_counters.clear()
 
     @contextlib.contextmanager
     def savepoint(self):
@@ -297,13 +316,11 @@ class Org:
         prefix = sobject.key_prefix
         number = self._counters.get(prefix, 1)
         self._counters[prefix] = number + 1
-        self._conn.execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT (key_prefix) DO UPDATE SET next = "
-                           "excluded.next", (prefix, number + 1))
+        self._dirty_counters.add(prefix)
         return ids.make_id(prefix, self.pod, number)
 
     def _record_change(self, sobject: SObjectType, record_id: str, kind: str, client, user_id, at) -> None:
-        self._conn.execute("INSERT INTO changes (sobject, record_id, kind, client, user_id, at) VALUES (?,?,?,?,?,?)",
-                           (sobject.name, record_id, kind, client, user_id, format_datetime(at)))
+        """Queued for the change log and subscribers; written by _flush at COMMIT, dropped on ROLLBACK."""
         self._pending.append(Change(sobject.name, record_id, kind, client, user_id, at))
 
     # ------------------------------------------------------------ schema
@@ -440,9 +457,9 @@ class Org:
                                       [] if row else [name])
 
     def _check_unique(self, sobj: SObjectType, stored: dict, record_id: str | None) -> None:
-        for name, value in stored.items():
-            field = sobj.field(name)
-            if value is None or not field.get("unique") or name == "Id":
+        for name in sobj.unique_fields:
+            value = stored.get(name)
+            if value is None:
                 continue
             row = self._conn.execute(
                 f"SELECT \"Id\" FROM {quote(sobj.table)} WHERE {quote(name)} = ? AND \"IsDeleted\" = 0 "
@@ -470,12 +487,12 @@ class Org:
         row.update({"Id": record_id, "IsDeleted": 0, "CreatedDate": now, "CreatedById": user_id,
                     "LastModifiedDate": now, "LastModifiedById": user_id, "SystemModstamp": now})
         self._compound_name(sobj, row)
-        cols = list(row)
-        self._conn.execute(f"INSERT INTO {quote(sobj.table)} ({', '.join(quote(c) for c in cols)}) "
-                           f"VALUES ({', '.join('?' for _ in cols)})", [row[c] for c in cols])
+        cols = tuple(row)
+        self._conn.execute(_insert_sql(sobj.table, cols), [row[c] for c in cols])
         self._record_change(sobj, record_id, "created", client, user_id, self.now())
-        record = {name: None for name in sobj.field_names}
-        record.update({name: to_json_value(sobj.field(name), value) for name, value in row.items()})
+        record = dict.fromkeys(sobj.field_names)
+        fields = sobj.fields
+        record.update({name: to_json_value(fields[name.lower()], value) for name, value in row.items()})
         return record
 
     def _existing(self, sobj: SObjectType, record_id: str) -> dict:
@@ -624,8 +641,7 @@ class Org:
                 now = format_datetime(self.now())
                 start = self._counters.get(sobj.key_prefix, 1)
                 self._counters[sobj.key_prefix] = start + chunk
-                conn.execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT (key_prefix) DO UPDATE SET next = "
-                             "excluded.next", (sobj.key_prefix, start + chunk))
+                self._dirty_counters.add(sobj.key_prefix)
                 rows = []
                 for i in range(chunk):
                     n = done + i
@@ -737,6 +753,3 @@ class Org:
     def close(self) -> None:
         self._conn.close()
 
-
-def dumps(value) -> str:
-    return json.dumps(value, separators=(",", ":"))

@@ -136,9 +136,10 @@ def check(sobject: SObjectType, values: dict, *, creating: bool, types: dict | N
             if prefixes and value[:3] not in prefixes:
                 raise _bad("MALFORMED_ID", f"{field['label']}: id value of incorrect type: {values_get(values, name)}",
                            [name])
-    missing = [f["name"] for f in sobject.describe["fields"]
-               if _required(f) and (stored.get(f["name"]) is None if creating or f["name"] in stored else False)
-               and f["name"] not in lookups]
+    if creating:
+        missing = [name for name in sobject.required if stored.get(name) is None and name not in lookups]
+    else:
+        missing = [name for name in sobject.required if name in stored and stored[name] is None]
     if missing:
         raise _bad("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing)
     for name, value in stored.items():
@@ -163,11 +164,6 @@ def values_get(values: dict, name: str):
     return None
 
 
-def _required(field: dict) -> bool:
-    return (field["createable"] and not field["nillable"] and not field["defaultedOnCreate"]
-            and field["type"] != "boolean")
-
-
 def _prefixes(field: dict, types: dict | None) -> set[str]:
     if not types:
         return set()
@@ -190,14 +186,4 @@ def _lookup(rel: dict, value: dict, types: dict | None):
 
 def defaults(sobject: SObjectType) -> dict:
     """Values an insert gets when the body leaves the field out: boolean and picklist defaults."""
-    result = {}
-    for field in sobject.describe["fields"]:
-        if not field["createable"]:
-            continue
-        if field["type"] == "boolean":
-            result[field["name"]] = int(bool(field.get("defaultValue")))
-        elif field["type"] == "picklist":
-            for entry in field["picklistValues"]:
-                if entry.get("defaultValue"):
-                    result[field["name"]] = entry["value"]
-    return result
+    return dict(sobject.insert_defaults)
