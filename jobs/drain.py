@@ -170,7 +170,7 @@ def _finish(db: Database, mapping: Mapping | None, finished: list, options: Drai
     ids, states, sfids, errors, sent, fields, delays = [], [], [], [], [], [], []
 
     def entry(i, state, sfid=None, error=None, sent_values=None, columns=None, delay=0.0):
-        ids.append(i); states.append(state); sfids.append(sfid); delays.append(delay)
+        ids.append(i); states.append(state); sfids.append(sfid); delays.append(float(delay))
         errors.append(json.dumps(error) if error is not None else None)
         sent.append(json.dumps(sent_values, default=str) if sent_values is not None else None)
         fields.append(",".join(columns) if columns else None)
@@ -196,6 +196,13 @@ def _finish(db: Database, mapping: Mapping | None, finished: list, options: Drai
     with db.transaction(origin="salesforce") as conn:
         db.run(conn, "finish_changes", {"ids": ids, "states": states, "sfids": sfids, "errors": errors,
                                         "sent": sent, "fields": fields, "delays": delays})
+        resolved = [(c.record_id, c.carrier_id, ",".join(f.column for f in mapping.fields if f.name in w.body))
+                    for c, o, w in finished if mapping and w and w.op != "delete" and o.state == "SUCCESS"]
+        if resolved:
+            db.run(conn, "resolve_failed_changes", {"mapping_id": mapping.id,
+                                                    "record_ids": [r[0] for r in resolved],
+                                                    "carriers": [r[1] for r in resolved],
+                                                    "fields": [r[2] for r in resolved]})
         if mapping and rows_back["ids"]:
             conn.execute(sql.SQL(QUERIES["write_back_results"]).format(table=table_ident(mapping)),
                          {"mapping_id": mapping.id, **rows_back})

@@ -162,3 +162,11 @@ UPDATE {table} AS t SET sfid = u.sfid
 FROM unnest(%(sfids)s::text[], %(exts)s::text[]) AS u(sfid, ext)
 WHERE u.ext IS NOT NULL AND t.{ext}::text = u.ext AND t.sfid IS NULL
   AND NOT EXISTS (SELECT 1 FROM {table} x WHERE x.sfid = u.sfid);
+
+-- name: resolve_failed_changes
+-- A record that synced since its failure, carrying the failed fields, is no longer in error.
+UPDATE forcebridge.change_log c
+SET state = 'MERGED', finished_at = now(), error = c.error || jsonb_build_object('resolved_by', u.carrier)
+FROM unnest(%(record_ids)s::bigint[], %(carriers)s::bigint[], %(fields)s::text[]) AS u(record_id, carrier, fields)
+WHERE c.mapping_id = %(mapping_id)s AND c.record_id = u.record_id AND c.state = 'FAILED' AND c.id < u.carrier
+  AND (c.fields IS NULL OR c.fields <@ string_to_array(u.fields, ','));
