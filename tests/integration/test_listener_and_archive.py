@@ -1,0 +1,52 @@
+"""The listener wakes the drain on commit; finished log entries are archived, then purged."""
+from __future__ import annotations
+
+import threading
+
+from jobs.drain import archive, drain
+from jobs.listener import Listener
+from tests.integration.test_capture import sql, writing_mapping
+from tests.integration.test_write_path import (FAST, FIELDS, collection_calls, db, invoices,  # noqa: F401
+                                               sf, sf_api, sf_app, sf_settings)
+
+
+def test_a_commit_wakes_the_drain_and_an_idle_system_calls_nobody(sf_api, sf_settings, db, sf, emulator):
+    writing_mapping(sf_api, fields=FIELDS, upsert_field="External_Id__c")
+    url = sf_settings.database_url
+    drained = threading.Event()
+    wakes = []
+
+    def on_change():
+        result = drain(db, sf, FAST)
+        wakes.append(result.claimed)
+        if result.claimed:
+            drained.set()
+
+    listener = Listener(url, on_change)
+    listener.start()
+    try:
+        assert listener.listening.wait(10)
+        assert collection_calls(emulator) == 0          # woke once at start, found nothing, called nobody
+        sql(url, "INSERT INTO salesforce.invoice__c (name, external_id__c) VALUES ('heard', 'H')")
+        assert drained.wait(10), "the notification did not wake the drain"
+    finally:
+        listener.stop()
+    assert invoices(sf)["H"]["Name"] == "heard"
+    assert collection_calls(emulator) == 1
+
+
+def test_finished_entries_move_to_the_archive_and_are_purged(sf_api, sf_settings, db, sf):
+    writing_mapping(sf_api, fields=FIELDS, upsert_field="External_Id__c")
+    url = sf_settings.database_url
+    sql(url, "INSERT INTO salesforce.invoice__c (name, status__c) VALUES ('ok', 'Draft'), ('bad', 'Bogus')")
+    drain(db, sf, FAST)
+    archive(db, after_hours=24, purge_days=30)
+    assert sql(url, "SELECT count(*) FROM forcebridge.change_log") == [(2,)]      # too young to move
+    sql(url, "UPDATE forcebridge.change_log SET finished_at = finished_at - interval '25 hours'")
+    archive(db, after_hours=24, purge_days=30)
+    # the failure stays in the live table until somebody retries or ignores it
+    assert sql(url, "SELECT state FROM forcebridge.change_log") == [("FAILED",)]
+    assert sql(url, "SELECT state FROM forcebridge.change_log_archive") == [("SUCCESS",)]
+    sql(url, "UPDATE forcebridge.change_log_archive SET archived_at = archived_at - interval '31 days'")
+    archive(db, after_hours=24, purge_days=30)
+    assert sql(url, "SELECT count(*) FROM forcebridge.change_log_archive") == [(0,)]
