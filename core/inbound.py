@@ -81,7 +81,7 @@ def plan_apply(items: list[InboxItem], mappings: dict[str, Mapping]) -> ApplyPla
         except ConversionError as exc:
             plan.failed[item.notification_id] = str(exc)
             continue
-        key = (mapping.object_name.lower(), item.sfid[:15])
+        key = (mapping.object_name.lower(), item.sfid)
         previous = newest.get(key)
         if previous is not None:
             prev_item, prev_stamp = previous[0], previous[1]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from xml.sax.saxutils import escape
 
 from lxml import etree
 
@@ -50,7 +51,8 @@ def _parser() -> etree.XMLParser:
 
 
 def _local(tag) -> str:
-    return etree.QName(tag).localname if isinstance(tag, str) else ""
+    # "{namespace}name" -> "name"; comments and processing instructions have no str tag
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
 def _is_nil(el) -> bool:
@@ -152,8 +154,6 @@ def same_org(sent: str, expected: str) -> bool:
 
 def soap_fault(code: str, message: str) -> str:
     """A SOAP 1.1 fault; Salesforce treats anything but an Ack as a failed delivery and retries it."""
-    from xml.sax.saxutils import escape
-
     return (
         '<?xml version="1.0" encoding="UTF-8"?>'
         f'<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}"><soapenv:Body><soapenv:Fault>'

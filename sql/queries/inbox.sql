@@ -3,8 +3,7 @@
 INSERT INTO forcebridge.inbox (notification_id, object_name, sfid, fields, organization_id, action_id, state)
 SELECT n.id, n.object_name, n.sfid, n.fields, %(org)s, %(action)s,
        CASE WHEN m.id IS NULL THEN 'unmapped' ELSE 'pending' END
-FROM unnest(%(ids)s::text[], %(objects)s::text[], %(sfids)s::text[], %(fields)s::jsonb[])
-     AS n(id, object_name, sfid, fields)
+FROM jsonb_to_recordset(%(notifications)s::jsonb) AS n(id text, object_name text, sfid text, fields jsonb)
 LEFT JOIN forcebridge.mappings m
        ON lower(m.object_name) = lower(n.object_name) AND m.active
       AND m.direction IN ('sf_to_pg', 'bidirectional')

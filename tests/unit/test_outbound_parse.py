@@ -61,3 +61,28 @@ def test_more_than_100_notifications_is_refused():
 ])
 def test_same_org(sent, expected, ok):
     assert same_org(sent, expected) is ok
+
+
+def test_captured_contact_with_real_session_id_shape():
+    """The jsonc sample is an xml2js rendering of a real message; rebuild its XML and parse it."""
+    import json
+    import re
+
+    text = re.sub(r"^//.*$", "", (SAMPLES / "sample_contact_session_id_na11.jsonc").read_text(), flags=re.M)
+    n = json.loads(text)["soapenv:envelope"]["soapenv:body"][0]["notifications"][0]
+    note = n["notification"][0]
+    sobj = note["sobject"][0]
+    xml = (
+        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>'
+        '<notifications xmlns="http://soap.sforce.com/2005/09/outbound">'
+        f'<OrganizationId>{n["organizationid"][0]}</OrganizationId><ActionId>{n["actionid"][0]}</ActionId>'
+        f'<SessionId>{n["sessionid"][0]}</SessionId><EnterpriseUrl>{n["enterpriseurl"][0]}</EnterpriseUrl>'
+        f'<PartnerUrl>{n["partnerurl"][0]}</PartnerUrl><Notification><Id>{note["id"][0]}</Id>'
+        f'<sObject xsi:type="{sobj["$"]["xsi:type"]}" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">'
+        f'<sf:Id>{sobj["sf:id"][0]}</sf:Id><sf:MobilePhone>{sobj["sf:mobilephone"][0]}</sf:MobilePhone>'
+        "</sObject></Notification></notifications></soapenv:Body></soapenv:Envelope>").encode()
+    msg = parse_message(xml)
+    assert msg.session_id.startswith("00DG0000000lgAc!")
+    assert msg.partner_url.endswith("/services/Soap/u/32.0/00DG0000000glTd")
+    assert msg.notifications[0].fields["MobilePhone"] == "(111) 111-1111"

@@ -1,0 +1,69 @@
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, strategies as st
+
+from core.convert import ConversionError, FieldSpec, from_salesforce, pg_type, to_salesforce
+
+
+def spec(t, length=None):
+    return FieldSpec("F__c", t, length)
+
+
+@pytest.mark.parametrize("t,text,value", [
+    ("boolean", "true", True), ("boolean", "false", False),
+    ("int", "42", 42), ("int", "3.0", 3), ("double", "45000.0", 45000.0), ("percent", "80.0", 80.0),
+    ("currency", "5968.68", Decimal("5968.68")),
+    ("date", "2020-07-11", dt.date(2020, 7, 11)),
+    ("datetime", "2020-05-08T13:40:22.000Z", dt.datetime(2020, 5, 8, 13, 40, 22, tzinfo=dt.timezone.utc)),
+    ("datetime", "2020-05-08T15:40:22.000+02:00", dt.datetime(2020, 5, 8, 13, 40, 22, tzinfo=dt.timezone.utc)),
+    ("datetime", "2020-05-08T15:40:22+0200", dt.datetime(2020, 5, 8, 13, 40, 22, tzinfo=dt.timezone.utc)),
+    ("time", "13:40:22.500Z", dt.time(13, 40, 22, 500000)),
+    ("multipicklist", "a;b", "a;b"), ("picklist", "Hot", "Hot"), ("reference", "0015w00002BFDeLAAX", "0015w00002BFDeLAAX"),
+    ("string", "", ""), ("int", "", None), ("date", None, None),
+])
+def test_from_salesforce(t, text, value):
+    assert from_salesforce(spec(t), text) == value
+
+
+@pytest.mark.parametrize("t,text", [("int", "abc"), ("int", "3.5"), ("boolean", "yes"), ("date", "2020-13-01"),
+                                    ("datetime", "yesterday"), ("currency", "NaN"), ("time", "25")])
+def test_bad_values_say_which_field_and_value(t, text):
+    with pytest.raises(ConversionError) as info:
+        from_salesforce(spec(t), text)
+    assert "F__c" in str(info.value) and text in str(info.value)
+
+
+def test_pg_types():
+    assert pg_type(spec("string", 80)) == "varchar(80)"
+    assert pg_type(spec("textarea")) == "text"
+    assert pg_type(spec("currency")) == "numeric"
+    with pytest.raises(ValueError):
+        pg_type(spec("address"))
+
+
+@given(st.datetimes(min_value=dt.datetime(1700, 1, 1), max_value=dt.datetime(4000, 12, 31),
+                    timezones=st.just(dt.timezone.utc)).map(lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000)))
+def test_datetime_round_trips(value):
+    assert from_salesforce(spec("datetime"), to_salesforce(spec("datetime"), value)) == value
+
+
+@given(st.dates())
+def test_date_round_trips(value):
+    assert from_salesforce(spec("date"), to_salesforce(spec("date"), value)) == value
+
+
+@given(st.integers(min_value=-2**31, max_value=2**31 - 1))
+def test_int_round_trips(value):
+    assert from_salesforce(spec("int"), str(to_salesforce(spec("int"), value))) == value
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False, places=2, min_value=-10**15, max_value=10**15))
+def test_currency_text_round_trips_exactly(value):
+    assert from_salesforce(spec("currency"), str(value)) == value
+
+
+@given(st.booleans())
+def test_boolean_round_trips(value):
+    assert from_salesforce(spec("boolean"), str(to_salesforce(spec("boolean"), value)).lower()) is value
