@@ -240,7 +240,10 @@ class OutboundQueue:
         self._lock = threading.RLock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # Survives a crash of the emulator (not of the machine) without an fsync per notification.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(QUERIES["schema"])
+        self._numbers = self.counters()
 
     def _run(self, query: str, **params):
         with self._lock:
@@ -260,18 +263,26 @@ class OutboundQueue:
 
     def take_number(self, counter: str) -> int:
         """The next value of a persisted sequence (Ids must never repeat across restarts)."""
-        with self._lock, self.transaction():
+        with self._lock:
+            number = self._numbers.get(counter, 0) + 1
+            self._numbers[counter] = number
             self._run("bump_counter", name=counter, by=1)
-            return self.counters().get(counter, 1)
+            return number
 
-    def enqueue(self, notification_id: str, rule: Rule, record_id: str, now: float) -> None:
+    def enqueue(self, rule: Rule, record_id: str, now: float, make_id: Callable[[int], str]) -> str:
+        """Queue one notification; its Id comes from the persisted "ids" sequence in the same commit."""
         with self._lock, self.transaction():
+            number = self._numbers.get("ids", 0) + 1
+            notification_id = make_id(number)
             self._run("enqueue", id=notification_id, rule_id=rule.id, sobject=rule.sobject,
                       record_id=record_id, created_at=now)
+            self._run("bump_counter", name="ids", by=1)
             self._run("bump_counter", name="enqueued", by=1)
+            self._numbers["ids"] = number
+            return notification_id
 
-    def due(self, now: float) -> list[Queued]:
-        return [Queued(*row) for row in self._run("due", now=now)]
+    def due(self, now: float, limit: int) -> list[Queued]:
+        return [Queued(*row) for row in self._run("due", now=now, limit=limit)]
 
     def next_due(self) -> float | None:
         return self._run("next_due")[0][0]
@@ -291,8 +302,13 @@ class OutboundQueue:
                 count += 1
             self._run("bump_counter", name=counter, by=count)
 
-    def reschedule(self, item: Queued, attempts: int, due_at: float, error: str) -> None:
-        self._run("reschedule", id=item.id, attempts=attempts, due_at=due_at, last_error=error)
+    def reschedule(self, items: Iterable[Queued], due_at: Callable[[int], float], error: str) -> None:
+        """After a failed delivery: one more attempt each, next try at due_at(attempts)."""
+        with self._lock, self.transaction():
+            for item in items:
+                attempts = item.attempts + 1
+                self._run("reschedule", id=item.id, attempts=attempts, due_at=due_at(attempts),
+                          last_error=error)
 
     def bump(self, counter: str, by: int = 1) -> None:
         self._run("bump_counter", name=counter, by=by)
@@ -354,6 +370,7 @@ class OutboundSender:
     """
 
     POLL_SECONDS = 0.05        # real seconds; upper bound on how late a due message goes out
+    MAX_PER_PASS = 5_000       # bounds memory and lets pause/stop act between passes
 
     def __init__(self, org, queue: OutboundQueue | None = None,
                  post: Callable[..., tuple[int, bytes]] = post_message):
@@ -419,21 +436,25 @@ class OutboundSender:
         queued = False
         for rule in list(self._rules.values()):
             if rule_matches(rule, change):
-                notification_id = self._make_id(NOTIFICATION_PREFIX, "ids")
-                self.queue.enqueue(notification_id, rule, change.record_id, now)
+                self.queue.enqueue(rule, change.record_id, now, self._id_maker(NOTIFICATION_PREFIX))
                 queued = True
         if queued:
             self._wake.set()
 
     def _make_id(self, prefix: str, counter: str) -> str:
-        return ids.make_id(prefix, self.org.org_id[3:5], self.queue.take_number(counter))
+        return self._id_maker(prefix)(self.queue.take_number(counter))
+
+    def _id_maker(self, prefix: str) -> Callable[[int], str]:
+        return lambda number: ids.make_id(prefix, self.org.org_id[3:5], number)
 
     # delivery ------------------------------------------------------------
     def deliver_due(self) -> int:
         """Send every due notification once; returns the number of HTTP messages posted."""
         with self._pass_lock:
             now = _epoch(self.clock.now())
-            due = self.queue.due(now)
+            due = self.queue.due(now, self.MAX_PER_PASS)
+            if len(due) == self.MAX_PER_PASS:
+                self._wake.set()           # more are due: go again right after this pass
             expired = [item for item in due if is_expired(item.created_at, now)]
             orphans = [item for item in due if item.rule_id not in self._rules]
             if expired or orphans:
@@ -462,9 +483,7 @@ class OutboundSender:
             return
         self.queue.bump("failed_messages")
         now = _epoch(self.clock.now())
-        for item in items:
-            attempts = item.attempts + 1
-            self.queue.reschedule(item, attempts, now + retry_delay(attempts), error)
+        self.queue.reschedule(items, lambda attempts: now + retry_delay(attempts), error)
 
     def _render(self, rule: Rule, items: list[Queued]) -> bytes:
         field_types = self._field_types(rule.sobject)

@@ -40,12 +40,9 @@ DELETE FROM outbound_rule WHERE id = :id;
 INSERT INTO outbound_notification (id, rule_id, sobject, record_id, created_at, due_at)
 VALUES (:id, :rule_id, :sobject, :record_id, :created_at, :created_at);
 
--- name: next_seq
-SELECT coalesce(max(value), 0) + 1 FROM outbound_counter WHERE name = 'ids';
-
 -- name: due
 SELECT id, rule_id, sobject, record_id, created_at, due_at, attempts
-FROM outbound_notification WHERE due_at <= :now ORDER BY seq;
+FROM outbound_notification WHERE due_at <= :now ORDER BY seq LIMIT :limit;
 
 -- name: next_due
 SELECT min(due_at) FROM outbound_notification;
