@@ -42,6 +42,7 @@ class Settings:
     drain_lease_seconds: int = 120
     archive_after_hours: int = 24
     archive_purge_days: int = 30
+    huey_name: str = "forcebridge"   # one queue per deployment when several share a Redis or Postgres
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -72,6 +73,7 @@ class Settings:
             drain_lease_seconds=_int("DRAIN_LEASE_SECONDS", 120),
             archive_after_hours=_int("ARCHIVE_AFTER_HOURS", 24),
             archive_purge_days=_int("ARCHIVE_PURGE_DAYS", 30),
+            huey_name=os.environ.get("HUEY_NAME", "forcebridge"),
         )
         values.update(overrides)
         return cls(**values)

@@ -2,6 +2,7 @@
 from jobs.queue import make_huey
 from settings import Settings
 
-huey = make_huey(Settings.from_env().huey_url)
+_settings = Settings.from_env()
+huey = make_huey(_settings.huey_url, name=_settings.huey_name)
 
 from jobs import tasks  # noqa: E402,F401  (registers the tasks on `huey`)
