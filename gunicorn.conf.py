@@ -1,0 +1,46 @@
+"""gunicorn settings (Procfile `web:`). With FORCEBRIDGE_EMBEDDED_WORKER=1 (Render's free plan) the master
+also runs one Huey worker process for the instance and stops it cleanly on SIGTERM."""
+import os
+import signal
+
+from jobs.embedded import EmbeddedWorker, enabled
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("WEB_THREADS", "4"))
+# An Outbound Message is committed before its ACK, so a request cut off by a deploy is simply
+# delivered again by Salesforce; 20 s lets the ones in flight finish.
+graceful_timeout = int(os.environ.get("WEB_GRACEFUL_SECONDS", "20"))
+timeout = 60
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+forwarded_allow_ips = "*"  # behind Render's (or nginx's) proxy
+
+_embedded = None
+
+
+def when_ready(server):
+    global _embedded
+    if not enabled():
+        return
+    _embedded = EmbeddedWorker()
+    _embedded.start()
+    server.log.info("embedded worker: one consumer for this instance")
+    # gunicorn's own handlers only queue the signal; chain ours in front so the worker starts its
+    # graceful stop at the same moment the web workers start theirs.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        previous = signal.getsignal(sig)
+
+        def chained(signum, frame, previous=previous):
+            _embedded.begin_stop()
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(sig, chained)
+
+
+def on_exit(server):
+    if _embedded is not None:
+        _embedded.wait()

@@ -1,0 +1,86 @@
+"""Render's free plan: the web service runs the worker itself (FORCEBRIDGE_EMBEDDED_WORKER=1), once per
+instance whatever the number of gunicorn workers, restarts it if it dies and stops it cleanly."""
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+
+import pytest
+
+from tests.support.deployment import (Deployment, TableLock, account_records, assert_all_applied_once,
+                                      create_mapping, send_messages)
+from tests.support.processes import start_web, wait_for
+
+
+def workers_of(master_pid: int) -> list[int]:
+    """Processes running jobs.worker whose parent is the gunicorn master."""
+    found = []
+    for proc in pathlib.Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if b"jobs.worker" in cmdline and ppid == master_pid:
+            found.append(int(proc.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return pathlib.Path(f"/proc/{pid}").exists() and "zombie" not in \
+        pathlib.Path(f"/proc/{pid}/status").read_text().lower()
+
+
+@pytest.fixture
+def deployment(clean_db, tmp_path):
+    dep = Deployment.create(clean_db, "postgres", tmp_path)
+    yield dep
+    dep.forget_queue()
+
+
+@pytest.fixture
+def web(deployment, tmp_path):
+    server = start_web(deployment.env(FORCEBRIDGE_EMBEDDED_WORKER="1", WEB_CONCURRENCY="2",
+                                      WORKER_SHUTDOWN_SECONDS="30"), tmp_path / "web.log")
+    yield server
+    server.stop(timeout=60)
+
+
+def test_one_worker_per_instance_applies_messages_and_comes_back_after_a_crash(deployment, web):
+    (worker,) = wait_for(lambda: workers_of(web.popen.pid), what="the embedded worker")
+    create_mapping(web.url)
+    send_messages(web.url, account_records(30), per_message=10)
+    wait_for(lambda: deployment.inbox_states() == {"applied": 30}, what="the embedded worker to apply")
+
+    os.kill(worker, signal.SIGKILL)
+    replacement = wait_for(lambda: [p for p in workers_of(web.popen.pid) if p != worker],
+                           what="a replacement worker")
+    assert len(replacement) == 1 and len(workers_of(web.popen.pid)) == 1
+    send_messages(web.url, account_records(30, offset=30), per_message=10)
+    wait_for(lambda: deployment.inbox_states() == {"applied": 60}, what="the replacement to apply")
+    assert_all_applied_once(deployment, account_records(60))
+
+
+def test_sigterm_to_the_web_service_lets_the_running_apply_finish(deployment, web):
+    (worker,) = wait_for(lambda: workers_of(web.popen.pid), what="the embedded worker")
+    create_mapping(web.url)
+    records = account_records(20)
+    lock = TableLock(deployment.database_url)
+    try:
+        send_messages(web.url, records, per_message=20)
+        wait_for(lock.waiting_backends, what="the embedded worker to block on the mapped table")
+        web.signal(signal.SIGTERM)  # what Render sends on a deploy or when the instance sleeps
+        wait_for(lambda: "Shutting down gracefully" in web.text(), what="the worker's graceful shutdown")
+    finally:
+        lock.release()
+    assert web.popen.wait(60) == 0, web.text()
+    assert not alive(worker)
+    assert "interrupted" not in web.text()
+    assert_all_applied_once(deployment, records)
