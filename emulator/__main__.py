@@ -2,13 +2,10 @@
 import argparse
 import logging
 import pathlib
-import signal
-import sys
-
-from werkzeug.serving import make_server
 
 from emulator import tls
 from emulator.app import create_app
+from emulator.server import serve
 from emulator.store import Org
 
 
@@ -30,36 +27,44 @@ def parse_args(argv=None):
 def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("werkzeug").setLevel(logging.INFO if args.verbose else logging.WARNING)
     data_dir = pathlib.Path(args.data).resolve()
-    org = Org(data_dir, args.org_id, time_scale=args.time_scale, session_seconds=args.session_seconds,
-              daily_api_limit=args.daily_api_limit)
-    app = create_app(org, faults_seed=args.seed)
-    context, ca_path = None, None
+    # Open the org once here so a bad --org-id or data dir fails fast, before the worker starts.
+    probe = Org(data_dir, args.org_id)
+    org_id = probe.org_id
+    probe.close()
+    certfile, ca_path = None, None
     if not args.no_tls:
         ca_path, server_path = tls.ensure_certificates(data_dir, [args.host])
-        context = tls.server_context(server_path)
-    server = make_server(args.host, args.port, app, threaded=True, ssl_context=context)
-    scheme = "http" if args.no_tls else "https"
-    host = args.host if ":" not in args.host else f"[{args.host}]"
-    url = f"{scheme}://{host}:{server.server_port}"
-    (data_dir / "url").write_text(url + "\n")
-    print(f"EMULATOR_URL={url}", flush=True)
-    if ca_path:
-        print(f"EMULATOR_CA={ca_path}", flush=True)
-    print(f"EMULATOR_ORG_ID={org.org_id}", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        server.serve_forever()
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        server.server_close()
+        certfile = str(server_path)
+    state = {}
+
+    def app_factory():
+        org = Org(data_dir, org_id, time_scale=args.time_scale, session_seconds=args.session_seconds,
+                  daily_api_limit=args.daily_api_limit)
+        state["app"] = app = create_app(org, faults_seed=args.seed)
+        return app
+
+    def on_ready(port: int) -> None:
+        scheme = "http" if args.no_tls else "https"
+        host = args.host if ":" not in args.host else f"[{args.host}]"
+        url = f"{scheme}://{host}:{port}"
+        (data_dir / "url").write_text(url + "\n")
+        print(f"EMULATOR_URL={url}", flush=True)
+        if ca_path:
+            print(f"EMULATOR_CA={ca_path}", flush=True)
+        print(f"EMULATOR_ORG_ID={org_id}", flush=True)
+
+    def on_exit() -> None:
+        app = state.get("app")
+        if app is None:
+            return
         app.config["LOCATORS"].close_all()
-        shutdown = app.config.get("SHUTDOWN_HOOKS", [])
-        for hook in shutdown:
+        for hook in app.config.get("SHUTDOWN_HOOKS", []):
             hook()
-        org.close()
+        app.config["ORG"].close()
+
+    serve(app_factory, host=args.host, port=args.port, on_ready=on_ready, on_exit=on_exit, certfile=certfile,
+          verbose=args.verbose)
 
 
 if __name__ == "__main__":
