@@ -1,0 +1,1 @@
+"""`make demo`: the whole loop on embedded defaults, with demo data moving both ways."""
