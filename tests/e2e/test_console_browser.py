@@ -1,0 +1,190 @@
+"""The console in a real browser: sign in, mappings, a record arriving, trends, errors, import, setup."""
+from __future__ import annotations
+
+import json
+
+import requests
+
+from jobs.inbound import apply_pending
+from tests.conftest import ORG_ID, OUTBOUND_TOKEN
+from tests.support.browser import ADMIN_PASSWORD, screenshot, sign_in
+from tests.support.messages import envelope
+
+MODSTAMP = "2026-11-27T08:00:00.000Z"
+
+
+def post_outbound(console, object_name: str, records: list[dict]) -> None:
+    response = requests.post(f"{console.url}/outbound/{OUTBOUND_TOKEN}", data=envelope(ORG_ID, object_name, records),
+                             headers={"Content-Type": "text/xml; charset=utf-8"}, timeout=10)
+    assert response.status_code == 200, response.text
+
+
+def create_mapping_by_hand(page, console, object_name: str, typed_fields: str) -> None:
+    page.goto(f"{console.url}/mappings")
+    page.fill("input[name=object]", object_name)
+    page.click("text=Choose fields")
+    page.fill("textarea[name=typed_fields]", typed_fields)
+    page.click("text=Create mapping")
+    page.wait_for_selector(f"text=Mapping for {object_name} created")
+
+
+def cell(page, object_name: str, column: str) -> str:
+    return page.inner_text(f"tr[data-object={object_name}] td[data-col={column}]").strip()
+
+
+def test_sign_in_refuses_a_wrong_password_and_sign_out_ends_the_session(browser, console):
+    context = browser.new_context()
+    tab = context.new_page()
+    tab.goto(f"{console.url}/mappings")
+    assert "/login" in tab.url
+    screenshot(tab, "login")
+    sign_in(tab, console.url, password="not it")
+    assert tab.is_visible("text=Wrong password.")
+    sign_in(tab, console.url, password=ADMIN_PASSWORD)
+    assert tab.is_visible("h1:has-text('Overview')")
+    tab.click("text=Sign out")
+    tab.wait_for_url("**/login")
+    tab.goto(f"{console.url}/errors")
+    assert "/login" in tab.url
+    context.close()
+
+
+def test_a_record_notification_shows_in_row_counts_and_the_trend_chart(page, console):
+    create_mapping_by_hand(page, console, "Account", "Name:string:255\nAnnualRevenue:currency")
+    assert cell(page, "Account", "pg_rows") == "0"
+
+    post_outbound(console, "Account", [
+        {"Id": "001000000000001AAA", "Name": "Acme", "AnnualRevenue": "1200.50", "SystemModstamp": MODSTAMP},
+        {"Id": "001000000000002AAA", "Name": "Globex", "AnnualRevenue": None, "SystemModstamp": MODSTAMP}])
+    page.reload()
+    assert cell(page, "Account", "inbound_pending") == "2"
+    assert apply_pending(console.db).applied == 2
+    page.reload()
+    assert cell(page, "Account", "pg_rows") == "2"
+    assert cell(page, "Account", "inbound_pending") == "0"
+    screenshot(page, "mappings")
+
+    page.click("tr[data-object=Account] >> text=Trends")
+    page.wait_for_selector("#trend-chart[data-drawn=true]")
+    drawn = page.evaluate("""() => Object.fromEntries(document.getElementById('trend-chart').data
+        .map(t => [t.meta, t.y.reduce((a, b) => a + b, 0)]))""")
+    assert drawn["sf_to_pg:synced"] == 2
+    assert drawn["sf_to_pg:failed"] == 0
+    points = page.evaluate("document.getElementById('trend-chart').data[0].y.length")
+    assert points == 24          # every hour of the range, quiet ones as zero
+    page.check("input[value='7d']")
+    page.wait_for_function("() => (document.getElementById('trend-chart').data || [{y: []}])[0].y.length === 168")
+    assert "range=7d" in page.url
+    screenshot(page, "trends")
+
+
+def test_a_failed_notification_shows_in_errors_and_retry_applies_it_after_the_fix(page, console):
+    create_mapping_by_hand(page, console, "Contact", "LastName:string:80\nNumberOfPets__c:int")
+    post_outbound(console, "Contact", [
+        {"Id": "003000000000001AAA", "LastName": "Doe", "NumberOfPets__c": "many", "SystemModstamp": MODSTAMP}])
+    assert apply_pending(console.db).failed == 1
+
+    page.goto(f"{console.url}/errors")
+    row = page.locator("#failed-notifications tr", has_text="003000000000001AAA")
+    assert "cannot convert 'many'" in row.inner_text()
+    screenshot(page, "errors")
+
+    # The fix: stop mapping the field Salesforce fills with text; its column stays.
+    page.goto(f"{console.url}/mappings")
+    page.click("tr[data-object=Contact] >> text=Edit")
+    page.fill("textarea[name=typed_fields]", "LastName:string:80")
+    page.click("text=Save mapping")
+    page.wait_for_selector("text=Mapping for Contact saved")
+
+    page.goto(f"{console.url}/errors")
+    page.locator("#failed-notifications tr", has_text="003000000000001AAA").locator("text=Retry").click()
+    page.wait_for_selector("text=queued again")
+    assert apply_pending(console.db).applied == 1
+    page.reload()
+    assert page.locator("#failed-notifications tr", has_text="003000000000001AAA").count() == 0
+    page.goto(f"{console.url}/mappings")
+    assert cell(page, "Contact", "pg_rows") == "1"
+
+
+def test_pause_resume_and_delete_keep_the_table_unless_asked(page, console):
+    create_mapping_by_hand(page, console, "Lead", "Company:string:255")
+    page.click("tr[data-object=Lead] button:text-is('Pause')")
+    page.wait_for_selector("tr[data-object=Lead] >> text=paused")
+    page.click("tr[data-object=Lead] button:text-is('Resume')")
+    page.wait_for_selector("tr[data-object=Lead] >> text=active")
+    page.click("tr[data-object=Lead] >> summary:has-text('Delete')")
+    page.click("tr[data-object=Lead] button:text-is('Delete mapping')")
+    page.wait_for_selector("text=table salesforce.lead kept")
+    with console.db.transaction() as conn:
+        assert conn.execute("SELECT to_regclass('salesforce.lead') IS NOT NULL AS kept").fetchone()["kept"]
+
+
+def test_import_a_heroku_connect_export_then_export_it_again(page, console, tmp_path):
+    describe = merchandise_describe()
+    console.ctx.describe = lambda name: describe if name == "Merchandise__c" else None
+    export = {"version": 1, "connection": {"organization_id": ORG_ID, "app_name": "acme", "schema_name": "salesforce"},
+              "mappings": [{"object_name": "Merchandise__c", "config": {
+                  "access": "read_only", "sf_notify_enabled": False, "sf_polling_seconds": 600,
+                  "sf_max_daily_api_calls": 30000,
+                  "fields": {"Id": {}, "Name": {}, "Price__c": {}, "Total_Inventory__c": {}, "SystemModstamp": {}},
+                  "indexes": {"Id": {"unique": True}}}}]}
+    path = tmp_path / "heroku-connect-export.json"
+    path.write_text(json.dumps(export))
+    page.goto(f"{console.url}/mappings")
+    page.set_input_files("input[name=config]", str(path))
+    page.click("button:text-is('Import')")
+    page.wait_for_selector("text=Imported: 1 created, 0 updated")
+    assert page.is_visible("tr[data-object=Merchandise__c] >> text=salesforce.merchandise__c")
+
+    with page.expect_download() as download:
+        page.click("text=Heroku Connect format")
+    exported = json.loads(pathlib_read(download.value.path()))
+    config = exported["mappings"][0]["config"]
+    assert exported["mappings"][0]["object_name"] == "Merchandise__c"
+    assert set(config["fields"]) == {"Id", "Name", "Price__c", "Total_Inventory__c", "SystemModstamp", "IsDeleted"}
+    assert config["sf_polling_seconds"] == 600
+
+
+def test_create_a_mapping_from_an_outbound_message_wsdl(page, console):
+    from tests.support.browser import FIXTURES
+
+    page.goto(f"{console.url}/mappings")
+    page.set_input_files("input[name=wsdl]", str(FIXTURES / "opportunity_outbound.wsdl"))
+    page.click("text=Read object and fields")
+    assert page.input_value("input[name=object_name]") == "Opportunity"
+    assert page.is_checked("input[name=field][value=StageName]")
+    screenshot(page, "mapping-form")
+    page.click("text=Create mapping")
+    page.wait_for_selector("text=Mapping for Opportunity created")
+    post_outbound(console, "Opportunity", [{"Id": "006000000000001AAA", "Name": "Big deal", "StageName": "Won",
+                                            "Amount": "5000", "CloseDate": "2026-12-01", "SystemModstamp": MODSTAMP}])
+    assert apply_pending(console.db).applied == 1
+    with console.db.transaction() as conn:
+        row = conn.execute("SELECT stagename, amount, closedate::text FROM salesforce.opportunity").fetchone()
+    assert row == {"stagename": "Won", "amount": 5000.0, "closedate": "2026-12-01"}
+
+
+def test_overview_and_setup_send_test_message(page, console):
+    page.goto(console.url + "/")
+    assert page.is_visible("text=reachable")
+    screenshot(page, "overview")
+    page.goto(f"{console.url}/setup")
+    assert page.input_value("#outbound-url") == f"{console.url}/outbound/{OUTBOUND_TOKEN}"
+    page.click("text=Send test message")
+    page.wait_for_selector("text=The endpoint works.")
+    screenshot(page, "setup")
+    assert console.db.fetchone("notification_backlog")["unmapped"] == 0   # the check cleaned up after itself
+
+
+def merchandise_describe() -> dict:
+    """A real describe capture (shared/reference) standing in for a connected Salesforce."""
+    from tests.support.browser import REFERENCE
+
+    text = (REFERENCE / "rest" / "describe_Merchandise__c_v34_trimmed.json").read_text()
+    return json.loads(text[text.index("{"):])
+
+
+def pathlib_read(path) -> str:
+    import pathlib
+
+    return pathlib.Path(path).read_text()

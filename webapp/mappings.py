@@ -1,0 +1,319 @@
+"""Mappings in the console: list with row counts, create (from describe, by hand or from the Outbound Message
+WSDL), edit fields, pause/resume, delete, and import/export of the whole configuration."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+
+from core import configuration
+from core.convert import SUPPORTED_TYPES
+from core.mapping import CONFLICT_RULES, DIRECTIONS, IMPLIED_FIELDS, Mapping, MappingError, from_entry
+from core.outbound_wsdl import WsdlError, read_wsdl
+from gateway import mapped_tables, mapping_store
+from webapp import write_path
+from webapp.context import ctx
+
+bp = Blueprint("mappings", __name__, url_prefix="/mappings")
+EXACT_COUNT_UP_TO = 200_000   # above this the planner's estimate is shown (an exact count scans the table)
+
+
+def _describe(object_name: str) -> dict | None:
+    if not object_name:
+        return None
+    try:
+        return ctx().describe(object_name)
+    except Exception:  # noqa: BLE001 - an object Salesforce does not know, or no connection: fields by hand
+        return None
+
+
+def _postgres_rows(m: Mapping) -> int | None:
+    db = ctx().db
+    estimate = db.fetchone("table_row_estimate", {"schema": m.table_schema, "table": m.table_name})
+    if estimate is None:
+        return None                       # the table was dropped outside ForceBridge
+    if estimate["estimate"] > EXACT_COUNT_UP_TO:
+        return estimate["estimate"]
+    with db.transaction() as conn:
+        return mapped_tables.count_rows(conn, m)
+
+
+def _salesforce_rows(m: Mapping) -> int | None:
+    try:
+        return ctx().count_records(m.object_name)
+    except Exception:  # noqa: BLE001 - shown as unknown
+        return None
+
+
+def _row(m: Mapping, inbound: dict, writes: dict) -> dict:
+    problems = inbound.get(m.object_name.lower(), {})
+    return {"m": m, "pg_rows": _postgres_rows(m), "sf_rows": _salesforce_rows(m),
+            "inbound_pending": problems.get("pending", 0), "inbound_failed": problems.get("failed", 0),
+            "writes": writes.get(m.id)}
+
+
+def _rows() -> list[dict]:
+    inbound = {r["object_key"]: r for r in ctx().db.fetchall("inbound_problems_per_object")}
+    writes = write_path.per_mapping()
+    return [_row(m, inbound, writes) for m in mapping_store.list_all(ctx().db)]
+
+
+@bp.get("")
+def index():
+    return render_template("mappings/list.html", rows=_rows(), writes_known=write_path.backlog() is not None,
+                           message=request.args.get("message"))
+
+
+# --- create and edit ---------------------------------------------------------------------------------------
+
+def _form_fields(describe: dict | None) -> list[dict]:
+    """The fields a user can tick: from describe, else none (typed by hand)."""
+    if not describe:
+        return []
+    out = []
+    for f in describe.get("fields", []):
+        if f["name"] in IMPLIED_FIELDS or f.get("type", "").lower() not in SUPPORTED_TYPES:
+            continue
+        out.append({"name": f["name"], "type": f["type"], "length": f.get("length") or None,
+                    "label": f.get("label", f["name"]), "external_id": bool(f.get("externalId"))})
+    return sorted(out, key=lambda f: f["name"].lower())
+
+
+def parse_typed_fields(text: str) -> dict[str, dict]:
+    """'Name:string:80' per line (or comma), as typed when Salesforce is not connected."""
+    fields: dict[str, dict] = {}
+    for raw in text.replace(",", "\n").splitlines():
+        parts = [p.strip() for p in raw.split(":")]
+        if not parts[0]:
+            continue
+        if len(parts) < 2 or not parts[1]:
+            raise MappingError(f"{parts[0]}: give a type, e.g. {parts[0]}:string:80")
+        opts = {"type": parts[1]}
+        if len(parts) > 2 and parts[2]:
+            if not parts[2].isdigit():
+                raise MappingError(f"{parts[0]}: length must be a number")
+            opts["length"] = int(parts[2])
+        fields[parts[0]] = opts
+    return fields
+
+
+def _entry_from_form(form, describe: dict | None) -> dict:
+    fields: dict[str, dict] = {name: {} for name in form.getlist("field")}
+    if not describe:
+        # Ticked fields carry their type (from a WSDL) in a hidden input; typed ones say it themselves.
+        fields = {name: {"type": form.get(f"type:{name}", "")} for name in fields}
+    fields.update(parse_typed_fields(form.get("typed_fields", "")))
+    return {
+        "object_name": form.get("object_name", "").strip(),
+        "table": form.get("table", "").strip() or None,
+        "schema": form.get("schema", "").strip() or None,
+        "direction": form.get("direction") or "sf_to_pg",
+        "conflict_rule": form.get("conflict_rule") or "last_writer_wins",
+        "active": True,
+        "config": {"fields": fields, "upsert_field": form.get("upsert_field") or None},
+    }
+
+
+def _render_form(*, object_name="", mapping=None, describe=None, wsdl_fields=None, error=None, form=None,
+                 status=200):
+    fields = _form_fields(describe) or [{"name": n, "type": t, "length": None, "label": n, "external_id": False}
+                                        for n, t in (wsdl_fields or {}).items() if n not in IMPLIED_FIELDS]
+    if form is not None:
+        chosen = set(form.getlist("field"))
+    elif mapping is not None:
+        chosen = {f.name for f in mapping.fields}
+    else:
+        chosen = {f["name"] for f in fields} if wsdl_fields else set()
+    listed = {f["name"] for f in fields}
+    typed = ""
+    if mapping is not None and form is None:
+        typed = "\n".join(f"{f.name}:{f.sf_type}" + (f":{f.length}" if f.length else "")
+                          for f in mapping.fields if f.name not in listed)
+    return render_template(
+        "mappings/form.html", object_name=object_name, mapping=mapping, fields=fields, chosen=chosen,
+        connected=describe is not None, from_wsdl=bool(wsdl_fields), error=error, form=form or {},
+        typed=form.get("typed_fields", "") if form is not None else typed,
+        directions=DIRECTIONS, conflict_rules=CONFLICT_RULES, types=sorted(SUPPORTED_TYPES)), status
+
+
+@bp.get("/new")
+def new():
+    object_name = request.args.get("object", "").strip()
+    return _render_form(object_name=object_name, describe=_describe(object_name))
+
+
+@bp.post("")
+def create():
+    form = request.form
+    object_name = form.get("object_name", "").strip()
+    describe = None if form.get("from_wsdl") else _describe(object_name)
+    try:
+        mapping = from_entry(_entry_from_form(form, describe), describe=describe)
+        created = mapping_store.create(ctx().db, mapping, on_created=ctx().mapping_hooks.created)
+    except (MappingError, mapping_store.MappingExists) as exc:
+        wsdl_fields = {n: form.get(f"type:{n}", "") for n in form.getlist("field")} if form.get("from_wsdl") else None
+        return _render_form(object_name=object_name, describe=describe, wsdl_fields=wsdl_fields, error=str(exc),
+                            form=form, status=422)
+    ctx().enqueue("apply_inbound")   # notifications kept as unmapped for this object are pending again
+    return redirect(url_for(".index", message=f"Mapping for {created.object_name} created "
+                                              f"(table {created.table_schema}.{created.table_name})."), 303)
+
+
+def _mapping_or_404(mapping_id: int) -> Mapping:
+    m = mapping_store.get(ctx().db, mapping_id)
+    if m is None:
+        abort(404, description=f"There is no mapping {mapping_id}.")
+    return m
+
+
+@bp.get("/<int:mapping_id>/edit")
+def edit(mapping_id: int):
+    m = _mapping_or_404(mapping_id)
+    return _render_form(object_name=m.object_name, mapping=m, describe=_describe(m.object_name))
+
+
+@bp.post("/<int:mapping_id>")
+def update(mapping_id: int):
+    m = _mapping_or_404(mapping_id)
+    describe = _describe(m.object_name)
+    form = request.form
+    try:
+        entry = _entry_from_form(form, describe)
+        if not describe:
+            # Fields already mapped keep their stored types when ticked without one.
+            for name, opts in entry["config"]["fields"].items():
+                known = m.field(name)
+                if known and not opts.get("type"):
+                    opts.update({"type": known.sf_type, **({"length": known.length} if known.length else {})})
+        checked = from_entry({**entry, "object_name": m.object_name, "table": m.table_name,
+                              "schema": m.table_schema}, describe=describe)
+        candidate = replace(m, fields=checked.fields, direction=checked.direction,
+                            conflict_rule=checked.conflict_rule, upsert_field=checked.upsert_field)
+        mapping_store.update(ctx().db, candidate, on_updated=ctx().mapping_hooks.updated)
+    except MappingError as exc:
+        return _render_form(object_name=m.object_name, mapping=m, describe=describe, error=str(exc), form=form,
+                            status=422)
+    ctx().enqueue("apply_inbound")
+    return redirect(url_for(".index", message=f"Mapping for {m.object_name} saved."), 303)
+
+
+def _row_response(m: Mapping, message: str | None = None):
+    if not request.headers.get("HX-Request"):
+        return redirect(url_for(".index", message=message), 303)
+    inbound = {r["object_key"]: r for r in ctx().db.fetchall("inbound_problems_per_object")}
+    return render_template("mappings/_row.html", r=_row(m, inbound, write_path.per_mapping()),
+                           writes_known=write_path.backlog() is not None, flash=message)
+
+
+@bp.post("/<int:mapping_id>/pause")
+def pause(mapping_id: int):
+    m = mapping_store.update(ctx().db, replace(_mapping_or_404(mapping_id), active=False),
+                             on_updated=ctx().mapping_hooks.updated)
+    return _row_response(m, f"{m.object_name} paused: notifications wait as unmapped until you resume.")
+
+
+@bp.post("/<int:mapping_id>/resume")
+def resume(mapping_id: int):
+    m = mapping_store.update(ctx().db, replace(_mapping_or_404(mapping_id), active=True),
+                             on_updated=ctx().mapping_hooks.updated)
+    ctx().enqueue("apply_inbound")
+    return _row_response(m, f"{m.object_name} resumed.")
+
+
+@bp.post("/<int:mapping_id>/delete")
+def delete(mapping_id: int):
+    drop = request.form.get("drop_table") == "yes"
+    gone = mapping_store.delete(ctx().db, mapping_id, drop_table=drop, on_deleted=ctx().mapping_hooks.deleted)
+    if gone is None:
+        abort(404, description=f"There is no mapping {mapping_id}.")
+    table = f"{gone.table_schema}.{gone.table_name}"
+    message = f"Mapping for {gone.object_name} deleted; " + (f"table {table} dropped." if drop else
+                                                             f"table {table} kept.")
+    if request.headers.get("HX-Request"):
+        return render_template("mappings/_deleted.html", message=message)
+    return redirect(url_for(".index", message=message), 303)
+
+
+# --- from the Outbound Message WSDL ------------------------------------------------------------------------
+
+@bp.post("/wsdl")
+def from_wsdl():
+    upload = request.files.get("wsdl")
+    if upload is None or not upload.filename:
+        return render_template("mappings/list.html", rows=_rows(), writes_known=write_path.backlog() is not None,
+                               error="Choose the WSDL file Salesforce generated for the Outbound Message."), 400
+    try:
+        found = read_wsdl(upload.read())
+    except WsdlError as exc:
+        return render_template("mappings/list.html", rows=_rows(), writes_known=write_path.backlog() is not None,
+                               error=f"That WSDL could not be read: {exc}"), 400
+    describe = _describe(found.object_name)
+    if describe:
+        # Connected: describe knows lengths and exact types; the WSDL only says which fields are sent.
+        return _render_form(object_name=found.object_name, describe=describe,
+                            form=_Ticked({n for n in found.fields if n not in IMPLIED_FIELDS}))
+    return _render_form(object_name=found.object_name, wsdl_fields=found.fields)
+
+
+class _Ticked(dict):
+    """Stands in for a submitted form: only the ticked field names."""
+
+    def __init__(self, names):
+        super().__init__()
+        self._names = sorted(names)
+
+    def getlist(self, key):
+        return self._names if key == "field" else []
+
+
+# --- import and export -------------------------------------------------------------------------------------
+
+def _connection() -> dict:
+    s = ctx().settings
+    return {"organization_id": s.salesforce_org_id, "api_version": s.sf_api_version, "name": "forcebridge",
+            "schema_name": "salesforce"}
+
+
+@bp.get("/export")
+def export():
+    flavor = request.args.get("flavor", "forcebridge")
+    if flavor not in configuration.FLAVORS:
+        abort(400, description=f"flavor must be one of {', '.join(configuration.FLAVORS)}")
+    doc = configuration.export_document(mapping_store.list_all(ctx().db), _connection(), flavor)
+    name = "heroku-connect-export.json" if flavor == "heroku" else "forcebridge-config.json"
+    return Response(json.dumps(doc, indent=2, sort_keys=True), mimetype="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@bp.post("/import")
+def import_config():
+    upload = request.files.get("config")
+    raw = upload.read() if upload is not None and upload.filename else request.form.get("config_text", "").encode()
+    try:
+        connection, entries = configuration.read_document(json.loads(raw or b"null"))
+        schema = configuration.default_schema(connection)
+        planned = [from_entry(e, describe=_describe(e["object_name"]), default_schema=schema) for e in entries]
+    except (ValueError, MappingError) as exc:
+        return render_template("mappings/list.html", rows=_rows(), writes_known=write_path.backlog() is not None,
+                               error=f"Nothing imported: {exc}"), 400
+    created, updated = _apply_import(planned)
+    ctx().enqueue("apply_inbound")
+    return redirect(url_for(".index", message=f"Imported: {created} created, {updated} updated."), 303)
+
+
+def _apply_import(planned: list[Mapping]) -> tuple[int, int]:
+    """Every entry was validated before the first write; existing mappings keep their tables and ids."""
+    created = updated = 0
+    hooks = ctx().mapping_hooks
+    for m in planned:
+        existing = mapping_store.get_by_object(ctx().db, m.object_name)
+        if existing is None:
+            mapping_store.create(ctx().db, m, on_created=hooks.created)
+            created += 1
+        else:
+            mapping_store.update(ctx().db, replace(existing, fields=m.fields, direction=m.direction,
+                                                   upsert_field=m.upsert_field, conflict_rule=m.conflict_rule,
+                                                   active=m.active, extra=m.extra), on_updated=hooks.updated)
+            updated += 1
+    return created, updated

@@ -1,0 +1,111 @@
+"""The console's gate: server-side sessions, CSRF on every unsafe request, security headers."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from urllib.parse import urlsplit
+
+from flask import Flask, abort, g, redirect, render_template, request, url_for
+
+from webapp.context import ctx
+
+SESSION_COOKIE = "fb_session"
+SESSION_SECONDS = 8 * 3600
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+# These look after themselves: Salesforce posts Outbound Messages with a URL token, the JSON API takes a
+# bearer token, health checks are anonymous, and the sign-in page is how one gets a session at all.
+PUBLIC_ENDPOINTS = {"outbound.receive", "health.healthz", "auth.login", "static", "assets.vendor"}
+OWN_AUTH_BLUEPRINTS = {"api", "metrics"}
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(response) -> None:
+    """A fresh session after a good password (never reuse one from before sign-in)."""
+    token = secrets.token_urlsafe(32)
+    ctx().db.execute("create_console_session", {"token_hash": _hash(token), "csrf_token": secrets.token_urlsafe(32),
+                                                "seconds": SESSION_SECONDS})
+    response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_SECONDS, secure=True, httponly=True,
+                        samesite="Lax", path="/")
+
+
+def end_session(response) -> None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        ctx().db.execute("delete_console_session", {"token_hash": _hash(token)})
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="Lax")
+
+
+def signed_in() -> bool:
+    """Looks the cookie up (and slides its expiry); sets g.csrf_token for templates."""
+    if "csrf_token" in g:
+        return g.csrf_token is not None
+    token = request.cookies.get(SESSION_COOKIE)
+    row = ctx().db.fetchone("touch_console_session", {"token_hash": _hash(token), "seconds": SESSION_SECONDS}) \
+        if token else None
+    g.csrf_token = row["csrf_token"] if row else None
+    return g.csrf_token is not None
+
+
+def csrf_ok(expected: str | None) -> bool:
+    given = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD) or ""
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _same_origin() -> bool:
+    """Browsers send Origin on POSTs; one from another site is refused even with a valid token."""
+    origin = request.headers.get("Origin")
+    # Host only: behind a TLS-terminating proxy the scheme we see differs from the browser's.
+    return origin is None or urlsplit(origin).netloc == request.host
+
+
+def _guard():
+    endpoint = request.endpoint or ""
+    if endpoint in PUBLIC_ENDPOINTS or endpoint.split(".")[0] in OWN_AUTH_BLUEPRINTS:
+        return None
+    if not signed_in():
+        if request.method in SAFE_METHODS and not request.headers.get("HX-Request"):
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        abort(401)
+    if request.method not in SAFE_METHODS and (not _same_origin() or not csrf_ok(g.csrf_token)):
+        abort(403, description="The form expired or did not come from this site (CSRF check). Reload the page.")
+    return None
+
+
+def _headers(response):
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    if request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if request.endpoint not in ("static", "assets.vendor"):
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_guard)
+    app.after_request(_headers)
+    app.register_error_handler(401, _refused)
+    app.register_error_handler(403, _refused)
+    app.register_error_handler(404, _refused)
+
+    @app.context_processor
+    def csrf():
+        return {"csrf_token": g.get("csrf_token"), "csrf_field": CSRF_FIELD, "csrf_header": CSRF_HEADER}
+
+
+def _refused(exc):
+    """401/403 as a page for browsers; HTMX gets sent to the sign-in page when the session ended."""
+    if exc.code == 401 and request.headers.get("HX-Request"):
+        return "", 401, {"HX-Redirect": url_for("auth.login")}
+    return render_template("error.html", code=exc.code, message=exc.description), exc.code

@@ -1,0 +1,70 @@
+"""Setup: what to paste into Salesforce, which fields to select, and a check that the endpoint answers."""
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import secrets
+from urllib.parse import urlsplit
+
+import requests
+from flask import Blueprint, render_template, request, url_for
+
+from core.setup_check import acknowledged, sample_message
+from gateway import mapping_store
+from webapp.context import ctx
+
+bp = Blueprint("setup", __name__, url_prefix="/setup")
+CHECK_TIMEOUT = 10
+
+
+def outbound_url() -> str | None:
+    token = ctx().settings.outbound_token
+    if not token:
+        return None
+    return url_for("outbound.receive", token=token, _external=True)
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+@bp.get("")
+def index():
+    url = outbound_url()
+    return render_template("setup/page.html", url=url, mappings=mapping_store.list_all(ctx().db),
+                           settings=ctx().settings,
+                           plain_http=bool(url) and url.startswith("http:") and not _is_loopback(url))
+
+
+@bp.post("/test-message")
+def test_message():
+    """Post a sample message to our own public URL, see it ACKed and stored, then remove it again."""
+    url = outbound_url()
+    settings = ctx().settings
+    if not url:
+        return render_template("setup/_check.html", ok=False, steps=[
+            ("OUTBOUND_TOKEN is not set, so the Outbound Message endpoint is off.", False)])
+    if not settings.salesforce_org_id:
+        return render_template("setup/_check.html", ok=False, steps=[
+            ("SALESFORCE_ORG_ID is not set; every message would be refused.", False)])
+    notification_id = "FBCHECK" + secrets.token_hex(6)
+    body = sample_message(settings.salesforce_org_id, notification_id,
+                          dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+    steps = []
+    try:
+        response = requests.post(url, data=body, timeout=CHECK_TIMEOUT,
+                                 headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'})
+    except requests.RequestException as exc:
+        steps.append((f"Could not reach {url}: {exc}", False))
+        return render_template("setup/_check.html", ok=False, steps=steps)
+    steps.append((f"POST {url} answered HTTP {response.status_code}.", response.ok))
+    acked = response.ok and acknowledged(response.text)
+    steps.append(("Salesforce would get an ACK." if acked else f"No ACK: {response.text[:300]}", acked))
+    stored = ctx().db.fetchone("delete_notification", {"id": notification_id})
+    steps.append(("The message was committed to the inbox before the ACK (test row removed again)."
+                  if stored else "The message is not in the inbox.", bool(stored)))
+    return render_template("setup/_check.html", ok=all(ok for _, ok in steps), steps=steps)
