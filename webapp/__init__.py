@@ -9,6 +9,7 @@ from gateway import capture, salesforce
 from gateway.db import Database, migrate
 from jobs import runtime
 from settings import Settings
+from webapp import connection
 from webapp.context import Context, MappingHooks
 
 
@@ -26,6 +27,8 @@ def create_app(settings: Settings | None = None, *, enqueue=None, migrate_on_sta
     runtime.configure(settings, db)
     app.extensions["forcebridge"] = Context(settings=settings, db=db, enqueue=enqueue or _huey_enqueue,
                                             describe=salesforce.describer(settings),
+                                            salesforce_status=connection.status_reader(settings),
+                                            count_records=connection.record_counter(settings),
                                             mapping_hooks=MappingHooks(
                                                 created=capture.sync_with_mapping,
                                                 updated=capture.sync_with_mapping, deleted=capture.on_deleted))

@@ -24,6 +24,22 @@ def index():
         days=HISTORY_DAYS, message=request.args.get("message"))
 
 
+@bp.app_template_filter("salesforce_errors")
+def salesforce_errors(error) -> str:
+    """The change log keeps Salesforce's error JSON ([{"statusCode", "message", "fields"}]); say it in words."""
+    if not error:
+        return ""
+    items = error if isinstance(error, list) else [error]
+    parts = []
+    for e in items:
+        if isinstance(e, dict):
+            fields = f" ({', '.join(e['fields'])})" if e.get("fields") else ""
+            parts.append(f"{e.get('statusCode') or e.get('errorCode') or ''}: {e.get('message', '')}{fields}".strip(": "))
+        else:
+            parts.append(str(e))
+    return "; ".join(parts)
+
+
 def _answer(message: str):
     if request.headers.get("HX-Request"):
         return render_template("errors/_done.html", message=message)
@@ -56,7 +72,7 @@ def retry_all_notifications():
 def retry_write(change_id: int):
     if not write_path.retry_write(change_id):
         abort(404, description="That write is no longer failed.")
-    ctx().enqueue("drain")
+    ctx().enqueue("drain_outbound")
     return _answer(f"Write {change_id} queued again.")
 
 
@@ -70,5 +86,5 @@ def ignore_write(change_id: int):
 @bp.post("/writes/retry-all")
 def retry_all_writes():
     n = write_path.retry_all_writes()
-    ctx().enqueue("drain")
+    ctx().enqueue("drain_outbound")
     return redirect(url_for(".index", message=f"{n} failed writes queued again."), 303)

@@ -61,8 +61,11 @@ def _rows() -> list[dict]:
 
 @bp.get("")
 def index():
-    return render_template("mappings/list.html", rows=_rows(), writes_known=write_path.backlog() is not None,
-                           message=request.args.get("message"))
+    return _list_page(message=request.args.get("message"))
+
+
+def _list_page(status: int = 200, **messages):
+    return render_template("mappings/list.html", rows=_rows(), **messages), status
 
 
 # --- create and edit ---------------------------------------------------------------------------------------
@@ -202,8 +205,7 @@ def _row_response(m: Mapping, message: str | None = None):
     if not request.headers.get("HX-Request"):
         return redirect(url_for(".index", message=message), 303)
     inbound = {r["object_key"]: r for r in ctx().db.fetchall("inbound_problems_per_object")}
-    return render_template("mappings/_row.html", r=_row(m, inbound, write_path.per_mapping()),
-                           writes_known=write_path.backlog() is not None, flash=message)
+    return render_template("mappings/_row.html", r=_row(m, inbound, write_path.per_mapping()), flash=message)
 
 
 @bp.post("/<int:mapping_id>/pause")
@@ -241,13 +243,11 @@ def delete(mapping_id: int):
 def from_wsdl():
     upload = request.files.get("wsdl")
     if upload is None or not upload.filename:
-        return render_template("mappings/list.html", rows=_rows(), writes_known=write_path.backlog() is not None,
-                               error="Choose the WSDL file Salesforce generated for the Outbound Message."), 400
+        return _list_page(400, error="Choose the WSDL file Salesforce generated for the Outbound Message.")
     try:
         found = read_wsdl(upload.read())
     except WsdlError as exc:
-        return render_template("mappings/list.html", rows=_rows(), writes_known=write_path.backlog() is not None,
-                               error=f"That WSDL could not be read: {exc}"), 400
+        return _list_page(400, error=f"That WSDL could not be read: {exc}")
     describe = _describe(found.object_name)
     if describe:
         # Connected: describe knows lengths and exact types; the WSDL only says which fields are sent.
@@ -295,8 +295,7 @@ def import_config():
         schema = configuration.default_schema(connection)
         planned = [from_entry(e, describe=_describe(e["object_name"]), default_schema=schema) for e in entries]
     except (ValueError, MappingError) as exc:
-        return render_template("mappings/list.html", rows=_rows(), writes_known=write_path.backlog() is not None,
-                               error=f"Nothing imported: {exc}"), 400
+        return _list_page(400, error=f"Nothing imported: {exc}")
     created, updated = _apply_import(planned)
     ctx().enqueue("apply_inbound")
     return redirect(url_for(".index", message=f"Imported: {created} created, {updated} updated."), 303)

@@ -44,9 +44,8 @@ class _Collector:
         for key in ("pending", "failed", "unmapped"):
             gauge.add_metric([f"inbox_{key}"], backlog[key])
         writes = write_path.backlog()
-        if writes:
-            gauge.add_metric(["writes_pending"], writes["pending"])
-            gauge.add_metric(["writes_failed"], writes["failed"])
+        gauge.add_metric(["writes_pending"], writes["pending"])
+        gauge.add_metric(["writes_failed"], writes["failed"])
         yield gauge
         yield self._latency(db)
         status = self.ctx.salesforce_status() or {}

@@ -14,10 +14,11 @@ SESSION_COOKIE = "fb_session"
 SESSION_SECONDS = 8 * 3600
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
-# These look after themselves: Salesforce posts Outbound Messages with a URL token, the JSON API takes a
-# bearer token, health checks are anonymous, and the sign-in page is how one gets a session at all.
-PUBLIC_ENDPOINTS = {"outbound.receive", "health.healthz", "auth.login", "static", "assets.vendor"}
-OWN_AUTH_BLUEPRINTS = {"api", "metrics"}
+# These look after themselves: Salesforce posts Outbound Messages with a URL token, everything under
+# /api/ takes a bearer token, /metrics either, health checks are anonymous, and the sign-in page is how
+# one gets a session at all. tests/integration/test_console_security.py walks every route to prove it.
+PUBLIC_ENDPOINTS = {"outbound.receive", "health.healthz", "auth.login", "static", "assets.vendor", "metrics.metrics"}
+BEARER_PREFIX = "/api/"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
@@ -68,7 +69,7 @@ def _same_origin() -> bool:
 
 def _guard():
     endpoint = request.endpoint or ""
-    if endpoint in PUBLIC_ENDPOINTS or endpoint.split(".")[0] in OWN_AUTH_BLUEPRINTS:
+    if endpoint in PUBLIC_ENDPOINTS or (request.endpoint and request.path.startswith(BEARER_PREFIX)):
         return None
     if not signed_in():
         if request.method in SAFE_METHODS and not request.headers.get("HX-Request"):

@@ -68,9 +68,6 @@ DELETE FROM forcebridge.inbox WHERE notification_id = %(id)s RETURNING state;
 -- name: notification_state
 SELECT state, error FROM forcebridge.inbox WHERE notification_id = %(id)s;
 
--- name: relation_exists
-SELECT to_regclass(%(name)s) IS NOT NULL AS present;
-
 -- name: table_row_estimate
 -- Exact counts of big tables are slow; the planner's estimate is good enough above this size.
 SELECT c.reltuples::bigint AS estimate

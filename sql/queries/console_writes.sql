@@ -1,45 +1,39 @@
--- The console's view of the write path's tables (issue 4). Used only once those tables exist.
+-- The console's view of the write path's tables (migration 0002).
 
 -- name: write_backlog
-SELECT count(*) FILTER (WHERE state IN ('NEW', 'PENDING', 'REQUEUE')) AS pending,
+SELECT count(*) FILTER (WHERE state IN ('NEW', 'PENDING', 'REQUEUED')) AS pending,
        count(*) FILTER (WHERE state = 'FAILED') AS failed
-FROM forcebridge.change_log;
+FROM forcebridge.change_log
+WHERE state IN ('NEW', 'PENDING', 'REQUEUED', 'FAILED');
 
 -- name: write_backlog_per_mapping
 SELECT mapping_id,
-       count(*) FILTER (WHERE state IN ('NEW', 'PENDING', 'REQUEUE')) AS pending,
+       count(*) FILTER (WHERE state IN ('NEW', 'PENDING', 'REQUEUED')) AS pending,
        count(*) FILTER (WHERE state = 'FAILED') AS failed
 FROM forcebridge.change_log
+WHERE state IN ('NEW', 'PENDING', 'REQUEUED', 'FAILED')
 GROUP BY mapping_id;
 
--- name: failed_writes
-SELECT c.id, c.mapping_id, m.object_name, c.action, c.record_id, c.sfid, c.sf_message, c.values,
-       c.updated_at
+-- name: console_failed_writes
+SELECT c.id, c.mapping_id, m.object_name, m.table_schema, m.table_name, c.op, c.record_id, c.sfid,
+       c.external_id, c.fields, c.attempts, c.error, c.created_at, coalesce(c.finished_at, c.created_at) AS failed_at
 FROM forcebridge.change_log c
 LEFT JOIN forcebridge.mappings m ON m.id = c.mapping_id
-WHERE c.state = 'FAILED' AND c.updated_at > now() - make_interval(days => %(days)s)
-ORDER BY c.updated_at DESC
+WHERE c.state = 'FAILED' AND c.created_at > now() - make_interval(days => %(days)s)
+ORDER BY c.id DESC
 LIMIT %(limit)s;
 
--- name: retry_write
-UPDATE forcebridge.change_log SET state = 'NEW', sf_message = NULL
-WHERE id = %(id)s AND state = 'FAILED'
-RETURNING id;
-
--- name: ignore_write
-UPDATE forcebridge.change_log SET state = 'IGNORED'
-WHERE id = %(id)s AND state = 'FAILED'
-RETURNING id;
-
--- name: retry_failed_writes
-UPDATE forcebridge.change_log SET state = 'NEW', sf_message = NULL
+-- name: retry_failed_changes
+UPDATE forcebridge.change_log
+SET state = 'REQUEUED', next_attempt_at = now(), error = NULL, finished_at = NULL, lease_until = NULL
 WHERE state = 'FAILED'
 RETURNING id;
 
--- name: recent_conflicts
-SELECT c.*, m.object_name
+-- name: console_conflicts
+SELECT c.id, c.mapping_id, m.object_name, c.record_id, c.sfid, c.rule, c.winner, c.pg_values, c.sf_values,
+       c.pg_changed_at, c.sf_changed_at, c.detected_at
 FROM forcebridge.conflicts c
 LEFT JOIN forcebridge.mappings m ON m.id = c.mapping_id
 WHERE c.detected_at > now() - make_interval(days => %(days)s)
-ORDER BY c.detected_at DESC
+ORDER BY c.id DESC
 LIMIT %(limit)s;

@@ -35,13 +35,19 @@ class LiveConsole:
 
 
 @pytest.fixture
-def console(settings, enqueued):
+def console_settings(settings):
+    """The settings the console runs with; tests against the emulator override this fixture."""
+    return settings
+
+
+@pytest.fixture
+def console(console_settings, enqueued):
     """The whole web app (console, Outbound Message endpoint, API) on 127.0.0.1:<ephemeral>."""
     from dataclasses import replace
 
     from webapp import create_app
 
-    app = create_app(replace(settings, admin_password=ADMIN_PASSWORD), enqueue=enqueued)
+    app = create_app(replace(console_settings, admin_password=ADMIN_PASSWORD), enqueue=enqueued)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="console-server", daemon=True)
     thread.start()

@@ -1,8 +1,6 @@
 """The console in a real browser: sign in, mappings, a record arriving, trends, errors, import, setup."""
 from __future__ import annotations
 
-import json
-
 import requests
 
 from jobs.inbound import apply_pending
@@ -119,32 +117,6 @@ def test_pause_resume_and_delete_keep_the_table_unless_asked(page, console):
         assert conn.execute("SELECT to_regclass('salesforce.lead') IS NOT NULL AS kept").fetchone()["kept"]
 
 
-def test_import_a_heroku_connect_export_then_export_it_again(page, console, tmp_path):
-    describe = merchandise_describe()
-    console.ctx.describe = lambda name: describe if name == "Merchandise__c" else None
-    export = {"version": 1, "connection": {"organization_id": ORG_ID, "app_name": "acme", "schema_name": "salesforce"},
-              "mappings": [{"object_name": "Merchandise__c", "config": {
-                  "access": "read_only", "sf_notify_enabled": False, "sf_polling_seconds": 600,
-                  "sf_max_daily_api_calls": 30000,
-                  "fields": {"Id": {}, "Name": {}, "Price__c": {}, "Total_Inventory__c": {}, "SystemModstamp": {}},
-                  "indexes": {"Id": {"unique": True}}}}]}
-    path = tmp_path / "heroku-connect-export.json"
-    path.write_text(json.dumps(export))
-    page.goto(f"{console.url}/mappings")
-    page.set_input_files("input[name=config]", str(path))
-    page.click("button:text-is('Import')")
-    page.wait_for_selector("text=Imported: 1 created, 0 updated")
-    assert page.is_visible("tr[data-object=Merchandise__c] >> text=salesforce.merchandise__c")
-
-    with page.expect_download() as download:
-        page.click("text=Heroku Connect format")
-    exported = json.loads(pathlib_read(download.value.path()))
-    config = exported["mappings"][0]["config"]
-    assert exported["mappings"][0]["object_name"] == "Merchandise__c"
-    assert set(config["fields"]) == {"Id", "Name", "Price__c", "Total_Inventory__c", "SystemModstamp", "IsDeleted"}
-    assert config["sf_polling_seconds"] == 600
-
-
 def test_create_a_mapping_from_an_outbound_message_wsdl(page, console):
     from tests.support.browser import FIXTURES
 
@@ -174,17 +146,3 @@ def test_overview_and_setup_send_test_message(page, console):
     page.wait_for_selector("text=The endpoint works.")
     screenshot(page, "setup")
     assert console.db.fetchone("notification_backlog")["unmapped"] == 0   # the check cleaned up after itself
-
-
-def merchandise_describe() -> dict:
-    """A real describe capture (shared/reference) standing in for a connected Salesforce."""
-    from tests.support.browser import REFERENCE
-
-    text = (REFERENCE / "rest" / "describe_Merchandise__c_v34_trimmed.json").read_text()
-    return json.loads(text[text.index("{"):])
-
-
-def pathlib_read(path) -> str:
-    import pathlib
-
-    return pathlib.Path(path).read_text()

@@ -23,4 +23,3 @@ def screenshot(tab, name: str) -> None:
 
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures"
-REFERENCE = pathlib.Path(__file__).resolve().parents[3] / "shared" / "reference" / "salesforce"
