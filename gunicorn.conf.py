@@ -17,6 +17,8 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 forwarded_allow_ips = "*"  # behind Render's (or nginx's) proxy
+# gunicorn's runtime control socket sits at one path per user; two instances on a host would fight over it.
+control_socket_disable = True
 
 _embedded = None
 
@@ -25,7 +27,7 @@ def when_ready(server):
     global _embedded
     if not enabled():
         return
-    _embedded = EmbeddedWorker()
+    _embedded = EmbeddedWorker(logger=server.log)
     _embedded.start()
     server.log.info("embedded worker: one consumer for this instance")
     # gunicorn's own handlers only queue the signal; chain ours in front so the worker starts its

@@ -26,11 +26,12 @@ class EmbeddedWorker:
     master exits. A child process rather than threads in the master, because the master forks web
     workers and a fork must not copy a consumer's threads, locks and database connections."""
 
-    def __init__(self, args: list[str] | None = None, shutdown_timeout: float | None = None):
+    def __init__(self, args: list[str] | None = None, shutdown_timeout: float | None = None, logger=None):
         self.shutdown_timeout = shutdown_timeout if shutdown_timeout is not None else float(
             os.environ.get("WORKER_SHUTDOWN_SECONDS", "20"))
         self.args = args or [sys.executable, "-m", "jobs.worker", "-t", str(self.shutdown_timeout)]
         self.process: subprocess.Popen | None = None
+        self.log = logger or log  # gunicorn passes its own, so these lines land beside its
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._supervisor: threading.Thread | None = None
@@ -48,14 +49,14 @@ class EmbeddedWorker:
             # A session of its own: a signal sent to the master's process group reaches the worker
             # only through begin_stop(), once, so a second SIGTERM cannot cut its graceful stop short.
             self.process = subprocess.Popen(self.args, env=env, start_new_session=True)
-            log.info("embedded worker started (pid %s)", self.process.pid)
+            self.log.info("embedded worker started (pid %s)", self.process.pid)
 
     def _supervise(self) -> None:
         while not self.stopping.is_set():
             code = self.process.wait()  # gunicorn may reap it first; then wait() reports 0
             if self.stopping.is_set():
                 return
-            log.error("embedded worker exited (%s); starting another in 2 s", code)
+            self.log.error("embedded worker exited (%s); starting another in 2 s", code)
             self.stopping.wait(2)
             self._spawn()
 
@@ -80,9 +81,9 @@ class EmbeddedWorker:
         while proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         if proc.poll() is None:
-            log.warning("embedded worker did not stop in time; killing it")
+            self.log.warning("embedded worker did not stop in time; killing it")
             proc.kill()
-        log.info("embedded worker stopped")
+        self.log.info("embedded worker stopped")
 
 
 def watch_parent(stop: threading.Event) -> None:

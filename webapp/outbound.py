@@ -20,7 +20,8 @@ def _soap(body: str, status: int) -> Response:
     return Response(body, status=status, content_type="text/xml; charset=utf-8")
 
 
-@bp.post("/outbound/<token>")
+# `path:` because a generated token (Render's generateValue is base64) may contain "/".
+@bp.post("/outbound/<path:token>")
 def receive(token: str):
     settings = ctx().settings
     # Unknown tokens look like unknown URLs; an unset token means the endpoint is off.

@@ -2,14 +2,19 @@
 instance whatever the number of gunicorn workers, restarts it if it dies and stops it cleanly."""
 from __future__ import annotations
 
+import itertools
 import os
 import pathlib
 import signal
+import threading
 
 import pytest
+import requests
 
+from tests.conftest import ORG_ID, OUTBOUND_TOKEN
 from tests.support.deployment import (Deployment, TableLock, account_records, assert_all_applied_once,
                                       create_mapping, send_messages)
+from tests.support.messages import envelope, notification_id
 from tests.support.processes import start_web, wait_for
 
 
@@ -84,3 +89,46 @@ def test_sigterm_to_the_web_service_lets_the_running_apply_finish(deployment, we
     assert not alive(worker)
     assert "interrupted" not in web.text()
     assert_all_applied_once(deployment, records)
+
+
+def test_a_deploy_loses_no_acknowledged_notification(deployment, web, tmp_path):
+    """Salesforce keeps sending while Render replaces the instance: SIGTERM to the old one (it stops
+    accepting, finishes what it accepted), then a new one starts. Every ACKed notification is applied;
+    the ones not ACKed are Salesforce's to deliver again."""
+    create_mapping(web.url)
+    acked, stop = [], threading.Event()
+
+    def salesforce(sender: int) -> None:
+        for batch in itertools.count():
+            if stop.is_set():
+                return
+            records = account_records(10, offset=sender * 1_000_000 + batch * 10)
+            ids = [notification_id() for _ in records]
+            try:
+                r = requests.post(f"{web.url}/outbound/{OUTBOUND_TOKEN}", data=envelope(ORG_ID, "Account", records, ids),
+                                  headers={"Content-Type": "text/xml; charset=utf-8"}, timeout=30)
+            except requests.RequestException:
+                continue  # refused or cut off: not acknowledged, Salesforce retries
+            if r.status_code == 200 and b"<Ack>true</Ack>" in r.content:
+                acked.extend(ids)
+
+    senders = [threading.Thread(target=salesforce, args=(i,)) for i in range(3)]
+    for t in senders:
+        t.start()
+    try:
+        wait_for(lambda: len(acked) >= 100, what="some messages to be acknowledged", logs=(web,))
+        web.signal(signal.SIGTERM)
+        assert web.popen.wait(60) == 0, web.text()
+    finally:
+        stop.set()
+        for t in senders:
+            t.join(60)
+
+    replacement = start_web(deployment.env(FORCEBRIDGE_EMBEDDED_WORKER="1"), tmp_path / "web-2.log")
+    try:
+        def unapplied():
+            rows = deployment.query("SELECT notification_id FROM forcebridge.inbox WHERE state = 'applied'")
+            return set(acked) - {r[0] for r in rows}
+        wait_for(lambda: not unapplied(), what="every acknowledged notification to apply", logs=(replacement,))
+    finally:
+        assert replacement.stop(timeout=60) == 0
