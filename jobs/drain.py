@@ -167,13 +167,11 @@ def _send(sf: Salesforce, batch: list[Write]) -> list[tuple[Write, Outcome]]:
 
 def _finish(db: Database, mapping: Mapping | None, finished: list, options: DrainOptions) -> None:
     """One transaction: change-log states, sfid write-back and row marks (as the sync: not captured), stats."""
-    ids, states, sfids, errors, sent, fields, delays = [], [], [], [], [], [], []
+    entries: list[dict] = []
 
     def entry(i, state, sfid=None, error=None, sent_values=None, columns=None, delay=0.0):
-        ids.append(i); states.append(state); sfids.append(sfid); delays.append(float(delay))
-        errors.append(json.dumps(error) if error is not None else None)
-        sent.append(json.dumps(sent_values, default=str) if sent_values is not None else None)
-        fields.append(",".join(columns) if columns else None)
+        entries.append({"id": i, "state": state, "sfid": sfid, "error": error, "sent": sent_values,
+                        "fields": ",".join(columns) if columns else None, "delay": delay})
 
     rows_back = {"ids": [], "sfids": [], "errs": []}
     for change, outcome, write in finished:
@@ -194,8 +192,7 @@ def _finish(db: Database, mapping: Mapping | None, finished: list, options: Drai
             rows_back["sfids"].append(outcome.sfid if outcome.state == "SUCCESS" else None)
             rows_back["errs"].append(json.dumps(outcome.error) if outcome.state == "FAILED" else None)
     with db.transaction(origin="salesforce") as conn:
-        db.run(conn, "finish_changes", {"ids": ids, "states": states, "sfids": sfids, "errors": errors,
-                                        "sent": sent, "fields": fields, "delays": delays})
+        db.run(conn, "finish_changes", {"entries": json.dumps(entries, default=str)})
         resolved = [(c.record_id, c.carrier_id, ",".join(f.column for f in mapping.fields if f.name in w.body))
                     for c, o, w in finished if mapping and w and w.op != "delete" and o.state == "SUCCESS"]
         if resolved:
@@ -226,6 +223,12 @@ def drain_now() -> DrainResult:
     if sf is None:
         return DrainResult()
     return drain(runtime.db(), sf, options_from(s))
+
+
+def next_retry_in(db: Database) -> float | None:
+    """Seconds until the earliest change waiting for a retry is due; None when none waits."""
+    row = db.fetchone("next_retry_in")
+    return None if row is None or row["seconds"] is None else float(row["seconds"])
 
 
 def archive(db: Database, after_hours: int, purge_days: int) -> None:

@@ -39,7 +39,8 @@ def start_listener():
     global _listener
     with _listener_lock:
         if _listener is None and drain.salesforce_configured(runtime.settings()):
-            _listener = Listener(runtime.settings().database_url, drain.drain_now)
+            _listener = Listener(runtime.settings().database_url, drain.drain_now,
+                                 next_wake=lambda: drain.next_retry_in(runtime.db()))
             _listener.start()
 
 

@@ -1,9 +1,10 @@
 """The listener wakes the drain on commit; finished log entries are archived, then purged."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 
-from jobs.drain import archive, drain
+from jobs.drain import archive, drain, next_retry_in
 from jobs.listener import Listener
 from tests.integration.test_capture import sql, writing_mapping
 from tests.integration.test_write_path import (FAST, FIELDS, collection_calls, db, invoices,  # noqa: F401
@@ -50,3 +51,28 @@ def test_finished_entries_move_to_the_archive_and_are_purged(sf_api, sf_settings
     sql(url, "UPDATE forcebridge.change_log_archive SET archived_at = archived_at - interval '31 days'")
     archive(db, after_hours=24, purge_days=30)
     assert sql(url, "SELECT count(*) FROM forcebridge.change_log_archive") == [(0,)]
+
+
+def test_a_change_waiting_for_its_retry_is_sent_when_due_without_a_new_commit(sf_api, sf_settings, db, sf, emulator):
+    writing_mapping(sf_api, fields=FIELDS, upsert_field="External_Id__c")
+    url = sf_settings.database_url
+    emulator.admin("POST", "/_emulator/faults", {"rules": {"composite.*": {"errors": {"REQUEST_LIMIT_EXCEEDED": 1}}}})
+    done = threading.Event()
+    options = dataclasses.replace(FAST, retry_base_seconds=0.2)
+
+    def on_change():
+        result = drain(db, sf, options)
+        if result.outcomes.get("REQUEUED"):
+            emulator.admin("DELETE", "/_emulator/faults")     # the limit resets; nobody commits anything
+        if result.outcomes.get("SUCCESS"):
+            done.set()
+
+    listener = Listener(url, on_change, next_wake=lambda: next_retry_in(db))
+    listener.start()
+    try:
+        assert listener.listening.wait(10)
+        sql(url, "INSERT INTO salesforce.invoice__c (name, external_id__c) VALUES ('later', 'L')")
+        assert done.wait(15), "the retry was not sent when it came due"
+    finally:
+        listener.stop()
+    assert invoices(sf)["L"]["Name"] == "later"
