@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 RANGES = {"24h": 24, "7d": 24 * 7, "30d": 24 * 30}
+# The inbound apply counts "synced", the write path counts Salesforce's "success"; both mean one record synced.
+OUTCOME_SERIES = {"synced": "synced", "success": "synced", "failed": "failed"}
 # (direction, outcome) -> label and colour, in legend order.
 SERIES = (
     ("sf_to_pg", "synced", "Salesforce → Postgres", "#1f77b4"),
@@ -25,7 +27,7 @@ def hourly_series(rows: list[dict]) -> dict:
     index = {h: i for i, h in enumerate(hours)}
     counts = {(d, o): [0] * len(hours) for d, o, _, _ in SERIES}
     for r in rows:
-        key = (r["direction"], r["outcome"])
+        key = (r["direction"], OUTCOME_SERIES.get(r["outcome"]))
         if key in counts:
             counts[key][index[r["hour"]]] += int(r["count"] or 0)
     return {"hours": hours, "series": [

@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
+from core import trends
 from webapp import security, write_path
 from webapp.context import ctx
 
@@ -34,7 +35,7 @@ class _Collector:
         failed = CounterMetricFamily("forcebridge_records_failed", "Records that failed to sync",
                                      labels=["direction", "mapping"])
         for r in db.fetchall("stats_totals"):
-            family = {"synced": synced, "failed": failed}.get(r["outcome"])
+            family = {"synced": synced, "failed": failed}.get(trends.OUTCOME_SERIES.get(r["outcome"]))
             if family is not None:
                 family.add_metric([r["direction"], names.get(r["mapping_id"], str(r["mapping_id"]))], r["count"])
         yield synced

@@ -26,7 +26,7 @@ FROM forcebridge.inbox;
 -- name: last_sync_per_direction
 SELECT direction, max(hour) AS hour, sum(count) FILTER (WHERE hour > now() - interval '24 hours') AS last_24h
 FROM forcebridge.stats_hourly
-WHERE outcome = 'synced'
+WHERE outcome IN ('synced', 'success')   -- inbound says synced, the write path success
 GROUP BY direction;
 
 -- name: inbound_problems_per_object
