@@ -11,10 +11,74 @@ SYSTEM_FIELDS = ("Id", "IsDeleted", "CreatedDate", "CreatedById", "LastModifiedD
                  "SystemModstamp")
 
 
+# What a field gets when a user's describe JSON leaves a property out (a real describe has them all).
+FIELD_DEFAULTS = {
+    "aggregatable": True, "autoNumber": False, "byteLength": 0, "calculated": False, "calculatedFormula": None,
+    "cascadeDelete": False, "caseSensitive": False, "compoundFieldName": None, "controllerName": None,
+    "createable": True, "custom": False, "defaultValue": None, "defaultValueFormula": None,
+    "defaultedOnCreate": False, "dependentPicklist": False, "deprecatedAndHidden": False, "digits": 0,
+    "displayLocationInDecimal": False, "encrypted": False, "externalId": False, "extraTypeInfo": None,
+    "filterable": True, "filteredLookupInfo": None, "groupable": True, "highScaleNumber": False,
+    "htmlFormatted": False, "idLookup": False, "inlineHelpText": None, "length": 0, "mask": None,
+    "maskType": None, "nameField": False, "namePointing": False, "nillable": True, "permissionable": True,
+    "picklistValues": [], "polymorphicForeignKey": False, "precision": 0, "queryByDistance": False,
+    "referenceTargetField": None, "referenceTo": [], "relationshipName": None, "relationshipOrder": None,
+    "restrictedDelete": False, "restrictedPicklist": False, "scale": 0, "soapType": "xsd:string",
+    "sortable": True, "type": "string", "unique": False, "updateable": True, "writeRequiresMasterRead": False,
+}
+SOBJECT_DEFAULTS = {
+    "actionOverrides": [], "activateable": False, "childRelationships": [], "compactLayoutable": True,
+    "createable": True, "customSetting": False, "deletable": True, "deprecatedAndHidden": False,
+    "feedEnabled": False, "layoutable": True, "mergeable": False, "mruEnabled": True, "namedLayoutInfos": [],
+    "queryable": True, "recordTypeInfos": [], "replicateable": True, "retrieveable": True,
+    "searchLayoutable": True, "searchable": True, "triggerable": True, "undeletable": True, "updateable": True,
+    "urls": {},
+}
+
+
+_SYSTEM_FIELD_DEFS = [
+    {"name": "Id", "type": "id", "label": "Record ID", "soapType": "tns:ID", "length": 18, "byteLength": 18,
+     "createable": False, "updateable": False, "nillable": False, "defaultedOnCreate": True, "idLookup": True},
+    {"name": "IsDeleted", "type": "boolean", "label": "Deleted", "soapType": "xsd:boolean", "createable": False,
+     "updateable": False, "nillable": False, "defaultedOnCreate": True, "defaultValue": False},
+    {"name": "CreatedDate", "type": "datetime", "label": "Created Date", "soapType": "xsd:dateTime",
+     "createable": False, "updateable": False, "nillable": False, "defaultedOnCreate": True},
+    {"name": "CreatedById", "type": "reference", "label": "Created By ID", "soapType": "tns:ID", "length": 18,
+     "byteLength": 18, "createable": False, "updateable": False, "nillable": False, "defaultedOnCreate": True,
+     "referenceTo": ["User"], "relationshipName": "CreatedBy"},
+    {"name": "LastModifiedDate", "type": "datetime", "label": "Last Modified Date", "soapType": "xsd:dateTime",
+     "createable": False, "updateable": False, "nillable": False, "defaultedOnCreate": True},
+    {"name": "LastModifiedById", "type": "reference", "label": "Last Modified By ID", "soapType": "tns:ID",
+     "length": 18, "byteLength": 18, "createable": False, "updateable": False, "nillable": False,
+     "defaultedOnCreate": True, "referenceTo": ["User"], "relationshipName": "LastModifiedBy"},
+    {"name": "SystemModstamp", "type": "datetime", "label": "System Modstamp", "soapType": "xsd:dateTime",
+     "createable": False, "updateable": False, "nillable": False, "defaultedOnCreate": True},
+]
+
+
+def complete(describe: dict) -> dict:
+    """A user's (possibly partial) describe with every property a client may read filled in.
+
+    The minimum is {"name": "Widget__c", "keyPrefix": "a0W", "fields": [{"name": "Name"}, ...]}; system
+    fields (Id, IsDeleted, CreatedDate, ..., SystemModstamp) are added when missing.
+    """
+    present = {f["name"].lower() for f in describe["fields"]}
+    describe = {**describe, "fields": [f for f in _SYSTEM_FIELD_DEFS if f["name"].lower() not in present]
+                + list(describe["fields"])}
+    full = {**SOBJECT_DEFAULTS, **describe}
+    full.setdefault("label", full["name"])
+    full.setdefault("labelPlural", full["label"] + "s")
+    full.setdefault("custom", full["name"].endswith("__c"))
+    full["fields"] = [{**FIELD_DEFAULTS, "label": f["name"], "custom": f["name"].endswith("__c"), **f}
+                      for f in describe["fields"]]
+    return full
+
+
 class SObjectType:
     """One sObject type: its describe JSON plus case-insensitive lookups of fields and relationships."""
 
     def __init__(self, describe: dict):
+        describe = complete(describe)
         self.describe = describe
         self.name: str = describe["name"]
         self.key_prefix: str = describe["keyPrefix"]
@@ -30,9 +94,6 @@ class SObjectType:
                          and f["type"] != "boolean"]
         self.insert_defaults = _insert_defaults(describe["fields"])
         self.unique_fields = [f["name"] for f in describe["fields"] if f.get("unique") and f["name"] != "Id"]
-        missing = [name for name in SYSTEM_FIELDS if name.lower() not in self.fields]
-        if missing:
-            raise ValueError(f"{self.name}: describe lacks system fields {missing}")
 
     def field(self, name: str) -> dict | None:
         return self.fields.get(name.lower())

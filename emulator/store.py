@@ -176,12 +176,12 @@ class Org:
 
     # ------------------------------------------------------------ plumbing
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, cache_kib: int = 65536) -> sqlite3.Connection:
         conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA temp_store=MEMORY")
-        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
         return conn
 
     def _reader(self) -> sqlite3.Connection:
@@ -381,7 +381,8 @@ class Org:
     def open_query(self, soql: str, include_deleted: bool = False) -> QueryCursor:
         """A cursor on a dedicated connection, for paging through large results without loading them."""
         plan = self.compile(soql, include_deleted)
-        return QueryCursor(plan, self._connect())
+        # Hundreds of locators may be open at once: each cursor gets a small page cache.
+        return QueryCursor(plan, self._connect(cache_kib=4096))
 
     def query(self, soql: str, include_deleted: bool = False) -> Iterator[dict]:
         plan = self.compile(soql, include_deleted)
@@ -390,7 +391,7 @@ class Org:
         return self._iterate(plan)
 
     def _iterate(self, plan: Plan) -> Iterator[dict]:
-        conn = self._connect()
+        conn = self._connect(cache_kib=4096)
         try:
             cursor = conn.execute(plan.sql, plan.params)
             while True:

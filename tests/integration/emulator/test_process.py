@@ -1,8 +1,9 @@
 """The emulator as a process: restarts keep state, plain HTTP, session lifetime, several calls in flight."""
+import json
 import threading
 
 import pytest
-from simple_salesforce import Salesforce
+from simple_salesforce import Salesforce, SalesforceLogin
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from tests.emulator_fixture import start_emulator
@@ -103,3 +104,34 @@ def test_unknown_object_and_method_shapes(emulator):
     with pytest.raises(SalesforceMalformedRequest) as caught:
         sf.restful("sobjects/Account/", method="POST", data="{not json")
     assert caught.value.content[0]["errorCode"] == "JSON_PARSER_ERROR"
+
+
+def test_users_can_add_their_own_objects(tmp_path):
+    objects = tmp_path / "objects"
+    objects.mkdir()
+    (objects / "Widget__c.json").write_text(json.dumps({
+        "name": "Widget__c", "keyPrefix": "a0W", "label": "Widget",
+        "fields": [{"name": "Name", "nillable": False, "length": 80},
+                   {"name": "Code__c", "length": 20, "externalId": True, "unique": True, "idLookup": True},
+                   {"name": "Weight__c", "type": "double", "precision": 10, "scale": 2, "soapType": "xsd:double"},
+                   {"name": "Account__c", "type": "reference", "referenceTo": ["Account"],
+                    "relationshipName": "Account__r", "length": 18}]}))
+    with start_emulator(tmp_path) as running:
+        sf = running.salesforce()
+        account = sf.Account.create({"Name": "Owner", "External_Id__c": "ACC-1"})["id"]
+        # A parent given by its external id, as Salesforce allows in a create body.
+        assert sf.Widget__c.upsert("Code__c/W-1", {"Name": "Bolt", "Weight__c": 1.255,
+                                                   "Account__r": {"External_Id__c": "ACC-1"}}) == 201
+        row = sf.query("SELECT Id, Name, Weight__c, Account__r.Name FROM Widget__c")["records"][0]
+        assert row["Id"].startswith("a0W")
+        assert (row["Name"], row["Weight__c"], row["Account__r"]["Name"]) == ("Bolt", 1.25, "Owner")
+        assert sf.Widget__c.get(row["Id"])["Account__c"] == account
+        fields = {f["name"] for f in sf.Widget__c.describe()["fields"]}
+        assert {"Id", "SystemModstamp", "IsDeleted", "Code__c"} <= fields
+
+
+def test_organization_id_login_variant(emulator):
+    session_id, instance = SalesforceLogin(username=emulator.username, password=emulator.password,
+                                           organizationId=emulator.org_id, session=emulator.http())
+    sf = Salesforce(session_id=session_id, instance=instance, session=emulator.http())
+    assert sf.query("SELECT COUNT() FROM Account")["done"] is True
