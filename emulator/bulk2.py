@@ -15,8 +15,9 @@ import shutil
 import threading
 import time
 from array import array
+from itertools import accumulate
 from operator import itemgetter
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
@@ -69,17 +70,19 @@ class BulkError(Exception):
         self.status = status
 
 
-def column_converter(field: dict) -> Callable[[object], str]:
-    """How Bulk CSV writes a stored value of this field: booleans true/false, datetimes ending
-    in Z, numbers as REST shows them, null as an empty string."""
+def column_converter(field: dict) -> Callable[[Sequence], list[str]]:
+    """Turns one column of stored values into Bulk CSV text: booleans true/false, datetimes ending
+    in Z, numbers as REST shows them, null as an empty string. Works a column at a time because
+    a comprehension per column is several times faster than a function call per value."""
     kind = field["type"]
     if kind == "boolean":
-        return lambda v: "" if v is None else ("true" if v else "false")
+        return lambda values: ["" if v is None else "true" if v else "false" for v in values]
     if kind == "datetime":
-        return lambda v: "" if v is None else (v[:-5] + "Z" if v.endswith("+0000") else v)
+        return lambda values: ["" if v is None else v[:-5] + "Z" if v.endswith("+0000") else v
+                               for v in values]
     if kind in ("int", "long", "double", "currency", "percent"):
-        return lambda v: "" if v is None else str(soql.to_json_value(field, v))
-    return lambda v: v or ""
+        return lambda values: ["" if v is None else str(soql.to_json_value(field, v)) for v in values]
+    return lambda values: ["" if v is None else v for v in values]
 
 
 def csv_line(values: Iterable[str], delimiter: str, line_ending: str) -> str:
@@ -217,13 +220,13 @@ def write_query_results(batches: Iterable[list[tuple]], pick: Callable[[tuple], 
     count = offset = 0
     with open(data_path, "wb") as data, open(index_path, "wb") as index:
         for batch in batches:
-            starts = array("Q")
-            encoded = []
-            for row in batch:
-                text = line([convert(value) for convert, value in zip(converters, pick(row))]).encode()
-                starts.append(offset)
-                offset += len(text)
-                encoded.append(text)
+            if not batch:
+                continue
+            columns = zip(*map(pick, batch))
+            texts = [convert(column) for convert, column in zip(converters, columns)]
+            encoded = [line(values).encode() for values in zip(*texts)]
+            starts = array("Q", accumulate(map(len, encoded), initial=offset))
+            offset = starts.pop()
             data.write(b"".join(encoded))
             starts.tofile(index)
             count += len(batch)
