@@ -5,48 +5,30 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import pathlib
 import random
+import signal
 import sys
 import time
 from collections import Counter
 from typing import Callable
 
-import requests
-from simple_salesforce import Salesforce, SalesforceLogin
+from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
+
+from emulator.process import SalesforceHttp
+from emulator.store import DEFAULT_PASSWORD, DEFAULT_SECURITY_TOKEN, DEFAULT_USERNAME
 
 WRITABLE_TYPES = {"string", "textarea", "email", "phone", "url", "picklist", "boolean", "int",
                   "double", "currency", "percent", "date", "datetime"}
 MIX = (("create", 0.4), ("update", 0.45), ("delete", 0.15))
 
 
-class EmulatorSession(requests.Session):
-    """The requests session simple-salesforce uses: trusts the emulator's CA, and turns the https://
-    URLs simple-salesforce always builds into http:// when the emulator runs --no-tls."""
-
-    def __init__(self, plain_http: bool, ca: str | None):
-        super().__init__()
-        self.plain_http = plain_http
-        if ca:
-            self.verify = ca
-
-    def request(self, method, url, *args, **kwargs):
-        if self.plain_http and isinstance(url, str) and url.startswith("https://"):
-            url = "http://" + url[len("https://"):]
-        # REQUESTS_CA_BUNDLE in the environment would otherwise override session.verify.
-        kwargs.setdefault("verify", self.verify)
-        return super().request(method, url, *args, **kwargs)
-
-
-def connect(url: str, username: str, password: str, ca: str | None, client: str) -> Salesforce:
-    """Log in with the SOAP partner login, then build the client on the same requests session."""
-    session = EmulatorSession(url.startswith("http://"), ca)
-    # On the session, so every call (REST, bulk2, login) carries the client name.
-    session.headers["Sforce-Call-Options"] = f"client={client}"
-    base = url.rstrip("/")
-    session_id, instance = SalesforceLogin(username=username, password=password, security_token="",
-                                           session=session, scratch_url=base, client_id=client)
-    return Salesforce(session_id=session_id, instance=instance, session=session)
+def connect(url: str, username: str, password: str, token: str, ca: str | None, client: str) -> Salesforce:
+    """simple-salesforce's own SOAP login, its *.salesforce.com URLs routed to the emulator; it logs
+    in again by itself when the session expires. Every call carries the client name."""
+    session = SalesforceHttp(url, pathlib.Path(ca) if ca else None, client)
+    return Salesforce(username=username, password=password, security_token=token, session=session)
 
 
 # ---------------------------------------------------------------- what users type (pure)
@@ -135,8 +117,8 @@ def pick_action(rng: random.Random, have_records: bool) -> str:
 # ---------------------------------------------------------------- the loop
 
 def drive(sf: Salesforce, objects: list[str], rate: float, seconds: float, seed: int,
-          clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
-          ) -> dict:
+          clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+          stopped: Callable[[], bool] = lambda: False) -> dict:
     rng = random.Random(seed)
     faker = Faker(rng, f"drive{seed}-{int(time.time())}")
     describes = {name: getattr(sf, name).describe() for name in objects}
@@ -147,7 +129,7 @@ def drive(sf: Salesforce, objects: list[str], rate: float, seconds: float, seed:
     interval = 1.0 / rate
     started = clock()
     next_at = started
-    while clock() - started < seconds:
+    while clock() - started < seconds and not stopped():
         sobject = rng.choice(objects)
         action = pick_action(rng, bool(live[sobject]))
         api = getattr(sf, sobject)
@@ -195,15 +177,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="stop after this long")
     parser.add_argument("--ca", help="CA bundle for an https:// emulator (EMULATOR_CA)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--username", default="admin@forcebridge.example")
-    parser.add_argument("--password", default="emulator")
+    parser.add_argument("--username", default=DEFAULT_USERNAME)
+    parser.add_argument("--password", default=DEFAULT_PASSWORD)
+    parser.add_argument("--security-token", default=DEFAULT_SECURITY_TOKEN)
     parser.add_argument("--client", default="drive", help="Sforce-Call-Options client name")
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.seconds < 0:
         parser.error("--rate must be > 0 and --seconds >= 0")
     objects = [name.strip() for name in args.objects.split(",") if name.strip()]
-    sf = connect(args.url, args.username, args.password, args.ca, args.client)
-    summary = drive(sf, objects, args.rate, args.seconds, args.seed)
+    sf = connect(args.url, args.username, args.password, args.security_token, args.ca, args.client)
+    stop = []
+    # Ctrl-C or SIGTERM (make demo stopping us) end the run early but still print the summary.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.append(True))
+    summary = drive(sf, objects, args.rate, args.seconds, args.seed, stopped=lambda: bool(stop))
     summary["url"] = args.url
     print(json.dumps(summary, sort_keys=True), flush=True)
     return 0
