@@ -61,6 +61,16 @@ def requeue(huey, consumer, interrupted: list) -> None:
         huey.enqueue(task)
 
 
+def stop_listener(timeout: float) -> None:
+    """The write path's LISTEN thread (jobs/tasks.py starts it on Huey's startup) may be in a drain: give
+    that drain a moment to finish rather than leave its claims to expire (they would, after their lease)."""
+    from jobs import tasks
+
+    listener = getattr(tasks, "_listener", None)
+    if listener is not None:
+        listener.stop(timeout=timeout)
+
+
 def start_background(stop: threading.Event) -> list[threading.Thread]:
     threads = []
     for fn in BACKGROUND_THREADS:
@@ -116,6 +126,7 @@ def main(argv=None) -> None:
     threads = start_background(stop)
     try:
         consumer.run()
+        stop_listener(timeout=5)  # bounded: Render's SIGKILL comes 30 s after its SIGTERM
         requeue(huey, consumer, interrupted)
     finally:
         stop.set()

@@ -79,6 +79,8 @@ def test_blueprint_installs_starts_and_syncs(clean_db, tmp_path):
     try:
         health = requests.get(f"{server.url}{web['healthCheckPath']}", timeout=10)
         assert health.status_code == 200 and health.json()["postgres"] is True
+        for asset in ("htmx.min.js", "plotly.min.js"):  # the console's browser files were installed
+            assert requests.get(f"{server.url}/assets/{asset}", timeout=10).status_code == 200, asset
 
         r = requests.post(f"{server.url}/api/v1/mappings", timeout=30,
                           headers={"Authorization": f"Bearer {API_TOKEN}"},
