@@ -2,7 +2,7 @@
 import importlib
 import logging
 
-from flask import Flask, g, request
+from flask import Flask, request
 
 from emulator import admin, auth, composite, rest
 from emulator.faults import Faults
@@ -53,9 +53,5 @@ def create_app(org: Org, *, faults_seed: int = 0) -> Flask:
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=original)
         return rest.json_response([{"errorCode": "UNKNOWN_EXCEPTION", "message": "An unexpected error occurred. "
                                     f"Please include this ErrorId if you contact support: {id(original)}"}], 500)
-
-    @app.teardown_request
-    def _forget(_exc):
-        g.pop("session", None)
 
     return app
