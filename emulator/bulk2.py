@@ -5,12 +5,10 @@ from __future__ import annotations
 import base64
 import csv
 import datetime as dt
-import io
 import json
 import logging
 import os
 import pathlib
-import re
 import shutil
 import threading
 import time
@@ -190,7 +188,10 @@ class Jobs:
             return dict(job)
 
     def update(self, job_id: str, **changes) -> dict:
+        """The job with `changes` applied; {} when it was deleted meanwhile (its thread then stops)."""
         with self._lock:
+            if job_id not in self._jobs:
+                return {}
             job = {**self._jobs[job_id], **changes}
             return self.put(job)
 
