@@ -33,6 +33,9 @@ INGEST_OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
 QUERY_OPERATIONS = ("query", "queryAll")
 FINISHED = ("JobComplete", "Failed", "Aborted")
 TRANSACTION_ROWS = 200
+INGEST_CREATE_FIELDS = ("id", "operation", "object", "createdById", "createdDate", "systemModstamp",
+                        "state", "externalIdFieldName", "concurrencyMode", "contentType", "apiVersion",
+                        "contentUrl", "jobType", "lineEnding", "columnDelimiter", "assignmentRuleId")
 NULL_MARKER = "#N/A"            # Bulk API: "To set a field value to null, use #N/A"
 
 
@@ -461,7 +464,8 @@ def create_query_job(version):
 
 
 def _run_query_job(jobs: Jobs, job_id: str) -> None:
-    job = jobs.update(job_id, state="InProgress")
+    job = jobs.update(job_id, state="InProgress", numberRecordsProcessed=0, retries=0,
+                      totalProcessingTime=0)
     started = time.monotonic()
     directory = jobs.dir(job_id)
     cursor = None
@@ -596,7 +600,8 @@ def create_ingest_job(version):
     if content is not None:
         (_jobs().dir(job["id"]) / "upload.csv").write_bytes(content)
         job = _close(job)
-    return jsonify(_public(job))
+    # The create response lists the job's settings only; counters appear in job info.
+    return jsonify({k: v for k, v in _public(job).items() if k in INGEST_CREATE_FIELDS})
 
 
 @bp.get("/ingest")
