@@ -79,3 +79,20 @@ def test_drive_runs_bounded_and_prints_a_json_summary(emulator):
     assert summary["created"] > 0 and summary["created"] + summary["updated"] + summary["deleted"] > 5
     stats = requests.get(f"{emulator.url}/_emulator/stats", verify=str(emulator.ca_path)).json()
     assert "drive" in json.dumps(stats)            # calls were tagged with the driver's client name
+
+
+def test_queued_notifications_survive_an_emulator_restart(tmp_path, listener):
+    from emulator.process import start_emulator
+
+    data_dir = tmp_path / "org"
+    with start_emulator(data_dir, "--time-scale", "3600") as first:
+        rule = first.admin("POST", "/_emulator/outbound/rules", {
+            "object": "Account", "fields": ["Name"], "endpoint_url": "http://127.0.0.1:9/nobody-listens"})
+        record_id = first.salesforce().Account.create({"Name": "Queued across restart"})["id"]
+        assert wait_for(lambda: first.admin("GET", "/_emulator/outbound/queue")[0]["attempts"] >= 1)
+    with start_emulator(data_dir, "--time-scale", "3600") as second:
+        assert second.admin("GET", "/_emulator/outbound/status")["queued"] == 1
+        second.admin("PATCH", f"/_emulator/outbound/rules/{rule['id']}", {"endpoint_url": listener.url})
+        assert wait_for(lambda: second.admin("GET", "/_emulator/outbound/status")["acked"] == 1)
+    [notification] = listener.received[0][1].findall(".//o:Notification", NS)
+    assert sobject_values(notification) == {"Id": record_id, "Name": "Queued across restart"}
