@@ -91,6 +91,13 @@ class FieldRef:
 
 
 @dataclasses.dataclass
+class FieldsFunction:
+    """FIELDS(ALL | STANDARD | CUSTOM) in the select list."""
+    which: str
+    pos: int
+
+
+@dataclasses.dataclass
 class Count:
     field: FieldRef | None
     alias: str | None
@@ -216,6 +223,14 @@ class _Parser:
         if tok.kind == "punct" and tok.text == "(":
             raise SoqlError("MALFORMED_QUERY", _caret(
                 self.soql, tok.pos, "child relationship subqueries are not supported by the ForceBridge emulator"))
+        if tok.word == "fields" and self.tokens[self.i + 1].text == "(":
+            self.take()
+            self.expect("(")
+            which = self.ident().text.upper()
+            if which not in ("ALL", "STANDARD", "CUSTOM"):
+                raise self.fail(self.tokens[self.i - 1])
+            self.expect(")")
+            return FieldsFunction(which, tok.pos)
         if tok.word == "count" and self.tokens[self.i + 1].text == "(":
             self.take()
             self.expect("(")
@@ -616,6 +631,21 @@ class _Compiler:
             return f"({column} IS NOT ?)"
         return f"({column} {node.op} ?)"
 
+    def expand_fields_functions(self, query: Query) -> list[FieldRef]:
+        items = []
+        for item in query.select:
+            if not isinstance(item, FieldsFunction):
+                items.append(item)
+                continue
+            if item.which != "STANDARD" and (query.limit is None or query.limit > 200):
+                raise SoqlError("MALFORMED_QUERY", _caret(
+                    self.soql, item.pos, "The SOQL FIELDS function must have a LIMIT of at most 200"))
+            wanted = [f["name"] for f in self.base.describe["fields"]
+                      if item.which == "ALL" or f["custom"] == (item.which == "CUSTOM")]
+            already = {tuple(p.lower() for p in i.path) for i in items if isinstance(i, FieldRef)}
+            items.extend(FieldRef([name], item.pos) for name in wanted if (name.lower(),) not in already)
+        return items
+
     def compile(self, include_deleted: bool) -> Plan:
         query = self.query
         columns, select_sql, kind, aggregate_names = [], [], "rows", []
@@ -638,7 +668,7 @@ class _Compiler:
                 aggregate_names.append(item.alias or f"expr{n}")
         else:
             seen = set()
-            for item in query.select:
+            for item in self.expand_fields_functions(query):
                 column, field, path = self.resolve(item)
                 if tuple(path) in seen:
                     raise SoqlError("MALFORMED_QUERY", _caret(self.soql, item.pos,

@@ -146,3 +146,13 @@ def test_record_builds_nested_parent_and_null_parent():
 def test_string_escapes():
     plan = compile_(r"SELECT Id FROM Account WHERE Name = 'O\'Brien \\ co'")
     assert plan.params == ["O'Brien \\ co"]
+
+
+def test_fields_function():
+    standard = compile_("SELECT FIELDS(STANDARD) FROM Invoice__c")
+    assert "Id" in [c.path[0] for c in standard.columns]
+    assert "Amount__c" not in [c.path[0] for c in standard.columns]
+    custom = compile_("SELECT Id, FIELDS(CUSTOM) FROM Invoice__c LIMIT 200")
+    assert [c.path[0] for c in custom.columns][:2] == ["Id", "External_Id__c"]
+    assert "The SOQL FIELDS function must have a LIMIT of at most 200" in error_of(
+        "SELECT FIELDS(ALL) FROM Account").message
