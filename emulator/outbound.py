@@ -287,9 +287,9 @@ class OutboundQueue:
     def next_due(self) -> float | None:
         return self._run("next_due")[0][0]
 
-    def queued(self) -> list[dict]:
+    def queued(self, limit: int = 1000) -> list[dict]:
         keys = ("id", "rule_id", "object", "record_id", "created_at", "due_at", "attempts", "last_error")
-        return [dict(zip(keys, row)) for row in self._run("queued")]
+        return [dict(zip(keys, row)) for row in self._run("queued", limit=limit)]
 
     def queued_count(self) -> int:
         return self._run("queued_count")[0][0]
@@ -675,7 +675,8 @@ def status():
 
 @admin_bp.get("/queue")
 def queue():
-    return jsonify(sender_for_app().queue.queued())
+    """The oldest queued notifications (?limit=, default 1000)."""
+    return jsonify(sender_for_app().queue.queued(request.args.get("limit", 1000, type=int)))
 
 
 @admin_bp.post("/deliver")

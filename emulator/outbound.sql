@@ -49,7 +49,7 @@ SELECT min(due_at) FROM outbound_notification;
 
 -- name: queued
 SELECT id, rule_id, sobject, record_id, created_at, due_at, attempts, last_error
-FROM outbound_notification ORDER BY seq;
+FROM outbound_notification ORDER BY seq LIMIT :limit;
 
 -- name: queued_count
 SELECT count(*) FROM outbound_notification;
