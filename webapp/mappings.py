@@ -20,11 +20,15 @@ EXACT_COUNT_UP_TO = 200_000   # above this the planner's estimate is shown (an e
 
 
 def _describe(object_name: str) -> dict | None:
+    """Salesforce's describe, or None when not connected (fields are then typed by hand). An object
+    Salesforce does not know raises MappingError, which the form shows."""
     if not object_name:
         return None
     try:
         return ctx().describe(object_name)
-    except Exception:  # noqa: BLE001 - an object Salesforce does not know, or no connection: fields by hand
+    except MappingError:
+        raise
+    except Exception:  # noqa: BLE001 - no connection: fields by hand
         return None
 
 
@@ -119,14 +123,14 @@ def _entry_from_form(form, describe: dict | None) -> dict:
 
 
 def _render_form(*, object_name="", mapping=None, describe=None, wsdl_fields=None, error=None, form=None,
-                 status=200):
+                 chosen=None, status=200):
     fields = _form_fields(describe) or [{"name": n, "type": t, "length": None, "label": n, "external_id": False}
                                         for n, t in (wsdl_fields or {}).items() if n not in IMPLIED_FIELDS]
-    if form is not None:
+    if chosen is None and form is not None:
         chosen = set(form.getlist("field"))
-    elif mapping is not None:
+    elif chosen is None and mapping is not None:
         chosen = {f.name for f in mapping.fields}
-    else:
+    elif chosen is None:
         chosen = {f["name"] for f in fields} if wsdl_fields else set()
     listed = {f["name"] for f in fields}
     typed = ""
@@ -143,15 +147,19 @@ def _render_form(*, object_name="", mapping=None, describe=None, wsdl_fields=Non
 @bp.get("/new")
 def new():
     object_name = request.args.get("object", "").strip()
-    return _render_form(object_name=object_name, describe=_describe(object_name))
+    try:
+        return _render_form(object_name=object_name, describe=_describe(object_name))
+    except MappingError as exc:
+        return _list_page(404, error=str(exc))
 
 
 @bp.post("")
 def create():
     form = request.form
     object_name = form.get("object_name", "").strip()
-    describe = None if form.get("from_wsdl") else _describe(object_name)
+    describe = None
     try:
+        describe = None if form.get("from_wsdl") else _describe(object_name)
         mapping = from_entry(_entry_from_form(form, describe), describe=describe)
         created = mapping_store.create(ctx().db, mapping, on_created=ctx().mapping_hooks.created)
     except (MappingError, mapping_store.MappingExists) as exc:
@@ -161,6 +169,13 @@ def create():
     ctx().enqueue("apply_inbound")   # notifications kept as unmapped for this object are pending again
     return redirect(url_for(".index", message=f"Mapping for {created.object_name} created "
                                               f"(table {created.table_schema}.{created.table_name})."), 303)
+
+
+def _known_describe(m: Mapping) -> dict | None:
+    try:
+        return _describe(m.object_name)
+    except MappingError:   # the object went away in Salesforce: the stored types still serve
+        return None
 
 
 def _mapping_or_404(mapping_id: int) -> Mapping:
@@ -173,13 +188,13 @@ def _mapping_or_404(mapping_id: int) -> Mapping:
 @bp.get("/<int:mapping_id>/edit")
 def edit(mapping_id: int):
     m = _mapping_or_404(mapping_id)
-    return _render_form(object_name=m.object_name, mapping=m, describe=_describe(m.object_name))
+    return _render_form(object_name=m.object_name, mapping=m, describe=_known_describe(m))
 
 
 @bp.post("/<int:mapping_id>")
 def update(mapping_id: int):
     m = _mapping_or_404(mapping_id)
-    describe = _describe(m.object_name)
+    describe = _known_describe(m)
     form = request.form
     try:
         entry = _entry_from_form(form, describe)
@@ -248,23 +263,14 @@ def from_wsdl():
         found = read_wsdl(upload.read())
     except WsdlError as exc:
         return _list_page(400, error=f"That WSDL could not be read: {exc}")
-    describe = _describe(found.object_name)
+    try:
+        describe = _describe(found.object_name)
+    except MappingError as exc:
+        return _list_page(400, error=f"The WSDL is for {found.object_name}, but {exc}")
     if describe:
         # Connected: describe knows lengths and exact types; the WSDL only says which fields are sent.
-        return _render_form(object_name=found.object_name, describe=describe,
-                            form=_Ticked({n for n in found.fields if n not in IMPLIED_FIELDS}))
+        return _render_form(object_name=found.object_name, describe=describe, chosen=set(found.fields))
     return _render_form(object_name=found.object_name, wsdl_fields=found.fields)
-
-
-class _Ticked(dict):
-    """Stands in for a submitted form: only the ticked field names."""
-
-    def __init__(self, names):
-        super().__init__()
-        self._names = sorted(names)
-
-    def getlist(self, key):
-        return self._names if key == "field" else []
 
 
 # --- import and export -------------------------------------------------------------------------------------

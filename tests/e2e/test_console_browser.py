@@ -146,3 +146,30 @@ def test_overview_and_setup_send_test_message(page, console):
     page.wait_for_selector("text=The endpoint works.")
     screenshot(page, "setup")
     assert console.db.fetchone("notification_backlog")["unmapped"] == 0   # the check cleaned up after itself
+
+
+def test_notifications_for_an_unmapped_object_are_replayed_once_it_is_mapped(page, console):
+    post_outbound(console, "Case", [{"Id": "500000000000001AAA", "Subject": "Printer on fire", "SystemModstamp": MODSTAMP},
+                                    {"Id": "500000000000002AAA", "Subject": "Paper jam", "SystemModstamp": MODSTAMP}])
+    page.goto(f"{console.url}/errors")
+    assert "2" in page.locator("#unmapped tr", has_text="Case").inner_text()
+    page.click("#unmapped >> text=Create mapping and replay")
+    assert page.input_value("input[name=object_name]") == "Case"
+    page.fill("textarea[name=typed_fields]", "Subject:string:255")
+    page.click("text=Create mapping")
+    page.wait_for_selector("text=Mapping for Case created")
+    assert cell(page, "Case", "inbound_pending") == "2"
+    assert apply_pending(console.db).applied == 2
+    page.reload()
+    assert cell(page, "Case", "pg_rows") == "2"
+    page.goto(f"{console.url}/errors")
+    assert page.locator("#unmapped tr", has_text="Case").count() == 0
+
+
+def test_the_overview_refreshes_itself(page, console):
+    page.goto(console.url + "/")
+    assert page.inner_text("#backlog td[data-metric=unmapped]") == "0"
+    post_outbound(console, "Case", [{"Id": "500000000000003AAA", "SystemModstamp": MODSTAMP}])
+    # No reload: HTMX asks for the status every 5 seconds.
+    page.wait_for_function("() => document.querySelector('#backlog td[data-metric=unmapped]').textContent === '1'",
+                           timeout=15000)

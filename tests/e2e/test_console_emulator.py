@@ -43,6 +43,9 @@ def test_mapping_from_describe_then_a_salesforce_change_arrives(page, console, e
     record_id = sf.Account.create({"Name": name, "Industry": "Energy"})["id"]
 
     page.goto(f"{console.url}/mappings")
+    page.fill("input[name=object]", "Acount")
+    page.click("text=Choose fields")
+    assert page.is_visible("text=Salesforce has no object Acount")
     page.fill("input[name=object]", "Account")
     page.click("text=Choose fields")
     assert page.is_visible("text=From Salesforce's describe of Account")
