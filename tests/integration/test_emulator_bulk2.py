@@ -168,3 +168,16 @@ def test_parent_fields_come_out_as_dotted_columns(sf, tag):
     soql = f"SELECT lastname, account.name FROM Contact WHERE LastName LIKE '%{tag}' ORDER BY LastName"
     [page] = list(sf.bulk2.Contact.query(soql, wait=WAIT))
     assert rows(page) == [["LastName", "Account.Name"], [f"Child {tag}", f"Parent {tag}"], [f"Orphan {tag}", ""]]
+
+
+def test_bulk_routes_pass_the_same_gate_as_rest(emulator, sf):
+    from simple_salesforce.exceptions import SalesforceGeneralError
+    emulator.admin("POST", "/_emulator/faults", {"seed": 1, "rules": {"bulk2.create_query_job": {"errors": {"503": 1}}}})
+    try:
+        with pytest.raises(SalesforceGeneralError) as failure:
+            list(sf.bulk2.Account.query("SELECT Id FROM Account LIMIT 1", wait=WAIT))
+        assert failure.value.status == 503
+    finally:
+        emulator.admin("DELETE", "/_emulator/faults")
+    per_route = emulator.admin("GET", "/_emulator/stats")["perRoute"]
+    assert per_route.get("bulk2.create_query_job", 0) >= 1
