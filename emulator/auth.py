@@ -97,6 +97,16 @@ def add_limit_info(response):
     return response
 
 
+def login_fault():
+    """Faults for the login routes (auth.soap_login, auth.oauth_token): latency, and 503 as a response."""
+    latency, fault = current_app.config["FAULTS"].decide(route_name())
+    if latency:
+        time.sleep(latency)
+    if fault == "503":
+        return make_response("Service Unavailable", 503, {"Content-Type": "text/plain"})
+    return None
+
+
 # ------------------------------------------------------------ SOAP partner login
 
 def _soap_fault(code: str, message: str, status: int = 500):
@@ -147,6 +157,9 @@ def _login_response(version: str, session_token: str, user_id: str, session_seco
 @bp.post("/services/Soap/u/<version>")
 @bp.post("/services/Soap/u/<version>/<path:rest>")
 def soap_login(version, rest=None):
+    failure = login_fault()
+    if failure is not None:
+        return failure
     try:
         root = ElementTree.fromstring(request.get_data())
     except ElementTree.ParseError:
@@ -198,6 +211,9 @@ def _token_body(session, user_id: str, client_secret: str, refresh_token: str | 
 
 @bp.post("/services/oauth2/token")
 def oauth_token():
+    failure = login_fault()
+    if failure is not None:
+        return failure
     the_org = org()
     grant = request.form.get("grant_type")
     key, secret = _client_credentials()

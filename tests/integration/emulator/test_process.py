@@ -135,3 +135,13 @@ def test_organization_id_login_variant(emulator):
                                            organizationId=emulator.org_id, session=emulator.http())
     sf = Salesforce(session_id=session_id, instance=instance, session=emulator.http())
     assert sf.query("SELECT COUNT() FROM Account")["done"] is True
+
+
+def test_login_routes_take_503_faults(tmp_path):
+    with start_emulator(tmp_path) as running:
+        running.admin("POST", "/_emulator/faults", {"rules": {"auth.*": {"errors": {"503": 1.0}}}})
+        with pytest.raises(Exception) as caught:
+            running.salesforce()
+        assert "503" in str(caught.value) or getattr(caught.value, "code", None) == 503
+        running.admin("DELETE", "/_emulator/faults")
+        assert running.salesforce().query("SELECT COUNT() FROM Account")["done"] is True
