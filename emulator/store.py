@@ -224,9 +224,11 @@ class Org:
             for field in sobject.describe["fields"]:
                 if field["name"].lower() not in existing:
                     self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {quote(field['name'])} {_column_type(field)}")
+        # Lookups to users are never followed backwards (users are not deleted), others are: cascades.
         indexed = ["SystemModstamp", "_deleted_at"] + [
-            f["name"] for f in sobject.describe["fields"] if f.get("externalId") or (f.get("unique") and
-                                                                                      f["name"] != "Id")]
+            f["name"] for f in sobject.describe["fields"]
+            if f.get("externalId") or (f.get("unique") and f["name"] != "Id")
+            or (f["type"] == "reference" and f["referenceTo"] != ["User"])]
         for name in indexed:
             index = quote(f"{sobject.table}_{name}")
             self._conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {table} ({quote(name)})")
@@ -533,12 +535,37 @@ class Org:
 
     def _delete(self, sobj: SObjectType, record_id: str, client, user_id: str) -> str:
         current = self._existing(sobj, record_id)
-        now = format_datetime(self.now())
-        self._conn.execute(f"UPDATE {quote(sobj.table)} SET \"IsDeleted\" = 1, \"_deleted_at\" = ?, "
-                           "\"LastModifiedDate\" = ?, \"LastModifiedById\" = ?, \"SystemModstamp\" = ? WHERE \"Id\" = ?",
-                           (now, now, user_id, now, current["Id"]))
-        self._record_change(sobj, current["Id"], "deleted", client, user_id, self.now())
+        self._mark_deleted(sobj, [current["Id"]], client, user_id)
         return current["Id"]
+
+    def _mark_deleted(self, sobj: SObjectType, record_ids: list[str], client, user_id: str) -> None:
+        """Into the recycle bin, with the children Salesforce deletes too (cascadeDelete relationships);
+        other lookups to these records are cleared."""
+        now = format_datetime(self.now())
+        table = quote(sobj.table)
+        for record_id in record_ids:
+            self._conn.execute(f"UPDATE {table} SET \"IsDeleted\" = 1, \"_deleted_at\" = ?, \"LastModifiedDate\" = ?, "
+                               "\"LastModifiedById\" = ?, \"SystemModstamp\" = ? WHERE \"Id\" = ?",
+                               (now, now, user_id, now, record_id))
+            self._record_change(sobj, record_id, "deleted", client, user_id, self.now())
+        for relation in sobj.describe.get("childRelationships", []):
+            child = self.types.get(relation["childSObject"].lower())
+            field = child.field(relation["field"]) if child else None
+            if field is None or field["type"] != "reference":
+                continue
+            marks = ", ".join("?" for _ in record_ids)
+            children = [r[0] for r in self._conn.execute(
+                f"SELECT \"Id\" FROM {quote(child.table)} WHERE {quote(field['name'])} IN ({marks}) "
+                "AND \"IsDeleted\" = 0", record_ids)]
+            if not children:
+                continue
+            if relation.get("cascadeDelete"):
+                self._mark_deleted(child, children, client, user_id)
+            elif field["nillable"]:
+                for child_id in children:
+                    self._conn.execute(f"UPDATE {quote(child.table)} SET {quote(field['name'])} = NULL, "
+                                       "\"SystemModstamp\" = ? WHERE \"Id\" = ?", (now, child_id))
+                    self._record_change(child, child_id, "updated", client, user_id, self.now())
 
     def create(self, sobject, values: dict, *, client: str | None, user_id: str) -> dict:
         sobj = self.sobject_type(sobject)

@@ -399,3 +399,13 @@ def test_daily_limit_refuses_with_403(emulator, sf):
 def test_versions_list_needs_no_session(emulator):
     versions = requests.get(f"{emulator.url}/services/data", verify=str(emulator.ca_path)).json()
     assert {"label": "Winter '24", "url": "/services/data/v59.0", "version": "59.0"} in versions
+
+
+def test_deleting_an_account_deletes_its_contacts_and_clears_other_lookups(sf):
+    account = sf.Account.create({"Name": unique("Parent")})["id"]
+    contact = sf.Contact.create({"LastName": "Child", "AccountId": account})["id"]
+    invoice = sf.Invoice__c.create({"Name": "Looked up", "Account__c": account})["id"]
+    sf.Account.delete(account)
+    rows = sf.query_all(f"SELECT Id, IsDeleted FROM Contact WHERE Id = '{contact}'", include_deleted=True)
+    assert rows["records"][0]["IsDeleted"] is True
+    assert sf.Invoice__c.get(invoice)["Account__c"] is None
