@@ -43,6 +43,10 @@ class Settings:
     archive_after_hours: int = 24
     archive_purge_days: int = 30
     huey_name: str = "forcebridge"   # one queue per deployment when several share a Redis or Postgres
+    # Loads and polls (issue 6)
+    load_page_size: int = 0            # maxRecords per Bulk results page; 0: Salesforce decides
+    load_rest_max: int = 10_000        # objects up to this size load through REST query paging
+    push_bulk_threshold: int = 2_000   # an initial push of more rows uses Bulk API 2.0 ingest
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -74,6 +78,9 @@ class Settings:
             archive_after_hours=_int("ARCHIVE_AFTER_HOURS", 24),
             archive_purge_days=_int("ARCHIVE_PURGE_DAYS", 30),
             huey_name=os.environ.get("HUEY_NAME", "forcebridge"),
+            load_page_size=_int("LOAD_PAGE_SIZE", 0),
+            load_rest_max=_int("LOAD_REST_MAX", 10_000),
+            push_bulk_threshold=_int("PUSH_BULK_THRESHOLD", 2_000),
         )
         values.update(overrides)
         return cls(**values)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import re
 import threading
@@ -107,6 +108,21 @@ class Salesforce:
         self._describes: dict[str, tuple[float, dict]] = {}
         self.api_usage: ApiUsage | None = None
         self.calls = 0
+        self._tally = threading.local()
+
+    @contextlib.contextmanager
+    def tally(self):
+        """Count the calls this thread makes inside the block (polls record their own API usage):
+        `with sf.tally() as calls: ...; calls[0]`."""
+        counter = [0]
+        outer = getattr(self._tally, "counter", None)
+        self._tally.counter = counter
+        try:
+            yield counter
+        finally:
+            self._tally.counter = outer
+            if outer is not None:
+                outer[0] += counter[0]
 
     # -- auth ---------------------------------------------------------------------------------------
     def _login(self) -> None:
@@ -146,8 +162,10 @@ class Salesforce:
                 self._login()
 
     # -- the choke point ----------------------------------------------------------------------------
-    def call(self, method: str, path: str, *, params=None, json=None, headers=None) -> requests.Response:
-        """One REST call: `path` under /services/data/vXX.X (or absolute from /services/...)."""
+    def call(self, method: str, path: str, *, params=None, json=None, headers=None, data=None,
+             stream: bool = False) -> requests.Response:
+        """One REST call: `path` under /services/data/vXX.X (or absolute from /services/...).
+        `stream=True` leaves the body unread (Bulk results go straight into COPY); close the response."""
         relogged = False
         attempt = 0
         while True:
@@ -157,8 +175,8 @@ class Salesforce:
             sent_headers = {"Authorization": f"Bearer {token}", "Accept": "application/json",
                             "Sforce-Call-Options": f"client={CLIENT_NAME}", **(headers or {})}
             try:
-                response = self.session.request(method, url, params=params, json=json, headers=sent_headers,
-                                                timeout=self.timeout)
+                response = self.session.request(method, url, params=params, json=json, data=data,
+                                                headers=sent_headers, timeout=self.timeout, stream=stream)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 error = TransientError(0, "CONNECTION_ERROR", str(exc))
             else:
@@ -178,6 +196,9 @@ class Salesforce:
 
     def _account(self, response: requests.Response) -> None:
         self.calls += 1
+        tally = getattr(self._tally, "counter", None)
+        if tally is not None:
+            tally[0] += 1
         m = _LIMIT_RE.search(response.headers.get("Sforce-Limit-Info", ""))
         if m:
             self.api_usage = ApiUsage(int(m.group(1)), int(m.group(2)))
@@ -198,6 +219,64 @@ class Salesforce:
             response = self.call("GET", response["nextRecordsUrl"]).json()
             records.extend(response.get("records", []))
         return records
+
+    def query_page(self, soql: str | None = None, next_url: str | None = None, include_deleted: bool = False,
+                   batch_size: int | None = None) -> dict:
+        """One page of a REST query (or the page `next_url` names): {records, totalSize, done, nextRecordsUrl}."""
+        headers = {"Sforce-Query-Options": f"batchSize={batch_size}"} if batch_size else None
+        if next_url:
+            return self.call("GET", next_url, headers=headers).json()
+        return self.call("GET", "/queryAll" if include_deleted else "/query", params={"q": soql},
+                         headers=headers).json()
+
+    def count(self, sobject: str, where: str = "") -> int:
+        return int(self.query_page(f"SELECT COUNT() FROM {sobject}{' WHERE ' + where if where else ''}")["totalSize"])
+
+    def get_deleted(self, sobject: str, start: str, end: str) -> dict:
+        """getDeleted over REST: {deletedRecords: [{id, deletedDate}], earliestDateAvailable, latestDateCovered}."""
+        return self.call("GET", f"/sobjects/{sobject}/deleted/", params={"start": start, "end": end}).json()
+
+    # Bulk API 2.0 --------------------------------------------------------------------------------
+    def bulk_query_create(self, soql: str, include_deleted: bool = False) -> dict:
+        return self.call("POST", "/jobs/query", json={
+            "operation": "queryAll" if include_deleted else "query", "query": soql,
+            "contentType": "CSV", "columnDelimiter": "COMMA", "lineEnding": "LF"}).json()
+
+    def bulk_query_job(self, job_id: str) -> dict:
+        return self.call("GET", f"/jobs/query/{job_id}").json()
+
+    def bulk_query_results(self, job_id: str, locator: str | None, max_records: int | None) -> requests.Response:
+        """One results page, unread (stream it, then close it). Headers: Sforce-Locator ('null' on the last
+        page) and Sforce-NumberOfRecords."""
+        params = {}
+        if locator:
+            params["locator"] = locator
+        if max_records:
+            params["maxRecords"] = str(max_records)
+        return self.call("GET", f"/jobs/query/{job_id}/results", params=params,
+                         headers={"Accept": "text/csv"}, stream=True)
+
+    def bulk_query_delete(self, job_id: str) -> None:
+        self.call("DELETE", f"/jobs/query/{job_id}")
+
+    def bulk_ingest(self, sobject: str, operation: str, csv_body: bytes, external_id: str | None = None) -> dict:
+        """Create an ingest job, upload the CSV and close it (three calls); returns the job."""
+        body = {"object": sobject, "operation": operation, "contentType": "CSV", "columnDelimiter": "COMMA",
+                "lineEnding": "LF"}
+        if external_id:
+            body["externalIdFieldName"] = external_id
+        job = self.call("POST", "/jobs/ingest", json=body).json()
+        self.call("PUT", f"/jobs/ingest/{job['id']}/batches", data=csv_body, headers={"Content-Type": "text/csv"})
+        return self.call("PATCH", f"/jobs/ingest/{job['id']}", json={"state": "UploadComplete"}).json()
+
+    def bulk_ingest_job(self, job_id: str) -> dict:
+        return self.call("GET", f"/jobs/ingest/{job_id}").json()
+
+    def bulk_ingest_results(self, job_id: str, kind: str) -> str:
+        """kind: successfulResults | failedResults | unprocessedrecords; the CSV text."""
+        response = self.call("GET", f"/jobs/ingest/{job_id}/{kind}/", headers={"Accept": "text/csv"})
+        response.encoding = "utf-8"
+        return response.text
 
     def create_records(self, sobject: str, records: list[dict]) -> list[dict]:
         return self._collection("POST", "/composite/sobjects", sobject, records)

@@ -61,3 +61,8 @@ def drain_backstop():
 def archive_changes():
     s = runtime.settings()
     drain.archive(runtime.db(), s.archive_after_hours, s.archive_purge_days)
+
+
+# -- loads, polls, pushes, drift checks (jobs/sync_tasks.py) ----------------------------------------------
+from jobs.sync_tasks import (loads_backstop, mapping_ready, poll_backstop, reconcile_mapping,  # noqa: E402,F401
+                             run_loads)

@@ -10,6 +10,7 @@ from gateway.db import Database, migrate
 from jobs import runtime
 from settings import Settings
 from webapp import connection
+from webapp import sync
 from webapp.context import Context, MappingHooks
 
 
@@ -30,13 +31,13 @@ def create_app(settings: Settings | None = None, *, enqueue=None, migrate_on_sta
                                             salesforce_status=connection.status_reader(settings),
                                             count_records=connection.record_counter(settings),
                                             mapping_hooks=MappingHooks(
-                                                created=capture.sync_with_mapping,
+                                                created=sync.on_mapping_created,
                                                 updated=capture.sync_with_mapping, deleted=capture.on_deleted))
 
     from webapp import api, cli, health, outbound, sync_errors
     from webapp import assets, auth, dashboard, errors, mappings, metrics, security, setup, trends
 
-    for blueprint in (outbound.bp, api.bp, health.bp, sync_errors.bp):
+    for blueprint in (outbound.bp, api.bp, health.bp, sync_errors.bp, sync.bp):
         app.register_blueprint(blueprint)
     for blueprint in (auth.bp, assets.bp, dashboard.bp, mappings.bp, trends.bp, errors.bp, setup.bp, metrics.bp):
         app.register_blueprint(blueprint)

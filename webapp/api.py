@@ -52,6 +52,7 @@ def create_mapping():
     except (MappingError, mapping_store.MappingExists) as exc:
         return jsonify(error="invalid_mapping", message=str(exc)), 400 if isinstance(exc, MappingError) else 409
     ctx().enqueue("apply_inbound")  # notifications kept as unmapped are pending again
+    ctx().enqueue("mapping_ready", created.id)  # the first load, the push of rows without sfid
     return jsonify(to_entry(created)), 201
 
 

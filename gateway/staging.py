@@ -1,0 +1,134 @@
+"""Staging tables for loads and drift checks: COPY in, merge into the mapped table in one statement."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import psycopg
+from psycopg import sql
+
+from core.convert import pg_type
+from core.loading import staging_columns
+from core.mapping import Mapping
+from gateway.db import QUERIES, SCHEMA
+from gateway.mapped_tables import table_ident
+
+# Only the keys and change stamps: what a drift check compares.
+KEY_COLUMNS = ["sfid", "systemmodstamp", "isdeleted"]
+
+
+def _q(name: str, **parts) -> sql.Composed:
+    return sql.SQL(QUERIES[name]).format(**parts)
+
+
+def ident(name: str) -> sql.Identifier:
+    return sql.Identifier(SCHEMA, name)
+
+
+def _column_types(m: Mapping, columns: list[str]) -> list[tuple[str, str]]:
+    types = {"sfid": "text", "systemmodstamp": "timestamptz", "isdeleted": "boolean"}
+    for f in m.fields:
+        t = pg_type(f)
+        # text in staging: a value too long fails the merge with Postgres's own message, not a COPY mid-page
+        types[f.column] = "text" if t.startswith("varchar") else t
+    return [(c, types[c]) for c in columns]
+
+
+def create(conn: psycopg.Connection, name: str, m: Mapping, columns: list[str] | None = None) -> None:
+    cols = _column_types(m, columns or staging_columns(m))
+    conn.execute(_q("create_staging", staging=ident(name), columns=sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in cols)))
+
+
+def drop(conn: psycopg.Connection, name: str) -> None:
+    conn.execute(_q("drop_staging", staging=ident(name)))
+
+
+def truncate(conn: psycopg.Connection, name: str) -> None:
+    conn.execute(_q("truncate_staging", staging=ident(name)))
+
+
+def count(conn: psycopg.Connection, name: str) -> int | None:
+    """Rows in the staging table, or None when it is gone (an unlogged table is empty after a Postgres crash)."""
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS present", (f"{SCHEMA}.{name}",)).fetchone()
+    if not exists["present"]:
+        return None
+    return conn.execute(_q("count_staging", staging=ident(name))).fetchone()["n"]
+
+
+def _cols(columns: list[str]) -> sql.Composable:
+    return sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+
+
+def copy_csv(conn: psycopg.Connection, name: str, columns: list[str], chunks: Iterable[bytes]) -> None:
+    """Stream CSV bytes (one Bulk results page, header line first) into the staging table."""
+    query = _q("copy_csv_into_staging", staging=ident(name), columns=_cols(columns))
+    with conn.cursor().copy(query) as copy:
+        for chunk in chunks:
+            copy.write(chunk)
+
+
+def copy_rows(conn: psycopg.Connection, name: str, columns: list[str], rows: Iterable[tuple]) -> None:
+    query = _q("copy_rows_into_staging", staging=ident(name), columns=_cols(columns))
+    with conn.cursor().copy(query) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def newest_modstamp(conn: psycopg.Connection, name: str):
+    return conn.execute(_q("max_staging_modstamp", staging=ident(name))).fetchone()["newest"]
+
+
+def merge(conn: psycopg.Connection, name: str, m: Mapping) -> int:
+    """Link rows by external id, then one INSERT .. ON CONFLICT from staging; returns rows written."""
+    table, staging = table_ident(m), ident(name)
+    if m.upsert_field and m.field(m.upsert_field):
+        conn.execute(_q("link_staging_by_external_id", table=table, staging=staging,
+                        ext=sql.Identifier(m.field(m.upsert_field).column)))
+    cols = [sql.Identifier(f.column) for f in m.fields]
+    lead = sql.SQL(", ") if cols else sql.SQL("")
+    query = _q(
+        "merge_staging", table=table, staging=staging, mapping_id=sql.Literal(m.id or 0),
+        columns=lead + sql.SQL(", ").join(cols),
+        s_columns=lead + sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in cols),
+        set_columns=lead + sql.SQL(", ").join(sql.SQL("{} = EXCLUDED.{}").format(c, c) for c in cols),
+        differs=sql.SQL("").join(sql.SQL(" OR t.{} IS DISTINCT FROM EXCLUDED.{}").format(c, c) for c in cols),
+    )
+    return conn.execute(query).rowcount
+
+
+def delete_rows(conn: psycopg.Connection, m: Mapping, sfids: list[str], stamps: list, keep: bool) -> int:
+    name = "mark_deleted_from_salesforce" if keep else "delete_from_salesforce"
+    return conn.execute(_q(name, table=table_ident(m)), {"sfids": sfids, "stamps": stamps}).rowcount
+
+
+def drift(conn: psycopg.Connection, name: str, m: Mapping, sample: int = 100) -> tuple[dict, dict]:
+    """(counts, samples) comparing a staging table of Salesforce keys with the mapped table."""
+    parts = {"table": table_ident(m), "staging": ident(name)}
+    counts = conn.execute(_q("drift_counts", **parts)).fetchone()
+    samples = {kind: [r["sfid"] for r in conn.execute(_q(f"drift_{kind}", **parts), {"limit": sample}).fetchall()]
+               for kind in ("missing", "extra", "stale")}
+    return dict(counts), samples
+
+
+def drift_ids(conn: psycopg.Connection, name: str, m: Mapping, kind: str, limit: int) -> list[str]:
+    parts = {"table": table_ident(m), "staging": ident(name)}
+    return [r["sfid"] for r in conn.execute(_q(f"drift_{kind}", **parts), {"limit": limit}).fetchall()]
+
+
+def enqueue_push(conn: psycopg.Connection, m: Mapping) -> int:
+    """Log every row without sfid (and without an open change) as an insert for the write path."""
+    ext_spec = m.field(m.upsert_field) if m.upsert_field else None
+    ext = sql.SQL("t.{}::text").format(sql.Identifier(ext_spec.column)) if ext_spec else sql.SQL("NULL::text")
+    return conn.execute(_q("enqueue_initial_push", table=table_ident(m), mapping_id=sql.Literal(m.id),
+                           ext=ext)).rowcount
+
+
+def rows_without_sfid(conn: psycopg.Connection, m: Mapping) -> int:
+    return conn.execute(_q("rows_without_sfid", table=table_ident(m))).fetchone()["n"]
+
+
+
+def known_rows(conn: psycopg.Connection, m: Mapping, sfids: list[str]) -> dict[str, dict]:
+    """sfid -> the row Postgres holds, for the given records that it has."""
+    rows = conn.execute(_q("known_rows", table=table_ident(m)), {"sfids": sfids}).fetchall()
+    return {r["sfid"]: r for r in rows}

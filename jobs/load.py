@@ -1,0 +1,282 @@
+"""Initial loads and reloads: Salesforce -> staging table page by page (COPY), then one merge statement.
+Every page commits with its locator, so a load that dies continues from the last page it committed."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from core.convert import from_salesforce, parse_datetime
+from core.loading import load_soql, progress, record_fields, select_fields, staging_columns
+from core.mapping import Mapping
+from gateway import mapping_store, staging
+from gateway.db import QUERIES, Database
+from gateway.salesforce import PermanentError, Salesforce, SalesforceError, TransientError
+
+log = logging.getLogger("forcebridge.load")
+LAST_PAGE = "null"          # Bulk 2.0's Sforce-Locator on the last page; we store the same for REST
+JOB_DONE = "JobComplete"
+JOB_DEAD = ("Failed", "Aborted")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    page_size: int | None = None      # maxRecords per Bulk results page (None: Salesforce picks)
+    rest_max: int = 10_000            # objects up to this size load through REST query paging (fewer calls)
+    lease_seconds: int = 300          # renewed on every page; a runner silent that long is presumed dead
+    job_wait_seconds: float = 3600.0
+    chunk_bytes: int = 1 << 20
+    on_page: Callable[[dict], None] | None = None   # called after each committed page with the load row
+
+
+class LoadBusy(Exception):
+    """Another runner holds this load's lease."""
+
+
+def staging_name(load_id: int) -> str:
+    return f"load_staging_{load_id}"
+
+
+def request(db: Database, mapping_id: int, requested_by: str = "api") -> dict:
+    """Queue a load of the mapping, or return the one already queued or running."""
+    with db.transaction() as conn:
+        row = db.run(conn, "request_load", {"mapping_id": mapping_id, "requested_by": requested_by}).fetchone()
+        return row or db.run(conn, "open_load", {"mapping_id": mapping_id}).fetchone()
+
+
+def request_in(conn, mapping: Mapping, requested_by: str) -> None:
+    """Mapping hook: queue the first load inside the mapping's own transaction."""
+    if mapping.reads and mapping.active:
+        conn.execute(QUERIES["request_load"], {"mapping_id": mapping.id, "requested_by": requested_by})
+
+
+def run_pending(db: Database, sf: Salesforce, options: LoadOptions = LoadOptions()) -> list[dict]:
+    """Run every queued load and every load whose runner died; returns their final rows."""
+    finished = []
+    for row in db.fetchall("loads_to_run"):
+        try:
+            finished.append(run(db, sf, row["id"], options))
+        except LoadBusy:
+            continue
+    return finished
+
+
+def run(db: Database, sf: Salesforce, load_id: int, options: LoadOptions = LoadOptions()) -> dict:
+    row = db.fetchone("claim_load", {"id": load_id, "lease_seconds": options.lease_seconds})
+    if row is None:
+        current = db.fetchone("get_load", {"id": load_id})
+        if current is None or current["state"] in ("done", "failed", "cancelled"):
+            return current
+        raise LoadBusy(f"load {load_id} is running elsewhere")
+    mapping = mapping_store.get(db, row["mapping_id"])
+    try:
+        if mapping is None:
+            return _set_state(db, load_id, "cancelled", "the mapping was deleted")
+        if row["state"] == "running":
+            row = _fetch(db, sf, mapping, row, options)
+        return _merge(db, sf, mapping, row)
+    except TransientError as exc:
+        # Salesforce is away for now: keep every page so far, let the backstop continue later
+        log.warning("load %s paused: %s", load_id, exc)
+        db.execute("release_load", {"id": load_id, "error": str(exc)})
+        raise
+    except SalesforceError as exc:
+        _set_state(db, load_id, "failed", str(exc))
+        _drop_staging(db, load_id)
+        raise
+    except BaseException as exc:
+        db.execute("release_load", {"id": load_id, "error": f"interrupted: {type(exc).__name__}: {exc}"})
+        raise
+
+
+def _set_state(db: Database, load_id: int, state: str, error: str | None = None, merged: int | None = None):
+    return db.fetchone("set_load_state", {"id": load_id, "state": state, "error": error, "merged": merged})
+
+
+def _drop_staging(db: Database, load_id: int) -> None:
+    with db.transaction() as conn:
+        staging.drop(conn, staging_name(load_id))
+
+
+# -- fetching --------------------------------------------------------------------------------------------
+def _fetch(db: Database, sf: Salesforce, m: Mapping, row: dict, options: LoadOptions) -> dict:
+    name = staging_name(row["id"])
+    if row["method"] is not None:
+        with db.transaction() as conn:
+            present = staging.count(conn, name)
+        if present != row["loaded"]:
+            log.warning("load %s: staging holds %s rows, %s expected; starting over", row["id"], present, row["loaded"])
+            row = {**row, "method": None}
+    if row["method"] is None:
+        row = _begin(db, sf, m, row, options)
+    if row["method"] == "bulk":
+        return _fetch_bulk(db, sf, m, row, options)
+    return _fetch_rest(db, sf, m, row, options)
+
+
+def _begin(db: Database, sf: Salesforce, m: Mapping, row: dict, options: LoadOptions) -> dict:
+    total = sf.count(m.object_name)
+    method, job_id, snapshot = "rest", None, None
+    if total > options.rest_max:
+        job = sf.bulk_query_create(load_soql(m))
+        method, job_id, snapshot = "bulk", job["id"], parse_datetime(job["createdDate"])
+    with db.transaction() as conn:
+        name = staging_name(row["id"])
+        staging.drop(conn, name)
+        staging.create(conn, name, m)
+        db.run(conn, "start_load_query", {"id": row["id"], "method": method, "sf_job_id": job_id, "total": total,
+                                          "snapshot_at": snapshot})
+    log.info("load %s of %s: %s records by %s", row["id"], m.object_name, total, method)
+    return {**row, "method": method, "sf_job_id": job_id, "total": total, "snapshot_at": snapshot,
+            "locator": None, "loaded": 0, "pages": 0}
+
+
+def _wait_for_job(sf: Salesforce, job_id: str, options: LoadOptions) -> dict:
+    delay, waited = 0.05, 0.0
+    while True:
+        job = sf.bulk_query_job(job_id)
+        if job["state"] == JOB_DONE or job["state"] in JOB_DEAD:
+            return job
+        if waited > options.job_wait_seconds:
+            raise TransientError(0, "JOB_TIMEOUT", f"query job {job_id} still {job['state']}")
+        time.sleep(delay)
+        waited += delay
+        delay = min(delay * 1.5, 2.0)
+
+
+def _fetch_bulk(db: Database, sf: Salesforce, m: Mapping, row: dict, options: LoadOptions) -> dict:
+    try:
+        job = _wait_for_job(sf, row["sf_job_id"], options)
+    except PermanentError as exc:
+        if exc.status != 404:
+            raise
+        job = {"state": "Failed", "errorMessage": "the query job is gone"}
+    if job["state"] in JOB_DEAD:
+        if row["pages"] == 0 and row.get("retried"):
+            raise PermanentError(400, "BULK_JOB_FAILED", job.get("errorMessage") or job["state"])
+        # results expire and jobs fail: the pages so far belong to a snapshot we cannot finish; start over
+        log.warning("load %s: query job %s is %s; starting a new one", row["id"], row["sf_job_id"], job["state"])
+        row = _begin(db, sf, m, {**row, "method": None}, options)
+        return _fetch_bulk(db, sf, m, {**row, "retried": True}, options)
+    total = job.get("numberRecordsProcessed")
+    if total is not None and total != row["total"]:
+        db.execute("set_load_total", {"id": row["id"], "total": total})
+        row = {**row, "total": total}
+    columns = staging_columns(m)
+    expected = [n.lower() for n in select_fields(m)]
+    locator = row["locator"]
+    while locator != LAST_PAGE:
+        with db.transaction() as conn:
+            locator, rows = copy_bulk_page(conn, sf, staging_name(row["id"]), row["sf_job_id"], locator, columns,
+                                           expected, options)
+            row = db.run(conn, "record_load_page", {
+                "id": row["id"], "locator": locator, "rows": rows, "total": None, "snapshot_at": None,
+                "lease_seconds": options.lease_seconds}).fetchone()
+        if options.on_page:
+            options.on_page(row)
+    return row
+
+
+def copy_bulk_page(conn, sf: Salesforce, name: str, job_id: str, locator: str | None, columns: list[str],
+                   expected: list[str], options: LoadOptions) -> tuple[str, int]:
+    """COPY one Bulk results page into a staging table as it arrives; returns (next locator, rows)."""
+    response = sf.bulk_query_results(job_id, locator, options.page_size)
+    try:
+        staging.copy_csv(conn, name, columns, _checked(response.iter_content(options.chunk_bytes), expected))
+        return (response.headers.get("Sforce-Locator") or LAST_PAGE,
+                int(response.headers.get("Sforce-NumberOfRecords") or 0))
+    finally:
+        response.close()
+
+
+def _checked(chunks, expected: list[str]):
+    """Pass the CSV through, checking its header names the columns in the order the staging table has
+    them (API v49 and older sort them alphabetically)."""
+    first = True
+    for chunk in chunks:
+        if first:
+            header = chunk.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+            names = [h.strip().strip('"').lower() for h in header.split(",")]
+            if names != expected:
+                raise PermanentError(0, "UNEXPECTED_COLUMNS", f"results columns {names} differ from {expected}")
+            first = False
+        yield chunk
+
+
+def _fetch_rest(db: Database, sf: Salesforce, m: Mapping, row: dict, options: LoadOptions) -> dict:
+    columns = staging_columns(m)
+    specs = list(m.fields)
+    locator = row["locator"]
+    while locator != LAST_PAGE:
+        try:
+            page = sf.query_page(None if locator else load_soql(m), next_url=locator)
+        except PermanentError as exc:
+            if exc.error_code != "INVALID_QUERY_LOCATOR":
+                raise
+            log.warning("load %s: query locator expired; starting over", row["id"])
+            row = _begin(db, sf, m, {**row, "method": None}, LoadOptions(rest_max=1 << 62))
+            locator = None
+            continue
+        with db.transaction() as conn:
+            locator, rows = copy_rest_page(conn, staging_name(row["id"]), columns, specs, page)
+            row = db.run(conn, "record_load_page", {
+                "id": row["id"], "locator": locator, "rows": rows, "total": page.get("totalSize"),
+                "snapshot_at": None, "lease_seconds": options.lease_seconds}).fetchone()
+        if options.on_page:
+            options.on_page(row)
+    return row
+
+
+def copy_rest_page(conn, name: str, columns: list[str], specs, page: dict) -> tuple[str, int]:
+    """COPY one REST query page into a staging table; returns (next page URL or LAST_PAGE, rows)."""
+    records = page.get("records", [])
+    staging.copy_rows(conn, name, columns, (_typed_row(r, specs) for r in records))
+    locator = page.get("nextRecordsUrl") if not page.get("done", True) else None
+    return locator or LAST_PAGE, len(records)
+
+
+def _typed_row(record: dict, specs) -> tuple:
+    fields = record_fields(record)
+    modstamp = fields.get("SystemModstamp")
+    return (record["Id"], parse_datetime(modstamp) if modstamp else None,
+            (fields.get("IsDeleted") or "false") == "true",
+            *(from_salesforce(s, fields.get(s.name)) for s in specs))
+
+
+# -- merging ---------------------------------------------------------------------------------------------
+def _merge(db: Database, sf: Salesforce, m: Mapping, row: dict) -> dict:
+    name = staging_name(row["id"])
+    db.fetchone("set_load_state", {"id": row["id"], "state": "merging", "error": None, "merged": None})
+    with db.transaction(origin="salesforce") as conn:
+        merged = staging.merge(conn, name, m)
+        # REST loads have no job time: the newest record loaded is where polls start (less their overlap)
+        watermark = row["snapshot_at"] or staging.newest_modstamp(conn, name)
+        db.run(conn, "init_poll_state", {"mapping_id": m.id, "watermark": watermark})
+        staging.drop(conn, name)
+        done = db.run(conn, "set_load_state", {"id": row["id"], "state": "done", "error": None,
+                                               "merged": merged}).fetchone()
+    if row["sf_job_id"]:
+        try:
+            sf.bulk_query_delete(row["sf_job_id"])
+        except SalesforceError as exc:   # Salesforce deletes old jobs itself after 7 days
+            log.info("could not delete query job %s: %s", row["sf_job_id"], exc)
+    log.info("load %s of %s done: %s records, %s rows written", row["id"], m.object_name, done["loaded"], merged)
+    return done
+
+
+def progress_of(row: dict) -> dict:
+    """A load row as the console and the API show it: state, counts, rate and ETA."""
+    seconds = float(row.get("seconds") or 0.0)
+    if not seconds and row.get("started_at") and row.get("updated_at"):
+        seconds = (row["updated_at"] - row["started_at"]).total_seconds()
+    p = progress(int(row["loaded"]), row["total"], seconds)
+    return {"id": row["id"], "mapping_id": row["mapping_id"], "object_name": row.get("object_name"),
+            "state": row["state"], "method": row["method"], "pages": row["pages"], "merged": row["merged"],
+            "error": row["error"], "requested_by": row["requested_by"],
+            "created_at": _iso(row["created_at"]), "started_at": _iso(row["started_at"]),
+            "finished_at": _iso(row["finished_at"]), **p.as_dict()}
+
+
+def _iso(value):
+    return value.isoformat() if value else None

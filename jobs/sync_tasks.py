@@ -1,0 +1,75 @@
+"""Huey tasks for loads, the polling backstop, initial pushes and drift checks (registered via jobs.tasks)."""
+from __future__ import annotations
+
+import logging
+
+from huey import crontab
+
+from gateway import mapping_store
+from gateway.salesforce import for_settings
+from jobs import drift, huey, load, poll, push, runtime
+
+log = logging.getLogger("forcebridge.tasks")
+
+
+def load_options(settings, on_page=None) -> load.LoadOptions:
+    return load.LoadOptions(page_size=settings.load_page_size or None, rest_max=settings.load_rest_max,
+                            on_page=on_page)
+
+
+def push_options(settings) -> push.PushOptions:
+    return push.PushOptions(bulk_threshold=settings.push_bulk_threshold)
+
+
+@huey.task()
+def run_loads():
+    """Every queued load, and loads whose runner died (they continue from their last page)."""
+    s = runtime.settings()
+    sf = for_settings(s)
+    if sf is None:
+        return []
+    return [r["id"] for r in load.run_pending(runtime.db(), sf, load_options(s))]
+
+
+@huey.task()
+def mapping_ready(mapping_id: int):
+    """After a mapping is created: its first load (reading) and the push of rows without sfid (writing)."""
+    s = runtime.settings()
+    m = mapping_store.get(runtime.db(), mapping_id)
+    sf = for_settings(s)
+    if m is None or sf is None:
+        return None
+    if m.writes and m.active:
+        push.initial_push(runtime.db(), sf, m, push_options(s))
+    if m.reads:
+        load.run_pending(runtime.db(), sf, load_options(s))
+    return mapping_id
+
+
+@huey.task()
+def reconcile_mapping(mapping_id: int, repair: bool = False):
+    s = runtime.settings()
+    m = mapping_store.get(runtime.db(), mapping_id)
+    sf = for_settings(s)
+    if m is None or sf is None:
+        return None
+    return drift.check(runtime.db(), sf, m, repair=repair, options=load_options(s))["id"]
+
+
+@huey.periodic_task(crontab(minute="*"))
+def loads_backstop():
+    """Loads left by a killed worker (their lease lapsed) or queued while no worker listened."""
+    if runtime.db().fetchall("loads_to_run"):
+        run_loads()
+
+
+@huey.periodic_task(crontab(minute="*"))
+def poll_backstop():
+    """Each minute, poll the mappings whose interval (sf_polling_seconds, default 10 min) has passed."""
+    sf = for_settings(runtime.settings())
+    if sf is None:
+        return
+    for result in poll.poll_due(runtime.db(), sf):
+        if result.changed or result.deleted:
+            log.info("poll of mapping %s: %s changed, %s deleted, %s API calls", result.mapping_id,
+                     result.changed, result.deleted, result.api_calls)
