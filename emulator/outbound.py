@@ -468,7 +468,12 @@ class OutboundSender:
             return len(messages)
 
     def _deliver(self, rule: Rule, items: list[Queued]) -> None:
-        body = self._render(rule, items)
+        try:
+            body = self._render(rule, items)
+        except Exception as exc:       # e.g. the object's describe changed: retry, then drop, as for a dead listener
+            log.exception("cannot build outbound message for rule %s", rule.id)
+            self._failed(items, f"cannot build the message: {exc}"[:500])
+            return
         retried = sum(1 for item in items if item.attempts)
         self.queue.bump("messages")
         self.queue.bump("sent", len(items))
@@ -482,17 +487,22 @@ class OutboundSender:
                 self._send(rule, body)
             return
         self.queue.bump("failed_messages")
+        self._failed(items, error)
+
+    def _failed(self, items: list[Queued], error: str) -> None:
         now = _epoch(self.clock.now())
         self.queue.reschedule(items, lambda attempts: now + retry_delay(attempts), error)
 
     def _render(self, rule: Rule, items: list[Queued]) -> bytes:
         field_types = self._field_types(rule.sobject)
-        wanted = ["Id", *[f for f in rule.fields if f != "Id"]]
+        # A field dropped from a user-defined describe since the rule was made is left out.
+        fields = [f for f in rule.fields if f != "Id" and f in field_types]
+        wanted = ["Id", *fields]
         notifications = []
         for item in items:
             # Latest values at send time, not at trigger time.
             record = self.org.get(rule.sobject, item.record_id, fields=wanted)
-            notifications.append((item.id, sobject_fields(record, item.record_id, rule.fields,
+            notifications.append((item.id, sobject_fields(record, item.record_id, fields,
                                                           field_types)))
         return build_message(self.org.org_id, rule.id, rule.instance_url, rule.sobject, notifications)
 

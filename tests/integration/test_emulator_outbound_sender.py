@@ -264,3 +264,16 @@ def test_https_listener_verified_with_a_ca_bundle(org, tmp_path):
         assert sender.status()["acked"] == 1
     finally:
         listener.close()
+
+
+def test_a_message_that_cannot_be_built_is_retried_not_fatal(org, listener):
+    sender, rule = make_sender(org, listener)
+    create_account(org)
+    sender.put_rule(outbound.Rule(**{**rule.__dict__, "sobject": "Gone__c"}))
+    sender.deliver_due()
+    [queued] = sender.queue.queued()
+    assert queued["attempts"] == 1 and "cannot build" in queued["last_error"]
+    sender.put_rule(rule)
+    org.clock.advance(outbound.retry_delay(1))
+    sender.deliver_due()
+    assert sender.status()["acked"] == 1
