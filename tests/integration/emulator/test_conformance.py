@@ -61,7 +61,9 @@ def test_oauth_bad_password_is_invalid_grant(emulator):
     assert caught.value.code == "invalid_grant"
 
 
-def test_expired_session_is_renewed_by_simple_salesforce(emulator, sf):
+@pytest.mark.parametrize("auth", ["soap", "password", "client_credentials"])
+def test_expired_session_is_renewed_by_simple_salesforce(emulator, auth):
+    sf = emulator.salesforce(auth=auth)
     before = sf.session_id
     emulator.admin("POST", "/_emulator/sessions/expire")
     assert sf.query("SELECT COUNT() FROM Account")["done"] is True
