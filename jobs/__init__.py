@@ -6,3 +6,4 @@ _settings = Settings.from_env()
 huey = make_huey(_settings.huey_url, name=_settings.huey_name)
 
 from jobs import tasks  # noqa: E402,F401  (registers the tasks on `huey`)
+from jobs import heartbeat  # noqa: E402,F401  (a background thread of the worker; the console reads it)

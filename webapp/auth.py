@@ -16,27 +16,33 @@ bp = Blueprint("auth", __name__)
 LOGIN_CSRF_COOKIE = "fb_login_csrf"
 MAX_FAILURES = 10          # per client address ...
 FAILURE_WINDOW = 15 * 60   # ... in this many seconds, then wait
-_failures: dict[str, deque] = defaultdict(deque)
-_failures_lock = threading.Lock()
+
+
+class FailedSignIns:
+    """Wrong passwords per address in the last FAILURE_WINDOW seconds (per process: a guesser spread over
+    several processes gets a few more tries, never unlimited ones)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._seen: dict[str, deque] = defaultdict(deque)
+
+    def throttled(self, address: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen[address]
+            while seen and seen[0] < now - FAILURE_WINDOW:
+                seen.popleft()
+            return len(seen) >= MAX_FAILURES
+
+    def note(self, address: str) -> None:
+        with self._lock:
+            self._seen[address].append(time.monotonic())
 
 
 def init_app(app, admin_password: str) -> None:
     """Hash the password once at start; the plain text is not kept by the console."""
     app.config["ADMIN_PASSWORD_HASH"] = generate_password_hash(admin_password) if admin_password else None
-
-
-def _throttled(address: str) -> bool:
-    now = time.monotonic()
-    with _failures_lock:
-        seen = _failures[address]
-        while seen and seen[0] < now - FAILURE_WINDOW:
-            seen.popleft()
-        return len(seen) >= MAX_FAILURES
-
-
-def _note_failure(address: str) -> None:
-    with _failures_lock:
-        _failures[address].append(time.monotonic())
+    app.extensions["forcebridge_sign_ins"] = FailedSignIns()
 
 
 def _safe_next(target: str | None) -> str:
@@ -57,7 +63,8 @@ def login():
         if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
             abort(403, description="The sign-in form expired. Reload the page and try again.")
         address = request.remote_addr or "?"
-        if _throttled(address):
+        failures = current_app.extensions["forcebridge_sign_ins"]
+        if failures.throttled(address):
             error, status = "Too many wrong passwords. Wait a few minutes and try again.", 429
         elif password_hash and check_password_hash(password_hash, request.form.get("password", "")):
             response = redirect(_safe_next(request.form.get("next")))
@@ -65,7 +72,7 @@ def login():
             response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
             return response
         else:
-            _note_failure(address)
+            failures.note(address)
             error, status = "Wrong password.", 401
     # Reuse the cookie's token: another tab (or the browser's favicon fetch) must not void an open form.
     token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)

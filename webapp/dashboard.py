@@ -5,6 +5,7 @@ import datetime as dt
 
 from flask import Blueprint, render_template, request
 
+from jobs.heartbeat import ALIVE_SECONDS
 from webapp import write_path
 from webapp.context import ctx
 
@@ -20,14 +21,17 @@ def status() -> dict:
     last_sync = {r["direction"]: r for r in db.fetchall("last_sync_per_direction")} if postgres else {}
     now = dt.datetime.now(dt.timezone.utc)
     oldest = backlog["oldest_pending"] if backlog else None
+    workers = db.fetchone("live_workers", {"seconds": ALIVE_SECONDS}) if postgres else None
     if not postgres:
         worker = ("unknown", "Postgres is unreachable")
+    elif not workers["alive"]:
+        seen = f"last seen {utc(workers['last_seen'])} UTC" if workers["last_seen"] else "never seen"
+        worker = ("down", f"no worker process is running ({seen}); start `python -m jobs.worker`")
     elif oldest and now - oldest > STALLED_AFTER:
-        worker = ("stalled", f"the oldest pending notification waits since {oldest:%H:%M:%S} UTC; is the worker running?")
-    elif oldest:
-        worker = ("busy", "applying notifications")
+        worker = ("stalled", f"{workers['alive']} running, but a notification waits since {utc(oldest, '%H:%M:%S')} UTC")
     else:
-        worker = ("idle", "nothing waiting")
+        worker = ("alive", f"{workers['alive']} process{'es' if workers['alive'] > 1 else ''}, "
+                           + ("applying notifications" if oldest else "nothing waiting"))
     try:
         salesforce = ctx().salesforce_status()
     except Exception as exc:  # noqa: BLE001 - the overview reports a broken connection, it does not crash

@@ -10,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import CollectorRegistry
 
 from core import trends
+from jobs.heartbeat import ALIVE_SECONDS
 from webapp import security, write_path
 from webapp.context import ctx
 
@@ -48,6 +49,9 @@ class _Collector:
         gauge.add_metric(["writes_pending"], writes["pending"])
         gauge.add_metric(["writes_failed"], writes["failed"])
         yield gauge
+        workers = GaugeMetricFamily("forcebridge_workers_alive", "Worker processes with a recent heartbeat")
+        workers.add_metric([], db.fetchone("live_workers", {"seconds": ALIVE_SECONDS})["alive"])
+        yield workers
         yield self._latency(db)
         status = self.ctx.salesforce_status() or {}
         if status.get("api_used") is not None:

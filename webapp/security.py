@@ -31,6 +31,7 @@ def _hash(token: str) -> str:
 def start_session(response) -> None:
     """A fresh session after a good password (never reuse one from before sign-in)."""
     token = secrets.token_urlsafe(32)
+    ctx().db.execute("purge_console_sessions")   # sign-ins are rare; a good moment to drop dead sessions
     ctx().db.execute("create_console_session", {"token_hash": _hash(token), "csrf_token": secrets.token_urlsafe(32),
                                                 "seconds": SESSION_SECONDS})
     response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_SECONDS, secure=True, httponly=True,

@@ -90,3 +90,18 @@ GROUP BY b ORDER BY b;
 SELECT count(*) AS n, coalesce(sum(extract(epoch FROM applied_at - received_at)), 0) AS seconds
 FROM forcebridge.inbox
 WHERE state = 'applied' AND applied_at IS NOT NULL;
+
+-- name: beat_worker
+INSERT INTO forcebridge.worker_heartbeats (worker) VALUES (%(worker)s)
+ON CONFLICT (worker) DO UPDATE SET seen_at = now(), stopped_at = NULL;
+
+-- name: stop_worker
+-- A clean exit says so at once; a killed worker's row simply stops being refreshed. Old rows go.
+WITH gone AS (DELETE FROM forcebridge.worker_heartbeats WHERE seen_at < now() - interval '1 day')
+UPDATE forcebridge.worker_heartbeats SET stopped_at = now(), seen_at = now() WHERE worker = %(worker)s;
+
+-- name: live_workers
+SELECT count(*) FILTER (WHERE stopped_at IS NULL AND seen_at > now() - make_interval(secs => %(seconds)s))
+           AS alive,
+       max(seen_at) AS last_seen
+FROM forcebridge.worker_heartbeats;

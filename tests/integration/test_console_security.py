@@ -127,3 +127,10 @@ def test_sign_in_sends_you_back_only_to_a_page_of_this_site(browser_client):
     response = browser_client.post("/login", base_url=BASE, data={
         "csrf_token": token, "password": PASSWORD, "next": "//evil.example/x"})
     assert response.location == "/"
+
+
+def test_ten_wrong_passwords_make_the_next_try_wait_even_with_the_right_one(browser_client):
+    for _ in range(10):
+        assert sign_in(browser_client, "guess").status_code == 401
+    assert sign_in(browser_client).status_code == 429
+    assert browser_client.get("/", base_url=BASE).status_code == 302
