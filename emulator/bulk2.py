@@ -692,21 +692,26 @@ def ingest_results(version, job_id, kind):
     job = _jobs().get(job_id, "V2Ingest") or _raise(NOT_FOUND)
     name = RESULT_FILES.get(kind.lower()) or _raise(NOT_FOUND)
     path = _jobs().dir(job_id) / name
-    if job["state"] not in FINISHED or not path.exists():
-        if kind.lower() == "unprocessedrecords" and job["state"] in ("Open", "Aborted", "Failed"):
-            return _unuploaded_rows(job)
+    if job["state"] not in FINISHED:
         raise BulkError("INVALIDJOBSTATE", f"Job is in state {job['state']}; results are available "
                                            "once it has finished")
+    if not path.exists():
+        return _results_of_a_job_that_never_ran(job, kind.lower())
     response = Response(stream_range(path, 0, path.stat().st_size, b""), mimetype="text/csv")
     response.headers["Content-Type"] = "text/csv; charset=UTF-8"
     response.headers["Content-Length"] = str(path.stat().st_size)
     return response
 
 
-def _unuploaded_rows(job: dict):
-    """Unprocessed records of a job that never ran: everything it was given."""
+def _results_of_a_job_that_never_ran(job: dict, kind: str):
+    """Failed or aborted before processing: no successes or failures; every uploaded row unprocessed."""
     upload = _jobs().dir(job["id"]) / "upload.csv"
     data = upload.read_bytes() if upload.exists() else b""
+    if kind != "unprocessedrecords":
+        header = data.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8-sig", "replace")
+        columns = next(csv.reader([header], delimiter=DELIMITERS[job["columnDelimiter"]]), [])
+        first = "sf__Created" if kind == "successfulresults" else "sf__Error"
+        data = csv_line(["sf__Id", first, *columns], ",", LINE_ENDINGS[job["lineEnding"]]).encode()
     return Response(data, headers={"Content-Type": "text/csv; charset=UTF-8"})
 
 

@@ -149,10 +149,14 @@ def test_a_job_accepts_one_upload_and_can_be_aborted(emulator, sf):
     assert http.get(f"{base}/{job['id']}", headers=headers).status_code == 404
 
 
-def test_unknown_csv_column_fails_the_job(sf):
+def test_unknown_csv_column_fails_the_job(emulator, sf):
     from simple_salesforce.exceptions import SalesforceOperationError
     with pytest.raises(SalesforceOperationError, match="Field name not found : Bogus__c"):
         sf.bulk2.Account.insert(records=[{"Name": "x", "Bogus__c": "y"}], wait=WAIT)
+    failed = [job for job in sf.restful("jobs/ingest")["records"] if job["state"] == "Failed"][-1]
+    outcome = sf.bulk2.Account.get_all_ingest_records(failed["id"])
+    assert outcome["successfulRecords"] == [] and outcome["failedRecords"] == []
+    assert [sorted(r.items()) for r in outcome["unprocessedRecords"]] == [[("Bogus__c", "y"), ("Name", "x")]]
 
 
 def test_aggregate_queries_are_refused(sf):
