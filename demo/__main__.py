@@ -27,10 +27,11 @@ API_TOKEN = "demo-api-token"
 ADMIN_PASSWORD = "demo"
 MAPPINGS = [
     {"object_name": "Account", "direction": "bidirectional",
-     "config": {"access": "read_write", "upsert_field": "External_Id__c",
+     # poll every minute (the minimum) so deletes made in Salesforce reach Postgres quickly
+     "config": {"access": "read_write", "upsert_field": "External_Id__c", "sf_polling_seconds": 60,
                 "fields": {"Name": {}, "AccountNumber": {}, "Industry": {}, "Phone": {}, "AnnualRevenue": {},
                            "NumberOfEmployees": {}, "External_Id__c": {}}}},
-    {"object_name": "Contact", "config": {"access": "read_only",
+    {"object_name": "Contact", "config": {"access": "read_only", "sf_polling_seconds": 60,
                                           "fields": {"FirstName": {}, "LastName": {}, "Email": {}, "AccountId": {}}}},
 ]
 
