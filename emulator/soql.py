@@ -693,9 +693,10 @@ class _Compiler:
                 select_sql.append(f'{alias}."Id"')
             select_sql.append('t."Id"')
             if order:
-                # Ties broken by Id keep pages deterministic; with no ORDER BY SQLite may pick the best
-                # index (SystemModstamp for a sync poll) instead of scanning in Id order.
-                order.append('t."Id" ASC')
+                # Ties broken by rowid (creation order, like Id) keep pages deterministic, and an ORDER BY
+                # on an indexed field (SystemModstamp) still walks its index: rowid is the index's tail.
+                # With no ORDER BY SQLite may pick the best index instead of scanning in Id order.
+                order.append("t.rowid ASC")
         offset = query.offset or 0
         if offset > 2000:
             raise SoqlError("NUMBER_OUTSIDE_VALID_RANGE", "Maximum SOQL offset allowed is 2000")

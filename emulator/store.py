@@ -180,7 +180,6 @@ class Org:
         conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
         return conn
 
