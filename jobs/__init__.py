@@ -1,4 +1,4 @@
-"""Background work run by the Huey consumer (`huey_consumer jobs.huey`): apply, drain, sweep."""
+"""Background work run by the Huey consumer (`python -m jobs.worker`, see jobs/worker.py): apply, drain, sweep."""
 from jobs.queue import make_huey
 from settings import Settings
 

@@ -16,6 +16,7 @@ from tests.support.deployment import (Deployment, TableLock, account_records, as
                                       create_mapping, send_messages)
 from tests.support.messages import envelope, notification_id
 from tests.support.processes import start_web, wait_for
+from tests.support.processes import no_leftover_processes  # noqa: F401  (autouse: stops leftover processes)
 
 
 def workers_of(master_pid: int) -> list[int]:

@@ -20,6 +20,7 @@ from tests.conftest import API_TOKEN, ORG_ID
 from tests.support.deployment import account_records
 from tests.support.messages import envelope
 from tests.support.processes import ROOT, postgres_url, start_web, wait_for
+from tests.support.processes import no_leftover_processes  # noqa: F401  (autouse: stops leftover processes)
 
 pytestmark = pytest.mark.packages
 

@@ -11,6 +11,7 @@ import requests
 from tests.conftest import API_TOKEN
 from tests.support.deployment import Deployment, account_records, create_mapping, send_messages
 from tests.support.processes import start_web, start_worker, wait_for
+from tests.support.processes import no_leftover_processes  # noqa: F401  (autouse: stops leftover processes)
 
 INVOICES = 600
 

@@ -3,6 +3,7 @@ processes, each Huey storage. A consumer is SIGKILLed in the middle of applying,
 as well, and a new consumer still applies every notification, exactly once."""
 from __future__ import annotations
 
+import contextlib
 import signal
 
 import psycopg
@@ -11,6 +12,7 @@ import pytest
 from tests.support.deployment import (Deployment, TableLock, account_records, assert_all_applied_once,
                                       create_mapping, send_messages)
 from tests.support.processes import start_web, start_worker, wait_for
+from tests.support.processes import no_leftover_processes  # noqa: F401  (autouse: stops leftover processes)
 
 STORAGES = ["sqlite", "postgres", "redis"]
 
@@ -29,11 +31,20 @@ def web(deployment, tmp_path):
     server.stop()
 
 
-def stalled_apply(deployment: Deployment, lock: TableLock, tmp_path, web, *worker_args):
-    """Start a consumer and wait until it is stuck applying."""
-    worker = start_worker(deployment.env(), tmp_path / "worker-1.log", *worker_args)
-    wait_for(lock.waiting_backends, what="the consumer to block on the mapped table", logs=(worker, web))
-    return worker
+@contextlib.contextmanager
+def consumer_stuck_applying(deployment: Deployment, web, tmp_path, n: int, *worker_args):
+    """n notifications ACKed, and a consumer stuck in the middle of applying them (the mapped table is
+    locked). The lock goes when the block ends."""
+    create_mapping(web.url)
+    records = account_records(n)
+    lock = TableLock(deployment.database_url)
+    try:
+        assert send_messages(web.url, records, per_message=20) == n  # every one ACKed
+        worker = start_worker(deployment.env(), tmp_path / "worker-1.log", *worker_args)
+        wait_for(lock.waiting_backends, what="the consumer to block on the mapped table", logs=(worker, web))
+        yield worker, records
+    finally:
+        lock.release()
 
 
 def unclaimed(deployment: Deployment, n: int) -> bool:
@@ -44,15 +55,8 @@ def unclaimed(deployment: Deployment, n: int) -> bool:
 
 
 def test_sigkilled_consumer_loses_nothing(deployment, web, tmp_path):
-    create_mapping(web.url)
-    records = account_records(60)
-    lock = TableLock(deployment.database_url)
-    try:
-        assert send_messages(web.url, records, per_message=20) == 60  # every one ACKed
-        worker = stalled_apply(deployment, lock, tmp_path, web, "-w", "2")
+    with consumer_stuck_applying(deployment, web, tmp_path, 60, "-w", "2") as (worker, records):
         worker.kill()
-    finally:
-        lock.release()
     # The killed consumer's connection dies with it; its claimed rows go back to pending.
     wait_for(lambda: unclaimed(deployment, 60), what="the dead consumer's claim to end", logs=(worker,))
     deployment.forget_queue()
@@ -67,36 +71,22 @@ def test_sigkilled_consumer_loses_nothing(deployment, web, tmp_path):
 
 
 def test_sigterm_lets_the_running_apply_finish(deployment, web, tmp_path):
-    create_mapping(web.url)
-    records = account_records(40)
-    lock = TableLock(deployment.database_url)
-    try:
-        send_messages(web.url, records, per_message=20)
-        worker = stalled_apply(deployment, lock, tmp_path, web, "-t", "60")
+    with consumer_stuck_applying(deployment, web, tmp_path, 40, "-t", "60") as (worker, records):
         worker.signal(signal.SIGTERM)
         wait_for(lambda: "Shutting down gracefully" in worker.text(), what="the graceful shutdown to begin")
-    finally:
-        lock.release()
     assert worker.popen.wait(60) == 0, worker.text()
     assert "interrupted" not in worker.text()
     assert_all_applied_once(deployment, records)
 
 
 def test_sigterm_past_the_shutdown_timeout_requeues_the_task(deployment, web, tmp_path):
-    create_mapping(web.url)
-    records = account_records(20)
-    lock = TableLock(deployment.database_url)
-    try:
-        send_messages(web.url, records, per_message=20)
-        worker = stalled_apply(deployment, lock, tmp_path, web, "-t", "0.5")
+    with consumer_stuck_applying(deployment, web, tmp_path, 20, "-t", "0.5") as (worker, records):
         worker.signal(signal.SIGTERM)
         assert worker.popen.wait(60) == 0, worker.text()
         huey = deployment.huey()
         # The interrupted doorbell went back into the queue before the process exited.
         assert huey.storage.queue_size() >= 1, worker.text()
         huey.storage.close()
-    finally:
-        lock.release()
     wait_for(lambda: unclaimed(deployment, 20), what="the stopped consumer's claim to end", logs=(worker,))
     second = start_worker(deployment.env(), tmp_path / "worker-2.log")
     try:

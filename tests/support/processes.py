@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 import psycopg
+import pytest
 import requests
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -67,12 +68,36 @@ class Process:
         return self.popen.returncode
 
 
+_started: list[subprocess.Popen] = []
+
+
 def spawn(args: list[str], env: dict, log: pathlib.Path, cwd: pathlib.Path = ROOT) -> Process:
     full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
     with open(log, "ab") as out:
         popen = subprocess.Popen(args, cwd=cwd, env=full_env, stdout=out, stderr=subprocess.STDOUT,
                                  start_new_session=True)
+    _started.append(popen)
     return Process(popen, log)
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes():
+    """Import into a test module that starts processes; runs kill_leftovers() after each test."""
+    yield
+    kill_leftovers()
+
+
+def kill_leftovers() -> None:
+    """After a test: SIGKILL the process groups it started that still run (a failed test must not leave
+    consumers behind to steal the next test's tasks)."""
+    while _started:
+        popen = _started.pop()
+        if popen.poll() is None:
+            try:
+                os.killpg(popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            popen.wait(10)
 
 
 def start_worker(env: dict, log: pathlib.Path, *extra: str, python: str = sys.executable) -> Process:
