@@ -217,3 +217,15 @@ def test_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(sf_api, sf
     assert len(remote) == 1000 and len(sf.query("SELECT Id FROM Invoice__c")) == 1000
     for ext, sfid, lastop in sql(url, "SELECT external_id__c, sfid, _hc_lastop FROM salesforce.invoice__c"):
         assert (remote[ext]["Id"], lastop) == (sfid, "SYNCED")
+
+
+def test_delete_of_a_record_whose_sfid_never_came_back_finds_it_by_external_id(sf_api, sf_settings, db, sf):
+    writing_mapping(sf_api, fields=FIELDS, upsert_field="External_Id__c")
+    url = sf_settings.database_url
+    sql(url, "INSERT INTO salesforce.invoice__c (name, external_id__c) VALUES ('lost', 'LOST')")
+    # the insert reached Salesforce, then the worker died before it wrote the sfid back
+    sf.upsert_records("Invoice__c", "External_Id__c", [{"Name": "lost", "External_Id__c": "LOST"}])
+    sql(url, "UPDATE forcebridge.change_log SET attempts = 1, state = 'REQUEUED', next_attempt_at = now()")
+    sql(url, "DELETE FROM salesforce.invoice__c")
+    assert drain(db, sf, FAST).outcomes == {"SUCCESS": 1}
+    assert invoices(sf) == {}
