@@ -2,6 +2,7 @@
 import argparse
 import logging
 import pathlib
+import sys
 
 from emulator import tls
 from emulator.app import create_app
@@ -29,7 +30,10 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     data_dir = pathlib.Path(args.data).resolve()
     # Open the org once here so a bad --org-id or data dir fails fast, before the worker starts.
-    probe = Org(data_dir, args.org_id)
+    try:
+        probe = Org(data_dir, args.org_id)
+    except ValueError as exc:
+        sys.exit(f"emulator: {exc}")
     org_id = probe.org_id
     probe.close()
     certfile, ca_path = None, None

@@ -9,7 +9,7 @@ from werkzeug.exceptions import HTTPException
 from emulator import ids
 from emulator.auth import org, require_session
 from emulator.errors import SalesforceError
-from emulator.rest import json_response, parse_version, read_json_body, sf_error_response
+from emulator.rest import json_response, parse_version, read_json_body, sf_error_response, with_attributes
 from emulator.soql import SoqlError
 
 bp = Blueprint("composite", __name__)
@@ -173,6 +173,27 @@ def _ext_value(record, field: str):
         if key.lower() == field.lower():
             return value
     return None
+
+
+@bp.get("/services/data/<version>/composite/sobjects/<sobject>")
+@require_session
+def collection_retrieve(version, sobject):
+    """GET ?ids=..&fields=..: records in request order, null for an Id that matches nothing."""
+    version = parse_version(version)
+    record_ids = [i for i in request.args.get("ids", "").split(",") if i]
+    fields = [f for f in request.args.get("fields", "").split(",") if f.strip()]
+    if not record_ids or not fields:
+        raise SalesforceError(400, "MISSING_ARGUMENT", "ids and fields parameters are required")
+    if len(record_ids) > 2000:
+        raise SalesforceError(400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 2000 records "
+                              "into this call")
+    the_org = org()
+    sobj = the_org.sobject_type(sobject)
+    records = []
+    for record_id in record_ids:
+        record = the_org.get(sobj.name, record_id, fields=fields) if ids.is_valid(record_id, sobj.key_prefix) else None
+        records.append(None if record is None else with_attributes(version, sobj.name, record, ids.to18(record_id)))
+    return json_response(records)
 
 
 @bp.delete("/services/data/<version>/composite/sobjects")

@@ -3,7 +3,6 @@
 One worker process only: the org's SQLite writer, query cursors and the outbound sender live in it.
 Werkzeug's server was not enough: it closes every connection, so each call paid a TLS handshake.
 """
-import ssl
 import sys
 from typing import Callable
 
@@ -30,7 +29,7 @@ class EmulatorServer(BaseApplication):
             "worker_exit": lambda arbiter, worker: self.on_exit(),
         }
         if certfile:
-            self.options.update(certfile=certfile, keyfile=certfile, ssl_version=ssl.PROTOCOL_TLS_SERVER)
+            self.options.update(certfile=certfile, keyfile=certfile)
         super().__init__()
 
     def load_config(self):

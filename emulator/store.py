@@ -20,6 +20,7 @@ The interface E2's outbound sender and Bulk 2.0 code against (see notes/EMULATOR
 """
 import contextlib
 import dataclasses
+import fcntl
 import functools
 import datetime as dt
 import logging
@@ -88,6 +89,17 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
             f"VALUES ({', '.join('?' for _ in columns)})")
 
 
+def _lock_data_dir(data_dir: pathlib.Path):
+    """One org process per data dir: two writers would hand out the same Ids."""
+    handle = open(data_dir / ".lock", "w")       # noqa: SIM115 - held open for the process's lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ValueError(f"{data_dir} is in use by another emulator process") from None
+    return handle
+
+
 def _column_type(field: dict) -> str:
     kind = field["type"]
     if kind == "boolean":
@@ -154,25 +166,30 @@ class Org:
                  session_seconds: int = 7200, daily_api_limit: int = 100_000):
         self.data_dir = pathlib.Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.session_seconds = session_seconds
-        self.types = load_types(self.data_dir / "objects")
-        self.db_path = self.data_dir / "org.sqlite3"
-        self._write_lock = threading.RLock()
-        self._depth = 0
-        self._pending: list[Change] = []
-        self._subscribers: list[Callable[[Change], None]] = []
-        self._readers = threading.local()
-        self._conn = self._connect()
-        self._conn.executescript(_META_SQL)
-        self.org_id = self._init_org_id(org_id)
-        self.pod = self.org_id[3:5]
-        self.clock = Clock(time_scale, not_before=self._last_time())
-        self._counters = dict(self._conn.execute("SELECT key_prefix, next FROM counters"))
-        self._dirty_counters: set[str] = set()
-        for sobject in self.types.values():
-            self._ensure_table(sobject)
-        self.default_user_id = self._ensure_default_user()
-        self.usage = ApiUsage(daily_api_limit, self.clock)
+        self._lock_file = _lock_data_dir(self.data_dir)
+        try:
+            self.session_seconds = session_seconds
+            self.types = load_types(self.data_dir / "objects")
+            self.db_path = self.data_dir / "org.sqlite3"
+            self._write_lock = threading.RLock()
+            self._depth = 0
+            self._pending: list[Change] = []
+            self._subscribers: list[Callable[[Change], None]] = []
+            self._readers = threading.local()
+            self._conn = self._connect()
+            self._conn.executescript(_META_SQL)
+            self.org_id = self._init_org_id(org_id)
+            self.pod = self.org_id[3:5]
+            self.clock = Clock(time_scale, not_before=self._last_time())
+            self._counters = dict(self._conn.execute("SELECT key_prefix, next FROM counters"))
+            self._dirty_counters: set[str] = set()
+            for sobject in self.types.values():
+                self._ensure_table(sobject)
+            self.default_user_id = self._ensure_default_user()
+            self.usage = ApiUsage(daily_api_limit, self.clock)
+        except BaseException:
+            self._lock_file.close()
+            raise
 
     # ------------------------------------------------------------ plumbing
 
@@ -779,4 +796,5 @@ class Org:
 
     def close(self) -> None:
         self._conn.close()
+        self._lock_file.close()      # releases the data dir for the next process
 

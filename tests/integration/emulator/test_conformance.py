@@ -411,3 +411,11 @@ def test_deleting_an_account_deletes_its_contacts_and_clears_other_lookups(sf):
     rows = sf.query_all(f"SELECT Id, IsDeleted FROM Contact WHERE Id = '{contact}'", include_deleted=True)
     assert rows["records"][0]["IsDeleted"] is True
     assert sf.Invoice__c.get(invoice)["Account__c"] is None
+
+
+def test_collections_retrieve(sf):
+    first = sf.Account.create({"Name": unique("R1")})["id"]
+    missing = "001" + first[3:14] + "Z" + first[15:]
+    records = sf.restful("composite/sobjects/Account", params={"ids": f"{first},{missing}", "fields": "Name"})
+    assert records[0]["Name"].startswith("R1") and records[0]["attributes"]["type"] == "Account"
+    assert records[1] is None

@@ -83,5 +83,14 @@ def test_restart_keeps_counters_and_org_id(tmp_path):
     second = Org(tmp_path)
     assert second.org_id == first.org_id
     assert second.create("Account", {"Name": "B"}, client=None, user_id=second.default_user_id)["Id"] > created
-    with pytest.raises(ValueError):
+    second.close()
+    with pytest.raises(ValueError, match="belongs to org"):
         Org(tmp_path, "00D5g000004OTHR")
+
+
+def test_one_process_per_data_dir(tmp_path):
+    first = Org(tmp_path, "00D5g000004EMUL")
+    with pytest.raises(ValueError, match="in use by another emulator"):
+        Org(tmp_path)
+    first.close()
+    Org(tmp_path).close()
