@@ -2,43 +2,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
-
-import pytest
 
 from tests.conftest import API_TOKEN
-
-PASSWORD = "s3cret-for-tests"
-BASE = "https://localhost"   # the session cookie is Secure, as in production
-
-
-@pytest.fixture
-def console_app(settings, enqueued):
-    from webapp import create_app
-
-    application = create_app(replace(settings, admin_password=PASSWORD), enqueue=enqueued)
-    application.config["TESTING"] = True
-    yield application
-    application.extensions["forcebridge"].db.close()
-
-
-@pytest.fixture
-def browser_client(console_app):
-    return console_app.test_client()
-
-
-def login_token(client) -> str:
-    page = client.get("/login", base_url=BASE)
-    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-
-
-def sign_in(client, password=PASSWORD):
-    return client.post("/login", base_url=BASE, data={"csrf_token": login_token(client), "password": password})
-
-
-def csrf_of(client) -> str:
-    page = client.get("/mappings", base_url=BASE)
-    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+from tests.support.console import (BASE, PASSWORD, browser_client, console_app, csrf_of,  # noqa: F401
+                                   login_token, sign_in)
 
 
 OWN_AUTH = {"outbound.receive", "health.healthz", "auth.login", "static", "assets.vendor"}

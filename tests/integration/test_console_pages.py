@@ -1,0 +1,50 @@
+"""Console forms through the test client: what a user sees when something is refused or the console is off."""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+
+from tests.support.console import BASE, browser_client, console_app, csrf_of, sign_in  # noqa: F401
+
+
+def test_without_admin_password_the_console_is_off(settings, enqueued):
+    from webapp import create_app
+
+    app = create_app(replace(settings, admin_password=""), enqueue=enqueued)
+    try:
+        client = app.test_client()
+        page = client.get("/login", base_url=BASE)
+        assert "set ADMIN_PASSWORD" in page.text
+        assert client.get("/mappings", base_url=BASE).status_code == 302
+    finally:
+        app.extensions["forcebridge"].db.close()
+
+
+def test_an_import_with_one_bad_mapping_changes_nothing(console_app, browser_client):
+    sign_in(browser_client)
+    doc = {"format": "forcebridge", "version": 1, "connection": {}, "mappings": [
+        {"object_name": "Account", "config": {"fields": {"Name": {"type": "string", "length": 80}}}},
+        {"object_name": "Contact", "config": {"fields": {"LastName": {"type": "geolocation"}}}}]}
+    response = browser_client.post("/mappings/import", base_url=BASE, data={
+        "csrf_token": csrf_of(browser_client),
+        "config": (io.BytesIO(json.dumps(doc).encode()), "forcebridge-config.json")})
+    assert response.status_code == 400
+    assert "Nothing imported" in response.text and "geolocation" in response.text
+    assert console_app.extensions["forcebridge"].db.fetchall("list_mappings") == []
+
+
+def test_a_mapping_form_with_a_bad_field_is_shown_again_with_the_reason(console_app, browser_client):
+    sign_in(browser_client)
+    response = browser_client.post("/mappings", base_url=BASE, data={
+        "csrf_token": csrf_of(browser_client), "object_name": "Account", "typed_fields": "Name:string:80\nId2"})
+    assert response.status_code == 422
+    assert "Id2: give a type" in response.text
+    assert "Name:string:80" in response.text          # what was typed is kept
+
+
+def test_an_unreadable_wsdl_is_refused_with_the_reason(browser_client):
+    sign_in(browser_client)
+    response = browser_client.post("/mappings/wsdl", base_url=BASE, data={
+        "csrf_token": csrf_of(browser_client), "wsdl": (io.BytesIO(b"<definitions/>"), "x.wsdl")})
+    assert response.status_code == 400 and "could not be read" in response.text
