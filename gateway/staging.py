@@ -79,17 +79,24 @@ def newest_modstamp(conn: psycopg.Connection, name: str):
 
 
 def merge(conn: psycopg.Connection, name: str, m: Mapping) -> int:
-    """Link rows by external id, then one INSERT .. ON CONFLICT from staging; returns rows written."""
+    """One statement from staging into the mapped table, under a lock that makes writers wait: a plain INSERT
+    when the table is empty (the first load), else link rows by external id and INSERT .. ON CONFLICT with
+    the never-backwards guard. Returns rows written."""
     table, staging = table_ident(m), ident(name)
+    conn.execute(_q("lock_for_merge", table=table))
+    cols = [sql.Identifier(f.column) for f in m.fields]
+    lead = sql.SQL(", ") if cols else sql.SQL("")
+    columns = lead + sql.SQL(", ").join(cols)
+    s_columns = lead + sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in cols)
+    if conn.execute(_q("mapped_table_is_empty", table=table)).fetchone()["empty"]:
+        return conn.execute(_q("insert_staging_into_empty", table=table, staging=staging, columns=columns,
+                               s_columns=s_columns)).rowcount
     if m.upsert_field and m.field(m.upsert_field):
         conn.execute(_q("link_staging_by_external_id", table=table, staging=staging,
                         ext=sql.Identifier(m.field(m.upsert_field).column)))
-    cols = [sql.Identifier(f.column) for f in m.fields]
-    lead = sql.SQL(", ") if cols else sql.SQL("")
     query = _q(
         "merge_staging", table=table, staging=staging, mapping_id=sql.Literal(m.id or 0),
-        columns=lead + sql.SQL(", ").join(cols),
-        s_columns=lead + sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in cols),
+        columns=columns, s_columns=s_columns,
         set_columns=lead + sql.SQL(", ").join(sql.SQL("{} = EXCLUDED.{}").format(c, c) for c in cols),
         differs=sql.SQL("").join(sql.SQL(" OR t.{} IS DISTINCT FROM EXCLUDED.{}").format(c, c) for c in cols),
     )

@@ -146,6 +146,7 @@ def _wait_for_job(sf: Salesforce, job_id: str, options: LoadOptions) -> dict:
 
 
 def _fetch_bulk(db: Database, sf: Salesforce, m: Mapping, row: dict, options: LoadOptions) -> dict:
+    waited = time.monotonic()
     try:
         job = _wait_for_job(sf, row["sf_job_id"], options)
     except PermanentError as exc:
@@ -159,6 +160,8 @@ def _fetch_bulk(db: Database, sf: Salesforce, m: Mapping, row: dict, options: Lo
         log.warning("load %s: query job %s is %s; starting a new one", row["id"], row["sf_job_id"], job["state"])
         row = _begin(db, sf, m, {**row, "method": None}, options)
         return _fetch_bulk(db, sf, m, {**row, "retried": True}, options)
+    log.info("load %s: query job %s %s after %.1fs", row["id"], row["sf_job_id"], job["state"],
+             time.monotonic() - waited)
     total = job.get("numberRecordsProcessed")
     if total is not None and total != row["total"]:
         db.execute("set_load_total", {"id": row["id"], "total": total})
@@ -247,6 +250,7 @@ def _typed_row(record: dict, specs) -> tuple:
 # -- merging ---------------------------------------------------------------------------------------------
 def _merge(db: Database, sf: Salesforce, m: Mapping, row: dict) -> dict:
     name = staging_name(row["id"])
+    started = time.monotonic()
     db.fetchone("set_load_state", {"id": row["id"], "state": "merging", "error": None, "merged": None})
     with db.transaction(origin="salesforce") as conn:
         merged = staging.merge(conn, name, m)
@@ -261,7 +265,8 @@ def _merge(db: Database, sf: Salesforce, m: Mapping, row: dict) -> dict:
             sf.bulk_query_delete(row["sf_job_id"])
         except SalesforceError as exc:   # Salesforce deletes old jobs itself after 7 days
             log.info("could not delete query job %s: %s", row["sf_job_id"], exc)
-    log.info("load %s of %s done: %s records, %s rows written", row["id"], m.object_name, done["loaded"], merged)
+    log.info("load %s of %s done: %s records, %s rows written (merge %.1fs)", row["id"], m.object_name,
+             done["loaded"], merged, time.monotonic() - started)
     return done
 
 

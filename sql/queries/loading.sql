@@ -43,15 +43,15 @@ UPDATE forcebridge.loads SET total = %(total)s, updated_at = now() WHERE id = %(
 UPDATE forcebridge.loads
 SET locator = %(locator)s, pages = pages + 1, loaded = loaded + %(rows)s,
     total = coalesce(%(total)s, total), snapshot_at = coalesce(%(snapshot_at)s, snapshot_at),
-    lease_until = now() + make_interval(secs => %(lease_seconds)s), updated_at = now()
+    lease_until = now() + make_interval(secs => %(lease_seconds)s), updated_at = clock_timestamp()
 WHERE id = %(id)s
 RETURNING *;
 
 -- name: set_load_state
 UPDATE forcebridge.loads
-SET state = %(state)s, error = %(error)s, updated_at = now(),
+SET state = %(state)s, error = %(error)s, updated_at = clock_timestamp(),
     merged = coalesce(%(merged)s, merged),
-    finished_at = CASE WHEN %(state)s IN ('done', 'failed', 'cancelled') THEN now() END,
+    finished_at = CASE WHEN %(state)s IN ('done', 'failed', 'cancelled') THEN clock_timestamp() END,
     lease_until = CASE WHEN %(state)s IN ('done', 'failed', 'cancelled') THEN NULL ELSE lease_until END
 WHERE id = %(id)s
 RETURNING *;
@@ -166,6 +166,19 @@ WHERE (t.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp IS NULL OR EXCLUDED.s
   AND NOT EXISTS (SELECT 1 FROM forcebridge.change_log c
                   WHERE c.mapping_id = {mapping_id} AND c.record_id = t.id
                     AND c.state IN ('NEW', 'PENDING', 'REQUEUED'));
+
+-- name: lock_for_merge
+-- Writers wait for the merge (inbound applies, app writes); readers do not.
+LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE;
+
+-- name: mapped_table_is_empty
+SELECT NOT EXISTS (SELECT 1 FROM {table}) AS empty;
+
+-- name: insert_staging_into_empty
+-- The first load into an empty table (locked by lock_for_merge): nothing to guard against, a plain INSERT.
+INSERT INTO {table} (sfid, systemmodstamp, isdeleted, _hc_lastop, _hc_err{columns})
+SELECT s.sfid, s.systemmodstamp, coalesce(s.isdeleted, false), 'SYNCED', NULL{s_columns}
+FROM {staging} s;
 
 -- name: max_staging_modstamp
 SELECT max(systemmodstamp) AS newest FROM {staging};

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import psycopg
@@ -14,7 +17,7 @@ from gateway.salesforce import Salesforce
 from jobs import drift, inbound, load, poll, push
 from jobs.drain import DrainOptions, drain
 from tests.conftest import API_TOKEN, OUTBOUND_TOKEN
-from tests.emulator_fixture import start_emulator
+from tests.emulator_fixture import REPO, start_emulator
 from tests.support.messages import envelope
 
 ACCOUNT_FIELDS = {"Name": {}, "AccountNumber": {}, "AnnualRevenue": {}, "NumberOfEmployees": {}, "Industry": {}}
@@ -182,6 +185,42 @@ def test_crash_mid_load_resumes_from_the_last_page(api, db, sf, emulator, sf_set
     assert done["sf_job_id"] == stopped["sf_job_id"]                        # the same query job
     assert route_calls(emulator, "bulk2.query_results") == 5                # no page fetched twice
     assert route_calls(emulator, "bulk2.create_query_job") == 1
+    assert sql(sf_settings.database_url, "SELECT count(*), count(DISTINCT sfid) FROM salesforce.account") == [(5000, 5000)]
+
+
+def test_loader_process_killed_mid_load_is_continued_by_the_next_one(api, db, emulator, sf_settings, tmp_path):
+    seed(emulator, 5000)
+    mapping = create_mapping(api)
+    emulator.admin("POST", "/_emulator/faults", {"rules": {"bulk2.query_results": {"latency_ms": 150}}})
+    env = dict(os.environ, DATABASE_URL=sf_settings.database_url, SF_INSTANCE_URL=emulator.url,
+               SF_USERNAME=emulator.username, SF_PASSWORD=emulator.password,
+               SF_SECURITY_TOKEN=emulator.security_token, SF_CA_BUNDLE=str(emulator.ca_path),
+               SECRET_KEY="x", FORCEBRIDGE_INSTANCE=str(tmp_path), HUEY_URL=f"sqlite:///{tmp_path / 'h.db'}",
+               LOAD_REST_MAX="100")
+    loader = subprocess.Popen([sys.executable, "-m", "flask", "--app", "webapp", "sync", "load", "Account",
+                               "--page-size", "500"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            row = open_load(db, mapping["id"])
+            if row["pages"] >= 3 or loader.poll() is not None:
+                break
+            time.sleep(0.02)
+        loader.send_signal(signal.SIGKILL)
+    finally:
+        loader.wait()
+    killed = db.fetchone("get_load", {"id": row["id"]})
+    assert killed["state"] == "running" and 3 <= killed["pages"] < 10, killed
+    emulator.admin("DELETE", "/_emulator/faults")
+    sql(sf_settings.database_url, "UPDATE forcebridge.loads SET lease_until = now() - interval '1 second'")  # 5 min later
+    before = route_calls(emulator, "bulk2.query_results")
+    fresh = Salesforce(sf_settings, backoff=0.01)
+    try:
+        (done,) = load.run_pending(db, fresh, load.LoadOptions(page_size=500, rest_max=100))
+    finally:
+        fresh.close()
+    assert (done["state"], done["pages"], done["loaded"], done["sf_job_id"]) == ("done", 10, 5000, killed["sf_job_id"])
+    assert route_calls(emulator, "bulk2.query_results") - before == 10 - killed["pages"]
     assert sql(sf_settings.database_url, "SELECT count(*), count(DISTINCT sfid) FROM salesforce.account") == [(5000, 5000)]
 
 
