@@ -142,7 +142,8 @@ def _wait_for_job(sf: Salesforce, job_id: str, options: LoadOptions) -> dict:
             raise TransientError(0, "JOB_TIMEOUT", f"query job {job_id} still {job['state']}")
         time.sleep(delay)
         waited += delay
-        delay = min(delay * 1.5, 2.0)
+        # quick checks while a small job may finish any moment, then gentle on the API allowance
+        delay = min(delay * 1.5, 0.5 if waited < 30 else 5.0)
 
 
 def _fetch_bulk(db: Database, sf: Salesforce, m: Mapping, row: dict, options: LoadOptions) -> dict:
