@@ -97,7 +97,11 @@ def merge(conn: psycopg.Connection, name: str, m: Mapping) -> int:
     query = _q(
         "merge_staging", table=table, staging=staging, mapping_id=sql.Literal(m.id or 0),
         columns=columns, s_columns=s_columns,
-        set_columns=lead + sql.SQL(", ").join(sql.SQL("{} = EXCLUDED.{}").format(c, c) for c in cols),
+        # SystemModstamp has whole seconds: at an equal stamp the stored row may be the newer one (an Outbound
+        # Message for a change in the snapshot's second), so the load only fills what the row lacks
+        set_columns=lead + sql.SQL(", ").join(sql.SQL(
+            "{c} = CASE WHEN EXCLUDED.systemmodstamp = t.systemmodstamp THEN coalesce(t.{c}, EXCLUDED.{c}) "
+            "ELSE EXCLUDED.{c} END").format(c=c) for c in cols),
         differs=sql.SQL("").join(sql.SQL(" OR t.{} IS DISTINCT FROM EXCLUDED.{}").format(c, c) for c in cols),
     )
     return conn.execute(query).rowcount
