@@ -6,7 +6,7 @@ import datetime as dt
 from flask import Blueprint, render_template, request
 
 from jobs.heartbeat import ALIVE_SECONDS
-from webapp import write_path
+from webapp import sync, write_path
 from webapp.context import ctx
 
 bp = Blueprint("dashboard", __name__)
@@ -37,7 +37,8 @@ def status() -> dict:
     except Exception as exc:  # noqa: BLE001 - the overview reports a broken connection, it does not crash
         salesforce = {"reachable": False, "message": str(exc)}
     return {"postgres": postgres, "backlog": backlog, "last_sync": last_sync, "worker": worker,
-            "salesforce": salesforce, "writes": write_path.backlog() if postgres else None, "now": now}
+            "salesforce": salesforce, "writes": write_path.backlog() if postgres else None,
+            "polls": sync.poll_status() if postgres else [], "now": now}
 
 
 @bp.get("/")

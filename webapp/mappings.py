@@ -12,7 +12,7 @@ from core.convert import SUPPORTED_TYPES
 from core.mapping import CONFLICT_RULES, DIRECTIONS, IMPLIED_FIELDS, Mapping, MappingError, from_entry
 from core.outbound_wsdl import WsdlError, read_wsdl
 from gateway import mapped_tables, mapping_store
-from webapp import write_path
+from webapp import sync, write_path
 from webapp.context import ctx
 
 bp = Blueprint("mappings", __name__, url_prefix="/mappings")
@@ -52,9 +52,10 @@ def _salesforce_rows(m: Mapping) -> int | None:
 
 def _row(m: Mapping, inbound: dict, writes: dict) -> dict:
     problems = inbound.get(m.object_name.lower(), {})
+    latest = sync.load_progress(m.id, limit=1)
     return {"m": m, "pg_rows": _postgres_rows(m), "sf_rows": _salesforce_rows(m),
             "inbound_pending": problems.get("pending", 0), "inbound_failed": problems.get("failed", 0),
-            "writes": writes.get(m.id)}
+            "writes": writes.get(m.id), "load": latest[0] if latest else None}
 
 
 def _rows() -> list[dict]:
@@ -167,6 +168,7 @@ def create():
         return _render_form(object_name=object_name, describe=describe, wsdl_fields=wsdl_fields, error=str(exc),
                             form=form, status=422)
     ctx().enqueue("apply_inbound")   # notifications kept as unmapped for this object are pending again
+    ctx().enqueue("mapping_ready", created.id)   # its first load and the push of rows without sfid
     return redirect(url_for(".index", message=f"Mapping for {created.object_name} created "
                                               f"(table {created.table_schema}.{created.table_name})."), 303)
 
@@ -236,6 +238,22 @@ def resume(mapping_id: int):
                              on_updated=ctx().mapping_hooks.updated)
     ctx().enqueue("apply_inbound")
     return _row_response(m, f"{m.object_name} resumed.")
+
+
+@bp.post("/<int:mapping_id>/reload")
+def reload(mapping_id: int):
+    """Load every record again from Salesforce (Heroku Connect's "reload"); the table keeps serving meanwhile."""
+    m = _mapping_or_404(mapping_id)
+    if not m.reads:
+        abort(409, description=f"{m.object_name} is mapped Postgres → Salesforce only; there is nothing to load.")
+    sync.reload_mapping(mapping_id, "console")
+    return _row_response(m, f"Reload of {m.object_name} queued.")
+
+
+@bp.get("/<int:mapping_id>/row")
+def row(mapping_id: int):
+    """The row alone: a row with a load in progress asks for itself every few seconds."""
+    return _row_response(_mapping_or_404(mapping_id))
 
 
 @bp.post("/<int:mapping_id>/delete")
@@ -314,7 +332,8 @@ def _apply_import(planned: list[Mapping]) -> tuple[int, int]:
     for m in planned:
         existing = mapping_store.get_by_object(ctx().db, m.object_name)
         if existing is None:
-            mapping_store.create(ctx().db, m, on_created=hooks.created)
+            made = mapping_store.create(ctx().db, m, on_created=hooks.created)
+            ctx().enqueue("mapping_ready", made.id)
             created += 1
         else:
             mapping_store.update(ctx().db, replace(existing, fields=m.fields, direction=m.direction,

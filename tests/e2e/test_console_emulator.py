@@ -171,3 +171,36 @@ def test_import_a_heroku_connect_export_then_export_it_again(page, console, tmp_
     page.set_input_files("input[name=config]", str(path))
     page.click("button:text-is('Import')")
     page.wait_for_selector("text=Imported: 0 created, 1 updated")
+
+
+def test_the_first_load_and_a_reload_show_their_progress_in_the_row(page, console, console_settings, emulator):
+    from gateway.salesforce import Salesforce
+    from jobs import load
+
+    sf_users = emulator.salesforce()
+    for i in range(30):
+        sf_users.Contact.create({"LastName": f"Loaded {i}"})
+    page.goto(f"{console.url}/mappings/new?object=Contact")
+    page.check("input[name=field][value=LastName]")
+    page.click("text=Create mapping")
+    page.wait_for_selector("text=Mapping for Contact created")
+    assert cell(page, "Contact", "load").startswith("queued")
+    assert ("mapping_ready", (1,)) in console.ctx.enqueue.calls        # the worker is asked to load it
+
+    sf = Salesforce(console_settings, backoff=0.01)
+    try:
+        load.run_pending(console.db, sf)
+        # No reload of the page: a row with a load in progress asks for itself every 2 s.
+        page.wait_for_function("() => document.querySelector('tr[data-object=Contact] td[data-col=load]')"
+                               ".textContent.includes('loaded')", timeout=15000)
+        assert cell(page, "Contact", "pg_rows") == "30"
+
+        page.click("tr[data-object=Contact] button:text-is('Reload')")
+        page.wait_for_selector("text=Reload of Contact queued")
+        assert cell(page, "Contact", "load").startswith("queued")
+        load.run_pending(console.db, sf)
+        page.wait_for_function("() => document.querySelector('tr[data-object=Contact] td[data-col=load]')"
+                               ".textContent.includes('loaded')", timeout=15000)
+    finally:
+        sf.close()
+    screenshot(page, "mappings-loaded")
