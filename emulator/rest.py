@@ -7,7 +7,7 @@ import time
 from flask import Blueprint, current_app, g, make_response, request
 
 from emulator import ids
-from emulator.auth import authorize, call_options_client, error_response, org, require_session  # noqa: F401
+from emulator.auth import error_response, org, require_session
 from emulator.errors import NotFound, SalesforceError
 from emulator.soql import SoqlError, format_datetime, parse_datetime
 
@@ -486,14 +486,20 @@ def run_query(version: str, soql: str | None, include_deleted: bool, size: int) 
         record.update(zip(plan.aggregate_names, row))
         return {"totalSize": 1, "done": True, "records": [record]}
     records = _page(version, cursor, size)
-    if cursor.done:
-        total = cursor.total()
-        cursor.close()
-        return {"totalSize": total, "done": True, "records": records}
     total = cursor.total()
+    if cursor.done:
+        cursor.close()
+        return _result(version, total, records, None, cursor.position)
     locator = locators().add(cursor, soql, include_deleted, size, the_org.pod)
+    return _result(version, total, records, locator, cursor.position)
+
+
+def _result(version: str, total: int, records: list, locator: str | None, position: int) -> dict:
+    """A query page; nextRecordsUrl (under /query/ for queryAll too, as Salesforce does) while rows remain."""
+    if locator is None:
+        return {"totalSize": total, "done": True, "records": records}
     return {"totalSize": total, "done": False,
-            "nextRecordsUrl": f"/services/data/v{version}/query/{locator}-{cursor.position}", "records": records}
+            "nextRecordsUrl": f"/services/data/v{version}/query/{locator}-{position}", "records": records}
 
 
 def query_more(version: str, locator_ref: str) -> dict:
@@ -516,9 +522,8 @@ def query_more(version: str, locator_ref: str) -> dict:
         total = cursor.total()
         if cursor.done:
             locators().drop(locator)
-            return {"totalSize": total, "done": True, "records": records}
-        return {"totalSize": total, "done": False,
-                "nextRecordsUrl": f"/services/data/v{version}/query/{locator}-{cursor.position}", "records": records}
+            return _result(version, total, records, None, cursor.position)
+        return _result(version, total, records, locator, cursor.position)
 
 
 @bp.get("/services/data/<version>/query")

@@ -7,8 +7,6 @@ from emulator.objects import OBJECTS_DIR
 TEXT_TYPES = {"string", "textarea", "picklist", "multipicklist", "email", "phone", "url", "id", "reference",
               "combobox", "encryptedstring"}
 NUMBER_TYPES = {"double", "currency", "percent", "int", "long"}
-SYSTEM_FIELDS = ("Id", "IsDeleted", "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById",
-                 "SystemModstamp")
 
 
 # What a field gets when a user's describe JSON leaves a property out (a real describe has them all).
