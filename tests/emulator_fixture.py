@@ -21,8 +21,10 @@ The yielded `Emulator` has:
                   -> a logged-in simple_salesforce.Salesforce; client=NAME sends Sforce-Call-Options: client=NAME
     .reset()      deletes every record and change (users stay); faults cleared
 
-The fixture is session-scoped: tests share one org, so create your own records (unique names) or call
-emulator.reset() first. Tests that need their own process (other --time-scale, --session-seconds,
+The fixture is session-scoped: tests share one org, so create your own records (unique names) and
+filter your queries by them; clear any faults you set (emulator.admin("DELETE", "/_emulator/faults")) and
+never advance the shared clock or change its API limit for good. emulator.reset() wipes every record,
+which other tests' records included. Tests that need their own process (other --time-scale, --session-seconds,
 --daily-api-limit) use `start_emulator(tmp_path, "--time-scale", "3600")` as a context manager.
 """
 from __future__ import annotations
