@@ -419,3 +419,20 @@ def test_collections_retrieve(sf):
     records = sf.restful("composite/sobjects/Account", params={"ids": f"{first},{missing}", "fields": "Name"})
     assert records[0]["Name"].startswith("R1") and records[0]["attributes"]["type"] == "Account"
     assert records[1] is None
+
+
+def test_composite_query_subrequest_feeds_a_reference(sf):
+    name = unique("CQ")
+    sf.Account.create({"Name": name})
+    body = {"compositeRequest": [
+        {"method": "GET", "url": f"/services/data/v59.0/query?q=SELECT+Id+FROM+Account+WHERE+Name='{name}'",
+         "referenceId": "found"},
+        {"method": "PATCH", "url": "/services/data/v59.0/sobjects/Account/@{found.records[0].Id}",
+         "referenceId": "renamed", "body": {"Rating": "Warm"}},
+        {"method": "GET", "url": "/services/data/v59.0/sobjects/Account/@{nothing.id}", "referenceId": "broken"},
+    ]}
+    result = sf.restful("composite", method="POST", json=body)["compositeResponse"]
+    assert [r["httpStatusCode"] for r in result] == [200, 204, 400]
+    assert result[1]["body"] is None
+    assert result[2]["body"][0]["errorCode"] == "PROCESSING_HALTED"
+    assert sf.query(f"SELECT Rating FROM Account WHERE Name = '{name}'")["records"][0]["Rating"] == "Warm"
