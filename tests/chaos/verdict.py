@@ -1,0 +1,139 @@
+"""The verdict after the load stops: do both sides agree, was anything lost or created twice, was every
+acknowledged notification applied, and is every logged conflict one the load caused?"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from tests.chaos.load import TABLE, Ledger
+from tests.chaos.system import System
+
+FIELDS = ("Name", "Amount__c", "Status__c", "External_Id__c")
+
+
+@dataclass
+class Drift:
+    missing_in_postgres: list = field(default_factory=list)    # sfids
+    missing_in_salesforce: list = field(default_factory=list)  # external ids (row never synced or deleted there)
+    differ: list = field(default_factory=list)                 # (sfid, field, salesforce value, postgres value)
+    duplicated_in_salesforce: list = field(default_factory=list)   # external ids on several records
+    duplicated_in_postgres: list = field(default_factory=list)
+
+    @property
+    def lost(self) -> int:
+        return (len(self.missing_in_postgres) + len(self.missing_in_salesforce)
+                + len({d[0] for d in self.differ}))
+
+    @property
+    def duplicated(self) -> int:
+        return len(self.duplicated_in_salesforce) + len(self.duplicated_in_postgres)
+
+    def clean(self) -> bool:
+        return not (self.lost or self.duplicated)
+
+    def summary(self, limit: int = 5) -> dict:
+        return {k: (v[:limit], len(v)) for k, v in self.__dict__.items() if v}
+
+
+def _same(sf_value, pg_value) -> bool:
+    if isinstance(pg_value, Decimal) or isinstance(sf_value, float):
+        return sf_value is not None and pg_value is not None and Decimal(str(sf_value)) == Decimal(str(pg_value))
+    return sf_value == pg_value
+
+
+def drift(system: System) -> Drift:
+    """Salesforce (SOQL through simple-salesforce) against Postgres (SQL), record by record."""
+    sf = system.emulator.salesforce(client="chaos-verdict")
+    remote = sf.query_all(f"SELECT Id, {', '.join(FIELDS)} FROM Invoice__c")["records"]
+    rows = system.sql(f"SELECT sfid, name, amount__c, status__c, external_id__c FROM {TABLE} "
+                      "WHERE NOT coalesce(isdeleted, false)")
+    found = Drift()
+    by_ext = Counter(r["External_Id__c"] for r in remote if r["External_Id__c"])
+    found.duplicated_in_salesforce = sorted(e for e, n in by_ext.items() if n > 1)
+    local_ext = Counter(r[4] for r in rows if r[4])
+    found.duplicated_in_postgres = sorted(e for e, n in local_ext.items() if n > 1)
+    local = {r[0]: r for r in rows if r[0]}
+    found.missing_in_salesforce = sorted(str(r[4]) for r in rows if not r[0])
+    for rec in remote:
+        row = local.pop(rec["Id"], None)
+        if row is None:
+            found.missing_in_postgres.append(rec["Id"])
+            continue
+        for name, pg_value in zip(FIELDS, row[1:]):
+            if not _same(rec[name], pg_value):
+                found.differ.append((rec["Id"], name, rec[name], pg_value))
+    found.missing_in_salesforce += sorted(str(r[4]) for r in local.values())
+    return found
+
+
+def quiet(system: System) -> bool:
+    """Nothing in flight: no open change, no pending notification, the emulator's queue empty."""
+    open_changes, pending = system.sql(
+        "SELECT (SELECT count(*) FROM forcebridge.change_log WHERE state IN ('NEW', 'PENDING', 'REQUEUED')),"
+        "       (SELECT count(*) FROM forcebridge.inbox WHERE state = 'pending')")[0]
+    queued = system.emulator.admin("GET", "/_emulator/outbound/status")["queued"]
+    return not (open_changes or pending or queued)
+
+
+def converge(system: System, limit_s: float) -> tuple[float | None, Drift]:
+    """Seconds until the two sides agree and nothing is in flight (None if they never did), last drift."""
+    started = time.monotonic()
+    last = None
+    while time.monotonic() - started < limit_s:
+        if quiet(system):
+            last = drift(system)
+            if last.clean() and quiet(system):
+                return round(time.monotonic() - started, 2), last
+        time.sleep(0.5)
+    return None, last or drift(system)
+
+
+def acknowledged_not_applied(system: System) -> dict:
+    """Every notification the emulator saw acknowledged is in the inbox (a redelivery is the same Id)
+    and applied."""
+    status = system.emulator.admin("GET", "/_emulator/outbound/status")
+    states = dict(system.sql("SELECT state, count(*) FROM forcebridge.inbox GROUP BY state"))
+    stored = sum(states.values())
+    return {"acked": status["acked"], "stored": stored, "dropped_by_salesforce": status["dropped"],
+            "not_applied": stored - states.get("applied", 0),
+            "acked_but_not_stored": max(0, status["acked"] - stored)}
+
+
+def conflicts(system: System, ledger: Ledger) -> dict:
+    """Every logged conflict must be a record the load changed on both sides. Not every such record is
+    logged: when the Postgres change reached Salesforce before Salesforce's change reached Postgres, the
+    two writes were in sequence, not in conflict (the drift check proves they agree)."""
+    logged = system.sql("SELECT pg_values->>'external_id__c', winner FROM forcebridge.conflicts")
+    both = ledger.touched["pg"] & ledger.touched["sf"]
+    unexplained = [ext for ext, _ in logged if ext not in both]
+    return {"both_sides_records": len(both), "simultaneous_writes": len(ledger.both_sides),
+            "logged": len(logged), "winners": dict(Counter(w for _, w in logged)),
+            "unexplained": len(unexplained), "examples": unexplained[:3]}
+
+
+def explain(system: System, found: Drift, limit: int = 3) -> list[dict]:
+    """For a failed verdict: each drifted record's story on both sides (row, change log, inbox, changes)."""
+    exts = list(found.missing_in_salesforce[:limit])
+    sfids = [s for s in found.missing_in_postgres[:limit]] + [d[0] for d in found.differ[:limit]]
+    for sfid in sfids:
+        row = system.sql(f"SELECT external_id__c FROM {TABLE} WHERE sfid = %s", (sfid,))
+        exts.append(row[0][0] if row else sfid)
+    stories = []
+    for key in exts:
+        rows = system.sql(f"SELECT id, sfid, name, _hc_lastop, _hc_err FROM {TABLE} "
+                          "WHERE external_id__c = %s OR sfid = %s", (key, key))
+        record_ids = [r[0] for r in rows]
+        sfids_known = {r[1] for r in rows if r[1]} | ({key} if len(key) == 18 else set())
+        log = system.sql("SELECT id, op, record_id, sfid, state, attempts, created_at::time, finished_at::time, error::text "
+                         "FROM forcebridge.change_log WHERE external_id = %s OR record_id = ANY(%s) "
+                         "OR sfid = ANY(%s) ORDER BY id", (key, record_ids, list(sfids_known)))
+        sfids_known |= {r[3] for r in log if r[3]}
+        inbox = system.sql("SELECT notification_id, sfid, state, fields->>'Name', fields->>'SystemModstamp', "
+                           "received_at::time FROM forcebridge.inbox WHERE sfid = ANY(%s) ORDER BY received_at",
+                           (list(sfids_known),))
+        changes = [c for c in system.emulator.admin("GET", "/_emulator/changes?since=0&limit=100000")["changes"]
+                   if c["record_id"] in sfids_known]
+        stories.append({"key": key, "rows": rows, "change_log": log, "inbox": inbox, "salesforce_changes": changes})
+    return stories
