@@ -33,5 +33,8 @@ test: install /usr/bin/chromium
 demo: install
 	$(PY) -m demo
 
+chaos: install
+	$(PY) -m tests.chaos.run --seconds 300 --rate 10 --fault-every 5
+
 clean:
 	rm -rf $(VENV) instance .pytest_cache

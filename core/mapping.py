@@ -54,8 +54,9 @@ def field_specs(fields: dict, describe: dict | None) -> tuple[FieldSpec, ...]:
     by_name = {f["name"].lower(): f for f in (describe or {}).get("fields", [])}
     specs = []
     for name, opts in fields.items():
-        if not isinstance(name, str) or not _API_NAME.match(name):
-            raise MappingError(f"field name {name!r} is not a Salesforce API name")
+        if not isinstance(name, str) or not _API_NAME.match(name) or len(name) > 63:
+            raise MappingError(f"field name {name[:80]!r} is not a Salesforce API name (at most 63 characters here: "
+                               "its column name must fit Postgres's limit)")
         if name in IMPLIED_FIELDS:
             continue
         opts = opts or {}
@@ -64,17 +65,33 @@ def field_specs(fields: dict, describe: dict | None) -> tuple[FieldSpec, ...]:
         described = by_name.get(name.lower())
         if describe is not None and described is None:
             raise MappingError(f"field {name} does not exist on the Salesforce object")
-        sf_type = (opts.get("type") or (described or {}).get("type") or "").lower()
+        sf_type = opts.get("type") or (described or {}).get("type") or ""
+        if not isinstance(sf_type, str):
+            raise MappingError(f"field {name}: type must be a string")
+        sf_type = sf_type.lower()
         if not sf_type:
             raise MappingError(f"field {name}: no type given and no describe result to read it from")
         if sf_type not in SUPPORTED_TYPES:
             raise MappingError(f"field {name}: Salesforce type {sf_type!r} is not supported")
-        length = opts.get("length") or (described or {}).get("length") or None
-        specs.append(FieldSpec(name=(described or {}).get("name", name), sf_type=sf_type,
-                               length=int(length) if length else None))
+        length = _length(name, opts.get("length") or (described or {}).get("length") or None)
+        specs.append(FieldSpec(name=(described or {}).get("name", name), sf_type=sf_type, length=length))
     if len({s.column for s in specs}) != len(specs):
         raise MappingError("two fields map to the same lowercase column name")
     return tuple(specs)
+
+
+def _length(name: str, length) -> int | None:
+    """A text length as Salesforce has them (1 to 131,072, Long Text Area's maximum), or none."""
+    if length is None:
+        return None
+    try:
+        value = None if isinstance(length, bool) or (isinstance(length, float) and not length.is_integer()) \
+            else int(length)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not 1 <= value <= 131_072:
+        raise MappingError(f"field {name}: length must be a whole number from 1 to 131072")
+    return value
 
 
 def from_entry(entry: dict, describe: dict | None = None, default_schema: str = "salesforce") -> Mapping:
@@ -101,11 +118,13 @@ def from_entry(entry: dict, describe: dict | None = None, default_schema: str = 
     table = entry.get("table") or object_name.lower()
     schema = entry.get("schema") or default_schema
     for label, name in (("table", table), ("schema", schema)):
-        if not _PG_NAME.match(name):
+        if not isinstance(name, str) or not _PG_NAME.match(name):
             raise MappingError(f"{label} {name!r} must be a lowercase Postgres name")
+        if name.startswith("pg_") or name == "information_schema":
+            raise MappingError(f"{label} {name!r} is reserved for Postgres's own catalogs")
     specs = field_specs(fields, describe)
     upsert_field = config.get("upsert_field") or None
-    if upsert_field is not None and upsert_field not in {s.name for s in specs}:
+    if upsert_field is not None and (not isinstance(upsert_field, str) or upsert_field not in {s.name for s in specs}):
         raise MappingError(f"upsert_field {upsert_field} must be one of the mapped fields")
     clashes = {s.column for s in specs} & set(SYSTEM_COLUMNS)
     if clashes:

@@ -1,6 +1,7 @@
 """Parse a Salesforce Outbound Message (SOAP 1.1) into plain data, safely, and build the replies."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
@@ -10,6 +11,10 @@ SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 OUTBOUND_NS = "http://soap.sforce.com/2005/09/outbound"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 MAX_NOTIFICATIONS = 100
+# Ids longer than 18 cannot be stored (sfid is varchar(18)) and Salesforce never sends them: refused with
+# a 400, not a 503 that would make a sender retry them for a day. (Test fixtures in the wild use short Ids.)
+_SALESFORCE_ID = re.compile(r"^[A-Za-z0-9]{1,18}$")
+_API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
 
 ACK = (
     '<?xml version="1.0" encoding="UTF-8"?>'
@@ -120,6 +125,8 @@ def _read_notification(el) -> Notification:
             sobject = child
     if not note_id:
         raise MessageError("a Notification has no Id")
+    if not _SALESFORCE_ID.match(note_id):
+        raise MessageError(f"notification Id {note_id[:40]!r} is not a Salesforce Id")
     if sobject is None:
         raise MessageError(f"notification {note_id} has no sObject")
     object_name = _object_name(sobject, note_id)
@@ -133,6 +140,8 @@ def _read_notification(el) -> Notification:
     sfid = (fields.get("Id") or "").strip()
     if not sfid:
         raise MessageError(f"notification {note_id} has no sObject Id")
+    if not _SALESFORCE_ID.match(sfid):
+        raise MessageError(f"notification {note_id}: {sfid[:40]!r} is not a Salesforce Id")
     return Notification(id=note_id, object_name=object_name, sfid=sfid, fields=fields)
 
 
@@ -140,7 +149,10 @@ def _object_name(sobject, note_id: str) -> str:
     xsi_type = sobject.get(f"{{{XSI_NS}}}type")
     if not xsi_type:
         raise MessageError(f"notification {note_id}: sObject has no xsi:type")
-    return xsi_type.rsplit(":", 1)[-1]
+    name = xsi_type.rsplit(":", 1)[-1]
+    if not _API_NAME.match(name):
+        raise MessageError(f"notification {note_id}: {name[:80]!r} is not a Salesforce object name")
+    return name
 
 
 def same_org(sent: str, expected: str) -> bool:

@@ -19,6 +19,9 @@ def settle(db: Database, conn: psycopg.Connection, batch: UpsertBatch) -> Upsert
     m = batch.mapping
     if not m.writes:
         return batch
+    batch = _without_deleted(conn, batch)
+    if not batch.sfids:
+        return batch
     _link_by_external_id(conn, batch)
     local = {r["sfid"]: r for r in conn.execute(
         sql.SQL(QUERIES["pending_local_rows"]).format(table=table_ident(m)),
@@ -46,6 +49,17 @@ def settle(db: Database, conn: psycopg.Connection, batch: UpsertBatch) -> Upsert
     if salesforce_won:
         db.run(conn, "drop_open_changes", {"mapping_id": m.id, "record_ids": salesforce_won})
     return _subset(batch, keep)
+
+
+def _without_deleted(conn: psycopg.Connection, batch: UpsertBatch) -> UpsertBatch:
+    """Drop notifications for records the app deleted here: the delete is, or will be, in Salesforce too,
+    and a notification queued before it (delayed, duplicated, reordered) would otherwise re-insert the row."""
+    gone = {r["sfid"] for r in conn.execute(
+        sql.SQL(QUERIES["deleted_from_postgres"]).format(table=table_ident(batch.mapping)),
+        {"mapping_id": batch.mapping.id, "sfids": batch.sfids}).fetchall()}
+    if not gone:
+        return batch
+    return _subset(batch, [i for i, sfid in enumerate(batch.sfids) if sfid not in gone])
 
 
 def _link_by_external_id(conn: psycopg.Connection, batch: UpsertBatch) -> None:

@@ -34,10 +34,10 @@ def create_app(settings: Settings | None = None, *, enqueue=None, migrate_on_sta
                                                 created=sync.on_mapping_created,
                                                 updated=capture.sync_with_mapping, deleted=capture.on_deleted))
 
-    from webapp import api, cli, health, outbound, sync_errors
+    from webapp import api, cli, health, openapi, outbound, sync_errors
     from webapp import assets, auth, dashboard, errors, mappings, metrics, security, setup, trends
 
-    for blueprint in (outbound.bp, api.bp, health.bp, sync_errors.bp, sync.bp):
+    for blueprint in (outbound.bp, api.bp, health.bp, sync_errors.bp, sync.bp, openapi.bp):
         app.register_blueprint(blueprint)
     for blueprint in (auth.bp, assets.bp, dashboard.bp, mappings.bp, trends.bp, errors.bp, setup.bp, metrics.bp):
         app.register_blueprint(blueprint)

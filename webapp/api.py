@@ -38,6 +38,18 @@ def not_found(exc):
     return jsonify(error="not_found", message=exc.description), 404
 
 
+@bp.app_errorhandler(404)
+@bp.app_errorhandler(405)
+def unrouted(exc):
+    """A URL or method no route takes: under /api/ the answer is JSON like every other API answer."""
+    if not request.path.startswith("/api/"):
+        return exc
+    response = jsonify(error="not_found" if exc.code == 404 else "method_not_allowed", message=exc.description)
+    if exc.code == 405 and exc.valid_methods:
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response, exc.code
+
+
 @bp.get("/mappings")
 def list_mappings():
     return jsonify(mappings=[to_entry(m) for m in mapping_store.list_all(ctx().db)])
@@ -113,6 +125,8 @@ def hourly_stats():
         abort(400, description="hours must be a whole number")
     if not 1 <= hours <= 24 * 90:
         abort(400, description="hours must be between 1 and 2160")
+    if mapping_id is not None and not 0 <= mapping_id <= 2_147_483_647:
+        abort(400, description="mapping_id is not a mapping's id")
     rows = ctx().db.fetchall("hourly_stats", {"hours": hours, "mapping_id": mapping_id})
     return jsonify(hours=hours, buckets=[
         {"hour": r["hour"].isoformat(), "mapping_id": r["mapping_id"], "direction": r["direction"],

@@ -67,7 +67,7 @@ def run(scenario: Scenario, database_url: str, work_dir: pathlib.Path) -> dict:
                             and not result["not_applied"] and not result["unexplained_conflicts"])
         if not result["ok"]:
             result["logs"] = system.logs_tail()
-            result["stories"] = verdict.explain(system, found)
+            result["stories"] = verdict.explain(system, found, conflicts["examples"])
         return result
 
 

@@ -113,9 +113,10 @@ def conflicts(system: System, ledger: Ledger) -> dict:
             "unexplained": len(unexplained), "examples": unexplained[:3]}
 
 
-def explain(system: System, found: Drift, limit: int = 3) -> list[dict]:
-    """For a failed verdict: each drifted record's story on both sides (row, change log, inbox, changes)."""
-    exts = list(found.missing_in_salesforce[:limit])
+def explain(system: System, found: Drift, also: list[str] = (), limit: int = 3) -> list[dict]:
+    """For a failed verdict: each drifted record's story on both sides (row, change log, inbox, changes);
+    `also`: more external ids to tell (unexplained conflicts)."""
+    exts = list(found.missing_in_salesforce[:limit]) + list(also)
     sfids = [s for s in found.missing_in_postgres[:limit]] + [d[0] for d in found.differ[:limit]]
     for sfid in sfids:
         row = system.sql(f"SELECT external_id__c FROM {TABLE} WHERE sfid = %s", (sfid,))
@@ -135,5 +136,9 @@ def explain(system: System, found: Drift, limit: int = 3) -> list[dict]:
                            (list(sfids_known),))
         changes = [c for c in system.emulator.admin("GET", "/_emulator/changes?since=0&limit=100000")["changes"]
                    if c["record_id"] in sfids_known]
-        stories.append({"key": key, "rows": rows, "change_log": log, "inbox": inbox, "salesforce_changes": changes})
+        logged = system.sql("SELECT sfid, winner, pg_values::text, sf_values::text, pg_changed_at::time, "
+                            "sf_changed_at::time, detected_at::time FROM forcebridge.conflicts "
+                            "WHERE sfid = ANY(%s)", (list(sfids_known),))
+        stories.append({"key": key, "rows": rows, "change_log": log, "inbox": inbox, "salesforce_changes": changes,
+                        "conflicts": logged})
     return stories

@@ -1,0 +1,39 @@
+"""Found by the chaos suite: a notification queued before the app deleted the record (delayed by a web
+outage, duplicated or reordered by Salesforce) must not bring the deleted row back."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from jobs.drain import drain
+from jobs.inbound import apply_pending
+from tests.conftest import OUTBOUND_TOKEN
+from tests.integration.test_capture import sql, writing_mapping
+from tests.integration.test_echo_and_conflicts import om
+from tests.integration.test_write_path import (FAST, FIELDS, db, invoices, sf, sf_api, sf_app,  # noqa: F401
+                                               sf_settings)
+
+
+@pytest.mark.parametrize("delete_sent", [True, False], ids=["delete in Salesforce", "delete still queued"])
+def test_a_late_notification_does_not_resurrect_a_row_the_app_deleted(sf_api, sf_app, sf_settings, db, sf,
+                                                                        emulator, delete_sent):
+    writing_mapping(sf_api, fields=FIELDS, direction="bidirectional", upsert_field="External_Id__c")
+    url = sf_settings.database_url
+    sql(url, "INSERT INTO salesforce.invoice__c (name, amount__c, external_id__c) VALUES ('doomed', 1, 'D1')")
+    drain(db, sf, FAST)
+    sfid = sql(url, "SELECT sfid FROM salesforce.invoice__c")[0][0]
+    modstamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    late = om(emulator.org_id, sfid, "doomed", 1, modstamp, "D1")          # our insert's echo, held up
+    sql(url, "DELETE FROM salesforce.invoice__c")
+    if delete_sent:
+        drain(db, sf, FAST)
+        assert "D1" not in invoices(sf)
+    client = sf_app.test_client()
+    for _ in range(2):                                                       # and once more, duplicated
+        assert client.post(f"/outbound/{OUTBOUND_TOKEN}", data=late, content_type="text/xml").status_code == 200
+    apply_pending(db)
+    drain(db, sf, FAST)
+    assert sql(url, "SELECT count(*) FROM salesforce.invoice__c") == [(0,)]
+    assert sql(url, "SELECT state FROM forcebridge.inbox") == [("applied",)]
+    assert "D1" not in invoices(sf)

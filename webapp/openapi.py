@@ -1,0 +1,180 @@
+"""GET /api/v1/openapi.json: the JSON API (webapp/api.py, webapp/sync_errors.py) described in OpenAPI 3.0.
+Public (the document holds no data); tests/integration/test_openapi.py keeps it in step with the routes."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
+
+MAX_ID = 2_147_483_647   # ids are Postgres integers / bigints; larger ones name nothing
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict:
+    words = {400: "The request is malformed or invalid", 401: "No or wrong bearer token",
+             404: "No such resource", 409: "Conflicts with the current state"}
+    return {str(c): _json(_ref("Error"), words[c]) for c in (401, *codes)}
+
+
+def _id_param(name: str, description: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
+
+
+FIELD = {"type": "object", "description": "Salesforce field type and length; empty when the describe supplies them",
+         "properties": {"type": {"type": "string"}, "length": {"type": "integer", "minimum": 1, "maximum": 131072}}}
+CONFIG = {
+    "type": "object",
+    "description": "Heroku Connect's exported mapping config",
+    "properties": {
+        "access": {"type": "string", "enum": ["read_only", "read_write"]},
+        "fields": {"type": "object", "additionalProperties": FIELD, "minProperties": 1,
+                   "description": "Salesforce field API name -> its type (Id, SystemModstamp, IsDeleted are implied)"},
+        "upsert_field": {"type": "string", "nullable": True, "description": "external id field used for inserts"},
+    },
+    "additionalProperties": True,
+}
+DIRECTION = {"type": "string", "enum": ["sf_to_pg", "pg_to_sf", "bidirectional"]}
+CONFLICT_RULE = {"type": "string", "enum": ["last_writer_wins", "salesforce_wins", "postgres_wins"]}
+CHANGE_STATE = {"type": "string", "enum": ["NEW", "PENDING", "SUCCESS", "FAILED", "IGNORED", "MERGED", "REQUEUED"]}
+TIMESTAMP = {"type": "string", "format": "date-time"}
+
+SCHEMAS = {
+    "Error": {"type": "object", "required": ["error", "message"],
+              "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
+    "MappingIn": {
+        "type": "object", "required": ["object_name", "config"],
+        "properties": {"object_name": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]*$"},
+                       "config": CONFIG, "table": {"type": "string"}, "schema": {"type": "string"},
+                       "direction": DIRECTION, "conflict_rule": CONFLICT_RULE, "active": {"type": "boolean"}}},
+    "MappingPatch": {
+        "type": "object",
+        "properties": {"config": CONFIG, "direction": DIRECTION, "conflict_rule": CONFLICT_RULE,
+                       "active": {"type": "boolean"}}},
+    "Mapping": {
+        "type": "object",
+        "required": ["id", "object_name", "config", "table", "schema", "direction", "conflict_rule", "active"],
+        "properties": {"id": {"type": "integer"}, "object_name": {"type": "string"}, "config": CONFIG,
+                       "table": {"type": "string"}, "schema": {"type": "string"}, "direction": DIRECTION,
+                       "conflict_rule": CONFLICT_RULE, "active": {"type": "boolean"}}},
+    "HourlyStats": {
+        "type": "object", "required": ["hours", "buckets"],
+        "properties": {"hours": {"type": "integer"}, "buckets": {"type": "array", "items": {
+            "type": "object", "required": ["hour", "mapping_id", "direction", "outcome", "count"],
+            "description": "every hour of the range appears; an hour with no activity has nulls and count 0",
+            "properties": {"hour": TIMESTAMP, "mapping_id": {"type": "integer", "nullable": True},
+                           "direction": {"type": "string", "enum": ["sf_to_pg", "pg_to_sf"], "nullable": True},
+                           "outcome": {"type": "string", "nullable": True}, "count": {"type": "integer"}}}}}},
+    "ChangeError": {
+        "type": "object",
+        "required": ["id", "mapping_id", "op", "record_id", "state", "attempts", "created_at"],
+        "properties": {
+            "id": {"type": "integer"}, "mapping_id": {"type": "integer"},
+            "object_name": {"type": "string", "nullable": True}, "table": {"type": "string", "nullable": True},
+            "op": {"type": "string", "enum": ["insert", "update", "delete"]}, "record_id": {"type": "integer"},
+            "sfid": {"type": "string", "nullable": True}, "external_id": {"type": "string", "nullable": True},
+            "fields": {"type": "array", "items": {"type": "string"}, "nullable": True}, "state": CHANGE_STATE,
+            "attempts": {"type": "integer"}, "error": {"nullable": True, "description": "Salesforce's error JSON"},
+            "created_at": TIMESTAMP, "finished_at": {**TIMESTAMP, "nullable": True}}},
+    "Conflict": {
+        "type": "object", "required": ["id", "mapping_id", "sfid", "rule", "winner", "pg_values", "sf_values"],
+        "properties": {
+            "id": {"type": "integer"}, "mapping_id": {"type": "integer"},
+            "record_id": {"type": "integer", "nullable": True}, "sfid": {"type": "string"}, "rule": CONFLICT_RULE,
+            "winner": {"type": "string", "enum": ["salesforce", "postgres"]},
+            "pg_values": {"type": "object"}, "sf_values": {"type": "object"},
+            "pg_changed_at": {**TIMESTAMP, "nullable": True}, "sf_changed_at": {**TIMESTAMP, "nullable": True},
+            "detected_at": TIMESTAMP}},
+}
+
+LIMIT = {"name": "limit", "in": "query", "schema": {"type": "integer"},
+         "description": "at most this many (default 100); clamped to 1..1000, an unreadable value means the default"}
+MAPPING_ID = _id_param("mapping_id", "the mapping's id")
+CHANGE_ID = _id_param("change_id", "the change_log entry's id")
+
+PATHS = {
+    "/mappings": {
+        "get": {"summary": "List mappings", "operationId": "listMappings",
+                "responses": {"200": _json({"type": "object", "required": ["mappings"], "properties": {
+                    "mappings": {"type": "array", "items": _ref("Mapping")}}}, "Every mapping"), **_errors()}},
+        "post": {"summary": "Create a mapping (and its table)", "operationId": "createMapping",
+                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("MappingIn")}}},
+                 "responses": {"201": _json(_ref("Mapping"), "Created"), **_errors(400, 409)}},
+    },
+    "/mappings/{mapping_id}": {
+        "parameters": [MAPPING_ID],
+        "get": {"summary": "One mapping", "operationId": "getMapping",
+                "responses": {"200": _json(_ref("Mapping"), "The mapping"), **_errors(404)}},
+        "patch": {"summary": "Change a mapping (fields, direction, conflict rule, active)",
+                  "operationId": "patchMapping",
+                  "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("MappingPatch")}}},
+                  "responses": {"200": _json(_ref("Mapping"), "Changed"), **_errors(400, 404)}},
+        "delete": {"summary": "Delete a mapping", "operationId": "deleteMapping",
+                   "parameters": [{"name": "drop_table", "in": "query", "schema": {"type": "boolean"},
+                                   "description": "also drop its table (default false)"}],
+                   "responses": {"200": _json({"type": "object", "required": ["deleted", "table_dropped"],
+                                               "properties": {"deleted": _ref("Mapping"),
+                                                              "table_dropped": {"type": "boolean"}}}, "Deleted"),
+                                 **_errors(404)}},
+    },
+    "/stats/hourly": {
+        "get": {"summary": "Sync counts per hour, mapping, direction and outcome", "operationId": "hourlyStats",
+                "parameters": [
+                    {"name": "hours", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 2160}},
+                    {"name": "mapping_id", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID}}],
+                "responses": {"200": _json(_ref("HourlyStats"), "Buckets"), **_errors(400)}},
+    },
+    "/errors": {
+        "get": {"summary": "Postgres -> Salesforce changes that failed (or wait for a retry)", "operationId": "listErrors",
+                "parameters": [
+                    {"name": "state", "in": "query", "schema": {"type": "string", "enum": ["FAILED", "REQUEUED", "IGNORED"]}},
+                    LIMIT],
+                "responses": {"200": _json({"type": "object", "required": ["errors"], "properties": {
+                    "errors": {"type": "array", "items": _ref("ChangeError")}}}, "Entries"), **_errors(400)}},
+    },
+    "/errors/{change_id}/retry": {
+        "parameters": [CHANGE_ID],
+        "post": {"summary": "Send a failed change again", "operationId": "retryError",
+                 "responses": {"200": _json({"type": "object", "required": ["id", "state"], "properties": {
+                     "id": {"type": "integer"}, "state": {"type": "string", "enum": ["REQUEUED"]}}}, "Requeued"),
+                     **_errors(404, 409)}},
+    },
+    "/errors/{change_id}/ignore": {
+        "parameters": [CHANGE_ID],
+        "post": {"summary": "Give up on a failed change", "operationId": "ignoreError",
+                 "responses": {"200": _json({"type": "object", "required": ["id", "state"], "properties": {
+                     "id": {"type": "integer"}, "state": {"type": "string", "enum": ["IGNORED"]}}}, "Ignored"),
+                     **_errors(404, 409)}},
+    },
+    "/conflicts": {
+        "get": {"summary": "Records changed on both sides, and who won", "operationId": "listConflicts",
+                "parameters": [LIMIT],
+                "responses": {"200": _json({"type": "object", "required": ["conflicts"], "properties": {
+                    "conflicts": {"type": "array", "items": _ref("Conflict")}}}, "Conflicts, newest first"),
+                    **_errors()}},
+    },
+}
+
+SPEC = {
+    "openapi": "3.0.3",
+    "info": {"title": "ForceBridge API", "version": "1",
+             "description": "Mappings, sync statistics, failed changes and conflicts. Every operation needs "
+                            "`Authorization: Bearer <API_TOKEN>`."},
+    "servers": [{"url": "/api/v1"}],
+    "security": [{"bearer": []}],
+    "paths": PATHS,
+    "components": {"schemas": SCHEMAS,
+                   "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+}
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(SPEC)
