@@ -12,6 +12,7 @@ SYSTEM_COLUMNS = ("id", "sfid", "systemmodstamp", "isdeleted", "_hc_lastop", "_h
 # Fields every mapping carries whether or not the user lists them: they are the system columns.
 IMPLIED_FIELDS = {"Id": "id", "SystemModstamp": "datetime", "IsDeleted": "boolean"}
 
+MAX_FIELDS = 1000      # more than any Salesforce object has
 _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _PG_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -51,6 +52,8 @@ class Mapping:
 def field_specs(fields: dict, describe: dict | None) -> tuple[FieldSpec, ...]:
     """Fields as {"Name": {"type": "string", "length": 80}} or HC's {"Name": {}}; types come from the
     describe result when the entry has none."""
+    if len(fields) > MAX_FIELDS:
+        raise MappingError(f"a mapping takes at most {MAX_FIELDS} fields (Postgres tables hold at most 1,600 columns)")
     by_name = {f["name"].lower(): f for f in (describe or {}).get("fields", [])}
     specs = []
     for name, opts in fields.items():

@@ -38,14 +38,14 @@ def not_found(exc):
     return jsonify(error="not_found", message=exc.description), 404
 
 
-@bp.app_errorhandler(404)
 @bp.app_errorhandler(405)
-def unrouted(exc):
-    """A URL or method no route takes: under /api/ the answer is JSON like every other API answer."""
+def method_not_allowed(exc):
+    """A method no route takes: under /api/ the answer is JSON like every other API answer (404s: see
+    webapp/security.py, whose handler owns that code)."""
     if not request.path.startswith("/api/"):
         return exc
-    response = jsonify(error="not_found" if exc.code == 404 else "method_not_allowed", message=exc.description)
-    if exc.code == 405 and exc.valid_methods:
+    response = jsonify(error="method_not_allowed", message=exc.description)
+    if exc.valid_methods:
         response.headers["Allow"] = ", ".join(exc.valid_methods)
     return response, exc.code
 

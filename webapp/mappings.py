@@ -318,6 +318,8 @@ def import_config():
         connection, entries = configuration.read_document(json.loads(raw or b"null"))
         schema = configuration.default_schema(connection)
         planned = [from_entry(e, describe=_describe(e["object_name"]), default_schema=schema) for e in entries]
+    except RecursionError:
+        return _list_page(400, error="Nothing imported: the document is nested too deeply")
     except (ValueError, MappingError) as exc:
         return _list_page(400, error=f"Nothing imported: {exc}")
     created, updated = _apply_import(planned)

@@ -6,7 +6,7 @@ import hmac
 import secrets
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, g, redirect, render_template, request, url_for
+from flask import Flask, abort, g, jsonify, redirect, render_template, request, url_for
 
 from webapp.context import ctx
 
@@ -70,7 +70,8 @@ def _same_origin() -> bool:
 
 def _guard():
     endpoint = request.endpoint or ""
-    if endpoint in PUBLIC_ENDPOINTS or (request.endpoint and request.path.startswith(BEARER_PREFIX)):
+    # Under /api/ even a path no route takes is the API's to answer (a JSON 404 or 405), never the sign-in page.
+    if endpoint in PUBLIC_ENDPOINTS or request.path.startswith(BEARER_PREFIX):
         return None
     if not signed_in():
         if request.method in SAFE_METHODS and not request.headers.get("HX-Request"):
@@ -108,6 +109,9 @@ def init_app(app: Flask) -> None:
 
 def _refused(exc):
     """401/403 as a page for browsers; HTMX gets sent to the sign-in page when the session ended."""
+    if request.path.startswith(BEARER_PREFIX):
+        return jsonify(error={401: "unauthorized", 403: "forbidden"}.get(exc.code, "not_found"),
+                       message=exc.description), exc.code
     if exc.code == 401 and request.headers.get("HX-Request"):
         return "", 401, {"HX-Redirect": url_for("auth.login")}
     return render_template("error.html", code=exc.code, message=exc.description), exc.code

@@ -16,6 +16,8 @@ bp = Blueprint("trends", __name__, url_prefix="/trends")
 def index():
     range_name = request.args.get("range", "24h")
     mapping_id = request.args.get("mapping", type=int)
+    if mapping_id is not None and not 0 <= mapping_id <= 2_147_483_647:
+        abort(400, description="mapping is not a mapping's id")
     try:
         hours = trends.hours_for(range_name)
     except ValueError as exc:

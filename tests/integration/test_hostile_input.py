@@ -70,8 +70,9 @@ def test_soap_endpoint_refuses_hostile_documents_and_stores_nothing(client, sett
 
 
 @pytest.mark.parametrize("method", ["get", "put", "delete", "patch"])
-def test_soap_endpoint_takes_only_post(client, method):
-    assert getattr(client, method)(f"/outbound/{OUTBOUND_TOKEN}").status_code == 405
+def test_soap_endpoint_takes_only_post(client, settings, method):
+    status = getattr(client, method)(f"/outbound/{OUTBOUND_TOKEN}").status_code
+    assert 300 <= status < 500 and counts(settings.database_url) == (0, 0)   # 405, or the console's sign-in
 
 
 def test_soap_endpoint_with_a_form_content_type_is_refused(client, settings):
@@ -110,3 +111,122 @@ def test_api_refuses_hostile_requests_with_json_and_touches_nothing(api, setting
     assert 400 <= r.status_code < 500, (r.status_code, r.get_data(as_text=True)[:300])
     assert r.is_json and "error" in r.get_json()
     assert counts(settings.database_url) == before
+
+
+# -- the console's forms (signed in, with the CSRF token: what is left is the input itself) ------------------
+
+BILLION_LAUGHS = (b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">'
+                  b'<!ENTITY c "&b;&b;&b;&b;&b;&b;">]><definitions>&c;</definitions>')
+XXE = b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><definitions>&x;</definitions>'
+WSDL_IMPORT = (b'<definitions xmlns="http://schemas.xmlsoap.org/wsdl/"><import namespace="x" '
+               b'location="http://127.0.0.1:1/other.wsdl"/></definitions>')
+
+
+def deep_json(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+TYPED = "Name:string:80\nAmount__c:currency"
+CONSOLE_POSTS = [
+    ("/mappings", {"object_name": "Invoice__c", "typed_fields": "Name:string:abc"}),
+    ("/mappings", {"object_name": "Invoice__c", "typed_fields": "Name:string:-1"}),
+    ("/mappings", {"object_name": "Invoice__c", "typed_fields": "Name:string:99999999999999999999999"}),
+    ("/mappings", {"object_name": "Invoice__c", "typed_fields": "Name::::::"}),
+    ("/mappings", {"object_name": "Invoice__c", "typed_fields": ":\n:\n\x00"}),
+    ("/mappings", {"object_name": "Invoice__c", "typed_fields": "\n".join(f"F{i}:string" for i in range(2000))}),
+    ("/mappings", {"object_name": "Invoice__c", "typed_fields": "N" * 300 + ":string"}),
+    ("/mappings", {"object_name": "Invoice__c", "typed_fields": TYPED, "schema": "pg_catalog"}),
+    ("/mappings", {"object_name": "Invoice__c", "typed_fields": TYPED, "table": "x; DROP TABLE y"}),
+    ("/mappings", {"object_name": "Invoice__c", "typed_fields": TYPED, "direction": "sideways"}),
+    ("/mappings", {"object_name": "Invoice__c", "typed_fields": TYPED, "conflict_rule": "coin_flip"}),
+    ("/mappings", {"object_name": "Invoice__c", "typed_fields": TYPED, "upsert_field": "Nope__c"}),
+    ("/mappings", {"object_name": "' OR 1=1 --", "typed_fields": TYPED}),
+    ("/mappings", {"object_name": "", "field": ["Name"], "type:Name": "string"}),
+    ("/mappings", {"object_name": "Invoice__c", "field": ["Name"], "type:Name": "no-such-type"}),
+    ("/mappings/2147483648", {"typed_fields": TYPED}),
+    ("/mappings/99999999999999999999/pause", {}),
+    ("/mappings/99999999999999999999/resume", {}),
+    ("/mappings/99999999999999999999/delete", {"drop_table": "yes"}),
+    ("/mappings/import", {"config_text": "not json"}),
+    ("/mappings/import", {"config_text": "null"}),
+    ("/mappings/import", {"config_text": "[1, 2, 3]"}),
+    ("/mappings/import", {"config_text": '{"mappings": [{"object_name": 5}]}'}),
+    ("/mappings/import", {"config_text": '{"mappings": "all of them"}'}),
+    ("/mappings/import", {"config_text": '{"format": "forcebridge", "mappings": [{"object_name": "Invoice__c", '
+                                         '"config": {"fields": {"Name": {"type": "string", "length": "x"}}}}]}'}),
+    ("/mappings/import", {"config_text": deep_json(100_000)}),
+    ("/mappings/import", {"config_text": "1e999999"}),
+    ("/errors/notifications/" + "x" * 5000 + "/retry", {}),
+    ("/errors/notifications/'; DROP TABLE forcebridge.inbox; --/ignore", {}),
+    ("/errors/writes/99999999999999999999/retry", {}),
+    ("/errors/writes/9223372036854775808/ignore", {}),
+]
+CONSOLE_UPLOADS = [
+    ("/mappings/wsdl", "wsdl", BILLION_LAUGHS),
+    ("/mappings/wsdl", "wsdl", XXE),
+    ("/mappings/wsdl", "wsdl", WSDL_IMPORT),
+    ("/mappings/wsdl", "wsdl", b"\xff\xfe\x00garbage"),
+    ("/mappings/wsdl", "wsdl", b"<definitions>" + b"<a>" * 5000 + b"</a>" * 5000 + b"</definitions>"),
+    ("/mappings/wsdl", "wsdl", b""),
+    ("/mappings/import", "config", b"\xff\xfe\x00garbage"),
+    ("/mappings/import", "config", b'{"mappings": [' + b'{"object_name": "Invoice__c"},' * 10_000 + b'{}]}'),
+]
+CONSOLE_GETS = ["/trends?mapping=abc&range=forever", "/trends?mapping=99999999999999999999", "/errors?page=-1",
+                "/mappings/new?object=" + "A" * 5000, "/mappings/new?object=../../etc", "/mappings/export?flavor=x",
+                "/mappings/2147483648/edit", "/assets/..%2f..%2fsettings.py", "/assets/%00",
+                "/overview/status?x=" + "y" * 5000, "/login?next=//evil.example"]
+
+
+@pytest.fixture(scope="module")
+def console(pg_url, tmp_path_factory):
+    """The console signed in, shared by the module (the cases compare counts, they need no empty database);
+    returns (client, csrf token, base URL)."""
+    from tests.conftest import EnqueueRecorder
+    from tests.integration.test_console_security import BASE, PASSWORD, csrf_of, sign_in
+    from settings import Settings
+    from webapp import create_app
+
+    settings = Settings.from_env(database_url=pg_url, secret_key="test-secret", admin_password=PASSWORD,
+                                 huey_url=f"sqlite:///{tmp_path_factory.mktemp('huey') / 'huey.db'}",
+                                 instance_path=tmp_path_factory.mktemp("instance"), salesforce_org_id=ORG_ID)
+    app = create_app(settings, enqueue=EnqueueRecorder())
+    client = app.test_client()
+    assert sign_in(client).status_code in (302, 303)
+    yield client, csrf_of(client), BASE
+    app.extensions["forcebridge"].db.close()
+
+
+def _console_counts(url):
+    return sql(url, "SELECT (SELECT count(*) FROM forcebridge.inbox), (SELECT count(*) FROM forcebridge.mappings), "
+                    "(SELECT count(*) FROM forcebridge.change_log), "
+                    "(SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN "
+                    "('pg_catalog', 'information_schema'))")[0]
+
+
+@pytest.mark.parametrize("path,form", CONSOLE_POSTS, ids=[f"{p[:40]} {sorted(f)[:2]}" for p, f in CONSOLE_POSTS])
+def test_console_forms_refuse_hostile_input_and_touch_nothing(console, pg_url, path, form):
+    client, token, base = console
+    before = _console_counts(pg_url)
+    r = client.post(path, base_url=base, data={**form, "csrf_token": token})
+    assert 400 <= r.status_code < 500, (r.status_code, r.get_data(as_text=True)[:300])
+    assert _console_counts(pg_url) == before
+
+
+@pytest.mark.parametrize("path,name,content", CONSOLE_UPLOADS, ids=[f"{p} {c[:20]!r}" for p, _, c in CONSOLE_UPLOADS])
+def test_console_uploads_refuse_hostile_files_and_touch_nothing(console, pg_url, path, name, content):
+    import io
+
+    client, token, base = console
+    before = _console_counts(pg_url)
+    r = client.post(path, base_url=base, data={"csrf_token": token, name: (io.BytesIO(content), "upload.txt")},
+                    content_type="multipart/form-data")
+    assert 400 <= r.status_code < 500, (r.status_code, r.get_data(as_text=True)[:300])
+    assert b"root:" not in r.data                                    # no file read through an entity
+    assert _console_counts(pg_url) == before
+
+
+@pytest.mark.parametrize("path", CONSOLE_GETS)
+def test_console_pages_survive_hostile_query_strings(console, path):
+    client, _, base = console
+    r = client.get(path, base_url=base)
+    assert r.status_code < 500, (r.status_code, r.get_data(as_text=True)[:300])
