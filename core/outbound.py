@@ -11,9 +11,11 @@ SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 OUTBOUND_NS = "http://soap.sforce.com/2005/09/outbound"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 MAX_NOTIFICATIONS = 100
-# Ids longer than 18 cannot be stored (sfid is varchar(18)) and Salesforce never sends them: refused with
-# a 400, not a 503 that would make a sender retry them for a day. (Test fixtures in the wild use short Ids.)
+# Record Ids longer than 18 cannot be stored (sfid is varchar(18)) and Salesforce never sends them: refused
+# with a 400, not a 503 that would make a sender retry them for a day. (Test fixtures in the wild use short
+# Ids; the console's setup check uses a longer notification Id of its own.)
 _SALESFORCE_ID = re.compile(r"^[A-Za-z0-9]{1,18}$")
+_NOTIFICATION_ID = re.compile(r"^[A-Za-z0-9]{1,40}$")
 _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
 
 ACK = (
@@ -125,7 +127,7 @@ def _read_notification(el) -> Notification:
             sobject = child
     if not note_id:
         raise MessageError("a Notification has no Id")
-    if not _SALESFORCE_ID.match(note_id):
+    if not _NOTIFICATION_ID.match(note_id):
         raise MessageError(f"notification Id {note_id[:40]!r} is not a Salesforce Id")
     if sobject is None:
         raise MessageError(f"notification {note_id} has no sObject")
