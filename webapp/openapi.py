@@ -1,4 +1,4 @@
-"""GET /api/v1/openapi.json: the JSON API (webapp/api.py, webapp/sync_errors.py) described in OpenAPI 3.0.
+"""GET /api/v1/openapi.json: the JSON API (webapp/api.py, sync_errors.py, sync.py) described in OpenAPI 3.0.
 Public (the document holds no data); tests/integration/test_openapi.py keeps it in step with the routes."""
 from __future__ import annotations
 
@@ -161,6 +161,67 @@ PATHS = {
                     **_errors()}},
     },
 }
+
+LOAD = {"type": "object", "description": "a load's progress: state, loaded/total, percent, rate, ETA",
+        "required": ["id", "mapping_id", "state"],
+        "properties": {"id": {"type": "integer"}, "mapping_id": {"type": "integer"}, "state": {"type": "string"},
+                       "method": {"type": "string", "nullable": True}, "error": {"nullable": True}}}
+DRIFT = {"type": "object", "description": "one drift check: counts and the records that differ",
+         "required": ["mapping_id", "in_sync"],
+         "properties": {"id": {"type": "integer"}, "mapping_id": {"type": "integer"}, "in_sync": {"type": "boolean"},
+                        "salesforce_records": {"type": "integer"}, "postgres_rows": {"type": "integer"},
+                        "missing_in_postgres": {"type": "integer"}, "deleted_in_salesforce": {"type": "integer"},
+                        "older_in_postgres": {"type": "integer"}, "not_yet_in_salesforce": {"type": "integer"}}}
+QUEUED = {"type": "object", "required": ["queued", "mapping_id"],
+          "properties": {"queued": {"type": "boolean"}, "mapping_id": {"type": "integer"}, "repair": {"type": "boolean"}}}
+FLAG = {"type": "boolean"}
+LIST_LIMIT = {"name": "limit", "in": "query", "schema": {"type": "integer"},
+              "description": "at most this many (default 20); clamped to 1..1000, an unreadable value means the default"}
+MAPPING_FILTER = {"name": "mapping_id", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
+SALESFORCE_DOWN = {"502": _json(_ref("Error"), "Salesforce refused or failed the call")}
+SYNC_PATHS = {
+    "/mappings/{mapping_id}/reload": {
+        "parameters": [MAPPING_ID],
+        "post": {"summary": "Load the object again from Salesforce (queued for the worker)", "operationId": "reloadMapping",
+                 "responses": {"202": _json(LOAD, "Queued"), **_errors(404, 409)}}},
+    "/loads": {
+        "get": {"summary": "Loads, newest first", "operationId": "listLoads", "parameters": [MAPPING_FILTER, LIST_LIMIT],
+                "responses": {"200": _json({"type": "object", "required": ["loads"], "properties": {
+                    "loads": {"type": "array", "items": LOAD}}}, "Loads"), **_errors(400)}}},
+    "/loads/{load_id}": {
+        "parameters": [_id_param("load_id", "the load's id")],
+        "get": {"summary": "One load's progress", "operationId": "getLoad",
+                "responses": {"200": _json(LOAD, "The load"), **_errors(404)}}},
+    "/mappings/{mapping_id}/poll": {
+        "parameters": [MAPPING_ID],
+        "post": {"summary": "Poll Salesforce for this mapping now", "operationId": "pollMapping",
+                 "responses": {"200": _json({"type": "object", "required": ["mapping_id"], "properties": {
+                     "mapping_id": {"type": "integer"}, "changed": {"type": "integer"}, "deleted": {"type": "integer"},
+                     "failed": {"type": "integer"}, "api_calls": {"type": "integer"},
+                     "skipped": {"type": "string", "nullable": True}}}, "What the poll found"),
+                     **_errors(404, 409), **SALESFORCE_DOWN}}},
+    "/polls": {
+        "get": {"summary": "Polling state per mapping", "operationId": "listPolls",
+                "responses": {"200": _json({"type": "object", "required": ["polls"], "properties": {
+                    "polls": {"type": "array", "items": {"type": "object"}}}}, "Poll state"), **_errors()}}},
+    "/mappings/{mapping_id}/push": {
+        "parameters": [MAPPING_ID],
+        "post": {"summary": "Send rows that have no sfid yet to Salesforce", "operationId": "pushMapping",
+                 "responses": {"200": _json({"type": "object"}, "What was queued or sent"),
+                               **_errors(404, 409), **SALESFORCE_DOWN}}},
+    "/mappings/{mapping_id}/reconcile": {
+        "parameters": [MAPPING_ID,
+                       {"name": "repair", "in": "query", "schema": FLAG, "description": "also repair what differs"},
+                       {"name": "async", "in": "query", "schema": FLAG, "description": "hand the check to the worker"}],
+        "post": {"summary": "Drift check: compare Salesforce and Postgres record by record", "operationId": "reconcileMapping",
+                 "responses": {"200": _json(DRIFT, "The report"), "202": _json(QUEUED, "Queued for the worker"),
+                               **_errors(404, 409), **SALESFORCE_DOWN}}},
+    "/drift": {
+        "get": {"summary": "Drift reports, newest first", "operationId": "listDrift", "parameters": [MAPPING_FILTER, LIST_LIMIT],
+                "responses": {"200": _json({"type": "object", "required": ["reports"], "properties": {
+                    "reports": {"type": "array", "items": DRIFT}}}, "Reports"), **_errors(400)}}},
+}
+PATHS.update(SYNC_PATHS)
 
 SPEC = {
     "openapi": "3.0.3",

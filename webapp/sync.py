@@ -108,10 +108,22 @@ def reload(mapping_id: int):
     return jsonify(reload_mapping(mapping_id, "api")), 202
 
 
+def _list_args() -> tuple[int | None, int]:
+    """?mapping_id= (a mapping's id or nothing) and ?limit= (clamped to 1..1000, default 20)."""
+    mapping_id = request.args.get("mapping_id", type=int)
+    if mapping_id is not None and not 0 <= mapping_id <= 2_147_483_647:
+        abort(400, description="mapping_id is not a mapping's id")
+    return mapping_id, max(1, min(request.args.get("limit", 20, type=int), 1000))
+
+
+@bp.errorhandler(400)
+def bad_request(exc):
+    return jsonify(error="bad_request", message=exc.description), 400
+
+
 @bp.get("/loads")
 def loads():
-    return jsonify(loads=load_progress(request.args.get("mapping_id", type=int),
-                                       request.args.get("limit", 20, type=int)))
+    return jsonify(loads=load_progress(*_list_args()))
 
 
 @bp.get("/loads/<int:load_id>")
@@ -158,8 +170,7 @@ def reconcile(mapping_id: int):
 
 @bp.get("/drift")
 def drift_list():
-    return jsonify(reports=drift_reports(request.args.get("mapping_id", type=int),
-                                         request.args.get("limit", 20, type=int)))
+    return jsonify(reports=drift_reports(*_list_args()))
 
 
 # -- flask --app webapp sync ... ------------------------------------------------------------------------

@@ -36,10 +36,11 @@ class Scenario:
     consumers: int = 2
     time_scale: float = 60       # emulated seconds per real second (OM retries, session expiry)
     converge_limit: float = 120
+    poll: bool | None = None     # Salesforce deletes and the 24 h drop need the polling backstop; None: if present
 
 
 def run(scenario: Scenario, database_url: str, work_dir: pathlib.Path) -> dict:
-    poll = has_poll()
+    poll = has_poll() if scenario.poll is None else scenario.poll
     kinds = list(scenario.kinds) or faults.available_kinds(poll)
     plan = faults.schedule(scenario.seed, scenario.seconds, kinds, scenario.fault_every) if kinds != ["none"] else []
     with System(work_dir, database_url, consumers=scenario.consumers, time_scale=scenario.time_scale) as system:
