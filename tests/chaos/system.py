@@ -79,13 +79,14 @@ class System:
     """Start with `with System(...) as system:`; attributes: emulator, web_url, database_url, huey_path."""
 
     def __init__(self, work_dir: pathlib.Path, database_url: str, *, consumers: int = 2, time_scale: float = 60,
-                 cron_seconds: float = 2.0, lease_seconds: int = 5):
+                 cron_seconds: float = 2.0, lease_seconds: int = 5, poll: bool = False):
         self.work_dir = pathlib.Path(work_dir)
         self.database_url = database_url
         self.consumers_wanted = consumers
         self.time_scale = time_scale
         self.cron_seconds = cron_seconds
         self.lease_seconds = lease_seconds
+        self.poll = poll
         self.huey_path = self.work_dir / "huey" / "huey.sqlite3"
         self.web_port = free_port()
         self.web_url = f"http://127.0.0.1:{self.web_port}"
@@ -107,8 +108,8 @@ class System:
                                 f"127.0.0.1:{self.web_port}", "-w", "2", "--threads", "4", "--timeout", "30",
                                 "webapp:create_app()"], env, logs)
         self.consumers = [Proc(f"consumer{i}", consumer_command(), env, logs) for i in range(self.consumers_wanted)]
-        self.cron = Proc("cron", [sys.executable, "-m", "tests.chaos.cron", "--every", str(self.cron_seconds)],
-                         env, logs)
+        self.cron = Proc("cron", [sys.executable, "-m", "tests.chaos.cron", "--every", str(self.cron_seconds),
+                                  *(["--poll-url", self.web_url] if self.poll else [])], env, logs)
         self._stack.callback(self.stop_all)
         self.web.start()
         self.wait_web()
