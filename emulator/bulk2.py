@@ -502,16 +502,23 @@ def _batches(cursor) -> Iterator[list[tuple]]:
         yield rows
 
 
+def _list_jobs(job_type: str):
+    return jsonify({"done": True, "records": [_public(j) for j in _jobs().all(job_type)],
+                    "nextRecordsUrl": None})
+
+
+def _job_info(job_id: str, job_type: str):
+    return jsonify(_public(_jobs().get(job_id, job_type) or _raise(NOT_FOUND)))
+
+
 @bp.get("/query")
 def list_query_jobs(version):
-    return jsonify({"done": True, "records": [_public(j) for j in _jobs().all("V2Query")],
-                    "nextRecordsUrl": None})
+    return _list_jobs("V2Query")
 
 
 @bp.get("/query/<job_id>")
 def get_query_job(version, job_id):
-    job = _jobs().get(job_id, "V2Query") or _raise(NOT_FOUND)
-    return jsonify(_public(job))
+    return _job_info(job_id, "V2Query")
 
 
 @bp.patch("/query/<job_id>")
@@ -606,14 +613,12 @@ def create_ingest_job(version):
 
 @bp.get("/ingest")
 def list_ingest_jobs(version):
-    return jsonify({"done": True, "records": [_public(j) for j in _jobs().all("V2Ingest")],
-                    "nextRecordsUrl": None})
+    return _list_jobs("V2Ingest")
 
 
 @bp.get("/ingest/<job_id>")
 def get_ingest_job(version, job_id):
-    job = _jobs().get(job_id, "V2Ingest") or _raise(NOT_FOUND)
-    return jsonify(_public(job))
+    return _job_info(job_id, "V2Ingest")
 
 
 @bp.put("/ingest/<job_id>/batches")
