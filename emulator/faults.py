@@ -9,7 +9,8 @@ ERROR_KINDS = ("503", "UNABLE_TO_LOCK_ROW", "REQUEST_LIMIT_EXCEEDED")
 class Faults:
     """Rules keyed by route pattern (Flask endpoint name such as "rest.query", "bulk2.*" or "*").
 
-    A rule: {"latency_ms": 200, "errors": {"503": 0.1, "UNABLE_TO_LOCK_ROW": 0.05}}; the first matching
+    A rule: {"latency_ms": 200, "jitter_ms": 50, "errors": {"503": 0.1, "UNABLE_TO_LOCK_ROW": 0.05}}
+    (latency_ms plus a uniform 0..jitter_ms); the first matching
     pattern in insertion order wins. Draws come from one random.Random(seed), so a single-threaded
     client sees the same faults on every run with the same seed.
     """
@@ -42,6 +43,7 @@ class Faults:
         if rule is None:
             return 0.0, None
         with self._lock:
+            jitter = rule.get("jitter_ms", 0) * self._random.random() if rule.get("jitter_ms") else 0.0
             error = None
             for kind in ERROR_KINDS:
                 rate = rule.get("errors", {}).get(kind, 0)
@@ -49,7 +51,7 @@ class Faults:
                     error = kind
                     self.injected[kind] = self.injected.get(kind, 0) + 1
                     break
-        return rule.get("latency_ms", 0) / 1000.0, error
+        return (rule.get("latency_ms", 0) + jitter) / 1000.0, error
 
     def record_error_rate(self, route: str) -> float:
         """Rate of per-record UNABLE_TO_LOCK_ROW inside sObject Collections for `route`."""
