@@ -34,6 +34,10 @@ class LoadBusy(Exception):
     """Another runner holds this load's lease."""
 
 
+class LoadGone(Exception):
+    """The load's row vanished under the runner (its mapping was deleted)."""
+
+
 def staging_name(load_id: int) -> str:
     return f"load_staging_{load_id}"
 
@@ -56,9 +60,11 @@ def run_pending(db: Database, sf: Salesforce, options: LoadOptions = LoadOptions
     finished = []
     for row in db.fetchall("loads_to_run"):
         try:
-            finished.append(run(db, sf, row["id"], options))
+            done = run(db, sf, row["id"], options)
         except LoadBusy:
             continue
+        if done is not None:
+            finished.append(done)
     return finished
 
 
@@ -76,6 +82,9 @@ def run(db: Database, sf: Salesforce, load_id: int, options: LoadOptions = LoadO
         if row["state"] == "running":
             row = _fetch(db, sf, mapping, row, options)
         return _merge(db, sf, mapping, row)
+    except LoadGone:
+        _drop_staging(db, load_id)
+        return None
     except TransientError as exc:
         # Salesforce is away for now: keep every page so far, let the backstop continue later
         log.warning("load %s paused: %s", load_id, exc)
@@ -177,6 +186,8 @@ def _fetch_bulk(db: Database, sf: Salesforce, m: Mapping, row: dict, options: Lo
             row = db.run(conn, "record_load_page", {
                 "id": row["id"], "locator": locator, "rows": rows, "total": None, "snapshot_at": None,
                 "lease_seconds": options.lease_seconds}).fetchone()
+        if row is None:
+            raise LoadGone()
         if options.on_page:
             options.on_page(row)
     return row
@@ -227,6 +238,8 @@ def _fetch_rest(db: Database, sf: Salesforce, m: Mapping, row: dict, options: Lo
             row = db.run(conn, "record_load_page", {
                 "id": row["id"], "locator": locator, "rows": rows, "total": page.get("totalSize"),
                 "snapshot_at": None, "lease_seconds": options.lease_seconds}).fetchone()
+        if row is None:
+            raise LoadGone()
         if options.on_page:
             options.on_page(row)
     return row
@@ -261,6 +274,8 @@ def _merge(db: Database, sf: Salesforce, m: Mapping, row: dict) -> dict:
         staging.drop(conn, name)
         done = db.run(conn, "set_load_state", {"id": row["id"], "state": "done", "error": None,
                                                "merged": merged}).fetchone()
+        if done is None:
+            raise LoadGone()
     if row["sf_job_id"]:
         try:
             sf.bulk_query_delete(row["sf_job_id"])

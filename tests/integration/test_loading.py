@@ -14,7 +14,7 @@ import pytest
 from core.convert import parse_datetime
 from gateway import mapping_store
 from gateway.salesforce import Salesforce
-from jobs import drift, inbound, load, poll, push
+from jobs import inbound, load, poll, push
 from jobs.drain import DrainOptions, drain
 from tests.conftest import API_TOKEN, OUTBOUND_TOKEN
 from tests.emulator_fixture import REPO, start_emulator
@@ -222,6 +222,16 @@ def test_loader_process_killed_mid_load_is_continued_by_the_next_one(api, db, em
     # every page fetched once, but for the one the killed process was reading when it died
     assert route_calls(emulator, "bulk2.query_results") - 10 in (0, 1)
     assert sql(sf_settings.database_url, "SELECT count(*), count(DISTINCT sfid) FROM salesforce.account") == [(5000, 5000)]
+
+
+def test_deleting_the_mapping_mid_load_stops_it_and_leaves_no_staging_table(api, db, sf, emulator, sf_settings):
+    seed(emulator, 3000)
+    mapping = create_mapping(api)
+    delete = lambda row: api.delete(f"/api/v1/mappings/{mapping['id']}")  # noqa: E731
+    assert load.run(db, sf, open_load(db, mapping["id"])["id"],
+                    load.LoadOptions(page_size=1000, rest_max=100, on_page=delete)) is None
+    assert sql(sf_settings.database_url, "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'load_staging_%'") == [(0,)]
+    assert sql(sf_settings.database_url, "SELECT count(*) FROM forcebridge.loads") == [(0,)]
 
 
 def test_cli_load_shows_progress_and_resumes(sf_app, api, db, emulator, sf_settings):
