@@ -11,7 +11,6 @@ import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
 
 import psycopg

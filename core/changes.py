@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from core.convert import to_salesforce
 from core.mapping import Mapping
@@ -169,12 +169,3 @@ def retry_delay(attempts: int, base: float = 1.0, cap: float = 600.0) -> float:
     """Exponential backoff: base, 2*base, 4*base ... capped (attempts counts tries so far, from 1)."""
     return min(cap, base * (2 ** max(0, attempts - 1)))
 
-
-@dataclass
-class DrainCounts:
-    sent: int = 0
-    calls: int = 0
-    outcomes: dict = field(default_factory=dict)   # state -> count
-
-    def add(self, state: str, n: int = 1) -> None:
-        self.outcomes[state] = self.outcomes.get(state, 0) + n

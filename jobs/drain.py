@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -16,7 +17,6 @@ from gateway import mapping_store
 from gateway.db import QUERIES, Database
 from gateway.mapped_tables import table_ident
 from gateway.salesforce import PermanentError, Salesforce, SalesforceError, TransientError
-from gateway.salesforce import configured as salesforce_configured
 from gateway.salesforce import for_settings
 from jobs import runtime, stats
 
@@ -25,7 +25,7 @@ log = logging.getLogger("forcebridge.drain")
 
 @dataclass(frozen=True)
 class DrainOptions:
-    claim_records: int = 2000     # records per claim; each becomes at most one row in one call
+    claim_records: int = 3200     # records per claim: 16 calls of 200, a few rounds of concurrent calls
     lease_seconds: int = 120      # a claim not finished by then is taken again (the worker died)
     concurrency: int = 4          # Collections calls in flight at once
     retry_base_seconds: float = 2.0
@@ -39,15 +39,26 @@ class DrainResult:
     outcomes: Counter = field(default_factory=Counter)
 
 
-def drain(db: Database, sf: Salesforce, options: DrainOptions = DrainOptions(), max_rounds: int = 10_000) -> DrainResult:
-    """Send every change that is ready, claim after claim, until none is left."""
+def drain(db: Database, sf: Salesforce, options: DrainOptions = DrainOptions(), max_rounds: int = 10_000,
+          stop: threading.Event | None = None) -> DrainResult:
+    """Send every change that is ready, claim after claim, until none is left (or `stop` is set: a
+    shutting-down worker finishes the claims in hand and leaves the rest to the next one).
+    Two claims overlap: the next one is claimed and planned while the calls of the last are in flight
+    (claims never share a record, so per-record order holds)."""
     total = DrainResult()
-    for _ in range(max_rounds):
-        entries = claim(db, options)
-        if not entries:
-            break
-        total.claimed += len(entries)
-        send_claimed(db, sf, entries, options, total)
+    in_flight = None
+    with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
+        for _ in range(max_rounds):
+            entries = [] if stop is not None and stop.is_set() else claim(db, options)
+            started = _start(db, sf, entries, pool, options) if entries else None
+            total.claimed += len(entries)
+            if in_flight is not None:
+                _complete(db, in_flight, options, total)
+            if started is None and in_flight is None:
+                break
+            in_flight = started
+        if in_flight is not None:
+            _complete(db, in_flight, options, total)
     return total
 
 
@@ -63,18 +74,19 @@ def claim(db: Database, options: DrainOptions) -> list[ChangeLogEntry]:
 
 
 @dataclass
-class _Finished:
-    """What to write back for one mapping: change-log states and row marks."""
-    changes: list = field(default_factory=list)   # (RecordChange, Outcome, Write | None)
+class _InFlight:
+    planned: list            # (Mapping, writes, nothing to send)
+    calls: list              # (Mapping, batch, Future of [(Write, Outcome)])
 
 
-def send_claimed(db: Database, sf: Salesforce, entries: list[ChangeLogEntry], options: DrainOptions,
-                 result: DrainResult) -> None:
+def _start(db: Database, sf: Salesforce, entries: list[ChangeLogEntry], pool: ThreadPoolExecutor,
+           options: DrainOptions) -> _InFlight:
+    """Coalesce and plan the claimed entries, then put their Collections calls in flight."""
     mappings = {r["id"]: mapping_store.from_row(r) for r in db.fetchall("writing_mappings")}
     by_mapping: dict[int, list[ChangeLogEntry]] = {}
     for e in entries:
         by_mapping.setdefault(e.mapping_id, []).append(e)
-    planned: list[tuple[Mapping, list[Write], list[RecordChange]]] = []
+    planned = []
     for mapping_id, group in by_mapping.items():
         changes = coalesce(group)
         mapping = mappings.get(mapping_id)
@@ -84,14 +96,19 @@ def send_claimed(db: Database, sf: Salesforce, entries: list[ChangeLogEntry], op
             continue
         writes, nothing = _plan(db, sf, mapping, changes)
         planned.append((mapping, writes, nothing))
-    batches = [(mapping, b) for mapping, writes, _ in planned for b in plan_batches(writes)]
-    with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
-        sent = list(pool.map(lambda mb: _send(sf, mb[1]), batches))
-    result.calls += len(batches)
-    outcomes: dict[int, list] = {m.id: [(c, Outcome("MERGED"), None) for c in nothing] for m, _, nothing in planned}
-    for (mapping, _batch), pairs in zip(batches, sent):
-        outcomes[mapping.id].extend((w.change, o, w) for w, o in pairs)
-    for mapping, _, _ in planned:
+    calls = [(mapping, batch, pool.submit(_send, sf, batch))
+             for mapping, writes, _ in planned for batch in plan_batches(writes)]
+    return _InFlight(planned, calls)
+
+
+def _complete(db: Database, flight: _InFlight, options: DrainOptions, result: DrainResult) -> None:
+    """Wait for the calls, then record every record's outcome."""
+    outcomes: dict[int, list] = {m.id: [(c, Outcome("MERGED"), None) for c in nothing]
+                                 for m, _, nothing in flight.planned}
+    for mapping, _batch, future in flight.calls:
+        outcomes[mapping.id].extend((w.change, o, w) for w, o in future.result())
+    result.calls += len(flight.calls)
+    for mapping, _, _ in flight.planned:
         _finish(db, mapping, outcomes[mapping.id], options)
     for finished in outcomes.values():
         result.outcomes.update(o.state for _, o, _ in finished)
@@ -216,13 +233,13 @@ def options_from(settings) -> DrainOptions:
     return DrainOptions(concurrency=settings.drain_concurrency, lease_seconds=settings.drain_lease_seconds)
 
 
-def drain_now() -> DrainResult:
+def drain_now(stop: threading.Event | None = None) -> DrainResult:
     """Drain with the worker's settings; without Salesforce credentials there is nothing to send to."""
     s = runtime.settings()
     sf = for_settings(s)
     if sf is None:
         return DrainResult()
-    return drain(runtime.db(), sf, options_from(s))
+    return drain(runtime.db(), sf, options_from(s), stop=stop)
 
 
 def next_retry_in(db: Database) -> float | None:

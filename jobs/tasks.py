@@ -6,6 +6,7 @@ import threading
 
 from huey import crontab
 
+from gateway import salesforce
 from jobs import drain, huey, inbound, runtime
 from jobs.listener import Listener
 
@@ -38,8 +39,9 @@ def start_listener():
     """One LISTEN connection per worker process drains within milliseconds of a commit."""
     global _listener
     with _listener_lock:
-        if _listener is None and drain.salesforce_configured(runtime.settings()):
-            _listener = Listener(runtime.settings().database_url, drain.drain_now,
+        if _listener is None and salesforce.configured(runtime.settings()):
+            # a drain woken here stops between claims when the worker shuts down
+            _listener = Listener(runtime.settings().database_url, lambda: drain.drain_now(stop=_listener.stopping),
                                  next_wake=lambda: drain.next_retry_in(runtime.db()))
             _listener.start()
 

@@ -76,3 +76,13 @@ def test_a_change_waiting_for_its_retry_is_sent_when_due_without_a_new_commit(sf
     finally:
         listener.stop()
     assert invoices(sf)["L"]["Name"] == "later"
+
+
+def test_a_stopping_worker_claims_nothing_more(sf_api, sf_settings, db, sf, emulator):
+    writing_mapping(sf_api, fields=FIELDS, upsert_field="External_Id__c")
+    sql(sf_settings.database_url, "INSERT INTO salesforce.invoice__c (name) VALUES ('after shutdown')")
+    stop = threading.Event()
+    stop.set()
+    assert drain(db, sf, FAST, stop=stop).claimed == 0
+    assert sql(sf_settings.database_url, "SELECT state FROM forcebridge.change_log") == [("NEW",)]
+    assert collection_calls(emulator) == 0

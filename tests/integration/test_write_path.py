@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import psycopg
 import pytest
 
 from gateway.salesforce import Salesforce
