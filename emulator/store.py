@@ -625,7 +625,8 @@ class Org:
                 return []
         else:
             value = validation.convert(field, ext_value)
-        rows = self._conn.execute(
+        # Inside an upsert's transaction this is the write connection; from a plain GET, a reader.
+        rows = self._reader().execute(
             f"SELECT \"Id\" FROM {quote(sobj.table)} WHERE {quote(field['name'])} = ? AND \"IsDeleted\" = 0 "
             "ORDER BY \"Id\" LIMIT 100", (value,)).fetchall()
         return [r[0] for r in rows]
