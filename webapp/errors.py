@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 
-from webapp import write_path
+from gateway import mapping_store
+from webapp import sync, write_path
 from webapp.context import ctx
 
 bp = Blueprint("errors", __name__, url_prefix="/errors")
@@ -21,7 +22,16 @@ def index():
         unmapped=db.fetchall("unmapped_objects"),
         failed_writes=write_path.failed_writes(HISTORY_DAYS, PAGE_SIZE),
         conflicts=write_path.conflicts(HISTORY_DAYS, PAGE_SIZE),
+        drift=_latest_drift(), mappings=[m for m in mapping_store.list_all(db) if m.reads],
         days=HISTORY_DAYS, message=request.args.get("message"))
+
+
+def _latest_drift() -> dict[int, dict]:
+    """The newest drift report of each mapping."""
+    latest: dict[int, dict] = {}
+    for report in sync.drift_reports(limit=500):
+        latest.setdefault(report["mapping_id"], report)
+    return latest
 
 
 @bp.app_template_filter("salesforce_errors")
@@ -88,3 +98,15 @@ def retry_all_writes():
     n = write_path.retry_all_writes()
     ctx().enqueue("drain_outbound")
     return redirect(url_for(".index", message=f"{n} failed writes queued again."), 303)
+
+
+@bp.post("/drift/<int:mapping_id>")
+def check_drift(mapping_id: int):
+    """Compare the table with Salesforce record by record (in the worker); "repair" also fixes what differs."""
+    m = mapping_store.get(ctx().db, mapping_id)
+    if m is None:
+        abort(404, description=f"There is no mapping {mapping_id}.")
+    repair = request.form.get("repair") == "yes"
+    ctx().enqueue("reconcile_mapping", mapping_id, repair)
+    return redirect(url_for(".index", message=f"{'Repair' if repair else 'Check'} of {m.object_name} queued; "
+                                               "reload this page in a moment."), 303)

@@ -204,3 +204,34 @@ def test_the_first_load_and_a_reload_show_their_progress_in_the_row(page, consol
     finally:
         sf.close()
     screenshot(page, "mappings-loaded")
+
+
+def test_a_drift_check_from_the_errors_page_finds_and_repairs_a_missing_record(page, console, console_settings,
+                                                                               emulator):
+    from gateway import mapping_store
+    from gateway.salesforce import Salesforce
+    from jobs import drift, load
+
+    page.goto(f"{console.url}/mappings/new?object=Lead")
+    page.check("input[name=field][value=LastName]")
+    page.check("input[name=field][value=Company]")
+    page.click("text=Create mapping")
+    page.wait_for_selector("text=Mapping for Lead created")
+    sf = Salesforce(console_settings, backoff=0.01)
+    try:
+        load.run_pending(console.db, sf)
+        emulator.salesforce().Lead.create({"LastName": "Unseen", "Company": "No message came"})  # no rule: no OM
+
+        page.goto(f"{console.url}/errors")
+        page.click("#drift tr[data-object=Lead] button:text-is('Check and repair')")
+        page.wait_for_selector("text=Repair of Lead queued")
+        assert console.ctx.enqueue.calls[-1] == ("reconcile_mapping", (1, True))
+        drift.check(console.db, sf, mapping_store.get(console.db, 1), repair=True)   # what the worker runs
+    finally:
+        sf.close()
+    page.reload()
+    row = page.inner_text("#drift tr[data-object=Lead]")
+    assert "drift" in row and "repaired: 1 written" in row
+    screenshot(page, "errors-drift")
+    page.goto(f"{console.url}/mappings")
+    assert cell(page, "Lead", "pg_rows") == "1"
