@@ -471,3 +471,20 @@ def test_initial_push_of_few_rows_goes_through_the_drain(api, db, sf, emulator, 
     assert drain(db, sf, DrainOptions(retry_base_seconds=0)).outcomes == {"SUCCESS": 20}
     assert sql(url, "SELECT count(*) FROM salesforce.invoice__c WHERE sfid IS NOT NULL") == [(20,)]
     assert len(sf.query("SELECT Id FROM Invoice__c")) == 20
+
+
+def test_worker_tasks_load_a_new_mapping_and_poll_it_when_due(api, db, sf, emulator, sf_settings):
+    from jobs import runtime, sync_tasks
+
+    seed(emulator, 40)
+    mapping = create_mapping(api, sf_polling_seconds=60)
+    runtime.configure(sf_settings, db)
+    sync_tasks.mapping_ready.call_local(mapping["id"])                    # what POST /mappings rings
+    assert sql(sf_settings.database_url, "SELECT count(*) FROM salesforce.account") == [(40,)]
+    users = emulator.salesforce(client="user")
+    users.Account.delete(sorted(salesforce_accounts(sf))[0])
+    sync_tasks.poll_backstop.call_local()                                   # due at once after the load
+    assert sql(sf_settings.database_url, "SELECT count(*) FROM salesforce.account") == [(39,)]
+    sync_tasks.poll_backstop.call_local()                                   # not due again for a minute
+    assert db.fetchone("get_poll_state", {"mapping_id": mapping["id"]})["api_calls_total"] == 1
+    assert sync_tasks.run_loads.call_local() == []                          # nothing left to load
