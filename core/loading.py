@@ -38,11 +38,11 @@ def rest_datetime(moment: dt.datetime) -> str:
     return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
-def changed_since_soql(m: Mapping, watermark: dt.datetime | None) -> str:
+def changed_since_soql(m: Mapping, watermark: dt.datetime | None, ordered: bool = True) -> str:
     """Records changed after the watermark (less the overlap), oldest first, so a poll cut short still
-    moves the watermark forward correctly."""
+    moves the watermark forward correctly (a Bulk job is applied whole, unordered)."""
     where = f" WHERE SystemModstamp > {soql_datetime(watermark - POLL_OVERLAP)}" if watermark else ""
-    return f"{load_soql(m)}{where} ORDER BY SystemModstamp"
+    return f"{load_soql(m)}{where}" + (" ORDER BY SystemModstamp" if ordered else "")
 
 
 def by_ids_soql(m: Mapping, ids: list[str]) -> str:

@@ -78,10 +78,11 @@ def newest_modstamp(conn: psycopg.Connection, name: str):
     return conn.execute(_q("max_staging_modstamp", staging=ident(name))).fetchone()["newest"]
 
 
-def merge(conn: psycopg.Connection, name: str, m: Mapping) -> int:
+def merge(conn: psycopg.Connection, name: str, m: Mapping, fresh: bool = False) -> int:
     """One statement from staging into the mapped table, under a lock that makes writers wait: a plain INSERT
     when the table is empty (the first load), else link rows by external id and INSERT .. ON CONFLICT with
-    the never-backwards guard. Returns rows written."""
+    the never-backwards guard. `fresh`: the staged state was read just now (a poll), so at an equal stamp it
+    wins, as an Outbound Message does. Returns rows written."""
     table, staging = table_ident(m), ident(name)
     conn.execute(_q("lock_for_merge", table=table))
     cols = [sql.Identifier(f.column) for f in m.fields]
@@ -100,6 +101,7 @@ def merge(conn: psycopg.Connection, name: str, m: Mapping) -> int:
         # SystemModstamp has whole seconds: at an equal stamp the stored row may be the newer one (an Outbound
         # Message for a change in the snapshot's second), so the load only fills what the row lacks
         set_columns=lead + sql.SQL(", ").join(sql.SQL(
+            "{c} = EXCLUDED.{c}" if fresh else
             "{c} = CASE WHEN EXCLUDED.systemmodstamp = t.systemmodstamp THEN coalesce(t.{c}, EXCLUDED.{c}) "
             "ELSE EXCLUDED.{c} END").format(c=c) for c in cols),
         differs=sql.SQL("").join(sql.SQL(" OR t.{} IS DISTINCT FROM EXCLUDED.{}").format(c, c) for c in cols),
@@ -110,6 +112,15 @@ def merge(conn: psycopg.Connection, name: str, m: Mapping) -> int:
 def delete_rows(conn: psycopg.Connection, m: Mapping, sfids: list[str], stamps: list, keep: bool) -> int:
     name = "mark_deleted_from_salesforce" if keep else "delete_from_salesforce"
     return conn.execute(_q(name, table=table_ident(m)), {"sfids": sfids, "stamps": stamps}).rowcount
+
+
+def apply_staged_deletes(conn: psycopg.Connection, name: str, m: Mapping, keep: bool) -> int:
+    """Rows the staging table lists as deleted: deleted (or marked) in the mapped table, then removed from
+    staging so the merge that follows sees live records only."""
+    parts = {"table": table_ident(m), "staging": ident(name)}
+    done = conn.execute(_q("mark_staged_deletes" if keep else "delete_staged_deletes", **parts)).rowcount
+    conn.execute(_q("drop_staged_deletes", staging=ident(name)))
+    return done
 
 
 def drift(conn: psycopg.Connection, name: str, m: Mapping, sample: int = 100) -> tuple[dict, dict]:

@@ -9,16 +9,18 @@ from dataclasses import dataclass, field
 from core.convert import from_salesforce, parse_datetime
 from core.inbound import InboxItem, plan_apply
 from core.loading import (by_ids_soql, changed_since_soql, newest_modstamp, poll_settings, record_fields,
-                          rest_datetime)
+                          rest_datetime, select_fields, staging_columns)
 from core.mapping import Mapping
 from gateway import mapping_store, staging
 from gateway.db import Database
 from gateway.salesforce import PermanentError, Salesforce
-from jobs import conflicts, stats
+from jobs import conflicts, load, stats
 from jobs.inbound import _upsert_isolating_failures as upsert_isolating_failures
 
 log = logging.getLogger("forcebridge.poll")
 IDS_PER_QUERY = 200          # keeps a SOQL "Id IN (...)" well under the URL length limit
+# Like Heroku Connect: more changed records than this come through a Bulk API 2.0 job, not REST pages.
+BULK_ABOVE = 10_000
 
 
 @dataclass
@@ -31,17 +33,17 @@ class PollResult:
     skipped: str | None = None  # why no poll ran
 
 
-def poll_due(db: Database, sf: Salesforce) -> list[PollResult]:
+def poll_due(db: Database, sf: Salesforce, bulk_above: int = BULK_ABOVE) -> list[PollResult]:
     """Poll every mapping whose interval has passed (the periodic task calls this each minute)."""
     results = []
     for row in db.fetchall("polls_due"):
         m = mapping_store.get(db, row["mapping_id"])
         if m is not None:
-            results.append(poll(db, sf, m))
+            results.append(poll(db, sf, m, bulk_above=bulk_above))
     return results
 
 
-def poll(db: Database, sf: Salesforce, m: Mapping, force: bool = False) -> PollResult:
+def poll(db: Database, sf: Salesforce, m: Mapping, force: bool = False, bulk_above: int = BULK_ABOVE) -> PollResult:
     """One poll of one mapping; two polls of a mapping never overlap (advisory lock)."""
     settings = poll_settings(m)
     result = PollResult(m.id)
@@ -60,7 +62,7 @@ def poll(db: Database, sf: Salesforce, m: Mapping, force: bool = False) -> PollR
         error = None
         with sf.tally() as calls:
             try:
-                _poll_changes(db, sf, m, state, settings, result)
+                _poll_changes(db, sf, m, state, settings, result, bulk_above)
                 if settings.delete_mode == "getDeleted":
                     _poll_deletes(db, sf, m, state, settings, result)
             except Exception as exc:  # noqa: BLE001 - the error is recorded for the console, then raised
@@ -76,10 +78,13 @@ def poll(db: Database, sf: Salesforce, m: Mapping, force: bool = False) -> PollR
     return result
 
 
-def _poll_changes(db, sf, m, state, settings, result) -> None:
+def _poll_changes(db, sf, m, state, settings, result, bulk_above: int) -> None:
     """Changed records oldest first, a page per transaction; queryAll brings deleted ones in the same calls."""
     include_deleted = settings.delete_mode == "queryAll"
     page = sf.query_page(changed_since_soql(m, state["watermark"]), include_deleted=include_deleted)
+    if page.get("totalSize", 0) > bulk_above and not page.get("done", True):
+        _poll_changes_bulk(db, sf, m, state, settings, result, include_deleted)
+        return
     while True:
         records = page.get("records", [])
         with db.transaction(origin="salesforce") as conn:
@@ -89,6 +94,37 @@ def _poll_changes(db, sf, m, state, settings, result) -> None:
         if page.get("done", True) or not page.get("nextRecordsUrl"):
             return
         page = sf.query_page(next_url=page["nextRecordsUrl"])
+
+
+def _poll_changes_bulk(db, sf, m, state, settings, result, include_deleted: bool) -> None:
+    """Many changes (a long outage, a mass update): one Bulk job into a staging table, deletes applied, the
+    rest merged in one statement by the load's rule (rows with local changes waiting keep their values)."""
+    name = f"poll_staging_{m.id}"
+    job_id = sf.bulk_query_create(changed_since_soql(m, state["watermark"], ordered=False), include_deleted)["id"]
+    with db.transaction() as conn:
+        staging.drop(conn, name)
+        staging.create(conn, name, m)
+    try:
+        job = load._wait_for_job(sf, job_id, load.LoadOptions())
+        if job["state"] != load.JOB_DONE:
+            raise PermanentError(500, "BULK_JOB_FAILED", job.get("errorMessage") or job["state"])
+        locator, expected = None, [n.lower() for n in select_fields(m)]
+        while locator != load.LAST_PAGE:
+            with db.transaction() as conn:
+                locator, _ = load.copy_bulk_page(conn, sf, name, job_id, locator, staging_columns(m), expected,
+                                                 load.LoadOptions())
+        with db.transaction(origin="salesforce") as conn:
+            newest = staging.newest_modstamp(conn, name)
+            result.deleted += staging.apply_staged_deletes(conn, name, m, settings.keep_deleted)
+            result.changed += staging.merge(conn, name, m, fresh=True)
+            db.run(conn, "advance_poll", {"mapping_id": m.id, "watermark": newest, "deleted_since": None})
+    finally:
+        with db.transaction() as conn:
+            staging.drop(conn, name)
+        try:
+            sf.bulk_query_delete(job_id)
+        except PermanentError:
+            pass
 
 
 def _poll_deletes(db, sf, m, state, settings, result) -> None:

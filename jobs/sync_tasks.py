@@ -69,7 +69,7 @@ def poll_backstop():
     sf = for_settings(runtime.settings())
     if sf is None:
         return
-    for result in poll.poll_due(runtime.db(), sf):
+    for result in poll.poll_due(runtime.db(), sf, bulk_above=runtime.settings().load_rest_max):
         if result.changed or result.deleted:
             log.info("poll of mapping %s: %s changed, %s deleted, %s API calls", result.mapping_id,
                      result.changed, result.deleted, result.api_calls)

@@ -256,3 +256,17 @@ RETURNING c.id, c.mapping_id, c.op, c.record_id, c.sfid, c.external_id, c.fields
 
 -- name: known_rows
 SELECT * FROM {table} WHERE sfid = ANY(%(sfids)s);
+
+-- name: delete_staged_deletes
+-- A poll through Bulk: records the job lists as deleted leave the mapped table (unless changed since).
+DELETE FROM {table} AS t USING {staging} s
+WHERE s.isdeleted AND t.sfid = s.sfid AND (t.systemmodstamp IS NULL OR t.systemmodstamp <= s.systemmodstamp);
+
+-- name: mark_staged_deletes
+UPDATE {table} AS t
+SET isdeleted = true, systemmodstamp = s.systemmodstamp, _hc_lastop = 'SYNCED', _hc_err = NULL
+FROM {staging} s
+WHERE s.isdeleted AND t.sfid = s.sfid AND (t.systemmodstamp IS NULL OR t.systemmodstamp <= s.systemmodstamp);
+
+-- name: drop_staged_deletes
+DELETE FROM {staging} WHERE isdeleted;

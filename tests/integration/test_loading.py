@@ -334,6 +334,24 @@ def test_poll_brings_changes_and_hard_deletes_in_one_call(api, db, sf, emulator,
     assert stats["deleted"] == 5 and stats["poll_api_calls"] == 2
 
 
+def test_a_poll_with_many_changes_goes_through_one_bulk_job(api, db, sf, emulator, sf_settings):
+    m = loaded_mapping(api, db, sf, emulator, count=2200)
+    users = emulator.salesforce(client="user")
+    ids = sorted(salesforce_accounts(sf))
+    users.bulk2.Account.update(records=[{"Id": i, "Name": "mass update"} for i in ids[:2100]])
+    for sfid in ids[2100:2103]:
+        users.Account.delete(sfid)
+    before = route_calls(emulator, "bulk2.create_query_job")
+    result = poll.poll(db, sf, m, force=True, bulk_above=1000)       # more than one REST page of changes
+    assert route_calls(emulator, "bulk2.create_query_job") - before == 1
+    assert (result.changed, result.deleted) == (2100, 3) and not result.failed
+    url = sf_settings.database_url
+    assert sql(url, "SELECT count(*) FROM salesforce.account WHERE name = 'mass update'") == [(2100,)]
+    assert sql(url, "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'poll_staging_%'") == [(0,)]
+    assert_same_as_salesforce(url, sf)
+    assert poll.poll(db, sf, m, force=True, bulk_above=1000).changed == 0      # nothing new
+
+
 def test_poll_can_keep_deleted_rows_and_use_get_deleted(api, db, sf, emulator, sf_settings):
     m = loaded_mapping(api, db, sf, emulator, sf_delete_detection="getDeleted", keep_deleted_rows=True,
                        sf_polling_seconds=30)
