@@ -467,8 +467,7 @@ def batch_size() -> int:
 
 
 def _page(version: str, cursor, size: int) -> list[dict]:
-    attributes = attributes_for(version)
-    return [cursor.plan.record(row, attributes) for row in cursor.fetch(size)]
+    return cursor.records(size, attributes_for(version))
 
 
 def run_query(version: str, soql: str | None, include_deleted: bool, size: int) -> dict:

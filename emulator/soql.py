@@ -98,6 +98,13 @@ class FieldsFunction:
 
 
 @dataclasses.dataclass
+class ChildQuery:
+    """(SELECT ... FROM <child relationship> ...) in a select list."""
+    query: "Query"
+    pos: int
+
+
+@dataclasses.dataclass
 class Count:
     field: FieldRef | None
     alias: str | None
@@ -153,6 +160,7 @@ class _Parser:
         self.soql = soql
         self.tokens = tokenize(soql)
         self.i = 0
+        self.nested = False
 
     @property
     def tok(self) -> Token:
@@ -186,6 +194,12 @@ class _Parser:
     def parse(self) -> Query:
         if not self.soql.strip():
             raise SoqlError("MALFORMED_QUERY", "SOQL statements cannot be empty or null")
+        query = self.query_body()
+        if self.tok.kind != "eof":
+            raise self.fail()
+        return query
+
+    def query_body(self) -> Query:
         self.expect("select")
         select = [self.select_item()]
         while self.accept(","):
@@ -207,8 +221,6 @@ class _Parser:
             query.limit = self.integer()
         if self.accept("offset"):
             query.offset = self.integer()
-        if self.tok.kind != "eof":
-            raise self.fail()
         return query
 
     def integer(self) -> int:
@@ -221,8 +233,14 @@ class _Parser:
     def select_item(self):
         tok = self.tok
         if tok.kind == "punct" and tok.text == "(":
-            raise SoqlError("MALFORMED_QUERY", _caret(
-                self.soql, tok.pos, "child relationship subqueries are not supported by the ForceBridge emulator"))
+            if self.nested:
+                raise self.fail()
+            self.take()
+            self.nested = True
+            inner = self.query_body()
+            self.nested = False
+            self.expect(")")
+            return ChildQuery(inner, tok.pos)
         if tok.word == "fields" and self.tokens[self.i + 1].text == "(":
             self.take()
             self.expect("(")
@@ -429,9 +447,12 @@ class Plan:
     aggregate_names: list[str]
     limit: int | None
     offset: int
+    children: list = dataclasses.field(default_factory=list)     # ChildPlan per subquery
 
-    def record(self, row: tuple, attributes: Callable[[str, str], dict] | None = None) -> dict:
-        """The output record for one SQL row; `attributes(type, id)` adds Salesforce's "attributes" blocks."""
+    def record(self, row: tuple, attributes: Callable[[str, str], dict] | None = None,
+               children: dict | None = None) -> dict:
+        """The output record for one SQL row; `attributes(type, id)` adds Salesforce's "attributes" blocks;
+        `children` maps a subquery's relationship name to {parent Id: [child records]}."""
         record: dict = {}
         if attributes is not None:
             record["attributes"] = attributes(self.sobject.name, row[-1])
@@ -455,7 +476,22 @@ class Plan:
                 target = target[part]
             if target is not None:
                 target[column.path[-1]] = to_json_value(column.field, row[column.index])
+        for child in self.children:
+            found = (children or {}).get(child.name, {}).get(row[-1])
+            # A parent without children gets null, not an empty result (as real responses show).
+            record[child.name] = None if not found else {"totalSize": len(found), "done": True, "records": found}
         return record
+
+
+@dataclasses.dataclass
+class ChildPlan:
+    """A child subquery: run once per page of parents with their Ids bound to `IN (...)`."""
+    name: str                # relationship name as output, e.g. "Contacts"
+    plan: Plan               # compiled against the child type; its last two columns are parent Id, child Id
+    limit: int | None
+
+    def sql(self, parent_count: int) -> str:
+        return self.plan.sql.replace("__PARENT_IDS__", ", ".join("?" for _ in range(parent_count)))
 
 
 def to_json_value(field: dict, value):
@@ -491,6 +527,8 @@ class _Compiler:
                 "be sure to append the '__c' after the entity name. Please reference your WSDL or the describe "
                 "call for the appropriate names."))
         self.joins: dict[tuple, tuple[str, SObjectType]] = {}     # canonical rel path -> (alias, type)
+        self.children: list[ChildPlan] = []
+        self.parent_field: dict | None = None     # set when compiling a child subquery
         self.join_sql: list[str] = []
         self.params: list = []
 
@@ -646,6 +684,22 @@ class _Compiler:
             items.extend(FieldRef([name], item.pos) for name in wanted if (name.lower(),) not in already)
         return items
 
+    def child_plan(self, item: ChildQuery, include_deleted: bool) -> "ChildPlan":
+        relation = next((r for r in self.base.describe.get("childRelationships", [])
+                         if (r.get("relationshipName") or "").lower() == item.query.sobject.lower()), None)
+        child_type = self.types.get(relation["childSObject"].lower()) if relation else None
+        if child_type is None:
+            raise SoqlError("INVALID_TYPE", _caret(
+                self.soql, item.query.sobject_pos,
+                f"Didn't understand relationship '{item.query.sobject}' in FROM part of query call. If you are "
+                "attempting to use a custom relationship, be sure to append the '__r' after the custom "
+                "relationship name. Please reference your WSDL or the describe call for the appropriate names."))
+        inner = dataclasses.replace(item.query, sobject=child_type.name, limit=None, offset=None)
+        compiler = _Compiler(self.soql, inner, self.types, self.today)
+        compiler.parent_field = child_type.field(relation["field"])
+        plan = compiler.compile(include_deleted)
+        return ChildPlan(relation["relationshipName"], plan, item.query.limit)
+
     def compile(self, include_deleted: bool) -> Plan:
         query = self.query
         columns, select_sql, kind, aggregate_names = [], [], "rows", []
@@ -669,6 +723,9 @@ class _Compiler:
         else:
             seen = set()
             for item in self.expand_fields_functions(query):
+                if isinstance(item, ChildQuery):
+                    self.children.append(self.child_plan(item, include_deleted))
+                    continue
                 column, field, path = self.resolve(item)
                 if tuple(path) in seen:
                     raise SoqlError("MALFORMED_QUERY", _caret(self.soql, item.pos,
@@ -681,6 +738,8 @@ class _Compiler:
             where.append('t."IsDeleted" = 0')
         if query.where is not None:
             where.append(self.condition(query.where))
+        if self.parent_field is not None:
+            where.append(f"t.{quote(self.parent_field['name'])} IN (__PARENT_IDS__)")
         order = []
         for item in query.order_by:
             column, _, _ = self.resolve(item.field)
@@ -691,6 +750,8 @@ class _Compiler:
             for rel, (alias, target) in self.joins.items():
                 parents[rel] = (target, len(select_sql))
                 select_sql.append(f'{alias}."Id"')
+            if self.parent_field is not None:
+                select_sql.append(f"t.{quote(self.parent_field['name'])}")
             select_sql.append('t."Id"')
             if order:
                 # Ties broken by rowid (creation order, like Id) keep pages deterministic, and an ORDER BY
@@ -713,7 +774,7 @@ class _Compiler:
             count_sql += f" LIMIT {query.limit if query.limit is not None else -1} OFFSET {offset}"
         count_sql += ")"
         return Plan(self.base, sql, list(self.params), count_sql, list(self.params), columns, parents, kind,
-                    aggregate_names, query.limit, offset)
+                    aggregate_names, query.limit, offset, self.children)
 
 
 def compile_query(soql: str, types: dict[str, SObjectType], *, include_deleted: bool = False,

@@ -9,7 +9,10 @@ The interface E2's outbound sender and Bulk 2.0 code against (see notes/EMULATOR
     org.get(sobject, record_id, fields=None, include_deleted=False) -> dict | None
     org.query(soql, include_deleted=False) -> Iterator[dict]
         rows as plain dicts field -> JSON value, no "attributes"; a parent relationship is a nested dict
-        ({"Account": {"Name": "Acme"}}) or None; raises SoqlError(error_code, message)
+        ({"Account": {"Name": "Acme"}}) or None, a child subquery {"totalSize", "done", "records"} or None;
+        raises SoqlError(error_code, message)
+    org.open_query(soql, include_deleted=False) -> QueryCursor   .fetch(n) raw rows, .records(n, attributes),
+        .total(), .done, .close(), .plan (columns)
     org.create(sobject, values, *, client, user_id) -> dict            full record
     org.update(sobject, record_id, values, *, client, user_id) -> dict full record
     org.upsert(sobject, ext_field, ext_value, values, *, client, user_id) -> (dict, created: bool)
@@ -113,6 +116,22 @@ def _column_type(field: dict) -> str:
     return "TEXT COLLATE NOCASE"     # SOQL compares and sorts text case-insensitively
 
 
+def load_children(conn: sqlite3.Connection, plan: Plan, rows: list, attributes=None) -> dict:
+    """Child subquery results for a page of parent rows: {relationship name: {parent Id: [records]}}."""
+    result: dict = {}
+    parent_ids = [row[-1] for row in rows]
+    for child in plan.children:
+        groups: dict = {}
+        for start in range(0, len(parent_ids), 500):
+            chunk = parent_ids[start:start + 500]
+            for child_row in conn.execute(child.sql(len(chunk)), [*child.plan.params, *chunk]):
+                bucket = groups.setdefault(child_row[-2], [])
+                if child.limit is None or len(bucket) < child.limit:
+                    bucket.append(child.plan.record(child_row, attributes))
+        result[child.name] = groups
+    return result
+
+
 class QueryCursor:
     """A running query on its own SQLite connection, so Salesforce-style locators can page through it later."""
 
@@ -140,6 +159,12 @@ class QueryCursor:
                 self.exhausted = True
         self.last_used = time.monotonic()
         return rows
+
+    def records(self, count: int, attributes=None) -> list[dict]:
+        """The next `count` rows as output records, child subqueries included."""
+        rows = self.fetch(count)
+        children = load_children(self.conn, self.plan, rows, attributes)
+        return [self.plan.record(row, attributes, children) for row in rows]
 
     @property
     def done(self) -> bool:
@@ -416,8 +441,9 @@ class Org:
                 rows = cursor.fetchmany(1000)
                 if not rows:
                     return
+                children = load_children(conn, plan, rows)
                 for row in rows:
-                    yield plan.record(row)
+                    yield plan.record(row, None, children)
         finally:
             conn.close()
 

@@ -156,3 +156,20 @@ def test_fields_function():
     assert [c.path[0] for c in custom.columns][:2] == ["Id", "External_Id__c"]
     assert "The SOQL FIELDS function must have a LIMIT of at most 200" in error_of(
         "SELECT FIELDS(ALL) FROM Account").message
+
+
+def test_child_subquery_compiles_against_the_child_relationship():
+    plan = compile_("SELECT Name, (SELECT LastName FROM contacts WHERE LastName != null ORDER BY LastName LIMIT 2) "
+                    "FROM Account")
+    child = plan.children[0]
+    assert (child.name, child.limit, child.plan.sobject.name) == ("Contacts", 2, "Contact")
+    assert child.sql(3).count("?") == 3 + len(child.plan.params)
+    assert plan.record(("Acme", "001000000000001AAA"), children={"Contacts": {}}) == {
+        "Name": "Acme", "Contacts": None}
+
+
+def test_unknown_child_relationship_and_nesting_are_refused():
+    assert "Didn't understand relationship 'Nope' in FROM part of query call." in error_of(
+        "SELECT Id, (SELECT Id FROM Nope) FROM Account").message
+    assert error_of("SELECT Id, (SELECT Id, (SELECT Id FROM Opportunities) FROM Contacts) FROM Account"
+                    ).error_code == "MALFORMED_QUERY"

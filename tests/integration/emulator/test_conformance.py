@@ -436,3 +436,18 @@ def test_composite_query_subrequest_feeds_a_reference(sf):
     assert result[1]["body"] is None
     assert result[2]["body"][0]["errorCode"] == "PROCESSING_HALTED"
     assert sf.query(f"SELECT Rating FROM Account WHERE Name = '{name}'")["records"][0]["Rating"] == "Warm"
+
+
+def test_child_relationship_subquery(sf):
+    with_children = sf.Account.create({"Name": unique("Kids")})["id"]
+    without = sf.Account.create({"Name": unique("NoKids")})["id"]
+    for name in ("b", "a", "c"):
+        sf.Contact.create({"LastName": name, "AccountId": with_children})
+    rows = sf.query(f"SELECT Id, (SELECT LastName FROM Contacts ORDER BY LastName LIMIT 2) FROM Account "
+                    f"WHERE Id IN ('{with_children}', '{without}') ORDER BY CreatedDate, Id")["records"]
+    by_id = {r["Id"]: r for r in rows}
+    contacts = by_id[with_children]["Contacts"]
+    assert (contacts["totalSize"], contacts["done"]) == (2, True)
+    assert [c["LastName"] for c in contacts["records"]] == ["a", "b"]
+    assert contacts["records"][0]["attributes"]["type"] == "Contact"
+    assert by_id[without]["Contacts"] is None
