@@ -3,6 +3,7 @@ tests/test_storage.py does: the jobs must behave the same whichever one a deploy
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 import uuid
 
@@ -250,3 +251,32 @@ def test_postgres_consumer_waiting_wakes_up_when_a_task_arrives(pg_url):
     assert got == [b"wake-up"]
     producer.storage.close()
     waiter.storage.close()
+
+
+@pytest.mark.timeout(60)  # shared sockets would rather hang than fail
+def test_postgres_storage_survives_a_fork(pg_url):
+    """gunicorn forks web workers from a master that may have used the storage: parent and child then
+    work at the same time, each on connections of its own (shared sockets would garble both)."""
+    instance = make_huey(postgres_url(pg_url), name=f"fork_{uuid.uuid4().hex[:8]}", blocking=False)
+    storage = instance.storage
+    storage.enqueue(b"warm-up")  # the parent's pool is open before the fork
+    assert storage.dequeue() == b"warm-up"
+
+    def busy(tag: bytes) -> int:
+        for i in range(200):
+            storage.enqueue(tag + str(i).encode())
+            storage.put_data(tag + str(i).encode(), b"x")
+        return storage.incr(tag)
+
+    pid = os.fork()
+    if pid == 0:  # the child: its exit status says whether it could work
+        try:
+            os._exit(0 if busy(b"child-") == 1 else 1)
+        except BaseException:  # noqa: BLE001 - any failure is a non-zero exit
+            os._exit(2)
+    parent = busy(b"parent-")
+    _, status = os.waitpid(pid, 0)
+    assert (os.waitstatus_to_exitcode(status), parent) == (0, 1)
+    assert storage.queue_size() == 400 and storage.result_store_size() == 400
+    storage.flush_all()
+    storage.close()
