@@ -316,8 +316,13 @@ class _Parser:
         if self.accept("in"):
             self.expect("(")
             if self.tok.word == "select":
-                raise SoqlError("MALFORMED_QUERY", _caret(
-                    self.soql, self.tok.pos, "semi-join subqueries are not supported by the ForceBridge emulator"))
+                if self.nested:
+                    raise self.fail()
+                self.nested = True
+                inner = self.query_body()
+                self.nested = False
+                self.expect(")")
+                return Comparison(field, "notin" if negated else "in", inner)
             values = [self.literal()]
             while self.accept(","):
                 values.append(self.literal())
@@ -623,6 +628,8 @@ class _Compiler:
 
     def comparison(self, node: Comparison) -> str:
         column, field, _ = self.resolve(node.field)
+        if isinstance(node.value, Query):
+            return self.semi_join(column, field, node)
         if node.op in ("in", "notin"):
             values = [self.value(field, v) for v in node.value]
             if any(isinstance(v, tuple) for v in values):
@@ -683,6 +690,29 @@ class _Compiler:
             already = {tuple(p.lower() for p in i.path) for i in items if isinstance(i, FieldRef)}
             items.extend(FieldRef([name], item.pos) for name in wanted if (name.lower(),) not in already)
         return items
+
+    def semi_join(self, column: str, field: dict, node: Comparison) -> str:
+        """`Id IN (SELECT AccountId FROM Contact WHERE ...)`: one Id or reference field, compiled as a SQL subselect."""
+        inner = node.value
+        if field["type"] not in ("id", "reference") or len(inner.select) != 1 or not isinstance(
+                inner.select[0], FieldRef):
+            raise SoqlError("MALFORMED_QUERY", _caret(self.soql, node.field.pos,
+                                                      "semi-join subselects must select one Id or reference field"))
+        compiler = _Compiler(self.soql, inner, self.types, self.today)
+        inner_column, inner_field, _ = compiler.resolve(inner.select[0])
+        if inner_field["type"] not in ("id", "reference"):
+            raise SoqlError("MALFORMED_QUERY", _caret(self.soql, inner.select[0].pos,
+                                                      "semi-join subselects must select one Id or reference field"))
+        # NOT IN over a list holding NULL matches nothing in SQL; SOQL ignores the nulls.
+        where = ['t."IsDeleted" = 0', f"{inner_column} IS NOT NULL"]
+        if inner.where is not None:
+            where.append(compiler.condition(inner.where))
+        # Uncorrelated, so the inner aliases (t, p1, ...) may shadow the outer ones: SQL scoping resolves them.
+        sql = (f"SELECT {inner_column} FROM {quote(compiler.base.table)} t {' '.join(compiler.join_sql)} "
+               f"WHERE {' AND '.join(where)}")
+        self.params.extend(compiler.params)
+        operator = "NOT IN" if node.op == "notin" else "IN"
+        return f"({column} {operator} ({sql}))"
 
     def child_plan(self, item: ChildQuery, include_deleted: bool) -> "ChildPlan":
         relation = next((r for r in self.base.describe.get("childRelationships", [])

@@ -173,3 +173,11 @@ def test_unknown_child_relationship_and_nesting_are_refused():
         "SELECT Id, (SELECT Id FROM Nope) FROM Account").message
     assert error_of("SELECT Id, (SELECT Id, (SELECT Id FROM Opportunities) FROM Contacts) FROM Account"
                     ).error_code == "MALFORMED_QUERY"
+
+
+def test_semi_join_compiles_to_a_subselect():
+    plan = compile_("SELECT Id FROM Account WHERE Id IN (SELECT AccountId FROM Contact WHERE LastName = 'x') "
+                    "AND Name != 'y'")
+    assert "IN (SELECT t.\"AccountId\" FROM \"so_Contact\" t" in plan.sql
+    assert plan.params == ["x", "y"]
+    assert error_of("SELECT Id FROM Account WHERE Id IN (SELECT Name FROM Contact)").error_code == "MALFORMED_QUERY"

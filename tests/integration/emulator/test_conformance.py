@@ -451,3 +451,16 @@ def test_child_relationship_subquery(sf):
     assert [c["LastName"] for c in contacts["records"]] == ["a", "b"]
     assert contacts["records"][0]["attributes"]["type"] == "Contact"
     assert by_id[without]["Contacts"] is None
+
+
+def test_semi_join(sf):
+    tag = unique("SJ")
+    with_contact = sf.Account.create({"Name": tag + "-with"})["id"]
+    sf.Account.create({"Name": tag + "-without"})
+    sf.Contact.create({"LastName": tag, "AccountId": with_contact})
+    rows = sf.query(f"SELECT Id FROM Account WHERE Name LIKE '{tag}%' AND Id IN "
+                    f"(SELECT AccountId FROM Contact WHERE LastName = '{tag}')")["records"]
+    assert [r["Id"] for r in rows] == [with_contact]
+    others = sf.query(f"SELECT Name FROM Account WHERE Name LIKE '{tag}%' AND Id NOT IN "
+                      f"(SELECT AccountId FROM Contact WHERE LastName = '{tag}')")["records"]
+    assert [r["Name"] for r in others] == [tag + "-without"]
