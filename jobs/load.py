@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Callable
 
@@ -69,7 +70,8 @@ def run_pending(db: Database, sf: Salesforce, options: LoadOptions = LoadOptions
 
 
 def run(db: Database, sf: Salesforce, load_id: int, options: LoadOptions = LoadOptions()) -> dict:
-    row = db.fetchone("claim_load", {"id": load_id, "lease_seconds": options.lease_seconds})
+    runner = uuid.uuid4().hex
+    row = db.fetchone("claim_load", {"id": load_id, "lease_seconds": options.lease_seconds, "runner": runner})
     if row is None:
         current = db.fetchone("get_load", {"id": load_id})
         if current is None or current["state"] in ("done", "failed", "cancelled"):
@@ -78,29 +80,35 @@ def run(db: Database, sf: Salesforce, load_id: int, options: LoadOptions = LoadO
     mapping = mapping_store.get(db, row["mapping_id"])
     try:
         if mapping is None:
-            return _set_state(db, load_id, "cancelled", "the mapping was deleted")
+            return _set_state(db, row, "cancelled", "the mapping was deleted")
         if row["state"] == "running":
             row = _fetch(db, sf, mapping, row, options)
         return _merge(db, sf, mapping, row)
     except LoadGone:
         _drop_staging(db, load_id)
         return None
+    except LoadBusy:
+        raise   # the lease is someone else's now: leave it alone
     except TransientError as exc:
         # Salesforce is away for now: keep every page so far, let the backstop continue later
         log.warning("load %s paused: %s", load_id, exc)
-        db.execute("release_load", {"id": load_id, "error": str(exc)})
+        db.execute("release_load", {"id": load_id, "error": str(exc), "runner": runner})
         raise
     except SalesforceError as exc:
-        _set_state(db, load_id, "failed", str(exc))
+        if _set_state(db, row, "failed", str(exc)) is None:
+            raise LoadBusy(f"load {load_id} was taken over by another runner") from exc
         _drop_staging(db, load_id)
         raise
     except BaseException as exc:
-        db.execute("release_load", {"id": load_id, "error": f"interrupted: {type(exc).__name__}: {exc}"})
+        db.execute("release_load", {"id": load_id, "error": f"interrupted: {type(exc).__name__}: {exc}",
+                                    "runner": runner})
         raise
 
 
-def _set_state(db: Database, load_id: int, state: str, error: str | None = None, merged: int | None = None):
-    return db.fetchone("set_load_state", {"id": load_id, "state": state, "error": error, "merged": merged})
+def _set_state(db: Database, row: dict, state: str, error: str | None = None, merged: int | None = None):
+    """None when the load is not this runner's any more."""
+    return db.fetchone("set_load_state", {"id": row["id"], "state": state, "error": error, "merged": merged,
+                                          "runner": row["runner"]})
 
 
 def _drop_staging(db: Database, load_id: int) -> None:
@@ -141,9 +149,12 @@ def _begin(db: Database, sf: Salesforce, m: Mapping, row: dict, options: LoadOpt
             "locator": None, "loaded": 0, "pages": 0}
 
 
-def _wait_for_job(sf: Salesforce, job_id: str, options: LoadOptions) -> dict:
+def _wait_for_job(sf: Salesforce, job_id: str, options: LoadOptions, renew=None) -> dict:
+    """Until the job is done; `renew()` keeps the runner's lease meanwhile (a job can run for minutes)."""
     delay, waited = 0.05, 0.0
     while True:
+        if renew:
+            renew()
         job = sf.bulk_query_job(job_id)
         if job["state"] == JOB_DONE or job["state"] in JOB_DEAD:
             return job
@@ -155,10 +166,18 @@ def _wait_for_job(sf: Salesforce, job_id: str, options: LoadOptions) -> dict:
         delay = min(delay * 1.5, 0.5 if waited < 30 else 5.0)
 
 
+def _renew(db: Database, row: dict, options: LoadOptions) -> None:
+    if db.fetchone("renew_load_lease", {"id": row["id"], "runner": row["runner"],
+                                        "lease_seconds": options.lease_seconds}) is None:
+        if db.fetchone("get_load", {"id": row["id"]}) is None:
+            raise LoadGone()
+        raise LoadBusy(f"load {row['id']} was taken over by another runner")
+
+
 def _fetch_bulk(db: Database, sf: Salesforce, m: Mapping, row: dict, options: LoadOptions) -> dict:
     waited = time.monotonic()
     try:
-        job = _wait_for_job(sf, row["sf_job_id"], options)
+        job = _wait_for_job(sf, row["sf_job_id"], options, renew=lambda: _renew(db, row, options))
     except PermanentError as exc:
         if exc.status != 404:
             raise
@@ -183,14 +202,22 @@ def _fetch_bulk(db: Database, sf: Salesforce, m: Mapping, row: dict, options: Lo
         with db.transaction() as conn:
             locator, rows = copy_bulk_page(conn, sf, staging_name(row["id"]), row["sf_job_id"], locator, columns,
                                            expected, options)
-            row = db.run(conn, "record_load_page", {
-                "id": row["id"], "locator": locator, "rows": rows, "total": None, "snapshot_at": None,
-                "lease_seconds": options.lease_seconds}).fetchone()
-        if row is None:
-            raise LoadGone()
+            row = _record_page(db, conn, row, {"locator": locator, "rows": rows, "total": None}, options)
         if options.on_page:
             options.on_page(row)
     return row
+
+
+def _record_page(db: Database, conn, row: dict, page: dict, options: LoadOptions) -> dict:
+    """Move the load's locator and counts in the page's transaction, only while this runner still owns it;
+    otherwise the transaction (and the page's COPY) is rolled back."""
+    updated = db.run(conn, "record_load_page", {"id": row["id"], "runner": row["runner"], "snapshot_at": None,
+                                                "lease_seconds": options.lease_seconds, **page}).fetchone()
+    if updated is None:
+        if db.run(conn, "get_load", {"id": row["id"]}).fetchone() is None:
+            raise LoadGone()
+        raise LoadBusy(f"load {row['id']} was taken over by another runner")
+    return updated
 
 
 def copy_bulk_page(conn, sf: Salesforce, name: str, job_id: str, locator: str | None, columns: list[str],
@@ -235,11 +262,8 @@ def _fetch_rest(db: Database, sf: Salesforce, m: Mapping, row: dict, options: Lo
             continue
         with db.transaction() as conn:
             locator, rows = copy_rest_page(conn, staging_name(row["id"]), columns, specs, page)
-            row = db.run(conn, "record_load_page", {
-                "id": row["id"], "locator": locator, "rows": rows, "total": page.get("totalSize"),
-                "snapshot_at": None, "lease_seconds": options.lease_seconds}).fetchone()
-        if row is None:
-            raise LoadGone()
+            row = _record_page(db, conn, row, {"locator": locator, "rows": rows, "total": page.get("totalSize")},
+                               options)
         if options.on_page:
             options.on_page(row)
     return row
@@ -265,7 +289,8 @@ def _typed_row(record: dict, specs) -> tuple:
 def _merge(db: Database, sf: Salesforce, m: Mapping, row: dict) -> dict:
     name = staging_name(row["id"])
     started = time.monotonic()
-    db.fetchone("set_load_state", {"id": row["id"], "state": "merging", "error": None, "merged": None})
+    if _set_state(db, row, "merging") is None:
+        raise LoadBusy(f"load {row['id']} was taken over by another runner")
     with db.transaction(origin="salesforce") as conn:
         merged = staging.merge(conn, name, m)
         # REST loads have no job time: the newest record loaded is where polls start (less their overlap)
@@ -273,9 +298,11 @@ def _merge(db: Database, sf: Salesforce, m: Mapping, row: dict) -> dict:
         db.run(conn, "init_poll_state", {"mapping_id": m.id, "watermark": watermark})
         staging.drop(conn, name)
         done = db.run(conn, "set_load_state", {"id": row["id"], "state": "done", "error": None,
-                                               "merged": merged}).fetchone()
+                                               "merged": merged, "runner": row["runner"]}).fetchone()
         if done is None:
-            raise LoadGone()
+            if db.run(conn, "get_load", {"id": row["id"]}).fetchone() is None:
+                raise LoadGone()
+            raise LoadBusy(f"load {row['id']} was taken over by another runner")
     if row["sf_job_id"]:
         try:
             sf.bulk_query_delete(row["sf_job_id"])

@@ -17,7 +17,7 @@ SELECT * FROM forcebridge.loads WHERE id = %(id)s;
 -- name: claim_load
 -- Queued, or running with a lapsed lease (its runner died): this runner continues from the last page.
 UPDATE forcebridge.loads
-SET state = CASE WHEN state = 'queued' THEN 'running' ELSE state END,
+SET state = CASE WHEN state = 'queued' THEN 'running' ELSE state END, runner = %(runner)s,
     lease_until = now() + make_interval(secs => %(lease_seconds)s),
     started_at = coalesce(started_at, now()), updated_at = now()
 WHERE id = %(id)s
@@ -44,7 +44,7 @@ UPDATE forcebridge.loads
 SET locator = %(locator)s, pages = pages + 1, loaded = loaded + %(rows)s,
     total = coalesce(%(total)s, total), snapshot_at = coalesce(%(snapshot_at)s, snapshot_at),
     lease_until = now() + make_interval(secs => %(lease_seconds)s), updated_at = clock_timestamp()
-WHERE id = %(id)s
+WHERE id = %(id)s AND runner = %(runner)s   -- still ours: no other runner took the load over
 RETURNING *;
 
 -- name: set_load_state
@@ -53,13 +53,18 @@ SET state = %(state)s, error = %(error)s, updated_at = clock_timestamp(),
     merged = coalesce(%(merged)s, merged),
     finished_at = CASE WHEN %(state)s IN ('done', 'failed', 'cancelled') THEN clock_timestamp() END,
     lease_until = CASE WHEN %(state)s IN ('done', 'failed', 'cancelled') THEN NULL ELSE lease_until END
-WHERE id = %(id)s
+WHERE id = %(id)s AND (%(runner)s::text IS NULL OR runner = %(runner)s)
 RETURNING *;
+
+-- name: renew_load_lease
+UPDATE forcebridge.loads SET lease_until = now() + make_interval(secs => %(lease_seconds)s)
+WHERE id = %(id)s AND runner = %(runner)s AND state IN ('running', 'merging')
+RETURNING id;
 
 -- name: release_load
 -- The runner stops (interrupted, or Salesforce is away for now); the backstop picks the load up again.
 UPDATE forcebridge.loads SET lease_until = NULL, error = %(error)s, updated_at = now()
-WHERE id = %(id)s AND state IN ('running', 'merging');
+WHERE id = %(id)s AND state IN ('running', 'merging') AND runner IS NOT DISTINCT FROM %(runner)s;
 
 -- name: list_loads
 -- What the console shows: the latest loads, newest first, with the mapping they belong to.

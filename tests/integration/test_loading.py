@@ -234,6 +234,25 @@ def test_deleting_the_mapping_mid_load_stops_it_and_leaves_no_staging_table(api,
     assert sql(sf_settings.database_url, "SELECT count(*) FROM forcebridge.loads") == [(0,)]
 
 
+def test_a_runner_whose_lease_lapsed_stops_when_another_took_the_load_over(api, db, sf, emulator, sf_settings):
+    seed(emulator, 4000)
+    mapping = create_mapping(api)
+    load_id = open_load(db, mapping["id"])["id"]
+    options = load.LoadOptions(page_size=1000, rest_max=100)
+    taken_over = []
+
+    def stall(row):
+        # the first runner stalls past its lease after page 1; the backstop hands the load to another runner
+        if not taken_over:
+            sql(sf_settings.database_url, "UPDATE forcebridge.loads SET lease_until = now() - interval '1 second'")
+            taken_over.append(load.run(db, sf, load_id, options))
+
+    with pytest.raises(load.LoadBusy):
+        load.run(db, sf, load_id, dataclasses.replace(options, on_page=stall))
+    assert taken_over[0]["state"] == "done" and taken_over[0]["loaded"] == 4000
+    assert sql(sf_settings.database_url, "SELECT count(*), count(DISTINCT sfid) FROM salesforce.account") == [(4000, 4000)]
+
+
 def test_cli_load_shows_progress_and_resumes(sf_app, api, db, emulator, sf_settings):
     seed(emulator, 1500)
     mapping = create_mapping(api)
