@@ -38,6 +38,8 @@ def status() -> dict:
         salesforce = {"reachable": False, "message": str(exc)}
     return {"postgres": postgres, "backlog": backlog, "last_sync": last_sync, "worker": worker,
             "salesforce": salesforce, "writes": write_path.backlog() if postgres else None,
+            "last_at": {"sf_to_pg": backlog["last_applied"] if backlog else None,
+                        "pg_to_sf": write_path.last_success() if postgres else None},
             "polls": sync.poll_status() if postgres else [], "now": now}
 
 

@@ -7,7 +7,7 @@ import secrets
 from urllib.parse import urlsplit
 
 import requests
-from flask import Blueprint, render_template, request, url_for
+from flask import Blueprint, render_template, url_for
 
 from core.setup_check import acknowledged, sample_message
 from gateway import mapping_store

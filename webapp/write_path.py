@@ -9,6 +9,11 @@ def backlog() -> dict:
     return ctx().db.fetchone("write_backlog")
 
 
+def last_success():
+    """When a change last reached Salesforce, or None."""
+    return ctx().db.fetchone("last_write_to_salesforce")["at"]
+
+
 def per_mapping() -> dict[int, dict]:
     """mapping id -> {"pending", "failed"} writes."""
     return {r["mapping_id"]: r for r in ctx().db.fetchall("write_backlog_per_mapping")}

@@ -37,3 +37,8 @@ LEFT JOIN forcebridge.mappings m ON m.id = c.mapping_id
 WHERE c.detected_at > now() - make_interval(days => %(days)s)
 ORDER BY c.id DESC
 LIMIT %(limit)s;
+
+-- name: last_write_to_salesforce
+-- Finished changes move to the archive after a while; the newest success is in one of the two tables.
+SELECT greatest((SELECT max(finished_at) FROM forcebridge.change_log WHERE state = 'SUCCESS'),
+                (SELECT max(finished_at) FROM forcebridge.change_log_archive WHERE state = 'SUCCESS')) AS at;

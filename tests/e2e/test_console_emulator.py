@@ -123,6 +123,9 @@ def test_a_failing_write_shows_in_errors_is_fixed_and_retried(page, console, con
     assert page.locator("#failed-writes").inner_text().count("INVALID_OR_NULL") == 0
     page.goto(f"{console.url}/mappings")
     assert cell(page, "Invoice__c", "writes_failed") == "0"
+    page.goto(console.url + "/")
+    last_write = page.inner_text("tr[data-direction=pg_to_sf]")
+    assert "UTC" in last_write and "records in the last 24 h: 1" in last_write
 
 
 def sf_status(settings) -> str:
