@@ -477,13 +477,12 @@ def run_query(version: str, soql: str | None, include_deleted: bool, size: int) 
     cursor = the_org.open_query(soql, include_deleted)
     plan = cursor.plan
     if plan.kind != "rows":
-        row = cursor.fetch(1)[0]
+        rows = cursor.fetch(2000)       # Salesforce caps aggregate results at 2,000 rows, without paging
         cursor.close()
         if plan.kind == "count":
-            return {"totalSize": row[0], "done": True, "records": []}
-        record = {"attributes": {"type": "AggregateResult"}}
-        record.update(zip(plan.aggregate_names, row))
-        return {"totalSize": 1, "done": True, "records": [record]}
+            return {"totalSize": rows[0][0], "done": True, "records": []}
+        records = [plan.aggregate_record(row) for row in rows]
+        return {"totalSize": len(records), "done": True, "records": records}
     records = _page(version, cursor, size)
     total = cursor.total()
     if cursor.done:

@@ -106,9 +106,14 @@ class ChildQuery:
 
 @dataclasses.dataclass
 class Count:
+    """An aggregate in the select list: COUNT() / COUNT(f) / COUNT_DISTINCT(f) / SUM / MIN / MAX / AVG."""
     field: FieldRef | None
     alias: str | None
     pos: int
+    func: str = "COUNT"
+
+
+AGGREGATE_FUNCTIONS = {"count", "count_distinct", "sum", "min", "max", "avg"}
 
 
 @dataclasses.dataclass
@@ -150,6 +155,7 @@ class Query:
     sobject: str
     sobject_pos: int
     where: Any = None
+    group_by: list = dataclasses.field(default_factory=list)
     order_by: list = dataclasses.field(default_factory=list)
     limit: int | None = None
     offset: int | None = None
@@ -211,6 +217,12 @@ class _Parser:
         query = Query(select, name.text, name.pos)
         if self.accept("where"):
             query.where = self.condition()
+        if self.tok.word == "group":
+            self.take()
+            self.expect("by")
+            query.group_by.append(self.field_ref())
+            while self.accept(","):
+                query.group_by.append(self.field_ref())
         if self.tok.word == "order":
             self.take()
             self.expect("by")
@@ -249,15 +261,15 @@ class _Parser:
                 raise self.fail(self.tokens[self.i - 1])
             self.expect(")")
             return FieldsFunction(which, tok.pos)
-        if tok.word == "count" and self.tokens[self.i + 1].text == "(":
+        if tok.word in AGGREGATE_FUNCTIONS and self.tokens[self.i + 1].text == "(":
             self.take()
             self.expect("(")
-            field = None if self.tok.text == ")" else self.field_ref()
+            field = None if self.tok.text == ")" and tok.word == "count" else self.field_ref()
             self.expect(")")
             alias = None
             if self.tok.kind == "ident" and self.tok.word not in KEYWORDS:
                 alias = self.take().text
-            return Count(field, alias, tok.pos)
+            return Count(field, alias, tok.pos, tok.word.upper())
         return self.field_ref()
 
     def field_ref(self) -> FieldRef:
@@ -453,6 +465,14 @@ class Plan:
     limit: int | None
     offset: int
     children: list = dataclasses.field(default_factory=list)     # ChildPlan per subquery
+    aggregate_fields: list = dataclasses.field(default_factory=list)   # per aggregate_names: field or None
+
+    def aggregate_record(self, row: tuple) -> dict:
+        """An AggregateResult: grouped fields by name, aggregates by alias or expr0, expr1, ..."""
+        record: dict = {"attributes": {"type": "AggregateResult"}}
+        for name, field, value in zip(self.aggregate_names, self.aggregate_fields, row):
+            record[name] = to_json_value(field, value) if field is not None else value
+        return record
 
     def record(self, row: tuple, attributes: Callable[[str, str], dict] | None = None,
                children: dict | None = None) -> dict:
@@ -533,6 +553,7 @@ class _Compiler:
                 "call for the appropriate names."))
         self.joins: dict[tuple, tuple[str, SObjectType]] = {}     # canonical rel path -> (alias, type)
         self.children: list[ChildPlan] = []
+        self.aggregate_fields: list[dict | None] = []
         self.parent_field: dict | None = None     # set when compiling a child subquery
         self.join_sql: list[str] = []
         self.params: list = []
@@ -734,22 +755,37 @@ class _Compiler:
         query = self.query
         columns, select_sql, kind, aggregate_names = [], [], "rows", []
         counts = [item for item in query.select if isinstance(item, Count)]
-        if counts:
-            if len(counts) != len(query.select):
-                raise SoqlError("MALFORMED_QUERY", _caret(
-                    self.soql, query.select[0].pos if isinstance(query.select[0], Count) else query.select[0].pos,
-                    "Field must be grouped or aggregated: " + next(
-                        ".".join(i.path) for i in query.select if isinstance(i, FieldRef))))
-            kind = "count" if len(counts) == 1 and counts[0].field is None else "aggregate"
-            for n, item in enumerate(counts):
-                if item.field is None:
-                    if kind == "aggregate":
-                        raise _syntax_error(self.soql, item.pos, "COUNT")
-                    select_sql.append("COUNT(*)")
-                else:
-                    column, _, _ = self.resolve(item.field)
-                    select_sql.append(f"COUNT({column})")
-                aggregate_names.append(item.alias or f"expr{n}")
+        grouped: list[str] = []
+        if counts or query.group_by:
+            kind = "count" if (len(query.select) == 1 and counts and counts[0].field is None
+                               and not query.group_by) else "aggregate"
+            if kind == "count":
+                select_sql.append("COUNT(*)")
+                aggregate_names.append("expr0")
+            else:
+                grouped = [self.resolve(ref)[0] for ref in query.group_by]
+                expr = 0
+                for item in query.select:
+                    if isinstance(item, Count):
+                        if item.field is None:
+                            raise _syntax_error(self.soql, item.pos, "COUNT")
+                        column, field, _ = self.resolve(item.field)
+                        function = "COUNT(DISTINCT" if item.func == "COUNT_DISTINCT" else f"{item.func}("
+                        select_sql.append(f"{function} {column})")
+                        # "expr<i>" counts only the aggregates without an alias (SOQL's implied aliases).
+                        aggregate_names.append(item.alias or f"expr{expr}")
+                        self.aggregate_fields.append(field if item.func in ("MIN", "MAX") else None)
+                        expr += 0 if item.alias else 1
+                        continue
+                    if not isinstance(item, FieldRef):
+                        raise _syntax_error(self.soql, item.pos, "(")
+                    column, field, path = self.resolve(item)
+                    if column not in grouped:
+                        raise SoqlError("MALFORMED_QUERY", _caret(
+                            self.soql, item.pos, "Field must be grouped or aggregated: " + ".".join(item.path)))
+                    select_sql.append(column)
+                    aggregate_names.append(path[-1])
+                    self.aggregate_fields.append(field)
         else:
             seen = set()
             for item in self.expand_fields_functions(query):
@@ -794,7 +830,9 @@ class _Compiler:
         from_sql = f"FROM {quote(self.base.table)} t " + " ".join(self.join_sql)
         where_sql = (" WHERE " + " AND ".join(where)) if where else ""
         sql = f"SELECT {', '.join(select_sql)} {from_sql}{where_sql}"
-        if kind == "rows":
+        if grouped:
+            sql += " GROUP BY " + ", ".join(grouped)
+        if kind != "count":
             if order:
                 sql += " ORDER BY " + ", ".join(order)
             if query.limit is not None or offset:
@@ -804,7 +842,7 @@ class _Compiler:
             count_sql += f" LIMIT {query.limit if query.limit is not None else -1} OFFSET {offset}"
         count_sql += ")"
         return Plan(self.base, sql, list(self.params), count_sql, list(self.params), columns, parents, kind,
-                    aggregate_names, query.limit, offset, self.children)
+                    aggregate_names, query.limit, offset, self.children, self.aggregate_fields)
 
 
 def compile_query(soql: str, types: dict[str, SObjectType], *, include_deleted: bool = False,

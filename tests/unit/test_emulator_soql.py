@@ -181,3 +181,15 @@ def test_semi_join_compiles_to_a_subselect():
     assert "IN (SELECT t.\"AccountId\" FROM \"so_Contact\" t" in plan.sql
     assert plan.params == ["x", "y"]
     assert error_of("SELECT Id FROM Account WHERE Id IN (SELECT Name FROM Contact)").error_code == "MALFORMED_QUERY"
+
+
+def test_group_by_with_aggregates_and_implied_aliases():
+    plan = compile_("SELECT StageName, COUNT(Id) n, SUM(Amount), MAX(CloseDate) FROM Opportunity "
+                    "GROUP BY StageName ORDER BY StageName")
+    assert plan.kind == "aggregate"
+    assert plan.aggregate_names == ["StageName", "n", "expr0", "expr1"]
+    assert "GROUP BY t.\"StageName\"" in plan.sql
+    assert plan.aggregate_record(("Won", 2, 30.0, "2026-01-01")) == {
+        "attributes": {"type": "AggregateResult"}, "StageName": "Won", "n": 2, "expr0": 30.0, "expr1": "2026-01-01"}
+    assert "Field must be grouped or aggregated: Name" in error_of(
+        "SELECT Name, COUNT(Id) FROM Opportunity GROUP BY StageName").message

@@ -464,3 +464,14 @@ def test_semi_join(sf):
     others = sf.query(f"SELECT Name FROM Account WHERE Name LIKE '{tag}%' AND Id NOT IN "
                       f"(SELECT AccountId FROM Contact WHERE LastName = '{tag}')")["records"]
     assert [r["Name"] for r in others] == [tag + "-without"]
+
+
+def test_group_by_aggregate_query(sf):
+    tag = unique("GB")
+    for stage, amount in [("Prospecting", 10), ("Prospecting", 5), ("Closed Won", 100)]:
+        sf.Opportunity.create({"Name": tag, "StageName": stage, "CloseDate": "2026-12-01", "Amount": amount})
+    result = sf.query(f"SELECT StageName, COUNT(Id), SUM(Amount) total FROM Opportunity WHERE Name = '{tag}' "
+                      "GROUP BY StageName ORDER BY StageName")
+    assert result["totalSize"] == 2
+    assert [(r["StageName"], r["expr0"], r["total"]) for r in result["records"]] == [
+        ("Closed Won", 1, 100), ("Prospecting", 2, 15)]
