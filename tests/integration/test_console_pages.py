@@ -48,3 +48,19 @@ def test_an_unreadable_wsdl_is_refused_with_the_reason(browser_client):
     response = browser_client.post("/mappings/wsdl", base_url=BASE, data={
         "csrf_token": csrf_of(browser_client), "wsdl": (io.BytesIO(b"<definitions/>"), "x.wsdl")})
     assert response.status_code == 400 and "could not be read" in response.text
+
+
+def test_a_conflict_shows_both_values_the_rule_and_the_winner(console_app, browser_client):
+    sign_in(browser_client)
+    db = console_app.extensions["forcebridge"].db
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO forcebridge.mappings (object_name, table_name, direction, fields) "
+                     "VALUES ('Account', 'account', 'bidirectional', '[]')")
+        conn.execute("INSERT INTO forcebridge.conflicts (mapping_id, record_id, sfid, rule, winner, pg_values, sf_values) "
+                     "VALUES (1, 7, '001000000000001AAA', 'salesforce_wins', 'salesforce', "
+                     "'{\"phone\": \"555-0100\"}', '{\"Phone\": \"555-0199\"}')")
+    page = browser_client.get("/errors", base_url=BASE).text
+    assert "<title>Errors · ForceBridge</title>" in page
+    section = page[page.index('id="conflicts"'):page.index('id="drift"')]
+    assert "001000000000001AAA" in section and "555-0100" in section and "555-0199" in section
+    assert "salesforce wins" in section and "<strong>salesforce</strong>" in section
