@@ -8,6 +8,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable
 
+import psycopg
+
 from core.convert import from_salesforce, parse_datetime
 from core.loading import load_soql, progress, record_fields, select_fields, staging_columns
 from core.mapping import Mapping
@@ -94,7 +96,8 @@ def run(db: Database, sf: Salesforce, load_id: int, options: LoadOptions = LoadO
         log.warning("load %s paused: %s", load_id, exc)
         db.execute("release_load", {"id": load_id, "error": str(exc), "runner": runner})
         raise
-    except SalesforceError as exc:
+    except (SalesforceError, psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+        # Salesforce refused, or Postgres refused a value: trying again would fail again; the load says why
         if _set_state(db, row, "failed", str(exc)) is None:
             raise LoadBusy(f"load {load_id} was taken over by another runner") from exc
         _drop_staging(db, load_id)

@@ -253,6 +253,17 @@ def test_a_runner_whose_lease_lapsed_stops_when_another_took_the_load_over(api, 
     assert sql(sf_settings.database_url, "SELECT count(*), count(DISTINCT sfid) FROM salesforce.account") == [(4000, 4000)]
 
 
+def test_a_value_postgres_refuses_fails_the_load_with_its_reason(api, db, sf, emulator, sf_settings):
+    seed(emulator, 20)
+    mapping = create_mapping(api, fields={"Name": {"length": 5}})         # narrower than Salesforce's names
+    with pytest.raises(psycopg.errors.DataError):
+        load.run(db, sf, open_load(db, mapping["id"])["id"])
+    (shown,) = api.get(f"/api/v1/loads?mapping_id={mapping['id']}").get_json()["loads"]
+    assert shown["state"] == "failed" and "too long" in shown["error"]
+    assert sql(sf_settings.database_url, "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'load_staging_%'") == [(0,)]
+    assert db.fetchall("loads_to_run") == []                                # the backstop does not retry it
+
+
 def test_cli_load_shows_progress_and_resumes(sf_app, api, db, emulator, sf_settings):
     seed(emulator, 1500)
     mapping = create_mapping(api)
