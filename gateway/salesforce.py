@@ -108,6 +108,7 @@ class Salesforce:
         self._describes: dict[str, tuple[float, dict]] = {}
         self.api_usage: ApiUsage | None = None
         self.calls = 0
+        self.logins = 0
         self._tally = threading.local()
 
     @contextlib.contextmanager
@@ -149,6 +150,7 @@ class Salesforce:
         scheme = explicit.scheme if explicit else "https"
         self._token, self._base = token, f"{scheme}://{instance.rstrip('/')}"
         self.calls += 1
+        self.logins += 1
 
     def _credentials(self) -> tuple[str, str]:
         with self._lock:

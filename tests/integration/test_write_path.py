@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -228,3 +229,26 @@ def test_delete_of_a_record_whose_sfid_never_came_back_finds_it_by_external_id(s
     sql(url, "DELETE FROM salesforce.invoice__c")
     assert drain(db, sf, FAST).outcomes == {"SUCCESS": 1}
     assert invoices(sf) == {}
+
+
+def test_session_expiring_mid_drain_costs_one_login_and_no_retry(sf_api, sf_settings, db, sf, emulator):
+    writing_mapping(sf_api, fields=FIELDS, upsert_field="External_Id__c")
+    url = sf_settings.database_url
+    sql(url, "INSERT INTO salesforce.invoice__c (name, amount__c) SELECT 'inv ' || g, g FROM generate_series(1, 1000) g")
+    emulator.admin("POST", "/_emulator/faults", {"rules": {"composite.*": {"latency_ms": 150}}})
+    expired = threading.Event()
+
+    def expire_after_the_second_call():
+        deadline = time.monotonic() + 30
+        while collection_calls(emulator) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        emulator.admin("POST", "/_emulator/sessions/expire")
+        expired.set()
+
+    watcher = threading.Thread(target=expire_after_the_second_call)
+    watcher.start()
+    result = drain(db, sf, dataclasses.replace(FAST, concurrency=1))
+    watcher.join()
+    assert expired.is_set() and result.outcomes == {"SUCCESS": 1000} and result.calls == 5
+    assert sf.logins == 2                                  # the first one and exactly one more
+    assert len(invoices(sf)) == 1000
