@@ -101,6 +101,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(401, _refused)
     app.register_error_handler(403, _refused)
     app.register_error_handler(404, _refused)
+    app.register_error_handler(409, _refused)
 
     @app.context_processor
     def csrf():
@@ -114,4 +115,7 @@ def _refused(exc):
                        message=exc.description), exc.code
     if exc.code == 401 and request.headers.get("HX-Request"):
         return "", 401, {"HX-Redirect": url_for("auth.login")}
+    if request.headers.get("HX-Request"):
+        # HTMX swaps nothing on an error; static/console.js shows this fragment above the page instead.
+        return render_template("_refused.html", code=exc.code, message=exc.description), exc.code
     return render_template("error.html", code=exc.code, message=exc.description), exc.code

@@ -13,4 +13,11 @@
   }
   window.addEventListener("load", function () { draw(document); });
   document.addEventListener("htmx:afterSettle", function (evt) { draw(evt.detail.elt || document); });
+  // A refused HTMX request (the item changed meanwhile, the CSRF token expired): say why, above the page.
+  document.addEventListener("htmx:responseError", function (evt) {
+    var box = document.getElementById("refused");
+    if (!box) { return; }
+    box.innerHTML = evt.detail.xhr.responseText;
+    box.hidden = false;
+  });
 })();
