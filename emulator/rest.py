@@ -1,5 +1,6 @@
 """REST API under /services/data: versions, limits, describe, sObject rows, upsert by external id, SOQL query."""
 import datetime as dt
+import email.utils
 import json
 import threading
 import time
@@ -201,7 +202,16 @@ def sobject_basic(version, sobject):
 @require_session
 def sobject_describe(version, sobject):
     version = parse_version(version)
-    describe = dict(org().describe(sobject))
+    sobj = org().sobject_type(sobject)
+    since = request.headers.get("If-Modified-Since")
+    if since and sobj.modified is not None:
+        try:
+            unchanged = sobj.modified <= email.utils.parsedate_to_datetime(since)
+        except (TypeError, ValueError):
+            unchanged = False
+        if unchanged:
+            return make_response("", 304)
+    describe = dict(sobj.describe)
     describe["urls"] = _urls(version, describe["name"])
     return json_response(describe)
 

@@ -1,4 +1,5 @@
 """The org's sObject types, loaded from describe JSON (shipped in emulator/objects/, extra ones from <data>/objects/)."""
+import datetime as dt
 import json
 import pathlib
 
@@ -78,6 +79,7 @@ class SObjectType:
     def __init__(self, describe: dict):
         describe = complete(describe)
         self.describe = describe
+        self.modified: dt.datetime | None = None      # when its describe JSON last changed (If-Modified-Since)
         self.name: str = describe["name"]
         self.key_prefix: str = describe["keyPrefix"]
         self.fields: dict[str, dict] = {f["name"].lower(): f for f in describe["fields"]}
@@ -134,5 +136,6 @@ def load_types(extra_dir: pathlib.Path | None = None) -> dict[str, SObjectType]:
         describe = json.loads(path.read_text())
         describe.pop("_SOURCE", None)
         sobject = SObjectType(describe)
+        sobject.modified = dt.datetime.fromtimestamp(int(path.stat().st_mtime), dt.timezone.utc)
         types[sobject.name.lower()] = sobject
     return types

@@ -475,3 +475,11 @@ def test_group_by_aggregate_query(sf):
     assert result["totalSize"] == 2
     assert [(r["StageName"], r["expr0"], r["total"]) for r in result["records"]] == [
         ("Closed Won", 1, 100), ("Prospecting", 2, 15)]
+
+
+def test_describe_if_modified_since(emulator, sf):
+    headers = {"Authorization": f"Bearer {sf.session_id}"}
+    url = f"{emulator.url}/services/data/v59.0/sobjects/Account/describe"
+    http = emulator.http()
+    assert http.get(url, headers={**headers, "If-Modified-Since": "Tue, 31 May 2016 18:00:00 GMT"}).status_code == 200
+    assert http.get(url, headers={**headers, "If-Modified-Since": "Fri, 31 Dec 2100 18:00:00 GMT"}).status_code == 304
