@@ -51,10 +51,6 @@ def is_valid(record_id: object, prefix: str | None = None) -> bool:
     return prefix is None or full.startswith(prefix)
 
 
-def key_prefix(record_id: str) -> str:
-    return record_id[:3]
-
-
 def encode_counter(number: int, width: int) -> str:
     """Base-62 digits of `number`, left-padded with '0' to `width` characters."""
     if number < 0:
