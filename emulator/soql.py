@@ -218,22 +218,33 @@ class _Parser:
         if self.accept("where"):
             query.where = self.condition()
         if self.tok.word == "group":
-            self.take()
-            self.expect("by")
-            query.group_by.append(self.field_ref())
-            while self.accept(","):
-                query.group_by.append(self.field_ref())
+            query.group_by = self.by_list(self.field_ref)
         if self.tok.word == "order":
-            self.take()
-            self.expect("by")
-            query.order_by.append(self.order_item())
-            while self.accept(","):
-                query.order_by.append(self.order_item())
+            query.order_by = self.by_list(self.order_item)
         if self.accept("limit"):
             query.limit = self.integer()
         if self.accept("offset"):
             query.offset = self.integer()
         return query
+
+    def by_list(self, item) -> list:
+        """GROUP BY / ORDER BY: the two keywords, then items separated by commas."""
+        self.take()
+        self.expect("by")
+        items = [item()]
+        while self.accept(","):
+            items.append(item())
+        return items
+
+    def subquery(self) -> Query:
+        """A nested SELECT up to its closing parenthesis; SOQL allows one level only."""
+        if self.nested:
+            raise self.fail()
+        self.nested = True
+        inner = self.query_body()
+        self.nested = False
+        self.expect(")")
+        return inner
 
     def integer(self) -> int:
         tok = self.tok
@@ -245,14 +256,8 @@ class _Parser:
     def select_item(self):
         tok = self.tok
         if tok.kind == "punct" and tok.text == "(":
-            if self.nested:
-                raise self.fail()
             self.take()
-            self.nested = True
-            inner = self.query_body()
-            self.nested = False
-            self.expect(")")
-            return ChildQuery(inner, tok.pos)
+            return ChildQuery(self.subquery(), tok.pos)
         if tok.word == "fields" and self.tokens[self.i + 1].text == "(":
             self.take()
             self.expect("(")
@@ -328,13 +333,7 @@ class _Parser:
         if self.accept("in"):
             self.expect("(")
             if self.tok.word == "select":
-                if self.nested:
-                    raise self.fail()
-                self.nested = True
-                inner = self.query_body()
-                self.nested = False
-                self.expect(")")
-                return Comparison(field, "notin" if negated else "in", inner)
+                return Comparison(field, "notin" if negated else "in", self.subquery())
             values = [self.literal()]
             while self.accept(","):
                 values.append(self.literal())
