@@ -111,6 +111,8 @@ def merge(conn: psycopg.Connection, name: str, m: Mapping, fresh: bool = False) 
 
 def delete_rows(conn: psycopg.Connection, m: Mapping, sfids: list[str], stamps: list, keep: bool) -> int:
     name = "mark_deleted_from_salesforce" if keep else "delete_from_salesforce"
+    # remembered, so that a notification built before the delete and delivered after it is not applied
+    conn.execute(QUERIES["record_salesforce_deletes"], {"mapping_id": m.id, "sfids": sfids, "stamps": stamps})
     return conn.execute(_q(name, table=table_ident(m)), {"sfids": sfids, "stamps": stamps}).rowcount
 
 

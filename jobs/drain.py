@@ -254,3 +254,4 @@ def archive(db: Database, after_hours: int, purge_days: int) -> None:
         db.run(conn, "archive_changes", {"after_seconds": after_hours * 3600})
         db.run(conn, "purge_archive", {"after_seconds": purge_days * 86400})
         db.run(conn, "purge_conflicts", {"after_seconds": purge_days * 86400})
+        db.run(conn, "purge_salesforce_deletes", {"after_seconds": purge_days * 86400})

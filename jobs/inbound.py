@@ -9,7 +9,7 @@ import psycopg
 
 from core.inbound import InboxItem, UpsertBatch, plan_apply
 from gateway import mapped_tables, mapping_store
-from gateway.db import Database
+from gateway.db import QUERIES, Database
 from jobs import conflicts, stats
 
 log = logging.getLogger("forcebridge.inbound")
@@ -51,6 +51,7 @@ def apply_one_batch(db: Database, batch_size: int) -> tuple[ApplyResult, int]:
         plan = plan_apply(items, mappings)
         failed = dict(plan.failed)
         for batch in plan.batches:
+            batch = _without_deleted_in_salesforce(conn, batch)
             # write path hook: echoes of our own writes dropped, conflicts with local changes settled
             batch = conflicts.settle(db, conn, batch)
             if batch.sfids:
@@ -65,6 +66,23 @@ def apply_one_batch(db: Database, batch_size: int) -> tuple[ApplyResult, int]:
                 log.warning("notification %s failed: %s", nid, reason)
         stats.add(db, conn, "sf_to_pg", _outcomes(plan, items, failed, mappings))
     return ApplyResult(applied=len(applied_ids), failed=len(failed), unmapped=len(plan.unmapped)), len(rows)
+
+
+def _without_deleted_in_salesforce(conn: psycopg.Connection, batch: UpsertBatch) -> UpsertBatch:
+    """Drop notifications the polling backstop has already seen superseded by a delete: built before the
+    delete and delivered after it, they would bring the row back (found by the chaos suite)."""
+    if not batch.sfids:
+        return batch
+    stale = {r["notification_id"] for r in conn.execute(QUERIES["deleted_in_salesforce"], {
+        "mapping_id": batch.mapping.id, "sfids": batch.sfids, "stamps": batch.modstamps,
+        "ids": batch.notification_ids}).fetchall()}
+    if not stale:
+        return batch
+    keep = [i for i, n in enumerate(batch.notification_ids) if n not in stale]
+    return UpsertBatch(mapping=batch.mapping, columns=batch.columns, sfids=[batch.sfids[i] for i in keep],
+                       modstamps=[batch.modstamps[i] for i in keep], isdeleted=[batch.isdeleted[i] for i in keep],
+                       values=[[col[i] for i in keep] for col in batch.values],
+                       notification_ids=[batch.notification_ids[i] for i in keep])
 
 
 def _upsert_isolating_failures(conn: psycopg.Connection, batch) -> dict[str, str]:

@@ -10,3 +10,20 @@ UNION
 SELECT a.sfid FROM forcebridge.change_log_archive a
 WHERE a.mapping_id = %(mapping_id)s AND a.op = 'delete' AND a.sfid = ANY(%(sfids)s) AND a.state = 'SUCCESS'
   AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.sfid = a.sfid);
+
+-- name: record_salesforce_deletes
+INSERT INTO forcebridge.salesforce_deletes (mapping_id, sfid, deleted_at)
+SELECT %(mapping_id)s, d.sfid, d.stamp FROM unnest(%(sfids)s::text[], %(stamps)s::timestamptz[]) AS d(sfid, stamp)
+ON CONFLICT (mapping_id, sfid) DO UPDATE
+SET deleted_at = greatest(forcebridge.salesforce_deletes.deleted_at, excluded.deleted_at), recorded_at = now();
+
+-- name: deleted_in_salesforce
+-- Of these notifications, the ones for records deleted in Salesforce at or after their SystemModstamp (or
+-- carrying none: a record deleted before the message was built has only its Id).
+SELECT u.notification_id
+FROM unnest(%(sfids)s::text[], %(stamps)s::timestamptz[], %(ids)s::text[]) AS u(sfid, stamp, notification_id)
+JOIN forcebridge.salesforce_deletes d ON d.mapping_id = %(mapping_id)s AND d.sfid = u.sfid
+WHERE u.stamp IS NULL OR d.deleted_at IS NULL OR u.stamp <= d.deleted_at;
+
+-- name: purge_salesforce_deletes
+DELETE FROM forcebridge.salesforce_deletes WHERE recorded_at < now() - make_interval(secs => %(after_seconds)s);

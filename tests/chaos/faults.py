@@ -152,10 +152,14 @@ class Injector(threading.Thread):
             e.admin("POST", "/_emulator/outbound/pause")
             self.later(f.duration, lambda: e.admin("POST", "/_emulator/outbound/resume"))
         elif f.kind == "om_drop_after_24h":
-            # Salesforce gives up on a notification 24 h after it was queued; the scaled clock jumps there.
+            # Salesforce gives up on a notification 24 h after it was queued: notifications pile up while
+            # the sender is held, then the scaled clock jumps 25 h and the sender drops them all.
             e.admin("POST", "/_emulator/outbound/pause")
-            e.admin("POST", "/_emulator/clock", {"advance": 25 * 3600})
-            e.admin("POST", "/_emulator/outbound/resume")
+
+            def drop():
+                e.admin("POST", "/_emulator/clock", {"advance": 25 * 3600})
+                e.admin("POST", "/_emulator/outbound/resume")
+            self.later(f.duration, drop)
         elif f.kind == "huey_file_deleted":
             for suffix in ("", "-wal", "-shm", "-journal"):
                 with contextlib.suppress(FileNotFoundError):

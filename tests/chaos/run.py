@@ -52,6 +52,7 @@ def run(scenario: Scenario, database_url: str, work_dir: pathlib.Path) -> dict:
         injector.stop()
         converged_in, found = verdict.converge(system, scenario.converge_limit)
         acks = verdict.acknowledged_not_applied(system)
+        checked = verdict.reconcile(system)
         conflicts = verdict.conflicts(system, ledger)
         result = {
             "seed": scenario.seed, "seconds": scenario.seconds, "rate": scenario.rate,
@@ -61,15 +62,22 @@ def run(scenario: Scenario, database_url: str, work_dir: pathlib.Path) -> dict:
             "lost": found.lost, "duplicated": found.duplicated,
             "not_applied": acks["not_applied"] + acks["acked_but_not_stored"],
             "unexplained_conflicts": conflicts["unexplained"],
+            "reconcile_in_sync": checked.get("in_sync"), "reconcile": checked,
             "notifications": acks, "conflicts": conflicts, "drift": found.summary(),
             "load_errors": dict(ledger.errors), "process_starts": {p.name: p.starts for p in [system.web, *system.consumers]},
             "poll": poll,
         }
         result["ok"] = bool(converged_in is not None and not result["lost"] and not result["duplicated"]
-                            and not result["not_applied"] and not result["unexplained_conflicts"])
+                            and not result["not_applied"] and not result["unexplained_conflicts"]
+                            and checked.get("in_sync", True))
         if not result["ok"]:
             result["logs"] = system.logs_tail()
             result["stories"] = verdict.explain(system, found, conflicts["examples"])
+            if poll:
+                result["loads"] = system.sql("SELECT id, state, created_at::time, started_at::time, "
+                                             "finished_at::time, loaded FROM forcebridge.loads ORDER BY id")
+                result["poll_state"] = system.sql("SELECT watermark, deleted_since, last_polled_at::time "
+                                                  "FROM forcebridge.poll_state")
         return result
 
 

@@ -55,7 +55,7 @@ def drift(system: System) -> Drift:
     local_ext = Counter(r[4] for r in rows if r[4])
     found.duplicated_in_postgres = sorted(e for e, n in local_ext.items() if n > 1)
     local = {r[0]: r for r in rows if r[0]}
-    found.missing_in_salesforce = sorted(str(r[4]) for r in rows if not r[0])
+    found.missing_in_salesforce = sorted(str(r[4]) for r in rows if not r[0])     # external id
     for rec in remote:
         row = local.pop(rec["Id"], None)
         if row is None:
@@ -64,7 +64,7 @@ def drift(system: System) -> Drift:
         for name, pg_value in zip(FIELDS, row[1:]):
             if not _same(rec[name], pg_value):
                 found.differ.append((rec["Id"], name, rec[name], pg_value))
-    found.missing_in_salesforce += sorted(str(r[4]) for r in local.values())
+    found.missing_in_salesforce += sorted(str(r[4] or r[0]) for r in local.values())   # external id, else sfid
     return found
 
 
@@ -142,3 +142,18 @@ def explain(system: System, found: Drift, also: list[str] = (), limit: int = 3) 
         stories.append({"key": key, "rows": rows, "change_log": log, "inbox": inbox, "salesforce_changes": changes,
                         "conflicts": logged})
     return stories
+
+
+def reconcile(system: System) -> dict:
+    """The product's own drift check (issue 6, POST /api/v1/mappings/<id>/reconcile): counts and per-record
+    SystemModstamp, beside this suite's field-by-field comparison."""
+    reports = {}
+    for m in system.api("GET", "/api/v1/mappings").json()["mappings"]:
+        r = system.api("POST", f"/api/v1/mappings/{m['id']}/reconcile")
+        if r.status_code == 404 and "reconcile" not in r.text:
+            return {"available": False}
+        body = r.json()
+        reports[m["object_name"]] = {k: body.get(k) for k in (
+            "in_sync", "salesforce_records", "postgres_rows", "missing_in_postgres", "deleted_in_salesforce",
+            "older_in_postgres", "not_yet_in_salesforce")}
+    return {"available": True, "in_sync": all(r["in_sync"] for r in reports.values()), "reports": reports}
