@@ -78,6 +78,12 @@ def newest_modstamp(conn: psycopg.Connection, name: str):
     return conn.execute(_q("max_staging_modstamp", staging=ident(name))).fetchone()["newest"]
 
 
+def oldest_missing_modstamp(conn: psycopg.Connection, name: str, m: Mapping):
+    """The oldest SystemModstamp among rows with an sfid that the staged snapshot does not hold."""
+    return conn.execute(_q("oldest_row_missing_from_staging", table=table_ident(m), staging=ident(name))
+                        ).fetchone()["oldest"]
+
+
 def merge(conn: psycopg.Connection, name: str, m: Mapping, fresh: bool = False) -> int:
     """One statement from staging into the mapped table, under a lock that makes writers wait: a plain INSERT
     when the table is empty (the first load), else link rows by external id and INSERT .. ON CONFLICT with

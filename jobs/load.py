@@ -295,9 +295,14 @@ def _merge(db: Database, sf: Salesforce, m: Mapping, row: dict) -> dict:
     if _set_state(db, row, "merging") is None:
         raise LoadBusy(f"load {row['id']} was taken over by another runner")
     with db.transaction(origin="salesforce") as conn:
+        lacking = staging.oldest_missing_modstamp(conn, name, m)
         merged = staging.merge(conn, name, m)
-        # REST loads have no job time: the newest record loaded is where polls start (less their overlap)
+        # REST loads have no job time: the newest record loaded is where polls start (less their overlap).
+        # Rows the snapshot lacks (Outbound Messages that came before the load; found by the chaos suite)
+        # move the start back, so the poll sees a delete that happened before the snapshot.
         watermark = row["snapshot_at"] or staging.newest_modstamp(conn, name)
+        if lacking is not None and (watermark is None or lacking < watermark):
+            watermark = lacking
         db.run(conn, "init_poll_state", {"mapping_id": m.id, "watermark": watermark})
         staging.drop(conn, name)
         done = db.run(conn, "set_load_state", {"id": row["id"], "state": "done", "error": None,

@@ -27,3 +27,9 @@ WHERE u.stamp IS NULL OR d.deleted_at IS NULL OR u.stamp <= d.deleted_at;
 
 -- name: purge_salesforce_deletes
 DELETE FROM forcebridge.salesforce_deletes WHERE recorded_at < now() - make_interval(secs => %(after_seconds)s);
+
+-- name: oldest_row_missing_from_staging
+-- Rows a load's snapshot lacks (deleted in Salesforce before it, or created after it): the poll must start no
+-- later than their SystemModstamp, or a delete that happened before the snapshot is never seen.
+SELECT min(t.systemmodstamp) AS oldest FROM {table} t
+WHERE t.sfid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {staging} s WHERE s.sfid = t.sfid);

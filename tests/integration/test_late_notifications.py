@@ -69,3 +69,27 @@ def test_a_notification_built_before_a_salesforce_delete_does_not_bring_the_row_
     assert sql(url, "SELECT count(*) FROM salesforce.account WHERE sfid = %s", (victim,)) == [(0,)]
     assert sql(url, "SELECT count(*) FROM salesforce.account") == [(2,)]
     assert sql(url, "SELECT DISTINCT state FROM forcebridge.inbox") == [("applied",)]
+
+
+def test_a_record_deleted_before_the_first_load_leaves_postgres_at_the_next_poll(sf_api, sf_app, sf_settings,
+                                                                                db, sf, emulator):
+    """Found by the chaos suite: the first load ran late, after an Outbound Message had brought a record
+    that was deleted before the load's snapshot; the poll started after that delete and never saw it."""
+    seed(emulator, 3)
+    mapping = create_mapping(sf_api)
+    users = emulator.salesforce(client="user")
+    doomed = users.Account.create({"Name": "short-lived"})["id"]
+    stamp = sf.query(f"SELECT SystemModstamp FROM Account WHERE Id = '{doomed}'")[0]["SystemModstamp"]
+    body = envelope(emulator.org_id, "Account", [{"Id": doomed, "Name": "short-lived",
+                                                  "SystemModstamp": stamp.replace("+0000", "Z")}])
+    assert sf_app.test_client().post(f"/outbound/{OUTBOUND_TOKEN}", data=body,
+                                     content_type="text/xml").status_code == 200
+    apply_pending(db)
+    users.Account.delete(doomed)
+    emulator.admin("POST", "/_emulator/clock", {"advance": 120})        # the load's records are newer
+    users.Account.update(sorted(salesforce_accounts(sf))[0], {"Name": "touched after the delete"})
+    load.run(db, sf, open_load(db, mapping["id"])["id"])
+    url = sf_settings.database_url
+    assert sql(url, "SELECT count(*) FROM salesforce.account WHERE sfid = %s", (doomed,)) == [(1,)]
+    poll.poll(db, sf, mapping_store.get(db, mapping["id"]), force=True)
+    assert sql(url, "SELECT count(*) FROM salesforce.account WHERE sfid = %s", (doomed,)) == [(0,)]
