@@ -62,14 +62,14 @@ def run(scenario: Scenario, database_url: str, work_dir: pathlib.Path) -> dict:
             "lost": found.lost, "duplicated": found.duplicated,
             "not_applied": acks["not_applied"] + acks["acked_but_not_stored"],
             "unexplained_conflicts": conflicts["unexplained"],
-            "reconcile_in_sync": checked.get("in_sync"), "reconcile": checked,
+            "reconcile_differ": checked.get("records_differ"), "reconcile": checked,
             "notifications": acks, "conflicts": conflicts, "drift": found.summary(),
             "load_errors": dict(ledger.errors), "process_starts": {p.name: p.starts for p in [system.web, *system.consumers]},
             "poll": poll,
         }
         result["ok"] = bool(converged_in is not None and not result["lost"] and not result["duplicated"]
                             and not result["not_applied"] and not result["unexplained_conflicts"]
-                            and checked.get("in_sync", True))
+                            and not checked.get("records_differ"))
         if not result["ok"]:
             result["logs"] = system.logs_tail()
             result["stories"] = verdict.explain(system, found, conflicts["examples"])
