@@ -55,7 +55,7 @@ def apply_one_batch(db: Database, batch_size: int) -> tuple[ApplyResult, int]:
             # write path hook: echoes of our own writes dropped, conflicts with local changes settled
             batch = conflicts.settle(db, conn, batch)
             if batch.sfids:
-                failed.update(_upsert_isolating_failures(conn, batch))
+                failed.update(upsert_isolating_failures(conn, batch))
         applied_ids = [i for b in plan.batches for i in b.notification_ids if i not in failed] + plan.superseded
         db.run(conn, "mark_notifications", {"state": "applied", "ids": applied_ids})
         if plan.unmapped:
@@ -85,14 +85,20 @@ def _without_deleted_in_salesforce(conn: psycopg.Connection, batch: UpsertBatch)
                        notification_ids=[batch.notification_ids[i] for i in keep])
 
 
-def _upsert_isolating_failures(conn: psycopg.Connection, batch) -> dict[str, str]:
-    """Upsert the batch in one statement; if Postgres refuses it (a value too long, say), find the
-    offending rows one by one so that the others still land. Returns notification id -> reason."""
+# A value Postgres refuses (too long, say) or a constraint of the user's own on the mapped table (NOT NULL,
+# UNIQUE, FK, CHECK): either fails only the offending notification, never the whole batch, which would
+# otherwise be claimed again forever and stop all Salesforce -> Postgres sync.
+REFUSED = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
+
+
+def upsert_isolating_failures(conn: psycopg.Connection, batch) -> dict[str, str]:
+    """Upsert the batch in one statement; if Postgres refuses it, find the offending rows one by one
+    so that the others still land. Returns notification id -> reason."""
     try:
         with conn.transaction():
             mapped_tables.upsert_batch(conn, batch)
         return {}
-    except psycopg.errors.DataError:
+    except REFUSED:
         pass
     failures = {}
     for i in range(len(batch.sfids)):
@@ -100,7 +106,7 @@ def _upsert_isolating_failures(conn: psycopg.Connection, batch) -> dict[str, str
         try:
             with conn.transaction():
                 mapped_tables.upsert_batch(conn, single)
-        except psycopg.errors.DataError as exc:
+        except REFUSED as exc:
             failures[batch.notification_ids[i]] = f"Postgres refused the row: {exc.diag.message_primary}"
     return failures
 

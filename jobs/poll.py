@@ -15,7 +15,7 @@ from gateway import mapping_store, staging
 from gateway.db import Database
 from gateway.salesforce import PermanentError, Salesforce
 from jobs import conflicts, load, stats
-from jobs.inbound import _upsert_isolating_failures as upsert_isolating_failures
+from jobs.inbound import upsert_isolating_failures
 
 log = logging.getLogger("forcebridge.poll")
 IDS_PER_QUERY = 200          # keeps a SOQL "Id IN (...)" well under the URL length limit

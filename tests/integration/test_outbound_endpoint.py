@@ -168,3 +168,27 @@ def test_api_requires_the_token(client):
 
 def test_healthz(client):
     assert client.get("/healthz").get_json() == {"status": "ok", "postgres": True}
+
+
+def test_row_breaking_the_users_own_constraint_fails_alone(client, api, app, settings):
+    # constraints a user adds to a mapped table (UNIQUE external id, CHECK) must not stall the whole batch
+    mapping(api, "Account", {"AccountNumber": {"type": "string"}, "NumberOfEmployees": {"type": "int"}})
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute("CREATE UNIQUE INDEX account_number_unique ON salesforce.account (accountnumber)")
+        conn.execute("ALTER TABLE salesforce.account ADD CONSTRAINT staff_not_negative "
+                     "CHECK (numberofemployees >= 0)")
+    body = envelope(ORG_ID, "Account", [
+        {"Id": "001000000000001AAA", "AccountNumber": "A-1", "NumberOfEmployees": "1"},
+        {"Id": "001000000000002AAA", "AccountNumber": "A-1", "NumberOfEmployees": "2"},
+        {"Id": "001000000000003AAA", "AccountNumber": "A-3", "NumberOfEmployees": "-5"},
+        {"Id": "001000000000004AAA", "AccountNumber": "A-4", "NumberOfEmployees": "4"},
+    ])
+    assert post(client, body).status_code == 200
+    result = apply(app)
+    assert (result.applied, result.failed) == (2, 2)
+    failed = dict(rows(settings.database_url, "SELECT sfid, error FROM forcebridge.inbox WHERE state = 'failed'"))
+    assert "account_number_unique" in failed["001000000000002AAA"]
+    assert "staff_not_negative" in failed["001000000000003AAA"]
+    assert rows(settings.database_url, "SELECT sfid FROM salesforce.account ORDER BY sfid") == [
+        ("001000000000001AAA",), ("001000000000004AAA",)]
+    assert rows(settings.database_url, "SELECT count(*) FROM forcebridge.inbox WHERE state = 'pending'") == [(0,)]
