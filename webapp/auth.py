@@ -46,8 +46,11 @@ def init_app(app, admin_password: str) -> None:
 
 
 def _safe_next(target: str | None) -> str:
-    # Only paths on this site: an open redirect would make the sign-in page a phishing tool.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    # Only paths on this site: an open redirect would make the sign-in page a phishing tool. Browsers drop
+    # tabs and newlines from a URL ("/\t/evil.example" is "//evil.example"), so no whitespace or control
+    # character at all.
+    if (target and target.startswith("/") and not target.startswith("//") and "\\" not in target
+            and not any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7f for c in target)):
         return target
     return url_for("dashboard.overview")
 

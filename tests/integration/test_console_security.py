@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.conftest import API_TOKEN
 from tests.support.console import (BASE, PASSWORD, browser_client, console_app, csrf_of,  # noqa: F401
                                    login_token, sign_in)
@@ -90,11 +92,21 @@ def test_outbound_endpoint_and_bearer_api_stay_outside_sessions_and_csrf(browser
     assert metrics.status_code == 200 and b"forcebridge_backlog" in metrics.data
 
 
-def test_sign_in_sends_you_back_only_to_a_page_of_this_site(browser_client):
+@pytest.mark.parametrize("target", ["//evil.example/x", "/\t/evil.example", "/\n/evil.example", "/\\evil.example",
+                                    "https://evil.example", " /x", "/x\r\nSet-Cookie: a=b"])
+def test_sign_in_sends_you_back_only_to_a_page_of_this_site(browser_client, target):
+    # browsers drop tabs and newlines from a URL, so "/\t/evil.example" is "//evil.example" to them
     token = login_token(browser_client)
     response = browser_client.post("/login", base_url=BASE, data={
-        "csrf_token": token, "password": PASSWORD, "next": "//evil.example/x"})
+        "csrf_token": token, "password": PASSWORD, "next": target})
     assert response.location == "/"
+
+
+def test_sign_in_sends_you_back_to_the_page_you_asked_for(browser_client):
+    token = login_token(browser_client)
+    response = browser_client.post("/login", base_url=BASE, data={
+        "csrf_token": token, "password": PASSWORD, "next": "/mappings?x=1"})
+    assert response.location == "/mappings?x=1"
 
 
 def test_ten_wrong_passwords_make_the_next_try_wait_even_with_the_right_one(browser_client):
