@@ -15,6 +15,7 @@ graceful_timeout = int(os.environ.get("WEB_GRACEFUL_SECONDS", "20"))
 timeout = 60
 keepalive = 5
 accesslog = "-"
+logger_class = "webapp.access_log.RedactingLogger"  # the Outbound Message token never reaches the log
 errorlog = "-"
 forwarded_allow_ips = "*"  # behind Render's (or nginx's) proxy
 # gunicorn's runtime control socket sits at one path per user; two instances on a host would fight over it.
