@@ -43,6 +43,9 @@ class Settings:
     archive_after_hours: int = 24
     archive_purge_days: int = 30
     huey_name: str = "forcebridge"   # one queue per deployment when several share a Redis or Postgres
+    # Proxies in front of the web service that append to X-Forwarded-For (Render, nginx: 1). 0 trusts none:
+    # the client address is the peer's, and the sign-in throttle would count everyone as the proxy.
+    proxy_fix_hops: int = 0
     # Loads and polls (issue 6)
     load_page_size: int = 0            # maxRecords per Bulk results page; 0: Salesforce decides
     load_rest_max: int = 10_000        # objects up to this size load through REST query paging
@@ -78,6 +81,7 @@ class Settings:
             archive_after_hours=_int("ARCHIVE_AFTER_HOURS", 24),
             archive_purge_days=_int("ARCHIVE_PURGE_DAYS", 30),
             huey_name=os.environ.get("HUEY_NAME", "forcebridge"),
+            proxy_fix_hops=_int("PROXY_FIX_HOPS", 0),
             load_page_size=_int("LOAD_PAGE_SIZE", 0),
             load_rest_max=_int("LOAD_REST_MAX", 10_000),
             push_bulk_threshold=_int("PUSH_BULK_THRESHOLD", 2_000),

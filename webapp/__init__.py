@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway import capture, salesforce
 from gateway.db import Database, migrate
@@ -20,6 +21,9 @@ def create_app(settings: Settings | None = None, *, enqueue=None, migrate_on_sta
         raise RuntimeError("DATABASE_URL is not set")
     app = Flask(__name__, instance_path=str(settings.instance_path), template_folder="../templates")
     app.config.update(SECRET_KEY=settings.secret_key or None, MAX_CONTENT_LENGTH=settings.max_message_bytes)
+    if settings.proxy_fix_hops:
+        # the client's own address (and scheme) from the proxy's headers, trusting only that many hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_fix_hops, x_proto=settings.proxy_fix_hops)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     if migrate_on_start:

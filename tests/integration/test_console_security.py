@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -114,3 +115,35 @@ def test_ten_wrong_passwords_make_the_next_try_wait_even_with_the_right_one(brow
         assert sign_in(browser_client, "guess").status_code == 401
     assert sign_in(browser_client).status_code == 429
     assert browser_client.get("/", base_url=BASE).status_code == 302
+
+
+def wrong_password_from(client, address: str):
+    token = login_token(client)
+    return client.post("/login", base_url=BASE, headers={"X-Forwarded-For": address},
+                       data={"csrf_token": token, "password": "guess"})
+
+
+@pytest.fixture
+def behind_proxy_client(settings, enqueued):
+    from webapp import create_app
+
+    application = create_app(replace(settings, admin_password=PASSWORD, proxy_fix_hops=1), enqueue=enqueued)
+    yield application.test_client()
+    application.extensions["forcebridge"].db.close()
+
+
+def test_behind_a_proxy_a_guesser_cannot_lock_the_admin_out(behind_proxy_client):
+    # every request reaches the app from the proxy's address; the throttle must count the real client
+    for _ in range(10):
+        assert wrong_password_from(behind_proxy_client, "203.0.113.9").status_code == 401
+    assert wrong_password_from(behind_proxy_client, "203.0.113.9").status_code == 429
+    token = login_token(behind_proxy_client)
+    response = behind_proxy_client.post("/login", base_url=BASE, headers={"X-Forwarded-For": "198.51.100.7"},
+                                        data={"csrf_token": token, "password": PASSWORD})
+    assert response.status_code == 302
+
+
+def test_without_a_proxy_a_forged_forwarded_for_does_not_dodge_the_throttle(browser_client):
+    for i in range(10):
+        assert wrong_password_from(browser_client, f"203.0.113.{i}").status_code == 401
+    assert sign_in(browser_client).status_code == 429
