@@ -1,8 +1,6 @@
 """Trends: hourly synced records per direction and failures, per mapping, over 24 h / 7 d / 30 d."""
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, abort, render_template, request
 
 from core import trends
@@ -26,7 +24,7 @@ def index():
     chosen = next((m for m in mappings if m.id == mapping_id), None)
     shaped = trends.hourly_series(ctx().db.fetchall("hourly_stats", {"hours": hours, "mapping_id": mapping_id}))
     title = f"Records per hour, {chosen.object_name if chosen else 'all mappings'}, last {range_name}"
-    context = {"figure": json.dumps(trends.figure(shaped, title)), "totals": trends.totals(shaped),
+    context = {"figure": trends.figure(shaped, title), "totals": trends.totals(shaped),
                "series": shaped["series"], "range_name": range_name, "ranges": list(trends.RANGES),
                "mappings": mappings, "mapping_id": mapping_id}
     template = "trends/_chart.html" if request.headers.get("HX-Request") else "trends/page.html"

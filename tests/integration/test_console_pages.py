@@ -64,3 +64,14 @@ def test_a_conflict_shows_both_values_the_rule_and_the_winner(console_app, brows
     section = page[page.index('id="conflicts"'):page.index('id="drift"')]
     assert "001000000000001AAA" in section and "555-0100" in section and "555-0199" in section
     assert "salesforce wins" in section and "<strong>salesforce</strong>" in section
+
+
+def test_a_hostile_name_in_the_trend_chart_cannot_close_its_script(console_app):
+    from flask import render_template
+
+    hostile = "</script><script>alert(1)</script>"
+    with console_app.test_request_context():
+        html = render_template("trends/_chart.html", figure={"data": [{"name": hostile}]}, totals={}, series=[])
+    assert "</script><script>" not in html and html.count("</script>") == 1
+    figure = html.split(' id="trend-figure">', 1)[1].split("</script>", 1)[0]
+    assert json.loads(figure) == {"data": [{"name": hostile}]}
