@@ -9,7 +9,7 @@ bp = Blueprint("admin", __name__, url_prefix="/_emulator")
 
 
 def _body() -> dict:
-    return request.get_json(force=True, silent=True) or {}
+    return request.get_json(silent=True) or {}
 
 
 @bp.errorhandler(SalesforceError)

@@ -36,6 +36,15 @@ def create_app(org: Org, *, faults_seed: int = 0) -> Flask:
             init(app)
     app.after_request(auth.add_limit_info)
 
+    @app.before_request
+    def admin_not_from_web_pages():
+        # The admin API has no browser client. A page the developer visits could POST a reset or a seed to
+        # it cross-site without a preflight; browsers always say where such a request comes from (Origin).
+        if (request.path.startswith("/_emulator/") and request.method not in ("GET", "HEAD", "OPTIONS")
+                and request.headers.get("Origin")):
+            return rest.json_response([{"errorCode": "FORBIDDEN", "message": "admin API: not from a web page"}],
+                                      403)
+
     @app.errorhandler(404)
     def not_found(_error):
         return rest.json_response([{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}],

@@ -1,5 +1,6 @@
 """Conformance: unmodified simple-salesforce against the emulator process over real HTTPS."""
 import datetime as dt
+import json
 import uuid
 
 import pytest
@@ -483,3 +484,18 @@ def test_describe_if_modified_since(emulator, sf):
     http = emulator.http()
     assert http.get(url, headers={**headers, "If-Modified-Since": "Tue, 31 May 2016 18:00:00 GMT"}).status_code == 200
     assert http.get(url, headers={**headers, "If-Modified-Since": "Fri, 31 Dec 2100 18:00:00 GMT"}).status_code == 304
+
+
+def test_a_web_page_cannot_drive_the_admin_api(emulator):
+    # a cross-site "simple" request (text/plain, no preflight) from a page the developer happens to visit
+    http = emulator.http()
+    for path, body in (("/_emulator/clock", '{"advance": 0}'), ("/_emulator/reset", "")):
+        response = http.post(emulator.url + path, data=body,
+                             headers={"Content-Type": "text/plain", "Origin": "https://evil.example"})
+        assert response.status_code == 403, path
+    # a body that does not say it is JSON is not read as JSON
+    user = {"username": f"plain-{uuid.uuid4().hex[:8]}@example.com", "password": "x"}
+    response = http.post(emulator.url + "/_emulator/users", data=json.dumps(user),
+                         headers={"Content-Type": "text/plain"})
+    assert response.status_code != 201
+    assert emulator.admin("POST", "/_emulator/clock", {"advance": 0})["now"]
