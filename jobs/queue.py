@@ -21,4 +21,5 @@ def make_huey(url: str, name: str = "forcebridge", **options):
         from jobs.pg_storage import PostgresHuey
 
         return PostgresHuey(name, dsn=url, **options)
-    raise ValueError(f"HUEY_URL {url!r}: use sqlite:///path, postgresql://... or redis://...")
+    # only the scheme: the rest of the URL may hold a password, and this message ends up in logs
+    raise ValueError(f"HUEY_URL scheme {scheme!r}: use sqlite:///path, postgresql://... or redis://...")
