@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import psycopg
@@ -37,8 +38,17 @@ class Proc:
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen | None = None
         self.starts = 0
+        self._lock = threading.Lock()
+        self.retired = False
 
     def start(self) -> None:
+        # A fault's restart timer and the end-of-run restart can race: never leave a second copy behind.
+        with self._lock:
+            if self.alive() or self.retired:
+                return
+            self._start()
+
+    def _start(self) -> None:
         self.starts += 1
         log = open(self.log_path, "ab")
         log.write(f"\n==== start #{self.starts}\n".encode())
@@ -58,6 +68,9 @@ class Proc:
             self.process.wait()
 
     def stop(self, timeout: float = 10) -> None:
+        """For good: a restart timer that fires later does nothing."""
+        with self._lock:
+            self.retired = True
         if not self.alive():
             return
         with contextlib.suppress(ProcessLookupError):
