@@ -28,8 +28,10 @@ def settle(db: Database, conn: psycopg.Connection, batch: UpsertBatch) -> Upsert
         {"mapping_id": m.id, "sfids": batch.sfids}).fetchall()}
     if not local:
         return batch
-    sent = {r["sfid"]: sent_values(m.fields, r["sent"]) for r in db.run(
-        conn, "last_sent_values", {"mapping_id": m.id, "sfids": list(local)}).fetchall()}
+    sent: dict[str, list[dict]] = {}
+    for r in db.run(conn, "last_sent_values", {"mapping_id": m.id, "sfids": list(local),
+                                                "record_ids": [row["id"] for row in local.values()]}).fetchall():
+        sent.setdefault(r["sfid"], []).append(sent_values(m.fields, r["sent"]))
     keep, found, salesforce_won = [], [], []
     for i, sfid in enumerate(batch.sfids):
         row = local.get(sfid)
@@ -37,7 +39,7 @@ def settle(db: Database, conn: psycopg.Connection, batch: UpsertBatch) -> Upsert
             keep.append(i)
             continue
         incoming = {c.column: batch.values[j][i] for j, c in enumerate(batch.columns)}
-        if is_echo(incoming, sent.get(sfid, {}), row):
+        if any(is_echo(incoming, ours, row) for ours in sent.get(sfid) or [{}]):
             continue   # our write coming back; the newer local change is on its way to Salesforce
         side = winner(m.conflict_rule, row["fb_changed_at"], batch.modstamps[i])
         found.append((row, sfid, side, incoming, batch.modstamps[i]))

@@ -96,6 +96,7 @@ def _start(db: Database, sf: Salesforce, entries: list[ChangeLogEntry], pool: Th
             continue
         writes, nothing = _plan(db, sf, mapping, changes)
         planned.append((mapping, writes, nothing))
+    mark_sending(db, [w for _, writes, _ in planned for w in writes])
     calls = [(mapping, batch, pool.submit(_send, sf, batch))
              for mapping, writes, _ in planned for batch in plan_batches(writes)]
     return _InFlight(planned, calls)
@@ -157,6 +158,15 @@ def _writable(sf: Salesforce, mapping: Mapping) -> Fields:
         return Fields()
     return Fields(createable=frozenset(f["name"] for f in fields if f.get("createable", True)),
                   updateable=frozenset(f["name"] for f in fields if f.get("updateable", True)))
+
+
+def mark_sending(db: Database, writes: list[Write]) -> None:
+    """Record on each carrier entry what is about to be sent: its echo may arrive before the call returns
+    (and before `_finish`), and must be recognised as ours then too."""
+    entries = [{"id": w.change.carrier_id, "sent": {k: v for k, v in w.body.items() if k != "Id"}}
+               for w in writes if w.op != "delete"]
+    if entries:
+        db.execute("mark_sending", {"entries": json.dumps(entries, default=str)})
 
 
 def _send(sf: Salesforce, batch: list[Write]) -> list[tuple[Write, Outcome]]:

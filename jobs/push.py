@@ -73,6 +73,7 @@ def _push_bulk(db: Database, sf: Salesforce, m: Mapping, entries: list[ChangeLog
     and finished exactly as the drain finishes Collections results."""
     drain_options = drain.DrainOptions(lease_seconds=options.lease_seconds)
     writes, nothing = drain._plan(db, sf, m, coalesce(entries))
+    drain.mark_sending(db, writes)
     upserts = [w for w in writes if w.op == "upsert"]
     others = [w for w in writes if w.op != "upsert"]        # gained an sfid meanwhile: Collections calls
     finished = [(c, Outcome("MERGED"), None) for c in nothing]

@@ -46,6 +46,13 @@ FROM jsonb_to_recordset(%(entries)s::jsonb)
      AS u(id bigint, state text, sfid text, error jsonb, sent jsonb, fields text, delay float8)
 WHERE c.id = u.id AND c.state = 'PENDING';
 
+-- name: mark_sending
+-- The body of a call about to go out, on its carrier entry: an echo may beat the call's result home.
+UPDATE forcebridge.change_log c
+SET sent = u.sent
+FROM jsonb_to_recordset(%(entries)s::jsonb) AS u(id bigint, sent jsonb)
+WHERE c.id = u.id AND c.state = 'PENDING';
+
 -- name: next_retry_in
 SELECT extract(epoch FROM min(next_attempt_at) - now()) AS seconds
 FROM forcebridge.change_log WHERE state = 'REQUEUED';
@@ -101,10 +108,18 @@ DELETE FROM forcebridge.conflicts
 WHERE detected_at < now() - make_interval(secs => %(after_seconds)s);
 
 -- name: last_sent_values
-SELECT DISTINCT ON (sfid) sfid, sent
-FROM forcebridge.change_log
-WHERE mapping_id = %(mapping_id)s AND sfid = ANY(%(sfids)s) AND state = 'SUCCESS' AND sent IS NOT NULL
-ORDER BY sfid, id DESC;
+-- What we last wrote to each record, and what a call in flight is writing (its echo may come back before
+-- the call's result does; an insert's entry has no sfid yet, so in-flight entries are found by record).
+(SELECT DISTINCT ON (sfid) sfid, sent
+ FROM forcebridge.change_log
+ WHERE mapping_id = %(mapping_id)s AND sfid = ANY(%(sfids)s) AND state = 'SUCCESS' AND sent IS NOT NULL
+ ORDER BY sfid, id DESC)
+UNION ALL
+(SELECT DISTINCT ON (u.sfid) u.sfid, c.sent
+ FROM unnest(%(sfids)s::text[], %(record_ids)s::bigint[]) AS u(sfid, record_id)
+ JOIN forcebridge.change_log c ON c.mapping_id = %(mapping_id)s AND c.record_id = u.record_id
+ WHERE c.state = 'PENDING' AND c.sent IS NOT NULL
+ ORDER BY u.sfid, c.id DESC);
 
 -- name: insert_conflicts
 INSERT INTO forcebridge.conflicts

@@ -1,0 +1,53 @@
+"""Races between the write path and Salesforce: echoes and conflicts while a call is in flight, stale
+drains, failures that are not Salesforce's."""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from jobs.drain import DrainResult, _complete, _start, claim, drain
+from jobs.inbound import apply_pending
+from tests.conftest import OUTBOUND_TOKEN
+from tests.integration.test_capture import sql, writing_mapping
+from tests.integration.test_echo_and_conflicts import om
+from tests.integration.test_write_path import (FAST, FIELDS, db, invoices, sf, sf_api, sf_app,  # noqa: F401
+                                               sf_settings)
+
+
+def stamp(offset_s: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + offset_s))
+
+
+def notify(sf_app, emulator, sfid, name, modstamp) -> None:
+    body = om(emulator.org_id, sfid, name, 1, modstamp, "E")
+    assert sf_app.test_client().post(f"/outbound/{OUTBOUND_TOKEN}", data=body,
+                                     content_type="text/xml").status_code == 200
+
+
+def synced_record(sf_api, sf_settings, db, sf, rule="last_writer_wins") -> tuple[str, str]:
+    r = sf_api.post("/api/v1/mappings", json={"object_name": "Invoice__c", "direction": "bidirectional",
+                                              "conflict_rule": rule,
+                                              "config": {"fields": FIELDS, "upsert_field": "External_Id__c"}})
+    assert r.status_code == 201, r.get_json()
+    url = sf_settings.database_url
+    sql(url, "INSERT INTO salesforce.invoice__c (name, amount__c, external_id__c) VALUES ('v0', 1, 'E')")
+    drain(db, sf, FAST)
+    return url, sql(url, "SELECT sfid FROM salesforce.invoice__c")[0][0]
+
+
+def test_echo_of_a_write_in_flight_does_not_drop_a_newer_local_change(sf_api, sf_app, sf_settings, db, sf,
+                                                                      emulator):
+    url, sfid = synced_record(sf_api, sf_settings, db, sf)
+    sql(url, "UPDATE salesforce.invoice__c SET name = 'L1'")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        flight = _start(db, sf, claim(db, FAST), pool, FAST)
+        for *_, call in flight.calls:
+            call.result()                                                   # L1 is in Salesforce now
+        sql(url, "UPDATE salesforce.invoice__c SET name = 'L2'")            # the user writes again
+        notify(sf_app, emulator, sfid, "L1", stamp(3600))                   # L1's echo, before our _finish
+        apply_pending(db)
+        _complete(db, flight, FAST, DrainResult())
+    assert sql(url, "SELECT name FROM salesforce.invoice__c") == [("L2",)]
+    drain(db, sf, FAST)
+    assert invoices(sf)["E"]["Name"] == "L2"
+    assert sql(url, "SELECT count(*) FROM forcebridge.conflicts") == [(0,)]
