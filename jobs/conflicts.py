@@ -50,6 +50,10 @@ def settle(db: Database, conn: psycopg.Connection, batch: UpsertBatch) -> Upsert
         _record(db, conn, m, found)
     if salesforce_won:
         db.run(conn, "drop_open_changes", {"mapping_id": m.id, "record_ids": salesforce_won})
+        # A local change already in flight cannot be stopped: it lands after Salesforce's change, so the
+        # winning values are sent again once it finishes (its echo is recognised and dropped meanwhile).
+        db.run(conn, "resend_over_in_flight", {"mapping_id": m.id, "record_ids": salesforce_won,
+                                               "fields": [c.column for c in batch.columns]})
     return _subset(batch, keep)
 
 

@@ -136,6 +136,15 @@ SET state = 'IGNORED', finished_at = now(),
     error = '{"reason": "conflict: Salesforce won"}'::jsonb
 WHERE mapping_id = %(mapping_id)s AND record_id = ANY(%(record_ids)s) AND state IN ('NEW', 'REQUEUED');
 
+-- name: resend_over_in_flight
+-- Salesforce won over a record whose local change is in flight (PENDING): that write will still land, so
+-- the winning values (the row holds them once the batch is applied) are logged to be sent after it.
+INSERT INTO forcebridge.change_log (mapping_id, op, record_id, sfid, fields)
+SELECT DISTINCT ON (c.record_id) c.mapping_id, 'update', c.record_id, c.sfid, %(fields)s::text[]
+FROM forcebridge.change_log c
+WHERE c.mapping_id = %(mapping_id)s AND c.record_id = ANY(%(record_ids)s) AND c.state = 'PENDING'
+ORDER BY c.record_id, c.id DESC;
+
 -- name: list_conflicts
 SELECT * FROM forcebridge.conflicts ORDER BY id DESC LIMIT %(limit)s;
 

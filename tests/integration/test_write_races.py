@@ -51,3 +51,22 @@ def test_echo_of_a_write_in_flight_does_not_drop_a_newer_local_change(sf_api, sf
     drain(db, sf, FAST)
     assert invoices(sf)["E"]["Name"] == "L2"
     assert sql(url, "SELECT count(*) FROM forcebridge.conflicts") == [(0,)]
+
+
+def test_salesforce_win_over_a_write_in_flight_sticks(sf_api, sf_app, sf_settings, db, sf, emulator):
+    url, sfid = synced_record(sf_api, sf_settings, db, sf, rule="salesforce_wins")
+    sql(url, "UPDATE salesforce.invoice__c SET name = 'local'")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        flight = _start(db, sf, claim(db, FAST), pool, FAST)
+        notify(sf_app, emulator, sfid, "remote", stamp(60))                 # Salesforce changed it meanwhile
+        apply_pending(db)
+        assert sql(url, "SELECT name FROM salesforce.invoice__c") == [("remote",)]
+        for *_, call in flight.calls:
+            call.result()                                                   # our 'local' lands after it
+        _complete(db, flight, FAST, DrainResult())
+    notify(sf_app, emulator, sfid, "local", stamp(120))                     # the echo of that write
+    apply_pending(db)
+    drain(db, sf, FAST)
+    apply_pending(db)
+    assert invoices(sf)["E"]["Name"] == "remote"
+    assert sql(url, "SELECT name FROM salesforce.invoice__c") == [("remote",)]
