@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
 from psycopg import sql
@@ -26,7 +27,7 @@ log = logging.getLogger("forcebridge.drain")
 @dataclass(frozen=True)
 class DrainOptions:
     claim_records: int = 3200     # records per claim: 16 calls of 200, a few rounds of concurrent calls
-    lease_seconds: int = 120      # a claim not finished by then is taken again (the worker died)
+    lease_seconds: int = 120      # a claim not renewed for this long is taken again (the worker died)
     concurrency: int = 4          # Collections calls in flight at once
     retry_base_seconds: float = 2.0
     retry_cap_seconds: float = 900.0
@@ -46,11 +47,12 @@ def drain(db: Database, sf: Salesforce, options: DrainOptions = DrainOptions(), 
     Two claims overlap: the next one is claimed and planned while the calls of the last are in flight
     (claims never share a record, so per-record order holds)."""
     total = DrainResult()
+    token = uuid.uuid4().hex      # this drain's claims: a drain whose lease lapsed cannot finish them
     in_flight = None
     with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
         for _ in range(max_rounds):
-            entries = [] if stop is not None and stop.is_set() else claim(db, options)
-            started = _start(db, sf, entries, pool, options) if entries else None
+            entries = [] if stop is not None and stop.is_set() else claim(db, options, token)
+            started = _start(db, sf, entries, pool, options, token) if entries else None
             total.claimed += len(entries)
             if in_flight is not None:
                 _complete(db, in_flight, options, total)
@@ -62,10 +64,10 @@ def drain(db: Database, sf: Salesforce, options: DrainOptions = DrainOptions(), 
     return total
 
 
-def claim(db: Database, options: DrainOptions) -> list[ChangeLogEntry]:
+def claim(db: Database, options: DrainOptions, token: str) -> list[ChangeLogEntry]:
     with db.transaction() as conn:
         db.run(conn, "lock_claims")
-        rows = db.run(conn, "claim_changes", {"records": options.claim_records,
+        rows = db.run(conn, "claim_changes", {"records": options.claim_records, "claim": token,
                                               "lease_seconds": options.lease_seconds}).fetchall()
     rows.sort(key=lambda r: r["id"])
     return [ChangeLogEntry(id=r["id"], mapping_id=r["mapping_id"], op=r["op"], record_id=r["record_id"],
@@ -77,10 +79,11 @@ def claim(db: Database, options: DrainOptions) -> list[ChangeLogEntry]:
 class _InFlight:
     planned: list            # (Mapping, writes, nothing to send)
     calls: list              # (Mapping, batch, Future of [(Write, Outcome)])
+    token: str
 
 
 def _start(db: Database, sf: Salesforce, entries: list[ChangeLogEntry], pool: ThreadPoolExecutor,
-           options: DrainOptions) -> _InFlight:
+           options: DrainOptions, token: str) -> _InFlight:
     """Coalesce and plan the claimed entries, then put their Collections calls in flight."""
     mappings = {r["id"]: mapping_store.from_row(r) for r in db.fetchall("writing_mappings")}
     by_mapping: dict[int, list[ChangeLogEntry]] = {}
@@ -92,25 +95,30 @@ def _start(db: Database, sf: Salesforce, entries: list[ChangeLogEntry], pool: Th
         mapping = mappings.get(mapping_id)
         if mapping is None:   # the mapping was deleted or stopped writing: nothing to send
             _finish(db, None, [(c, Outcome("IGNORED", error={"reason": "mapping no longer writes"}), None)
-                               for c in changes], options)
+                               for c in changes], options, token)
             continue
         writes, nothing = _plan(db, sf, mapping, changes)
         planned.append((mapping, writes, nothing))
-    mark_sending(db, [w for _, writes, _ in planned for w in writes])
+    mark_sending(db, [w for _, writes, _ in planned for w in writes], token)
     calls = [(mapping, batch, pool.submit(_send, sf, batch))
              for mapping, writes, _ in planned for batch in plan_batches(writes)]
-    return _InFlight(planned, calls)
+    return _InFlight(planned, calls, token)
 
 
 def _complete(db: Database, flight: _InFlight, options: DrainOptions, result: DrainResult) -> None:
-    """Wait for the calls, then record every record's outcome."""
+    """Wait for the calls, renewing the lease while they run (a call with its retries can outlast it),
+    then record every record's outcome."""
+    running = {future for *_, future in flight.calls}
+    while running:
+        _, running = wait(running, timeout=max(1.0, options.lease_seconds / 3), return_when=FIRST_COMPLETED)
+        renew_lease(db, options, flight.token)
     outcomes: dict[int, list] = {m.id: [(c, Outcome("MERGED"), None) for c in nothing]
                                  for m, _, nothing in flight.planned}
     for mapping, _batch, future in flight.calls:
         outcomes[mapping.id].extend((w.change, o, w) for w, o in future.result())
     result.calls += len(flight.calls)
     for mapping, _, _ in flight.planned:
-        _finish(db, mapping, outcomes[mapping.id], options)
+        _finish(db, mapping, outcomes[mapping.id], options, flight.token)
     for finished in outcomes.values():
         result.outcomes.update(o.state for _, o, _ in finished)
 
@@ -160,13 +168,17 @@ def _writable(sf: Salesforce, mapping: Mapping) -> Fields:
                   updateable=frozenset(f["name"] for f in fields if f.get("updateable", True)))
 
 
-def mark_sending(db: Database, writes: list[Write]) -> None:
+def renew_lease(db: Database, options: DrainOptions, token: str) -> None:
+    db.execute("renew_claims", {"claim": token, "lease_seconds": options.lease_seconds})
+
+
+def mark_sending(db: Database, writes: list[Write], token: str) -> None:
     """Record on each carrier entry what is about to be sent: its echo may arrive before the call returns
     (and before `_finish`), and must be recognised as ours then too."""
     entries = [{"id": w.change.carrier_id, "sent": {k: v for k, v in w.body.items() if k != "Id"}}
                for w in writes if w.op != "delete"]
     if entries:
-        db.execute("mark_sending", {"entries": json.dumps(entries, default=str)})
+        db.execute("mark_sending", {"entries": json.dumps(entries, default=str), "claim": token})
 
 
 def _send(sf: Salesforce, batch: list[Write]) -> list[tuple[Write, Outcome]]:
@@ -192,8 +204,36 @@ def _send(sf: Salesforce, batch: list[Write]) -> list[tuple[Write, Outcome]]:
     return [(w, outcome_of(w, item)) for w, item in zip(batch, items)]
 
 
-def _finish(db: Database, mapping: Mapping | None, finished: list, options: DrainOptions) -> None:
-    """One transaction: change-log states, sfid write-back and row marks (as the sync: not captured), stats."""
+def _finish(db: Database, mapping: Mapping | None, finished: list, options: DrainOptions, token: str) -> None:
+    """One transaction: change-log states, sfid write-back and row marks (as the sync: not captured), stats.
+    Only changes still claimed under `token` are recorded: a drain whose lease lapsed and was taken over
+    must not overwrite the new owner's results."""
+    with db.transaction(origin="salesforce") as conn:
+        held = {r["id"] for r in db.run(conn, "held_claims", {
+            "claim": token, "ids": [c.carrier_id for c, _, _ in finished]}).fetchall()}
+        finished = [f for f in finished if f[0].carrier_id in held]
+        entries, rows_back = _entries(mapping, finished, options)
+        db.run(conn, "finish_changes", {"entries": json.dumps(entries, default=str), "claim": token})
+        resolved = [(c.record_id, c.carrier_id, ",".join(f.column for f in mapping.fields if f.name in w.body))
+                    for c, o, w in finished if mapping and w and w.op != "delete" and o.state == "SUCCESS"]
+        if resolved:
+            db.run(conn, "resolve_failed_changes", {"mapping_id": mapping.id,
+                                                    "record_ids": [r[0] for r in resolved],
+                                                    "carriers": [r[1] for r in resolved],
+                                                    "fields": [r[2] for r in resolved]})
+        if mapping and rows_back["ids"]:
+            conn.execute(sql.SQL(QUERIES["write_back_results"]).format(table=table_ident(mapping)),
+                         {"mapping_id": mapping.id, **rows_back})
+        counts = Counter(o.state for _, o, _ in finished)
+        stats.add(db, conn, "pg_to_sf", [(mapping.id if mapping else 0, state.lower(), n)
+                                         for state, n in counts.items()])
+    for change, outcome, _ in finished:
+        if outcome.state == "FAILED":
+            log.warning("record %s of mapping %s failed: %s", change.record_id, change.mapping_id, outcome.error)
+
+
+def _entries(mapping: Mapping | None, finished: list, options: DrainOptions) -> tuple[list[dict], dict]:
+    """The change-log updates for finished changes, and the rows to mark."""
     entries: list[dict] = []
 
     def entry(i, state, sfid=None, error=None, sent_values=None, columns=None, delay=0.0):
@@ -218,25 +258,7 @@ def _finish(db: Database, mapping: Mapping | None, finished: list, options: Drai
             rows_back["ids"].append(change.record_id)
             rows_back["sfids"].append(outcome.sfid if outcome.state == "SUCCESS" else None)
             rows_back["errs"].append(json.dumps(outcome.error) if outcome.state == "FAILED" else None)
-    with db.transaction(origin="salesforce") as conn:
-        db.run(conn, "finish_changes", {"entries": json.dumps(entries, default=str)})
-        resolved = [(c.record_id, c.carrier_id, ",".join(f.column for f in mapping.fields if f.name in w.body))
-                    for c, o, w in finished if mapping and w and w.op != "delete" and o.state == "SUCCESS"]
-        if resolved:
-            db.run(conn, "resolve_failed_changes", {"mapping_id": mapping.id,
-                                                    "record_ids": [r[0] for r in resolved],
-                                                    "carriers": [r[1] for r in resolved],
-                                                    "fields": [r[2] for r in resolved]})
-        if mapping and rows_back["ids"]:
-            conn.execute(sql.SQL(QUERIES["write_back_results"]).format(table=table_ident(mapping)),
-                         {"mapping_id": mapping.id, **rows_back})
-        counts = Counter(o.state for _, o, _ in finished)
-        stats.add(db, conn, "pg_to_sf", [(mapping.id if mapping else 0, state.lower(), n)
-                                         for state, n in counts.items()])
-    for change, outcome, _ in finished:
-        if outcome.state == "FAILED":
-            log.warning("record %s of mapping %s failed: %s", change.record_id, change.mapping_id, outcome.error)
-
+    return entries, rows_back
 
 
 def options_from(settings) -> DrainOptions:

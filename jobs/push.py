@@ -6,6 +6,7 @@ import csv
 import io
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 
 from core.changes import ChangeLogEntry, Outcome, coalesce, outcome_of
@@ -45,11 +46,12 @@ def initial_push(db: Database, sf: Salesforce | None, m: Mapping, options: PushO
     result = {"queued": queued, "waiting": waiting, "bulk_jobs": 0, "outcomes": {}}
     if sf is None or waiting <= options.bulk_threshold or not m.upsert_field:
         return result
+    token = uuid.uuid4().hex      # as the drain's: a push whose lease lapsed cannot finish the entries
     while True:
-        entries = _claim(db, m, options)
+        entries = _claim(db, m, options, token)
         if not entries:
             break
-        outcomes = _push_bulk(db, sf, m, entries, options)
+        outcomes = _push_bulk(db, sf, m, entries, options, token)
         result["bulk_jobs"] += 1
         for state, n in outcomes.items():
             result["outcomes"][state] = result["outcomes"].get(state, 0) + n
@@ -58,22 +60,23 @@ def initial_push(db: Database, sf: Salesforce | None, m: Mapping, options: PushO
     return result
 
 
-def _claim(db: Database, m: Mapping, options: PushOptions) -> list[ChangeLogEntry]:
+def _claim(db: Database, m: Mapping, options: PushOptions, token: str) -> list[ChangeLogEntry]:
     with db.transaction() as conn:
         db.run(conn, "lock_claims")
-        rows = db.run(conn, "claim_initial_push", {"mapping_id": m.id, "limit": options.job_records,
+        rows = db.run(conn, "claim_initial_push", {"mapping_id": m.id, "limit": options.job_records, "claim": token,
                                                    "lease_seconds": options.lease_seconds}).fetchall()
     return [ChangeLogEntry(id=r["id"], mapping_id=r["mapping_id"], op=r["op"], record_id=r["record_id"],
                            sfid=r["sfid"], external_id=r["external_id"], fields=tuple(r["fields"] or ()),
                            created_at=r["created_at"], attempts=r["prior_attempts"]) for r in sorted(rows, key=lambda r: r["id"])]
 
 
-def _push_bulk(db: Database, sf: Salesforce, m: Mapping, entries: list[ChangeLogEntry], options: PushOptions) -> dict:
+def _push_bulk(db: Database, sf: Salesforce, m: Mapping, entries: list[ChangeLogEntry], options: PushOptions,
+               token: str) -> dict:
     """One ingest job (upsert on the external id) for the claimed inserts; results matched by external id
     and finished exactly as the drain finishes Collections results."""
     drain_options = drain.DrainOptions(lease_seconds=options.lease_seconds)
     writes, nothing = drain._plan(db, sf, m, coalesce(entries))
-    drain.mark_sending(db, writes)
+    drain.mark_sending(db, writes, token)
     upserts = [w for w in writes if w.op == "upsert"]
     others = [w for w in writes if w.op != "upsert"]        # gained an sfid meanwhile: Collections calls
     finished = [(c, Outcome("MERGED"), None) for c in nothing]
@@ -81,7 +84,7 @@ def _push_bulk(db: Database, sf: Salesforce, m: Mapping, entries: list[ChangeLog
         finished.extend((w.change, o, w) for w, o in drain._send(sf, batch))
     if upserts:
         finished.extend(_ingest(sf, m, upserts, options))
-    drain._finish(db, m, finished, drain_options)
+    drain._finish(db, m, finished, drain_options, token)
     counts: dict = {}
     for _, outcome, _ in finished:
         counts[outcome.state] = counts.get(outcome.state, 0) + 1

@@ -23,16 +23,29 @@ WITH open AS (
     FOR UPDATE OF c SKIP LOCKED
 )
 UPDATE forcebridge.change_log c
-SET state = 'PENDING', attempts = c.attempts + 1,
+SET state = 'PENDING', attempts = c.attempts + 1, claim = %(claim)s,
     lease_until = now() + make_interval(secs => %(lease_seconds)s)
 FROM locked
 WHERE c.id = locked.id
 RETURNING c.id, c.mapping_id, c.op, c.record_id, c.sfid, c.external_id, c.fields, c.created_at,
           c.attempts - 1 AS prior_attempts;
 
+-- name: renew_claims
+-- A drain still working on its claims keeps them: calls with retries can outlast one lease.
+UPDATE forcebridge.change_log
+SET lease_until = now() + make_interval(secs => %(lease_seconds)s)
+WHERE state = 'PENDING' AND claim = %(claim)s;
+
+-- name: held_claims
+-- The carrier entries a drain still holds, locked until it has recorded their outcomes.
+SELECT id FROM forcebridge.change_log
+WHERE id = ANY(%(ids)s) AND state = 'PENDING' AND claim = %(claim)s
+FOR UPDATE;
+
 -- name: finish_changes
 -- One JSON document for the whole batch: cheaper to send than seven arrays of thousands of values.
--- Only entries still leased are touched: an entry retried or ignored meanwhile keeps its new state.
+-- Only entries still claimed by this drain are touched: an entry retried, ignored or taken over by
+-- another drain meanwhile keeps its new state.
 UPDATE forcebridge.change_log c
 SET state = u.state,
     sfid = coalesce(u.sfid, c.sfid),
@@ -44,14 +57,14 @@ SET state = u.state,
     finished_at = CASE WHEN u.state <> 'REQUEUED' THEN now() END
 FROM jsonb_to_recordset(%(entries)s::jsonb)
      AS u(id bigint, state text, sfid text, error jsonb, sent jsonb, fields text, delay float8)
-WHERE c.id = u.id AND c.state = 'PENDING';
+WHERE c.id = u.id AND c.state = 'PENDING' AND c.claim = %(claim)s;
 
 -- name: mark_sending
 -- The body of a call about to go out, on its carrier entry: an echo may beat the call's result home.
 UPDATE forcebridge.change_log c
 SET sent = u.sent
 FROM jsonb_to_recordset(%(entries)s::jsonb) AS u(id bigint, sent jsonb)
-WHERE c.id = u.id AND c.state = 'PENDING';
+WHERE c.id = u.id AND c.state = 'PENDING' AND c.claim = %(claim)s;
 
 -- name: next_retry_in
 SELECT extract(epoch FROM min(next_attempt_at) - now()) AS seconds
@@ -97,7 +110,13 @@ WITH moved AS (
       AND finished_at < now() - make_interval(secs => %(after_seconds)s)
     RETURNING *
 )
-INSERT INTO forcebridge.change_log_archive SELECT *, now() FROM moved;
+-- Columns named: the live table has a claim column (0003) that the archive does not keep.
+INSERT INTO forcebridge.change_log_archive
+    (id, mapping_id, op, record_id, sfid, external_id, fields, txid, created_at, state, attempts,
+     next_attempt_at, lease_until, error, sent, finished_at, archived_at)
+SELECT id, mapping_id, op, record_id, sfid, external_id, fields, txid, created_at, state, attempts,
+       next_attempt_at, lease_until, error, sent, finished_at, now()
+FROM moved;
 
 -- name: purge_archive
 DELETE FROM forcebridge.change_log_archive

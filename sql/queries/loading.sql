@@ -252,7 +252,7 @@ WITH locked AS (
     FOR UPDATE SKIP LOCKED
 )
 UPDATE forcebridge.change_log c
-SET state = 'PENDING', attempts = c.attempts + 1,
+SET state = 'PENDING', attempts = c.attempts + 1, claim = %(claim)s,
     lease_until = now() + make_interval(secs => %(lease_seconds)s)
 FROM locked
 WHERE c.id = locked.id

@@ -2,10 +2,12 @@
 drains, failures that are not Salesforce's."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from jobs.drain import DrainResult, _complete, _start, claim, drain
+from core.changes import Outcome, coalesce
+from jobs.drain import DrainResult, _complete, _finish, _plan, _start, claim, drain
 from jobs.inbound import apply_pending
 from tests.conftest import OUTBOUND_TOKEN
 from tests.integration.test_capture import sql, writing_mapping
@@ -40,7 +42,7 @@ def test_echo_of_a_write_in_flight_does_not_drop_a_newer_local_change(sf_api, sf
     url, sfid = synced_record(sf_api, sf_settings, db, sf)
     sql(url, "UPDATE salesforce.invoice__c SET name = 'L1'")
     with ThreadPoolExecutor(max_workers=2) as pool:
-        flight = _start(db, sf, claim(db, FAST), pool, FAST)
+        flight = _start(db, sf, claim(db, FAST, "t"), pool, FAST, "t")
         for *_, call in flight.calls:
             call.result()                                                   # L1 is in Salesforce now
         sql(url, "UPDATE salesforce.invoice__c SET name = 'L2'")            # the user writes again
@@ -57,7 +59,7 @@ def test_salesforce_win_over_a_write_in_flight_sticks(sf_api, sf_app, sf_setting
     url, sfid = synced_record(sf_api, sf_settings, db, sf, rule="salesforce_wins")
     sql(url, "UPDATE salesforce.invoice__c SET name = 'local'")
     with ThreadPoolExecutor(max_workers=2) as pool:
-        flight = _start(db, sf, claim(db, FAST), pool, FAST)
+        flight = _start(db, sf, claim(db, FAST, "t"), pool, FAST, "t")
         notify(sf_app, emulator, sfid, "remote", stamp(60))                 # Salesforce changed it meanwhile
         apply_pending(db)
         assert sql(url, "SELECT name FROM salesforce.invoice__c") == [("remote",)]
@@ -70,3 +72,18 @@ def test_salesforce_win_over_a_write_in_flight_sticks(sf_api, sf_app, sf_setting
     apply_pending(db)
     assert invoices(sf)["E"]["Name"] == "remote"
     assert sql(url, "SELECT name FROM salesforce.invoice__c") == [("remote",)]
+
+
+def test_a_drain_whose_lease_lapsed_does_not_overwrite_the_new_owner(sf_api, sf_settings, db, sf, emulator):
+    url, _ = synced_record(sf_api, sf_settings, db, sf)
+    sql(url, "UPDATE salesforce.invoice__c SET name = 'v1'")
+    lapsed = claim(db, dataclasses.replace(FAST, lease_seconds=0), "old")     # its lease is over at once
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        flight = _start(db, sf, claim(db, FAST, "new"), pool, FAST, "new")    # another drain takes it over
+        old_writes, _ = _plan(db, sf, flight.planned[0][0], coalesce(lapsed))
+        # the old drain's call timed out: it would requeue the change the new owner is sending
+        _finish(db, flight.planned[0][0], [(w.change, Outcome("REQUEUED", error=[{"statusCode": "TIMEOUT"}]), w)
+                                           for w in old_writes], FAST, "old")
+        _complete(db, flight, FAST, DrainResult())
+    assert sql(url, "SELECT state FROM forcebridge.change_log ORDER BY id DESC LIMIT 1") == [("SUCCESS",)]
+    assert drain(db, sf, FAST).claimed == 0                                     # nothing is sent twice
