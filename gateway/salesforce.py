@@ -165,9 +165,11 @@ class Salesforce:
 
     # -- the choke point ----------------------------------------------------------------------------
     def call(self, method: str, path: str, *, params=None, json=None, headers=None, data=None,
-             stream: bool = False) -> requests.Response:
+             stream: bool = False, retry: bool = True) -> requests.Response:
         """One REST call: `path` under /services/data/vXX.X (or absolute from /services/...).
-        `stream=True` leaves the body unread (Bulk results go straight into COPY); close the response."""
+        `stream=True` leaves the body unread (Bulk results go straight into COPY); close the response.
+        `retry=False` for calls that are not idempotent (creates without an external id): after a timeout
+        or a 5xx the records may exist already, so the error goes to the caller instead of a second try."""
         relogged = False
         attempt = 0
         while True:
@@ -191,7 +193,7 @@ class Salesforce:
                     self._relogin(token)
                     continue
             if not isinstance(error, TransientError) or error.error_code in RETRY_LATER_CODES \
-                    or attempt >= self.retries:
+                    or attempt >= self.retries or not retry:
                 raise error
             attempt += 1
             time.sleep(self.backoff * 2 ** (attempt - 1))
@@ -281,7 +283,8 @@ class Salesforce:
         return response.text
 
     def create_records(self, sobject: str, records: list[dict]) -> list[dict]:
-        return self._collection("POST", "/composite/sobjects", sobject, records)
+        """Not retried here: a create that timed out may have created the records (see `call`)."""
+        return self._collection("POST", "/composite/sobjects", sobject, records, retry=False)
 
     def update_records(self, sobject: str, records: list[dict]) -> list[dict]:
         """records carry "Id"; Collections wants it as "id" beside attributes."""
@@ -296,10 +299,10 @@ class Salesforce:
         return self.call("DELETE", "/composite/sobjects",
                          params={"ids": ",".join(ids), "allOrNone": "false"}).json()
 
-    def _collection(self, method: str, path: str, sobject: str, records: list[dict]) -> list[dict]:
+    def _collection(self, method: str, path: str, sobject: str, records: list[dict], retry: bool = True) -> list[dict]:
         _check_size(records)
         body = {"allOrNone": False, "records": [{"attributes": {"type": sobject}, **r} for r in records]}
-        return self.call(method, path, json=body).json()
+        return self.call(method, path, json=body, retry=retry).json()
 
     # single-record calls: what a naive sync does (kept for the benchmark's comparison)
     def create_record(self, sobject: str, values: dict) -> dict:

@@ -58,3 +58,22 @@ def test_mapping_reads_field_types_from_describe(sf_api):
         {"type": "string", "length": 80}, {"type": "currency"}, {"type": "boolean"})
     r = sf_api.post("/api/v1/mappings", json={"object_name": "Nothing__c", "config": {"fields": {"Name": {}}}})
     assert r.status_code == 400 and "no object Nothing__c" in r.get_json()["message"]
+
+
+def test_a_create_without_external_id_is_not_retried_in_the_call(sf_settings, emulator):
+    """A create that failed with a 5xx may have created the records: a second try could make twins."""
+    sf = Salesforce(sf_settings, backoff=0.01)
+    try:
+        sf.describe("Invoice__c")                                     # logged in
+        emulator.admin("POST", "/_emulator/faults", {"rules": {"composite.*": {"errors": {"503": 1}}}})
+        before = sf.calls
+        with pytest.raises(TransientError):
+            sf.create_records("Invoice__c", [{"Name": "once"}])
+        creates, before = sf.calls - before, sf.calls
+        with pytest.raises(TransientError):
+            sf.upsert_records("Invoice__c", "External_Id__c", [{"Name": "u", "External_Id__c": "U"}])
+        upserts = sf.calls - before
+    finally:
+        emulator.admin("DELETE", "/_emulator/faults")
+        sf.close()
+    assert (creates, upserts) == (1, 1 + sf.retries)                  # the create once; the upsert retried
