@@ -198,6 +198,10 @@ def _send(sf: Salesforce, batch: list[Write]) -> list[tuple[Write, Outcome]]:
     except PermanentError as exc:
         return [(w, Outcome("FAILED", error=exc.body if isinstance(exc.body, list) else exc.as_errors()))
                 for w in batch]
+    except Exception as exc:   # not Salesforce's answer (a body that is not JSON, a broken stream): try later
+        log.warning("%s call for %s records failed: %r", first.op, len(batch), exc)
+        error = [{"statusCode": "CALL_FAILED", "message": f"{type(exc).__name__}: {exc}"[:500]}]
+        return [(w, Outcome("REQUEUED", error=error)) for w in batch]
     if not isinstance(items, list) or len(items) != len(batch):
         error = [{"statusCode": "UNEXPECTED_RESPONSE", "message": "result count differs from records sent"}]
         return [(w, Outcome("REQUEUED", error=error)) for w in batch]

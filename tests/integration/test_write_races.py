@@ -87,3 +87,19 @@ def test_a_drain_whose_lease_lapsed_does_not_overwrite_the_new_owner(sf_api, sf_
         _complete(db, flight, FAST, DrainResult())
     assert sql(url, "SELECT state FROM forcebridge.change_log ORDER BY id DESC LIMIT 1") == [("SUCCESS",)]
     assert drain(db, sf, FAST).claimed == 0                                     # nothing is sent twice
+
+
+def test_a_call_that_breaks_outside_salesforce_requeues_at_once(sf_api, sf_settings, db, sf, emulator, monkeypatch):
+    url, _ = synced_record(sf_api, sf_settings, db, sf)
+    sql(url, "UPDATE salesforce.invoice__c SET name = 'v1'")
+
+    def broken(*args, **kwargs):
+        raise ValueError("Expecting value: line 1 column 1 (char 0)")     # a body that is not JSON
+    monkeypatch.setattr(sf, "update_records", broken)
+    assert drain(db, sf, dataclasses.replace(FAST, retry_base_seconds=60)).outcomes == {"REQUEUED": 1}
+    (state, error), = sql(url, "SELECT state, error FROM forcebridge.change_log ORDER BY id DESC LIMIT 1")
+    assert state == "REQUEUED" and "ValueError" in error[0]["message"]     # not PENDING until the lease ends
+    monkeypatch.undo()
+    sql(url, "UPDATE forcebridge.change_log SET next_attempt_at = now()")
+    drain(db, sf, FAST)
+    assert invoices(sf)["E"]["Name"] == "v1"
