@@ -4,12 +4,11 @@ from __future__ import annotations
 import json
 
 import psycopg
-from psycopg import sql
 
 from core.conflicts import is_echo, sent_values, winner
 from core.inbound import UpsertBatch
-from gateway.db import QUERIES, Database
-from gateway.mapped_tables import table_ident
+from gateway import change_log
+from gateway.db import Database
 
 
 def settle(db: Database, conn: psycopg.Connection, batch: UpsertBatch) -> UpsertBatch:
@@ -23,9 +22,7 @@ def settle(db: Database, conn: psycopg.Connection, batch: UpsertBatch) -> Upsert
     if not batch.sfids:
         return batch
     _link_by_external_id(conn, batch)
-    local = {r["sfid"]: r for r in conn.execute(
-        sql.SQL(QUERIES["pending_local_rows"]).format(table=table_ident(m)),
-        {"mapping_id": m.id, "sfids": batch.sfids}).fetchall()}
+    local = {r["sfid"]: r for r in change_log.pending_local_rows(conn, m, batch.sfids)}
     if not local:
         return batch
     sent: dict[str, list[dict]] = {}
@@ -60,9 +57,7 @@ def settle(db: Database, conn: psycopg.Connection, batch: UpsertBatch) -> Upsert
 def _without_deleted(conn: psycopg.Connection, batch: UpsertBatch) -> UpsertBatch:
     """Drop notifications for records the app deleted here: the delete is, or will be, in Salesforce too,
     and a notification queued before it (delayed, duplicated, reordered) would otherwise re-insert the row."""
-    gone = {r["sfid"] for r in conn.execute(
-        sql.SQL(QUERIES["deleted_from_postgres"]).format(table=table_ident(batch.mapping)),
-        {"mapping_id": batch.mapping.id, "sfids": batch.sfids}).fetchall()}
+    gone = change_log.deleted_from_postgres(conn, batch.mapping, batch.sfids)
     if not gone:
         return batch
     return _subset(batch, [i for i, sfid in enumerate(batch.sfids) if sfid not in gone])
@@ -76,9 +71,8 @@ def _link_by_external_id(conn: psycopg.Connection, batch: UpsertBatch) -> None:
     if ext is None or ext not in batch.columns:
         return
     values = batch.values[batch.columns.index(ext)]
-    conn.execute(sql.SQL(QUERIES["link_rows_by_external_id"]).format(table=table_ident(m),
-                                                                     ext=sql.Identifier(ext.column)),
-                 {"sfids": batch.sfids, "exts": [None if v is None else str(v) for v in values]})
+    change_log.link_rows_by_external_id(conn, m, ext.column, batch.sfids,
+                                        [None if v is None else str(v) for v in values])
 
 
 def _record(db, conn, m, found) -> None:

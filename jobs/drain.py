@@ -9,14 +9,11 @@ from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
-from psycopg import sql
-
 from core.changes import (ChangeLogEntry, Fields, Outcome, RecordChange, Write, coalesce, outcome_of,
                           plan_batches, plan_writes, retry_delay)
 from core.mapping import Mapping
-from gateway import mapping_store
-from gateway.db import QUERIES, Database
-from gateway.mapped_tables import table_ident
+from gateway import change_log, mapping_store
+from gateway.db import Database
 from gateway.salesforce import PermanentError, Salesforce, SalesforceError, TransientError
 from gateway.salesforce import for_settings
 from jobs import runtime, stats
@@ -69,10 +66,7 @@ def claim(db: Database, options: DrainOptions, token: str) -> list[ChangeLogEntr
         db.run(conn, "lock_claims")
         rows = db.run(conn, "claim_changes", {"records": options.claim_records, "claim": token,
                                               "lease_seconds": options.lease_seconds}).fetchall()
-    rows.sort(key=lambda r: r["id"])
-    return [ChangeLogEntry(id=r["id"], mapping_id=r["mapping_id"], op=r["op"], record_id=r["record_id"],
-                           sfid=r["sfid"], external_id=r["external_id"], fields=tuple(r["fields"] or ()),
-                           created_at=r["created_at"], attempts=r["prior_attempts"]) for r in rows]
+    return change_log.entries_from_rows(rows)
 
 
 @dataclass
@@ -94,13 +88,13 @@ def _start(db: Database, sf: Salesforce, entries: list[ChangeLogEntry], pool: Th
         changes = coalesce(group)
         mapping = mappings.get(mapping_id)
         if mapping is None:   # the mapping was deleted or stopped writing: nothing to send
-            _finish(db, None, [(c, Outcome("IGNORED", error={"reason": "mapping no longer writes"}), None)
+            finish(db, None, [(c, Outcome("IGNORED", error={"reason": "mapping no longer writes"}), None)
                                for c in changes], options, token)
             continue
-        writes, nothing = _plan(db, sf, mapping, changes)
+        writes, nothing = plan(db, sf, mapping, changes)
         planned.append((mapping, writes, nothing))
     mark_sending(db, [w for _, writes, _ in planned for w in writes], token)
-    calls = [(mapping, batch, pool.submit(_send, sf, batch))
+    calls = [(mapping, batch, pool.submit(send, sf, batch))
              for mapping, writes, _ in planned for batch in plan_batches(writes)]
     return _InFlight(planned, calls, token)
 
@@ -118,21 +112,19 @@ def _complete(db: Database, flight: _InFlight, options: DrainOptions, result: Dr
         outcomes[mapping.id].extend((w.change, o, w) for w, o in future.result())
     result.calls += len(flight.calls)
     for mapping, _, _ in flight.planned:
-        _finish(db, mapping, outcomes[mapping.id], options, flight.token)
+        finish(db, mapping, outcomes[mapping.id], options, flight.token)
     for finished in outcomes.values():
         result.outcomes.update(o.state for _, o, _ in finished)
 
 
-def _plan(db: Database, sf: Salesforce, mapping: Mapping, changes: list[RecordChange]):
+def plan(db: Database, sf: Salesforce, mapping: Mapping, changes: list[RecordChange]):
     writes_to_make = [c.record_id for c in changes if c.kind == "write"]
-    table = table_ident(mapping)
-    with db.transaction(origin="salesforce") as conn:
-        if mapping.upsert_field and writes_to_make:
-            ext = sql.Identifier(mapping.field(mapping.upsert_field).column)
-            conn.execute(sql.SQL(QUERIES["generate_external_ids"]).format(table=table, ext=ext),
-                         {"ids": writes_to_make})
-        rows = {r["id"]: r for r in conn.execute(sql.SQL(QUERIES["read_mapped_rows"]).format(table=table),
-                                                 {"ids": writes_to_make}).fetchall()} if writes_to_make else {}
+    rows: dict[int, dict] = {}
+    if writes_to_make:
+        with db.transaction(origin="salesforce") as conn:
+            if mapping.upsert_field:
+                change_log.generate_external_ids(conn, mapping, writes_to_make)
+            rows = change_log.read_rows(conn, mapping, writes_to_make)
     changes = _resolve_deleted_ids(sf, mapping, changes)
     return plan_writes(changes, rows, mapping, _writable(sf, mapping))
 
@@ -174,14 +166,14 @@ def renew_lease(db: Database, options: DrainOptions, token: str) -> None:
 
 def mark_sending(db: Database, writes: list[Write], token: str) -> None:
     """Record on each carrier entry what is about to be sent: its echo may arrive before the call returns
-    (and before `_finish`), and must be recognised as ours then too."""
+    (and before `finish`), and must be recognised as ours then too."""
     entries = [{"id": w.change.carrier_id, "sent": {k: v for k, v in w.body.items() if k != "Id"}}
                for w in writes if w.op != "delete"]
     if entries:
         db.execute("mark_sending", {"entries": json.dumps(entries, default=str), "claim": token})
 
 
-def _send(sf: Salesforce, batch: list[Write]) -> list[tuple[Write, Outcome]]:
+def send(sf: Salesforce, batch: list[Write]) -> list[tuple[Write, Outcome]]:
     """One Collections call; a call-level failure becomes every record's outcome."""
     first = batch[0]
     try:
@@ -208,7 +200,7 @@ def _send(sf: Salesforce, batch: list[Write]) -> list[tuple[Write, Outcome]]:
     return [(w, outcome_of(w, item)) for w, item in zip(batch, items)]
 
 
-def _finish(db: Database, mapping: Mapping | None, finished: list, options: DrainOptions, token: str) -> None:
+def finish(db: Database, mapping: Mapping | None, finished: list, options: DrainOptions, token: str) -> None:
     """One transaction: change-log states, sfid write-back and row marks (as the sync: not captured), stats.
     Only changes still claimed under `token` are recorded: a drain whose lease lapsed and was taken over
     must not overwrite the new owner's results."""
@@ -226,8 +218,7 @@ def _finish(db: Database, mapping: Mapping | None, finished: list, options: Drai
                                                     "carriers": [r[1] for r in resolved],
                                                     "fields": [r[2] for r in resolved]})
         if mapping and rows_back["ids"]:
-            conn.execute(sql.SQL(QUERIES["write_back_results"]).format(table=table_ident(mapping)),
-                         {"mapping_id": mapping.id, **rows_back})
+            change_log.write_back_results(conn, mapping, **rows_back)
         counts = Counter(o.state for _, o, _ in finished)
         stats.add(db, conn, "pg_to_sf", [(mapping.id if mapping else 0, state.lower(), n)
                                          for state, n in counts.items()])

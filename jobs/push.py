@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from core.changes import ChangeLogEntry, Outcome, coalesce, outcome_of
 from core.loading import bulk_error
 from core.mapping import Mapping
-from gateway import staging
+from gateway import change_log, staging
 from gateway.db import Database
 from gateway.salesforce import Salesforce, SalesforceError
 from jobs import drain
@@ -33,7 +33,7 @@ def enqueue(db: Database, m: Mapping) -> int:
     with db.transaction() as conn:
         queued = staging.enqueue_push(conn, m)
         if queued:
-            conn.execute("SELECT pg_notify('forcebridge_changes', %s)", (str(m.id),))
+            change_log.notify_changes(conn, m.id)
     return queued
 
 
@@ -65,9 +65,7 @@ def _claim(db: Database, m: Mapping, options: PushOptions, token: str) -> list[C
         db.run(conn, "lock_claims")
         rows = db.run(conn, "claim_initial_push", {"mapping_id": m.id, "limit": options.job_records, "claim": token,
                                                    "lease_seconds": options.lease_seconds}).fetchall()
-    return [ChangeLogEntry(id=r["id"], mapping_id=r["mapping_id"], op=r["op"], record_id=r["record_id"],
-                           sfid=r["sfid"], external_id=r["external_id"], fields=tuple(r["fields"] or ()),
-                           created_at=r["created_at"], attempts=r["prior_attempts"]) for r in sorted(rows, key=lambda r: r["id"])]
+    return change_log.entries_from_rows(rows)
 
 
 def _push_bulk(db: Database, sf: Salesforce, m: Mapping, entries: list[ChangeLogEntry], options: PushOptions,
@@ -75,16 +73,16 @@ def _push_bulk(db: Database, sf: Salesforce, m: Mapping, entries: list[ChangeLog
     """One ingest job (upsert on the external id) for the claimed inserts; results matched by external id
     and finished exactly as the drain finishes Collections results."""
     drain_options = drain.DrainOptions(lease_seconds=options.lease_seconds)
-    writes, nothing = drain._plan(db, sf, m, coalesce(entries))
+    writes, nothing = drain.plan(db, sf, m, coalesce(entries))
     drain.mark_sending(db, writes, token)
     upserts = [w for w in writes if w.op == "upsert"]
     others = [w for w in writes if w.op != "upsert"]        # gained an sfid meanwhile: Collections calls
     finished = [(c, Outcome("MERGED"), None) for c in nothing]
     for batch in drain.plan_batches(others):
-        finished.extend((w.change, o, w) for w, o in drain._send(sf, batch))
+        finished.extend((w.change, o, w) for w, o in drain.send(sf, batch))
     if upserts:
         finished.extend(_ingest(sf, m, upserts, options))
-    drain._finish(db, m, finished, drain_options, token)
+    drain.finish(db, m, finished, drain_options, token)
     counts: dict = {}
     for _, outcome, _ in finished:
         counts[outcome.state] = counts.get(outcome.state, 0) + 1

@@ -70,6 +70,10 @@ WHERE c.id = u.id AND c.state = 'PENDING' AND c.claim = %(claim)s;
 SELECT extract(epoch FROM min(next_attempt_at) - now()) AS seconds
 FROM forcebridge.change_log WHERE state = 'REQUEUED';
 
+-- name: notify_changes
+-- Wakes the drain's listener (jobs/listener.py) after changes were logged outside the capture triggers.
+SELECT pg_notify('forcebridge_changes', %(mapping_id)s);
+
 -- name: count_open_changes
 SELECT count(*) AS open, min(created_at) AS oldest
 FROM forcebridge.change_log WHERE state IN ('NEW', 'PENDING', 'REQUEUED');

@@ -7,7 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from core.changes import Outcome, coalesce
-from jobs.drain import DrainResult, _complete, _finish, _plan, _start, claim, drain
+from jobs.drain import DrainResult, _complete, _start, claim, drain, finish, plan
 from jobs.inbound import apply_pending
 from tests.conftest import OUTBOUND_TOKEN
 from tests.integration.test_capture import sql, writing_mapping
@@ -46,7 +46,7 @@ def test_echo_of_a_write_in_flight_does_not_drop_a_newer_local_change(sf_api, sf
         for *_, call in flight.calls:
             call.result()                                                   # L1 is in Salesforce now
         sql(url, "UPDATE salesforce.invoice__c SET name = 'L2'")            # the user writes again
-        notify(sf_app, emulator, sfid, "L1", stamp(3600))                   # L1's echo, before our _finish
+        notify(sf_app, emulator, sfid, "L1", stamp(3600))                   # L1's echo, before our finish
         apply_pending(db)
         _complete(db, flight, FAST, DrainResult())
     assert sql(url, "SELECT name FROM salesforce.invoice__c") == [("L2",)]
@@ -80,9 +80,9 @@ def test_a_drain_whose_lease_lapsed_does_not_overwrite_the_new_owner(sf_api, sf_
     lapsed = claim(db, dataclasses.replace(FAST, lease_seconds=0), "old")     # its lease is over at once
     with ThreadPoolExecutor(max_workers=2) as pool:
         flight = _start(db, sf, claim(db, FAST, "new"), pool, FAST, "new")    # another drain takes it over
-        old_writes, _ = _plan(db, sf, flight.planned[0][0], coalesce(lapsed))
+        old_writes, _ = plan(db, sf, flight.planned[0][0], coalesce(lapsed))
         # the old drain's call timed out: it would requeue the change the new owner is sending
-        _finish(db, flight.planned[0][0], [(w.change, Outcome("REQUEUED", error=[{"statusCode": "TIMEOUT"}]), w)
+        finish(db, flight.planned[0][0], [(w.change, Outcome("REQUEUED", error=[{"statusCode": "TIMEOUT"}]), w)
                                            for w in old_writes], FAST, "old")
         _complete(db, flight, FAST, DrainResult())
     assert sql(url, "SELECT state FROM forcebridge.change_log ORDER BY id DESC LIMIT 1") == [("SUCCESS",)]

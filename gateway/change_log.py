@@ -1,0 +1,55 @@
+"""The write path's SQL on mapped tables and the change log, composed from sql/queries with psycopg.sql."""
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from core.changes import ChangeLogEntry
+from core.mapping import Mapping
+from gateway.db import QUERIES
+from gateway.mapped_tables import table_ident
+
+
+def _template(name: str, m: Mapping, **parts) -> sql.Composed:
+    return sql.SQL(QUERIES[name]).format(table=table_ident(m), **parts)
+
+
+def entries_from_rows(rows: list[dict]) -> list[ChangeLogEntry]:
+    """Claimed change-log rows (claim_changes, claim_initial_push) in log order."""
+    return [ChangeLogEntry(id=r["id"], mapping_id=r["mapping_id"], op=r["op"], record_id=r["record_id"],
+                           sfid=r["sfid"], external_id=r["external_id"], fields=tuple(r["fields"] or ()),
+                           created_at=r["created_at"], attempts=r["prior_attempts"])
+            for r in sorted(rows, key=lambda r: r["id"])]
+
+
+def notify_changes(conn: psycopg.Connection, mapping_id: int) -> None:
+    conn.execute(QUERIES["notify_changes"], {"mapping_id": str(mapping_id)})
+
+
+def generate_external_ids(conn: psycopg.Connection, m: Mapping, ids: list[int]) -> None:
+    ext = sql.Identifier(m.field(m.upsert_field).column)
+    conn.execute(_template("generate_external_ids", m, ext=ext), {"ids": ids})
+
+
+def read_rows(conn: psycopg.Connection, m: Mapping, ids: list[int]) -> dict[int, dict]:
+    """Record id -> the mapped row as it is now."""
+    return {r["id"]: r for r in conn.execute(_template("read_mapped_rows", m), {"ids": ids}).fetchall()}
+
+
+def write_back_results(conn: psycopg.Connection, m: Mapping, ids: list[int], sfids: list, errs: list) -> None:
+    conn.execute(_template("write_back_results", m), {"mapping_id": m.id, "ids": ids, "sfids": sfids, "errs": errs})
+
+
+def pending_local_rows(conn: psycopg.Connection, m: Mapping, sfids: list[str]) -> list[dict]:
+    return conn.execute(_template("pending_local_rows", m), {"mapping_id": m.id, "sfids": sfids}).fetchall()
+
+
+def deleted_from_postgres(conn: psycopg.Connection, m: Mapping, sfids: list[str]) -> set[str]:
+    return {r["sfid"] for r in conn.execute(_template("deleted_from_postgres", m),
+                                            {"mapping_id": m.id, "sfids": sfids}).fetchall()}
+
+
+def link_rows_by_external_id(conn: psycopg.Connection, m: Mapping, ext_column: str, sfids: list[str],
+                             exts: list) -> None:
+    conn.execute(_template("link_rows_by_external_id", m, ext=sql.Identifier(ext_column)),
+                 {"sfids": sfids, "exts": exts})
