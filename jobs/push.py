@@ -81,7 +81,8 @@ def _push_bulk(db: Database, sf: Salesforce, m: Mapping, entries: list[ChangeLog
     for batch in drain.plan_batches(others):
         finished.extend((w.change, o, w) for w, o in drain.send(sf, batch))
     if upserts:
-        finished.extend(_ingest(sf, m, upserts, options))
+        # the job may outlast the lease: it is renewed while the push polls the job
+        finished.extend(_ingest(sf, m, upserts, options, lambda: drain.renew_lease(db, drain_options, token)))
     drain.finish(db, m, finished, drain_options, token)
     counts: dict = {}
     for _, outcome, _ in finished:
@@ -90,7 +91,7 @@ def _push_bulk(db: Database, sf: Salesforce, m: Mapping, entries: list[ChangeLog
     return counts
 
 
-def _ingest(sf: Salesforce, m: Mapping, upserts: list, options: PushOptions) -> list:
+def _ingest(sf: Salesforce, m: Mapping, upserts: list, options: PushOptions, renew) -> list:
     ext = upserts[0].ext_field
     names = list(upserts[0].body)
     out = io.StringIO()
@@ -100,7 +101,7 @@ def _ingest(sf: Salesforce, m: Mapping, upserts: list, options: PushOptions) -> 
         writer.writerow([_csv_value(w.body.get(n)) for n in names])
     try:
         job = sf.bulk_ingest(m.object_name, "upsert", out.getvalue().encode(), external_id=ext)
-        job = _wait(sf, job["id"], options)
+        job = _wait(sf, job["id"], options, renew)
         if job["state"] != "JobComplete":
             raise SalesforceError(500, "BULK_JOB_FAILED", job.get("errorMessage") or job["state"])
         results = _results(sf, job["id"], ext)
@@ -116,10 +117,13 @@ def _ingest(sf: Salesforce, m: Mapping, upserts: list, options: PushOptions) -> 
     return finished
 
 
-def _wait(sf: Salesforce, job_id: str, options: PushOptions) -> dict:
-    delay, waited = 0.05, 0.0
+def _wait(sf: Salesforce, job_id: str, options: PushOptions, renew) -> dict:
+    delay, waited, renewed = 0.05, 0.0, 0.0
     while True:
         job = sf.bulk_ingest_job(job_id)
+        if waited - renewed >= options.lease_seconds / 3:
+            renew()
+            renewed = waited
         if job["state"] in ("JobComplete", "Failed", "Aborted") or waited > options.job_wait_seconds:
             return job
         time.sleep(delay)
