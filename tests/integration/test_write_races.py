@@ -7,7 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from core.changes import Outcome, coalesce
-from jobs.drain import DrainResult, _complete, _start, claim, drain, finish, plan
+from jobs.drain import DrainResult, _complete, _start, claim, drain, finish, plan, renew_lease
 from jobs.inbound import apply_pending
 from tests.conftest import OUTBOUND_TOKEN
 from tests.integration.test_capture import sql, writing_mapping
@@ -103,3 +103,11 @@ def test_a_call_that_breaks_outside_salesforce_requeues_at_once(sf_api, sf_setti
     sql(url, "UPDATE forcebridge.change_log SET next_attempt_at = now()")
     drain(db, sf, FAST)
     assert invoices(sf)["E"]["Name"] == "v1"
+
+
+def test_a_renewed_claim_is_not_taken_over(sf_api, sf_settings, db, sf, emulator):
+    url, _ = synced_record(sf_api, sf_settings, db, sf)
+    sql(url, "UPDATE salesforce.invoice__c SET name = 'v1'")
+    assert len(claim(db, dataclasses.replace(FAST, lease_seconds=0), "slow")) == 1   # lease over at once
+    renew_lease(db, FAST, "slow")                                     # ...but its drain is still working
+    assert claim(db, FAST, "other") == []
