@@ -45,6 +45,13 @@ def changed_since_soql(m: Mapping, watermark: dt.datetime | None, ordered: bool 
     return f"{load_soql(m)}{where}" + (" ORDER BY SystemModstamp" if ordered else "")
 
 
+def recycle_bin_soql(m: Mapping, since: dt.datetime) -> str:
+    """Records deleted from `since` on, oldest first: getDeleted's stand-in when its window is older than
+    Salesforce keeps. From `since` inclusive: a delete seen twice is harmless, one skipped is not."""
+    return (f"SELECT Id, SystemModstamp, IsDeleted FROM {m.object_name} WHERE IsDeleted = true"
+            f" AND SystemModstamp >= {soql_datetime(since)} ORDER BY SystemModstamp")
+
+
 def by_ids_soql(m: Mapping, ids: list[str]) -> str:
     quoted = ", ".join(f"'{i}'" for i in ids if i.isalnum())
     return f"{load_soql(m)} WHERE Id IN ({quoted})"

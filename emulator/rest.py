@@ -390,7 +390,11 @@ def _window() -> tuple[dt.datetime, dt.datetime]:
         raise SalesforceError(400, "MALFORMED_QUERY", "start and end must be ISO 8601 date-times") from None
     if start > end:
         raise SalesforceError(400, "INVALID_REPLICATION_DATE", "start date cannot be after end date")
-    return start, min(end, org().clock.now())
+    now = org().clock.now()
+    # Salesforce answers getDeleted/getUpdated only for the last 30 days
+    if start < now - dt.timedelta(days=30):
+        raise SalesforceError(400, "INVALID_REPLICATION_DATE", "start date must be within the last 30 days")
+    return start, min(end, now)
 
 
 @bp.get("/services/data/<version>/sobjects/<sobject>/deleted")

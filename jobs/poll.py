@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from core.convert import from_salesforce, parse_datetime
 from core.inbound import InboxItem, plan_apply
 from core.loading import (by_ids_soql, changed_since_soql, newest_modstamp, poll_settings, record_fields,
-                          rest_datetime, select_fields, staging_columns)
+                          recycle_bin_soql, rest_datetime, select_fields, staging_columns)
 from core.mapping import Mapping
 from gateway import mapping_store, staging
 from gateway.db import Database
@@ -140,10 +140,7 @@ def _poll_deletes(db, sf, m, state, settings, result) -> None:
     except PermanentError as exc:
         # a window older than Salesforce keeps (about 15-30 days): the recycle bin through queryAll instead
         log.warning("getDeleted %s failed (%s); asking queryAll", m.object_name, exc)
-        soql = f"SELECT Id, SystemModstamp, IsDeleted FROM {m.object_name} WHERE IsDeleted = true"
-        page = sf.query_page(soql, include_deleted=True)
-        with db.transaction(origin="salesforce") as conn:
-            apply_records(db, conn, m, page.get("records", []), settings.keep_deleted, result)
+        _poll_recycle_bin(db, sf, m, start, settings, result)
         return
     gone = answer.get("deletedRecords") or []
     with db.transaction(origin="salesforce") as conn:
@@ -154,6 +151,22 @@ def _poll_deletes(db, sf, m, state, settings, result) -> None:
         covered = answer.get("latestDateCovered")
         db.run(conn, "advance_poll", {"mapping_id": m.id, "watermark": None,
                                       "deleted_since": parse_datetime(covered) if covered else None})
+
+
+def _poll_recycle_bin(db, sf, m, start, settings, result) -> None:
+    """Deleted records from `start` on, every page; each page moves deleted_since forward in its own
+    transaction, so the next poll neither reads them again nor misses any."""
+    page = sf.query_page(recycle_bin_soql(m, start), include_deleted=True)
+    while True:
+        records = page.get("records", [])
+        with db.transaction(origin="salesforce") as conn:
+            apply_records(db, conn, m, records, settings.keep_deleted, result)
+            newest = newest_modstamp(records)
+            if newest and newest > start:
+                db.run(conn, "advance_poll", {"mapping_id": m.id, "watermark": None, "deleted_since": newest})
+        if page.get("done", True) or not page.get("nextRecordsUrl"):
+            return
+        page = sf.query_page(next_url=page["nextRecordsUrl"])
 
 
 def apply_records(db: Database, conn, m: Mapping, records: list[dict], keep_deleted: bool,

@@ -442,6 +442,38 @@ def test_outbound_message_dropped_after_24_hours_is_caught_by_the_poll(settings,
             db.close()
 
 
+def test_deletes_older_than_get_deleted_keeps_come_from_the_whole_recycle_bin_once(settings, enqueued, tmp_path):
+    with start_emulator(tmp_path / "org", "--session-seconds", "100000000") as org:
+        sf_settings = connect(org, settings)
+        app = make_app(sf_settings, enqueued)
+        db = app.extensions["forcebridge"].db
+        sf = Salesforce(sf_settings, backoff=0.01)
+        try:
+            seed(org, 2100)
+            auth = {"Authorization": f"Bearer {API_TOKEN}"}
+            r = app.test_client().post("/api/v1/mappings", headers=auth, json={"object_name": "Account", "config": {
+                "access": "read_only", "fields": ACCOUNT_FIELDS, "sf_delete_detection": "getDeleted"}})
+            m = mapping_store.get(db, r.get_json()["id"])
+            load.run(db, sf, open_load(db, m.id)["id"])
+            users = org.salesforce(client="user")
+            ids = sorted(salesforce_accounts(sf))
+            users.bulk2.Account.delete(records=[{"Id": i} for i in ids[:2050]])      # more than one page
+            org.admin("POST", "/_emulator/clock", {"advance": 31 * 24 * 3600})       # the worker was down a month
+            first = poll.poll(db, sf, m, force=True)
+            assert (first.deleted, first.api_calls) == (2050, 4)   # changes, getDeleted refused, two bin pages
+            assert sql(settings.database_url, "SELECT count(*) FROM salesforce.account") == [(50,)]
+            users.Account.delete(ids[2050])
+            assert poll.poll(db, sf, m, force=True).deleted == 1
+            # the bin's watermark moved up to that delete, which getDeleted's window covers again
+            users.Account.delete(ids[2051])
+            third = poll.poll(db, sf, m, force=True)
+            assert (third.deleted, third.api_calls) == (1, 2)      # changes, getDeleted
+            assert sql(settings.database_url, "SELECT count(*) FROM salesforce.account") == [(48,)]
+        finally:
+            sf.close()
+            db.close()
+
+
 def test_drift_introduced_by_hand_is_reported_and_repaired(api, sf_app, db, sf, emulator, sf_settings):
     m = loaded_mapping(api, db, sf, emulator, count=40)
     url = sf_settings.database_url
