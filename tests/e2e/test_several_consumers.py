@@ -51,6 +51,10 @@ def test_three_consumers_on_one_redis_apply_every_change_once(deployment, tmp_pa
     consumers = [start_worker(env, tmp_path / "worker-scheduler.log")]
     consumers += [start_worker(env, tmp_path / f"worker-{i}.log", "--no-periodic") for i in (2, 3)]
     try:
+        # A consumer stopped before it installs its signal handlers dies of SIGTERM (-15): on a busy
+        # machine the other two can finish all the work first, so wait until each has started.
+        wait_for(lambda: all("Periodic tasks are" in c.text() for c in consumers), timeout=120,
+                 what="every consumer to start", logs=consumers)
         create_mapping(web.url)
         writing_mapping(web.url)
         records = account_records(1000)
