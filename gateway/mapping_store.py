@@ -60,14 +60,7 @@ def create(db: Database, m: Mapping, on_created=None) -> Mapping:
     with db.transaction() as conn:
         if db.run(conn, "get_mapping_by_object", {"object_name": m.object_name}).fetchone():
             raise MappingExists(f"a mapping for {m.object_name} exists already")
-        row = db.run(conn, "insert_mapping", _params(m)).fetchone()
-        created = from_row(row)
-        mapped_tables.create_table(conn, created)
-        if on_created:
-            on_created(conn, created)
-        if created.reads and created.active:
-            db.run(conn, "requeue_notifications", {"states": ["unmapped"], "object_name": created.object_name})
-    return created
+        return _saved(db, conn, db.run(conn, "insert_mapping", _params(m)).fetchone(), on_created)
 
 
 def update(db: Database, m: Mapping, on_updated=None) -> Mapping:
@@ -76,12 +69,17 @@ def update(db: Database, m: Mapping, on_updated=None) -> Mapping:
         row = db.run(conn, "update_mapping", _params(m)).fetchone()
         if row is None:
             raise KeyError(m.id)
-        saved = from_row(row)
-        mapped_tables.create_table(conn, saved)
-        if on_updated:
-            on_updated(conn, saved)
-        if saved.reads and saved.active:
-            db.run(conn, "requeue_notifications", {"states": ["unmapped"], "object_name": saved.object_name})
+        return _saved(db, conn, row, on_updated)
+
+
+def _saved(db: Database, conn, row: dict, hook) -> Mapping:
+    """What follows every save, in its transaction: the table in step, the hook, unmapped replayed."""
+    saved = from_row(row)
+    mapped_tables.create_table(conn, saved)
+    if hook:
+        hook(conn, saved)
+    if saved.reads and saved.active:
+        db.run(conn, "requeue_notifications", {"states": ["unmapped"], "object_name": saved.object_name})
     return saved
 
 
