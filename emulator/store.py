@@ -222,7 +222,7 @@ class Org:
         conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
+        conn.execute("PRAGMA cache_size=-" + str(int(cache_kib)))   # PRAGMA takes no bound parameters
         return conn
 
     def _reader(self) -> sqlite3.Connection:
@@ -254,13 +254,14 @@ class Org:
         return dt.datetime.fromisoformat(row[0]) if row else None
 
     def _ensure_table(self, sobject: SObjectType) -> None:
+        # SQLite DDL takes no bound parameters: every name goes through soql.quote (double quotes, escaped).
         table = quote(sobject.table)
-        existing = {r[1].lower() for r in self._conn.execute(f"PRAGMA table_info({table})")}
+        existing = {r[1].lower() for r in self._conn.execute("PRAGMA table_info(" + table + ")")}
         if not existing:
             cols = ['"Id" TEXT PRIMARY KEY'] + [f"{quote(f['name'])} {_column_type(f)}"
                                                 for f in sobject.describe["fields"] if f["name"] != "Id"]
             cols.append('"_deleted_at" TEXT')
-            self._conn.execute(f"CREATE TABLE {table} ({', '.join(cols)})")
+            self._conn.execute("CREATE TABLE " + table + " (" + ", ".join(cols) + ")")
         else:
             for field in sobject.describe["fields"]:
                 if field["name"].lower() not in existing:
