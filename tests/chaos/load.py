@@ -9,12 +9,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import psycopg
+from psycopg import sql
 from simple_salesforce.exceptions import SalesforceError
 
 from tests.chaos.system import CLIENT_PEOPLE, System
 
 OBJECT = "Invoice__c"
-TABLE = "salesforce.invoice__c"
+TABLE = sql.Identifier("salesforce", "invoice__c")
 STATUSES = ("Draft", "Sent", "Paid")
 
 
@@ -121,7 +122,7 @@ class PostgresApp(Actor):
         super().__init__(*args)
         self.conn: psycopg.Connection | None = None
 
-    def execute(self, statement: str, params) -> int:
+    def execute(self, statement: sql.Composable, params) -> int:
         if self.conn is None or self.conn.closed:
             self.conn = psycopg.connect(self.system.database_url, autocommit=True, connect_timeout=5)
         try:
@@ -135,7 +136,7 @@ class PostgresApp(Actor):
         if roll < 0.4 or not self.ledger.live:
             self.serial += 1
             ext = f"P-{self.serial}"
-            self.execute(f"INSERT INTO {TABLE} (name, external_id__c, amount__c, status__c) VALUES (%s, %s, %s, %s)",
+            self.execute(sql.SQL("INSERT INTO {} (name, external_id__c, amount__c, status__c) VALUES (%s, %s, %s, %s)").format(TABLE),
                          (f"pg {self.serial}", ext, self.rng.randrange(1, 10_000), self.rng.choice(STATUSES)))
             with self.ledger.lock:
                 self.ledger.live.add(ext)
@@ -143,11 +144,11 @@ class PostgresApp(Actor):
             return
         ext = self.ledger.pick(self.rng)
         if roll < 0.85:
-            if self.execute(f"UPDATE {TABLE} SET name = %s, amount__c = %s WHERE external_id__c = %s",
+            if self.execute(sql.SQL("UPDATE {} SET name = %s, amount__c = %s WHERE external_id__c = %s").format(TABLE),
                             (f"pg edit {self.rng.randrange(10**6)}", self.rng.randrange(1, 10_000), ext)):
                 self.ledger.count("pg.update", ext)
         else:
-            if self.execute(f"DELETE FROM {TABLE} WHERE external_id__c = %s", (ext,)):
+            if self.execute(sql.SQL("DELETE FROM {} WHERE external_id__c = %s").format(TABLE), (ext,)):
                 with self.ledger.lock:
                     self.ledger.live.discard(ext)
                 self.ledger.count("pg.delete", ext)
@@ -177,7 +178,7 @@ class BothSides(Actor):
             return
         self.serial += 1
         pg_name, sf_name = f"both pg {self.serial}", f"both sf {self.serial}"
-        if self.pg.execute(f"UPDATE {TABLE} SET name = %s WHERE external_id__c = %s", (pg_name, ext)):
+        if self.pg.execute(sql.SQL("UPDATE {} SET name = %s WHERE external_id__c = %s").format(TABLE), (pg_name, ext)):
             self.ledger.count("pg.both", ext)
         self.sf.Invoice__c.update(record_id, {"Name": sf_name})
         self.ledger.count("sf.both", ext)

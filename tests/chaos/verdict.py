@@ -7,6 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from psycopg import sql
+
 from tests.chaos.load import TABLE, Ledger
 from tests.chaos.system import System
 
@@ -47,8 +49,8 @@ def drift(system: System) -> Drift:
     """Salesforce (SOQL through simple-salesforce) against Postgres (SQL), record by record."""
     sf = system.emulator.salesforce(client="chaos-verdict")
     remote = sf.query_all(f"SELECT Id, {', '.join(FIELDS)} FROM Invoice__c")["records"]
-    rows = system.sql(f"SELECT sfid, name, amount__c, status__c, external_id__c FROM {TABLE} "
-                      "WHERE NOT coalesce(isdeleted, false)")
+    rows = system.sql(sql.SQL("SELECT sfid, name, amount__c, status__c, external_id__c FROM {} "
+                              "WHERE NOT coalesce(isdeleted, false)").format(TABLE))
     found = Drift()
     by_ext = Counter(r["External_Id__c"] for r in remote if r["External_Id__c"])
     found.duplicated_in_salesforce = sorted(e for e, n in by_ext.items() if n > 1)
@@ -119,12 +121,12 @@ def explain(system: System, found: Drift, also: list[str] = (), limit: int = 3) 
     exts = list(found.missing_in_salesforce[:limit]) + list(also)
     sfids = [s for s in found.missing_in_postgres[:limit]] + [d[0] for d in found.differ[:limit]]
     for sfid in sfids:
-        row = system.sql(f"SELECT external_id__c FROM {TABLE} WHERE sfid = %s", (sfid,))
+        row = system.sql(sql.SQL("SELECT external_id__c FROM {} WHERE sfid = %s").format(TABLE), (sfid,))
         exts.append(row[0][0] if row else sfid)
     stories = []
     for key in exts:
-        rows = system.sql(f"SELECT id, sfid, name, _hc_lastop, _hc_err FROM {TABLE} "
-                          "WHERE external_id__c = %s OR sfid = %s", (key, key))
+        rows = system.sql(sql.SQL("SELECT id, sfid, name, _hc_lastop, _hc_err FROM {} "
+                                  "WHERE external_id__c = %s OR sfid = %s").format(TABLE), (key, key))
         record_ids = [r[0] for r in rows]
         sfids_known = {r[1] for r in rows if r[1]} | ({key} if len(key) == 18 else set())
         log = system.sql("SELECT id, op, record_id, sfid, state, attempts, created_at::time, finished_at::time, error::text "
