@@ -254,26 +254,25 @@ class Org:
         return dt.datetime.fromisoformat(row[0]) if row else None
 
     def _ensure_table(self, sobject: SObjectType) -> None:
-        # SQLite DDL takes no bound parameters: every name goes through soql.quote (double quotes, escaped).
-        table = quote(sobject.table)
-        existing = {r[1].lower() for r in self._conn.execute("PRAGMA table_info(" + table + ")")}
+        existing = {r[1].lower() for r in self._conn.execute(_sql("PRAGMA table_info({})", sobject.table))}
         if not existing:
             cols = ['"Id" TEXT PRIMARY KEY'] + [f"{quote(f['name'])} {_column_type(f)}"
                                                 for f in sobject.describe["fields"] if f["name"] != "Id"]
             cols.append('"_deleted_at" TEXT')
-            self._conn.execute("CREATE TABLE " + table + " (" + ", ".join(cols) + ")")
+            self._conn.execute(_sql("CREATE TABLE {} ({cols})", sobject.table, cols=", ".join(cols)))
         else:
             for field in sobject.describe["fields"]:
                 if field["name"].lower() not in existing:
-                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {quote(field['name'])} {_column_type(field)}")
+                    self._conn.execute(_sql("ALTER TABLE {} ADD COLUMN {} {type}", sobject.table, field["name"],
+                                            type=_column_type(field)))
         # Lookups to users are never followed backwards (users are not deleted), others are: cascades.
         indexed = ["SystemModstamp", "_deleted_at"] + [
             f["name"] for f in sobject.describe["fields"]
             if f.get("externalId") or (f.get("unique") and f["name"] != "Id")
             or (f["type"] == "reference" and f["referenceTo"] != ["User"])]
         for name in indexed:
-            index = quote(f"{sobject.table}_{name}")
-            self._conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {table} ({quote(name)})")
+            self._conn.execute(_sql("CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+                                    f"{sobject.table}_{name}", sobject.table, name))
 
     def _ensure_default_user(self) -> str:
         row = self._conn.execute("SELECT user_id FROM credentials WHERE username = ?", (DEFAULT_USERNAME,)).fetchone()
@@ -389,7 +388,8 @@ class Org:
     def _load(self, conn, sobject: SObjectType, record_id: str, names: list[str] | None = None):
         names = names or sobject.field_names
         cols = ", ".join(quote(n) for n in names)
-        row = conn.execute(f"SELECT {cols} FROM {quote(sobject.table)} WHERE \"Id\" = ?", (record_id,)).fetchone()
+        row = conn.execute(_sql('SELECT {cols} FROM {} WHERE "Id" = ?', sobject.table, cols=cols),
+                           (record_id,)).fetchone()
         return None if row is None else self._row_to_record(sobject, names, row)
 
     def get(self, sobject, record_id, fields=None, include_deleted=False) -> dict | None:
@@ -472,7 +472,7 @@ class Org:
 
     def earliest_deleted(self, sobject: str) -> str | None:
         sobj = self.sobject_type(sobject)
-        row = self._reader().execute(f"SELECT MIN(\"_deleted_at\") FROM {quote(sobj.table)}").fetchone()
+        row = self._reader().execute(_sql('SELECT MIN("_deleted_at") FROM {}', sobj.table)).fetchone()
         return row[0]
 
     # ------------------------------------------------------------ writes
@@ -481,8 +481,8 @@ class Org:
         conn = self._conn
         for name, (target_name, ext_field, ext_value) in lookups.items():
             target = self.types[target_name.lower()]
-            rows = conn.execute(f"SELECT \"Id\" FROM {quote(target.table)} WHERE {quote(ext_field)} = ? "
-                                "AND \"IsDeleted\" = 0 LIMIT 2", (ext_value,)).fetchall()
+            rows = conn.execute(_sql('SELECT "Id" FROM {} WHERE {} = ? AND "IsDeleted" = 0 LIMIT 2',
+                                     target.table, ext_field), (ext_value,)).fetchall()
             if len(rows) != 1:
                 text = "not found" if not rows else "matched more than one record"
                 raise SalesforceError(400, "INVALID_FIELD", f"Foreign key external ID: {ext_value} {text} for field "
@@ -496,7 +496,7 @@ class Org:
                            if t.lower() in self.types and self.types[t.lower()].key_prefix == value[:3]), None)
             if target is None:
                 continue
-            row = conn.execute(f"SELECT \"IsDeleted\" FROM {quote(target.table)} WHERE \"Id\" = ?", (value,)).fetchone()
+            row = conn.execute(_sql('SELECT "IsDeleted" FROM {} WHERE "Id" = ?', target.table), (value,)).fetchone()
             if row is None or row[0]:
                 message = ("entity is deleted" if row else "invalid cross reference id")
                 raise SalesforceError(400, "ENTITY_IS_DELETED" if row else "INVALID_CROSS_REFERENCE_KEY", message,
@@ -570,7 +570,7 @@ class Org:
             self._compound_name(sobj, merged)
             stored["Name"] = merged["Name"]
         sets = ", ".join(f"{quote(c)} = ?" for c in stored)
-        self._conn.execute(f"UPDATE {quote(sobj.table)} SET {sets} WHERE \"Id\" = ?",
+        self._conn.execute(_sql('UPDATE {} SET {sets} WHERE "Id" = ?', sobj.table, sets=sets),
                            [*stored.values(), current["Id"]])
         self._record_change(sobj, current["Id"], "updated", client, user_id, self.now())
         current.update({name: to_json_value(sobj.field(name), value) for name, value in stored.items()})
@@ -585,10 +585,9 @@ class Org:
         """Into the recycle bin, with the children Salesforce deletes too (cascadeDelete relationships);
         other lookups to these records are cleared."""
         now = format_datetime(self.now())
-        table = quote(sobj.table)
         for record_id in record_ids:
-            self._conn.execute(f"UPDATE {table} SET \"IsDeleted\" = 1, \"_deleted_at\" = ?, \"LastModifiedDate\" = ?, "
-                               "\"LastModifiedById\" = ?, \"SystemModstamp\" = ? WHERE \"Id\" = ?",
+            self._conn.execute(_sql('UPDATE {} SET "IsDeleted" = 1, "_deleted_at" = ?, "LastModifiedDate" = ?, '
+                                    '"LastModifiedById" = ?, "SystemModstamp" = ? WHERE "Id" = ?', sobj.table),
                                (now, now, user_id, now, record_id))
             self._record_change(sobj, record_id, "deleted", client, user_id, self.now())
         for relation in sobj.describe.get("childRelationships", []):
@@ -606,8 +605,8 @@ class Org:
                 self._mark_deleted(child, children, client, user_id)
             elif field["nillable"]:
                 for child_id in children:
-                    self._conn.execute(f"UPDATE {quote(child.table)} SET {quote(field['name'])} = NULL, "
-                                       "\"SystemModstamp\" = ? WHERE \"Id\" = ?", (now, child_id))
+                    self._conn.execute(_sql('UPDATE {} SET {} = NULL, "SystemModstamp" = ? WHERE "Id" = ?',
+                                            child.table, field["name"]), (now, child_id))
                     self._record_change(child, child_id, "updated", client, user_id, self.now())
 
     def create(self, sobject, values: dict, *, client: str | None, user_id: str) -> dict:
@@ -635,9 +634,8 @@ class Org:
             if not current["IsDeleted"]:
                 raise SalesforceError(400, "UNDELETE_FAILED", "Entity is not in the recycle bin", [])
             now = format_datetime(self.now())
-            self._conn.execute(f"UPDATE {quote(sobj.table)} SET \"IsDeleted\" = 0, \"_deleted_at\" = NULL, "
-                               "\"LastModifiedDate\" = ?, \"LastModifiedById\" = ?, \"SystemModstamp\" = ? "
-                               "WHERE \"Id\" = ?", (now, user_id, now, current["Id"]))
+            self._conn.execute(_sql('UPDATE {} SET "IsDeleted" = 0, "_deleted_at" = NULL, "LastModifiedDate" = ?, '
+                                    '"LastModifiedById" = ?, "SystemModstamp" = ? WHERE "Id" = ?', sobj.table), (now, user_id, now, current["Id"]))
             self._record_change(sobj, current["Id"], "undeleted", client, user_id, self.now())
             return self._load(self._conn, sobj, current["Id"])
 
@@ -738,7 +736,7 @@ class Org:
             for sobj in self.types.values():
                 if sobj.name == "User":
                     continue
-                conn.execute(f"DELETE FROM {quote(sobj.table)}")
+                conn.execute(_sql("DELETE FROM {}", sobj.table))
             conn.execute("DELETE FROM changes")
 
     # ------------------------------------------------------------ users and sessions
@@ -749,8 +747,7 @@ class Org:
         with self.transaction() as conn:
             record = self._insert(user_type, {"Username": username, "FirstName": first_name, "LastName": last_name,
                                               "Email": email or username}, None, "005000000000000AAA")
-            conn.execute(f"UPDATE {quote(user_type.table)} SET \"CreatedById\" = ?, \"LastModifiedById\" = ? "
-                         "WHERE \"Id\" = ?", (record["Id"], record["Id"], record["Id"]))
+            conn.execute(_sql('UPDATE {} SET "CreatedById" = ?, "LastModifiedById" = ? WHERE "Id" = ?', user_type.table), (record["Id"], record["Id"], record["Id"]))
             conn.execute("INSERT INTO credentials VALUES (?, ?, ?, ?)",
                          (username, record["Id"], password, security_token))
         return record["Id"]
@@ -826,3 +823,8 @@ class Org:
         self._conn.close()
         self._lock_file.close()      # releases the data dir for the next process
 
+
+def _sql(template: str, *names: str, **fragments: str) -> str:
+    """A statement for SQLite, which binds values but not names: each `{}` is a name, quoted here, so no
+    caller can forget to; `fragments` are pieces already built from quoted names (column lists, types)."""
+    return template.format(*(quote(n) for n in names), **fragments)
