@@ -6,12 +6,28 @@ from psycopg import sql
 
 from core.changes import ChangeLogEntry
 from core.mapping import Mapping
-from gateway.db import QUERIES
+from gateway.db import QUERIES, Database
 from gateway.mapped_tables import table_ident
 
 
 def _template(name: str, m: Mapping, **parts) -> sql.Composed:
     return sql.SQL(QUERIES[name]).format(table=table_ident(m), **parts)
+
+
+ABSORB_SLICE = 50_000
+
+
+def absorb(db: Database) -> int:
+    """Move captured changes (change_capture, migration 0004) into the change log, a slice per transaction so
+    a burst of a million captured rows never holds one long transaction. Returns how many moved."""
+    moved = 0
+    while True:
+        with db.transaction() as conn:
+            db.run(conn, "lock_absorb")
+            n = db.run(conn, "absorb_captured_changes", {"limit": ABSORB_SLICE}).rowcount
+        moved += n
+        if n < ABSORB_SLICE:
+            return moved
 
 
 def entries_from_rows(rows: list[dict]) -> list[ChangeLogEntry]:

@@ -62,6 +62,7 @@ def drain(db: Database, sf: Salesforce, options: DrainOptions = DrainOptions(), 
 
 
 def claim(db: Database, options: DrainOptions, token: str) -> list[ChangeLogEntry]:
+    change_log.absorb(db)
     with db.transaction() as conn:
         db.run(conn, "lock_claims")
         rows = db.run(conn, "claim_changes", {"records": options.claim_records, "claim": token,

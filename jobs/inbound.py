@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import psycopg
 
 from core.inbound import InboxItem, UpsertBatch, plan_apply
-from gateway import mapped_tables, mapping_store
+from gateway import change_log, mapped_tables, mapping_store
 from gateway.db import QUERIES, Database
 from jobs import conflicts, stats
 
@@ -43,6 +43,8 @@ def apply_one_batch(db: Database, batch_size: int) -> tuple[ApplyResult, int]:
     """One transaction: claim rows (SKIP LOCKED), upsert them, mark them. A worker killed halfway
     leaves nothing behind but pending rows, which the sweeper hands to the next task."""
     mappings = mapping_store.reading_mappings(db)
+    if any(m.writes for m in mappings.values()):
+        change_log.absorb(db)   # local changes the conflict rules may have to drop are in the change log
     with db.transaction(origin="salesforce") as conn:
         rows = db.run(conn, "claim_pending_notifications", {"limit": batch_size}).fetchall()
         if not rows:

@@ -61,6 +61,7 @@ def initial_push(db: Database, sf: Salesforce | None, m: Mapping, options: PushO
 
 
 def _claim(db: Database, m: Mapping, options: PushOptions, token: str) -> list[ChangeLogEntry]:
+    change_log.absorb(db)
     with db.transaction() as conn:
         db.run(conn, "lock_claims")
         rows = db.run(conn, "claim_initial_push", {"mapping_id": m.id, "limit": options.job_records, "claim": token,

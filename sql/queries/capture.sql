@@ -3,20 +3,21 @@
 
 -- name: create_capture_function
 -- Statement-level capture, one function per mapping with its columns written in, so the plan is cached:
--- a COPY of 100,000 rows is one call with one INSERT .. SELECT over the transition table.
+-- a COPY of 100,000 rows is one call with one INSERT .. SELECT over the transition table. It appends to
+-- change_capture, which has no index; the drain moves the entries into the change log (migration 0004).
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
     IF coalesce(current_setting('forcebridge.origin', true), '') <> '' THEN
         RETURN NULL;  -- the sync's own write (inbound apply, sfid write-back)
     END IF;
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO forcebridge.change_log (mapping_id, op, record_id, sfid, external_id)
+        INSERT INTO forcebridge.change_capture (mapping_id, op, record_id, sfid, external_id)
         SELECT {mapping_id}, 'insert', r.id, r.sfid, {ext} FROM fb_new r;
     ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO forcebridge.change_log (mapping_id, op, record_id, sfid, external_id)
+        INSERT INTO forcebridge.change_capture (mapping_id, op, record_id, sfid, external_id)
         SELECT {mapping_id}, 'delete', r.id, r.sfid, {ext} FROM fb_old r;
     ELSE
-        INSERT INTO forcebridge.change_log (mapping_id, op, record_id, sfid, external_id, fields)
+        INSERT INTO forcebridge.change_capture (mapping_id, op, record_id, sfid, external_id, fields)
         SELECT {mapping_id}, 'update', r.id, r.sfid, {ext}, f.cols
         FROM fb_new r JOIN fb_old o ON o.id = r.id
         CROSS JOIN LATERAL (SELECT array_remove(ARRAY[{changed}]::text[], NULL) AS cols) f

@@ -4,6 +4,22 @@
 -- Claims are short and serialised, so two drains never hold entries of the same record at once.
 SELECT pg_advisory_xact_lock(1178758727);
 
+-- name: lock_absorb
+-- One mover at a time: two movers would wait on each other's rows and one would stop early.
+SELECT pg_advisory_xact_lock(1178758728);
+
+-- name: absorb_captured_changes
+-- Captured changes (migration 0004) move into the change log with the ids they were given at capture, a
+-- slice at a time. Statements that only look for open changes read change_capture too (by an uncorrelated
+-- subquery: one scan, it has no index); statements that change open entries run after a move.
+WITH moved AS (
+    DELETE FROM forcebridge.change_capture
+    WHERE ctid = ANY(ARRAY(SELECT ctid FROM forcebridge.change_capture LIMIT %(limit)s))
+    RETURNING id, mapping_id, op, record_id, sfid, external_id, fields, txid, created_at
+)
+INSERT INTO forcebridge.change_log (id, mapping_id, op, record_id, sfid, external_id, fields, txid, created_at)
+SELECT id, mapping_id, op, record_id, sfid, external_id, fields, txid, created_at FROM moved;
+
 -- name: claim_changes
 -- Whole records at a time: every open entry of a record whose entries are neither leased by a live drain
 -- nor waiting for a retry. An expired lease (a killed worker) is claimed again.
@@ -75,8 +91,7 @@ FROM forcebridge.change_log WHERE state = 'REQUEUED';
 SELECT pg_notify('forcebridge_changes', %(mapping_id)s);
 
 -- name: count_open_changes
-SELECT count(*) AS open, min(created_at) AS oldest
-FROM forcebridge.change_log WHERE state IN ('NEW', 'PENDING', 'REQUEUED');
+SELECT count(*) AS open, min(created_at) AS oldest FROM forcebridge.open_changes;
 
 -- name: writing_mappings
 SELECT * FROM forcebridge.mappings
@@ -189,20 +204,28 @@ SET sfid = CASE WHEN u.sfid IS NULL OR EXISTS (SELECT 1 FROM {table} x WHERE x.s
         WHEN u.err IS NOT NULL THEN 'FAILED'
         WHEN EXISTS (SELECT 1 FROM forcebridge.change_log c
                      WHERE c.mapping_id = %(mapping_id)s AND c.record_id = t.id AND c.state IN ('NEW', 'REQUEUED'))
+          OR t.id IN (SELECT k.record_id FROM forcebridge.change_capture k WHERE k.mapping_id = %(mapping_id)s)
              THEN t._hc_lastop
         ELSE 'SYNCED' END
 FROM unnest(%(ids)s::bigint[], %(sfids)s::text[], %(errs)s::text[]) AS u(id, sfid, err)
 WHERE t.id = u.id;
 
 -- name: pending_local_rows
--- Rows named by incoming notifications that carry local changes not yet in Salesforce.
+-- Rows named by incoming notifications that carry local changes not yet in Salesforce (in the change log
+-- or still in change_capture).
+WITH named AS MATERIALIZED (
+    SELECT t.id FROM {table} t WHERE t.sfid = ANY(%(sfids)s)
+), open AS (
+    SELECT c.record_id, c.created_at FROM named n
+    JOIN forcebridge.change_log c ON c.mapping_id = %(mapping_id)s AND c.record_id = n.id
+    WHERE c.state IN ('NEW', 'PENDING', 'REQUEUED')
+    UNION ALL
+    SELECT k.record_id, k.created_at FROM forcebridge.change_capture k
+    WHERE k.mapping_id = %(mapping_id)s AND k.record_id IN (SELECT id FROM named)
+)
 SELECT t.*, o.changed_at AS fb_changed_at
 FROM {table} t
-JOIN LATERAL (
-    SELECT max(c.created_at) AS changed_at FROM forcebridge.change_log c
-    WHERE c.mapping_id = %(mapping_id)s AND c.record_id = t.id AND c.state IN ('NEW', 'PENDING', 'REQUEUED')
-) o ON o.changed_at IS NOT NULL
-WHERE t.sfid = ANY(%(sfids)s);
+JOIN (SELECT record_id, max(created_at) AS changed_at FROM open GROUP BY record_id) o ON o.record_id = t.id;
 
 -- name: link_rows_by_external_id
 UPDATE {table} AS t SET sfid = u.sfid

@@ -1,17 +1,17 @@
 -- The console's view of the write path's tables (migration 0002).
 
 -- name: write_backlog
-SELECT count(*) FILTER (WHERE state IN ('NEW', 'PENDING', 'REQUEUED')) AS pending,
-       count(*) FILTER (WHERE state = 'FAILED') AS failed
-FROM forcebridge.change_log
-WHERE state IN ('NEW', 'PENDING', 'REQUEUED', 'FAILED');
+-- Pending: open entries, captured ones not yet moved into the change log included (migration 0004).
+SELECT (SELECT count(*) FROM forcebridge.open_changes) AS pending,
+       (SELECT count(*) FROM forcebridge.change_log WHERE state = 'FAILED') AS failed;
 
 -- name: write_backlog_per_mapping
 SELECT mapping_id,
-       count(*) FILTER (WHERE state IN ('NEW', 'PENDING', 'REQUEUED')) AS pending,
+       count(*) FILTER (WHERE state <> 'FAILED') AS pending,
        count(*) FILTER (WHERE state = 'FAILED') AS failed
-FROM forcebridge.change_log
-WHERE state IN ('NEW', 'PENDING', 'REQUEUED', 'FAILED')
+FROM (SELECT mapping_id, state FROM forcebridge.open_changes
+      UNION ALL
+      SELECT mapping_id, state FROM forcebridge.change_log WHERE state = 'FAILED') c
 GROUP BY mapping_id;
 
 -- name: console_failed_writes

@@ -170,7 +170,8 @@ WHERE (t.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp IS NULL OR EXCLUDED.s
        OR t._hc_err IS NOT NULL{differs})
   AND NOT EXISTS (SELECT 1 FROM forcebridge.change_log c
                   WHERE c.mapping_id = {mapping_id} AND c.record_id = t.id
-                    AND c.state IN ('NEW', 'PENDING', 'REQUEUED'));
+                    AND c.state IN ('NEW', 'PENDING', 'REQUEUED'))
+  AND t.id NOT IN (SELECT k.record_id FROM forcebridge.change_capture k WHERE k.mapping_id = {mapping_id});
 
 -- name: lock_for_merge
 -- Writers wait for the merge (inbound applies, app writes); readers do not.
@@ -236,7 +237,8 @@ FROM {table} t
 WHERE t.sfid IS NULL
   AND NOT EXISTS (SELECT 1 FROM forcebridge.change_log c
                   WHERE c.mapping_id = {mapping_id} AND c.record_id = t.id
-                    AND c.state IN ('NEW', 'PENDING', 'REQUEUED'));
+                    AND c.state IN ('NEW', 'PENDING', 'REQUEUED'))
+  AND t.id NOT IN (SELECT k.record_id FROM forcebridge.change_capture k WHERE k.mapping_id = {mapping_id});
 
 -- name: claim_initial_push
 -- The open inserts of one mapping for a Bulk ingest job: leased like the drain's claims.

@@ -73,7 +73,7 @@ def drift(system: System) -> Drift:
 def quiet(system: System) -> bool:
     """Nothing in flight: no open change, no pending notification, the emulator's queue empty."""
     open_changes, pending = system.sql(
-        "SELECT (SELECT count(*) FROM forcebridge.change_log WHERE state IN ('NEW', 'PENDING', 'REQUEUED')),"
+        "SELECT (SELECT count(*) FROM forcebridge.open_changes),"
         "       (SELECT count(*) FROM forcebridge.inbox WHERE state = 'pending')")[0]
     queued = system.emulator.admin("GET", "/_emulator/outbound/status")["queued"]
     return not (open_changes or pending or queued)

@@ -65,8 +65,9 @@ def test_three_consumers_on_one_redis_apply_every_change_once(deployment, tmp_pa
 
         wait_for(lambda: deployment.inbox_states() == {"applied": 1000}, timeout=120,
                  what="every notification to apply", logs=consumers)
-        wait_for(lambda: deployment.query("SELECT count(*) FROM forcebridge.change_log WHERE state <> 'SUCCESS'")
-                 == [(0,)], timeout=120, what="every change to reach Salesforce", logs=consumers)
+        wait_for(lambda: deployment.query("SELECT count(*) FROM forcebridge.change_log WHERE state <> 'SUCCESS' "
+                                          "UNION ALL SELECT count(*) FROM forcebridge.change_capture")
+                 == [(0,), (0,)], timeout=120, what="every change to reach Salesforce", logs=consumers)
     finally:
         codes = [c.stop() for c in consumers]
         web.stop()

@@ -2,6 +2,10 @@
 import psycopg
 import pytest
 
+from gateway import change_log, mapping_store
+from gateway.db import Database
+from tests.support.postgres import move_captured_changes
+
 
 INVOICE_FIELDS = {"Name": {"type": "string", "length": 80}, "Amount__c": {"type": "currency"},
                   "External_Id__c": {"type": "string", "length": 64}}
@@ -23,6 +27,7 @@ def sql(url, statement, params=None, origin=None):
 
 
 def log(url):
+    move_captured_changes(url)
     return sql(url, "SELECT op, record_id, sfid, external_id, fields, state FROM forcebridge.change_log ORDER BY id")
 
 
@@ -64,7 +69,7 @@ def test_copy_is_captured_once_per_row(api, settings):
         with conn.cursor().copy("COPY salesforce.invoice__c (name, amount__c) FROM STDIN") as copy:
             for i in range(500):
                 copy.write_row((f"n{i}", i))
-    assert sql(settings.database_url, "SELECT count(*), count(DISTINCT record_id) FROM forcebridge.change_log") == [(500, 500)]
+    assert sql(settings.database_url, "SELECT count(*), count(DISTINCT record_id) FROM forcebridge.open_changes") == [(500, 500)]
 
 
 def test_read_only_mapping_and_deleted_mapping_capture_nothing(api, settings):
@@ -89,3 +94,42 @@ def test_commit_notifies_listeners(api, settings):
         sql(settings.database_url, "INSERT INTO salesforce.invoice__c (name) VALUES ('a'), ('b')")
         notes = list(listener.notifies(timeout=5, stop_after=1))
     assert len(notes) == 1 and notes[0].channel == "forcebridge_changes"
+
+
+def test_captured_changes_move_into_the_log_in_capture_order(api, settings, monkeypatch):
+    writing_mapping(api)
+    url = settings.database_url
+    sql(url, "INSERT INTO salesforce.invoice__c (name) SELECT 'r' || g FROM generate_series(1, 20) g")
+    sql(url, "UPDATE salesforce.invoice__c SET amount__c = 1 WHERE id <= 5")
+    assert sql(url, "SELECT count(*) FROM forcebridge.change_log") == [(0,)]   # the app paid for an append only
+    monkeypatch.setattr(change_log, "ABSORB_SLICE", 7)                        # several slices
+    db = Database(url)
+    try:
+        assert change_log.absorb(db) == 25
+        assert change_log.absorb(db) == 0
+    finally:
+        db.close()
+    assert sql(url, "SELECT op, record_id, state FROM forcebridge.change_log ORDER BY id") == (
+        [("insert", i, "NEW") for i in range(1, 21)] + [("update", i, "NEW") for i in range(1, 6)])
+    assert sql(url, "SELECT count(*) FROM forcebridge.change_capture") == [(0,)]
+
+
+def test_inbound_guards_see_changes_not_yet_moved_into_the_log(api, settings):
+    """An Outbound Message applied before any drain ran must still find the app's change (a conflict to
+    settle) and its delete (a row not to bring back)."""
+    created = writing_mapping(api, direction="bidirectional")
+    url = settings.database_url
+    kept, gone = "a0X000000000001AAA", "a0X000000000002AAA"
+    sql(url, "INSERT INTO salesforce.invoice__c (sfid, name) VALUES (%s, 'sf'), (%s, 'sf')", (kept, gone),
+        origin="salesforce")
+    sql(url, "UPDATE salesforce.invoice__c SET name = 'app' WHERE sfid = %s", (kept,))
+    sql(url, "DELETE FROM salesforce.invoice__c WHERE sfid = %s", (gone,))
+    db = Database(url)
+    try:
+        m = mapping_store.get(db, created["id"])
+        with db.transaction() as conn:
+            assert [r["name"] for r in change_log.pending_local_rows(conn, m, [kept, gone])] == ["app"]
+            assert change_log.deleted_from_postgres(conn, m, [kept, gone]) == {gone}
+    finally:
+        db.close()
+    assert sql(url, "SELECT count(*) FROM forcebridge.change_log") == [(0,)]

@@ -198,7 +198,7 @@ def console(pg_url, tmp_path_factory):
 
 def _console_counts(url):
     return sql(url, "SELECT (SELECT count(*) FROM forcebridge.inbox), (SELECT count(*) FROM forcebridge.mappings), "
-                    "(SELECT count(*) FROM forcebridge.change_log), "
+                    "(SELECT count(*) FROM forcebridge.change_log) + (SELECT count(*) FROM forcebridge.change_capture), "
                     "(SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN "
                     "('pg_catalog', 'information_schema'))")[0]
 

@@ -84,5 +84,5 @@ def test_a_stopping_worker_claims_nothing_more(sf_api, sf_settings, db, sf, emul
     stop = threading.Event()
     stop.set()
     assert drain(db, sf, FAST, stop=stop).claimed == 0
-    assert sql(sf_settings.database_url, "SELECT state FROM forcebridge.change_log") == [("NEW",)]
+    assert sql(sf_settings.database_url, "SELECT state FROM forcebridge.open_changes") == [("NEW",)]
     assert collection_calls(emulator) == 0

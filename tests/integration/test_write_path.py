@@ -15,6 +15,7 @@ from gateway.salesforce import Salesforce
 from jobs.drain import DrainOptions, drain
 from tests.emulator_fixture import REPO as ROOT_DIR
 from tests.integration.test_capture import sql, writing_mapping
+from tests.support.postgres import move_captured_changes
 
 FIELDS = {"Name": {}, "Amount__c": {}, "Status__c": {}, "External_Id__c": {}}
 FAST = DrainOptions(retry_base_seconds=0, lease_seconds=60)
@@ -225,6 +226,7 @@ def test_delete_of_a_record_whose_sfid_never_came_back_finds_it_by_external_id(s
     sql(url, "INSERT INTO salesforce.invoice__c (name, external_id__c) VALUES ('lost', 'LOST')")
     # the insert reached Salesforce, then the worker died before it wrote the sfid back
     sf.upsert_records("Invoice__c", "External_Id__c", [{"Name": "lost", "External_Id__c": "LOST"}])
+    move_captured_changes(url)
     sql(url, "UPDATE forcebridge.change_log SET attempts = 1, state = 'REQUEUED', next_attempt_at = now()")
     sql(url, "DELETE FROM salesforce.invoice__c")
     assert drain(db, sf, FAST).outcomes == {"SUCCESS": 1}

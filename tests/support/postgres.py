@@ -42,3 +42,12 @@ def create_database(prefix: str = "fb_test") -> tuple[str, callable]:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
     return with_database(base, name), drop
+
+
+def move_captured_changes(url: str) -> int:
+    """What the drain does first: captured changes (change_capture) into the change log, for tests that look at
+    the log before any drain ran."""
+    from gateway.db import QUERIES
+
+    with psycopg.connect(url) as conn:
+        return conn.execute(QUERIES["absorb_captured_changes"], {"limit": 10_000_000}).rowcount
