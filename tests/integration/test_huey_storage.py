@@ -13,9 +13,9 @@ import redis
 from huey.exceptions import TaskLockedException
 
 from jobs.queue import make_huey
+from tests.support.deployment import REDIS_URL, require_redis
 from tests.support.processes import postgres_url
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture(params=["sqlite", "postgres", "redis"])
@@ -27,6 +27,7 @@ def huey_url(request, tmp_path):
     elif request.param == "postgres":
         yield postgres_url(request.getfixturevalue("pg_url")), name
     else:
+        require_redis()
         yield REDIS_URL, name
         client = redis.Redis.from_url(REDIS_URL)
         for key in client.scan_iter(f"*{name}*"):
