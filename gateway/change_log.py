@@ -24,7 +24,7 @@ def absorb(db: Database) -> int:
     while True:
         with db.transaction() as conn:
             db.run(conn, "lock_absorb")
-            n = db.run(conn, "absorb_captured_changes", {"limit": ABSORB_SLICE}).rowcount
+            n = db.run(conn, "absorb_captured_changes", {"limit": ABSORB_SLICE}, prepare=False).rowcount
         moved += n
         if n < ABSORB_SLICE:
             return moved

@@ -68,9 +68,10 @@ class Database:
                     conn.execute("SELECT set_config(%s, %s, true)", (ORIGIN_SETTING, origin))
                 yield conn
 
-    def run(self, conn: psycopg.Connection, name: str, params=None):
-        """Run a named query on a connection the caller holds; returns the cursor."""
-        return conn.execute(QUERIES[name], params)
+    def run(self, conn: psycopg.Connection, name: str, params=None, prepare: bool | None = None):
+        """Run a named query on a connection the caller holds; returns the cursor. `prepare=False` plans it
+        afresh each time (for a table whose size swings, where a plan cached while it was empty is wrong)."""
+        return conn.execute(QUERIES[name], params, prepare=prepare)
 
     def fetchall(self, name: str, params=None) -> list[dict]:
         with self.transaction() as conn:
