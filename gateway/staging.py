@@ -91,6 +91,7 @@ def merge(conn: psycopg.Connection, name: str, m: Mapping, fresh: bool = False) 
     wins, as an Outbound Message does. Returns rows written."""
     table, staging = table_ident(m), ident(name)
     conn.execute(_q("lock_for_merge", table=table))
+    conn.execute(_q("absorb_mapping_captures", mapping_id=sql.Literal(m.id or 0)), prepare=False)
     cols = [sql.Identifier(f.column) for f in m.fields]
     lead = sql.SQL(", ") if cols else sql.SQL("")
     columns = lead + sql.SQL(", ").join(cols)

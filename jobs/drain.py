@@ -205,6 +205,7 @@ def finish(db: Database, mapping: Mapping | None, finished: list, options: Drain
     """One transaction: change-log states, sfid write-back and row marks (as the sync: not captured), stats.
     Only changes still claimed under `token` are recorded: a drain whose lease lapsed and was taken over
     must not overwrite the new owner's results."""
+    change_log.absorb(db)       # a newer change waiting keeps its row marked PENDING (write_back_results)
     with db.transaction(origin="salesforce") as conn:
         held = {r["id"] for r in db.run(conn, "held_claims", {
             "claim": token, "ids": [c.carrier_id for c, _, _ in finished]}).fetchall()}

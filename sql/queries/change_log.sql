@@ -10,8 +10,8 @@ SELECT pg_advisory_xact_lock(1178758728);
 
 -- name: absorb_captured_changes
 -- Captured changes (migration 0004) move into the change log with the ids they were given at capture, a
--- slice at a time. Statements that only look for open changes read change_capture too (by an uncorrelated
--- subquery: one scan, it has no index); statements that change open entries run after a move.
+-- slice at a time. Whatever reads or changes open entries runs after a move (change_log.absorb), so the
+-- change log's indexed guards see every change committed before it.
 -- A join on ctid, not ctid = ANY(ARRAY(..)): planned while the table was empty, the latter becomes a
 -- sequential scan testing every row against the whole array (quadratic: 19 s for 50,000 rows).
 WITH moved AS (
@@ -207,28 +207,20 @@ SET sfid = CASE WHEN u.sfid IS NULL OR EXISTS (SELECT 1 FROM {table} x WHERE x.s
         WHEN u.err IS NOT NULL THEN 'FAILED'
         WHEN EXISTS (SELECT 1 FROM forcebridge.change_log c
                      WHERE c.mapping_id = %(mapping_id)s AND c.record_id = t.id AND c.state IN ('NEW', 'REQUEUED'))
-          OR t.id IN (SELECT k.record_id FROM forcebridge.change_capture k WHERE k.mapping_id = %(mapping_id)s)
              THEN t._hc_lastop
         ELSE 'SYNCED' END
 FROM unnest(%(ids)s::bigint[], %(sfids)s::text[], %(errs)s::text[]) AS u(id, sfid, err)
 WHERE t.id = u.id;
 
 -- name: pending_local_rows
--- Rows named by incoming notifications that carry local changes not yet in Salesforce (in the change log
--- or still in change_capture).
-WITH named AS MATERIALIZED (
-    SELECT t.id FROM {table} t WHERE t.sfid = ANY(%(sfids)s)
-), open AS (
-    SELECT c.record_id, c.created_at FROM named n
-    JOIN forcebridge.change_log c ON c.mapping_id = %(mapping_id)s AND c.record_id = n.id
-    WHERE c.state IN ('NEW', 'PENDING', 'REQUEUED')
-    UNION ALL
-    SELECT k.record_id, k.created_at FROM forcebridge.change_capture k
-    WHERE k.mapping_id = %(mapping_id)s AND k.record_id IN (SELECT id FROM named)
-)
+-- Rows named by incoming notifications that carry local changes not yet in Salesforce.
 SELECT t.*, o.changed_at AS fb_changed_at
 FROM {table} t
-JOIN (SELECT record_id, max(created_at) AS changed_at FROM open GROUP BY record_id) o ON o.record_id = t.id;
+JOIN LATERAL (
+    SELECT max(c.created_at) AS changed_at FROM forcebridge.change_log c
+    WHERE c.mapping_id = %(mapping_id)s AND c.record_id = t.id AND c.state IN ('NEW', 'PENDING', 'REQUEUED')
+) o ON o.changed_at IS NOT NULL
+WHERE t.sfid = ANY(%(sfids)s);
 
 -- name: link_rows_by_external_id
 UPDATE {table} AS t SET sfid = u.sfid

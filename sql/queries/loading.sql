@@ -171,11 +171,20 @@ WHERE (t.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp IS NULL OR EXCLUDED.s
   AND NOT EXISTS (SELECT 1 FROM forcebridge.change_log c
                   WHERE c.mapping_id = {mapping_id} AND c.record_id = t.id
                     AND c.state IN ('NEW', 'PENDING', 'REQUEUED'))
-  AND t.id NOT IN (SELECT k.record_id FROM forcebridge.change_capture k WHERE k.mapping_id = {mapping_id});
 
 -- name: lock_for_merge
 -- Writers wait for the merge (inbound applies, app writes); readers do not.
 LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE;
+
+-- name: absorb_mapping_captures
+-- Under lock_for_merge no app write to the table can commit: this mapping's captured changes, moved into the
+-- change log here, are all of them, and the merge's guard sees every one.
+WITH moved AS (
+    DELETE FROM forcebridge.change_capture c WHERE c.mapping_id = {mapping_id}
+    RETURNING c.id, c.mapping_id, c.op, c.record_id, c.sfid, c.external_id, c.fields, c.txid, c.created_at
+)
+INSERT INTO forcebridge.change_log (id, mapping_id, op, record_id, sfid, external_id, fields, txid, created_at)
+SELECT id, mapping_id, op, record_id, sfid, external_id, fields, txid, created_at FROM moved;
 
 -- name: mapped_table_is_empty
 SELECT NOT EXISTS (SELECT 1 FROM {table}) AS empty;
@@ -238,7 +247,6 @@ WHERE t.sfid IS NULL
   AND NOT EXISTS (SELECT 1 FROM forcebridge.change_log c
                   WHERE c.mapping_id = {mapping_id} AND c.record_id = t.id
                     AND c.state IN ('NEW', 'PENDING', 'REQUEUED'))
-  AND t.id NOT IN (SELECT k.record_id FROM forcebridge.change_capture k WHERE k.mapping_id = {mapping_id});
 
 -- name: claim_initial_push
 -- The open inserts of one mapping for a Bulk ingest job: leased like the drain's claims.

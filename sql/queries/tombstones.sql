@@ -7,10 +7,6 @@ WHERE c.mapping_id = %(mapping_id)s AND c.op = 'delete' AND c.sfid = ANY(%(sfids
   AND c.state IN ('NEW', 'PENDING', 'REQUEUED', 'SUCCESS')
   AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.sfid = c.sfid)
 UNION
-SELECT k.sfid FROM forcebridge.change_capture k
-WHERE k.mapping_id = %(mapping_id)s AND k.op = 'delete' AND k.sfid = ANY(%(sfids)s)
-  AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.sfid = k.sfid)
-UNION
 SELECT a.sfid FROM forcebridge.change_log_archive a
 WHERE a.mapping_id = %(mapping_id)s AND a.op = 'delete' AND a.sfid = ANY(%(sfids)s) AND a.state = 'SUCCESS'
   AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.sfid = a.sfid);

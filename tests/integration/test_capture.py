@@ -1,9 +1,14 @@
 """Capture triggers: what an app's writes leave in the change log, and what the sync's own writes don't."""
+import time
+
 import psycopg
 import pytest
 
-from gateway import change_log, mapping_store
+from gateway import change_log
 from gateway.db import Database
+from jobs.inbound import apply_pending
+from tests.conftest import ORG_ID, OUTBOUND_TOKEN
+from tests.support.messages import envelope
 from tests.support.postgres import move_captured_changes
 
 
@@ -114,22 +119,26 @@ def test_captured_changes_move_into_the_log_in_capture_order(api, settings, monk
     assert sql(url, "SELECT count(*) FROM forcebridge.change_capture") == [(0,)]
 
 
-def test_inbound_guards_see_changes_not_yet_moved_into_the_log(api, settings):
-    """An Outbound Message applied before any drain ran must still find the app's change (a conflict to
-    settle) and its delete (a row not to bring back)."""
-    created = writing_mapping(api, direction="bidirectional")
+def test_an_outbound_message_applied_before_any_drain_sees_the_apps_changes(client, api, settings):
+    """The app's update and delete are still in change_capture when Salesforce's older values arrive: the
+    update wins its conflict (last writer wins) and the deleted row does not come back."""
+    writing_mapping(api, direction="bidirectional")
     url = settings.database_url
     kept, gone = "a0X000000000001AAA", "a0X000000000002AAA"
-    sql(url, "INSERT INTO salesforce.invoice__c (sfid, name) VALUES (%s, 'sf'), (%s, 'sf')", (kept, gone),
-        origin="salesforce")
+    sql(url, "INSERT INTO salesforce.invoice__c (sfid, name, systemmodstamp, _hc_lastop) "
+             "VALUES (%s, 'sf', now() - interval '2 hours', 'SYNCED'), (%s, 'sf', now() - interval '2 hours', 'SYNCED')",
+        (kept, gone), origin="salesforce")
     sql(url, "UPDATE salesforce.invoice__c SET name = 'app' WHERE sfid = %s", (kept,))
     sql(url, "DELETE FROM salesforce.invoice__c WHERE sfid = %s", (gone,))
+    hour_ago = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 3600))
+    body = envelope(ORG_ID, "Invoice__c", [{"Id": sfid, "Name": "sf, an hour ago", "SystemModstamp": hour_ago}
+                                           for sfid in (kept, gone)])
+    assert client.post(f"/outbound/{OUTBOUND_TOKEN}", data=body, content_type="text/xml").status_code == 200
     db = Database(url)
     try:
-        m = mapping_store.get(db, created["id"])
-        with db.transaction() as conn:
-            assert [r["name"] for r in change_log.pending_local_rows(conn, m, [kept, gone])] == ["app"]
-            assert change_log.deleted_from_postgres(conn, m, [kept, gone]) == {gone}
+        apply_pending(db)
     finally:
         db.close()
-    assert sql(url, "SELECT count(*) FROM forcebridge.change_log") == [(0,)]
+    assert sql(url, "SELECT sfid, name FROM salesforce.invoice__c") == [(kept, "app")]
+    assert sql(url, "SELECT winner FROM forcebridge.conflicts") == [("postgres",)]
+    assert sql(url, "SELECT op, state FROM forcebridge.change_log ORDER BY id") == [("update", "NEW"), ("delete", "NEW")]

@@ -136,7 +136,7 @@ def test_conflicts_are_settled_by_the_rule_and_logged(sf_api, sf_app, sf_setting
     drain(db, sf, FAST)
     sfid = sql(url, "SELECT sfid FROM salesforce.invoice__c")[0][0]
     sql(url, "UPDATE salesforce.invoice__c SET name = 'local'")                # pending local change
-    changed_at = sql(url, "SELECT created_at FROM forcebridge.change_log ORDER BY id DESC LIMIT 1")[0][0]
+    changed_at = sql(url, "SELECT created_at FROM forcebridge.open_changes ORDER BY id DESC LIMIT 1")[0][0]
     stamp = (changed_at.timestamp() + (60 if sf_later else -60))
     modstamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(stamp))
     client = sf_app.test_client()
