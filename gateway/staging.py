@@ -84,14 +84,21 @@ def oldest_missing_modstamp(conn: psycopg.Connection, name: str, m: Mapping):
                         ).fetchone()["oldest"]
 
 
+def _hold_writers(conn: psycopg.Connection, m: Mapping) -> None:
+    """Make the app's writes to the table wait for this transaction, then move the mapping's captured changes
+    into the change log: its guards now see every local change, and none can appear until commit."""
+    conn.execute(_q("lock_for_merge", table=table_ident(m)))
+    conn.execute(QUERIES["lock_absorb"])   # movers take turns (sql/queries/change_log.sql)
+    conn.execute(_q("absorb_mapping_captures", mapping_id=sql.Literal(m.id or 0)), prepare=False)
+
+
 def merge(conn: psycopg.Connection, name: str, m: Mapping, fresh: bool = False) -> int:
     """One statement from staging into the mapped table, under a lock that makes writers wait: a plain INSERT
     when the table is empty (the first load), else link rows by external id and INSERT .. ON CONFLICT with
     the never-backwards guard. `fresh`: the staged state was read just now (a poll), so at an equal stamp it
     wins, as an Outbound Message does. Returns rows written."""
     table, staging = table_ident(m), ident(name)
-    conn.execute(_q("lock_for_merge", table=table))
-    conn.execute(_q("absorb_mapping_captures", mapping_id=sql.Literal(m.id or 0)), prepare=False)
+    _hold_writers(conn, m)
     cols = [sql.Identifier(f.column) for f in m.fields]
     lead = sql.SQL(", ") if cols else sql.SQL("")
     columns = lead + sql.SQL(", ").join(cols)
@@ -150,6 +157,7 @@ def enqueue_push(conn: psycopg.Connection, m: Mapping) -> int:
     """Log every row without sfid (and without an open change) as an insert for the write path."""
     ext_spec = m.field(m.upsert_field) if m.upsert_field else None
     ext = sql.SQL("t.{}::text").format(sql.Identifier(ext_spec.column)) if ext_spec else sql.SQL("NULL::text")
+    _hold_writers(conn, m)
     return conn.execute(_q("enqueue_initial_push", table=table_ident(m), mapping_id=sql.Literal(m.id),
                            ext=ext)).rowcount
 

@@ -2,6 +2,7 @@
 made while we were down) is fetched by SystemModstamp above each mapping's watermark."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from core.inbound import InboxItem, plan_apply
 from core.loading import (by_ids_soql, changed_since_soql, newest_modstamp, poll_settings, record_fields,
                           recycle_bin_soql, rest_datetime, select_fields, staging_columns)
 from core.mapping import Mapping
-from gateway import mapping_store, staging
+from gateway import change_log, mapping_store, staging
 from gateway.db import Database
 from gateway.salesforce import PermanentError, Salesforce
 from jobs import conflicts, load, stats
@@ -87,7 +88,7 @@ def _poll_changes(db, sf, m, state, settings, result, bulk_above: int) -> None:
         return
     while True:
         records = page.get("records", [])
-        with db.transaction(origin="salesforce") as conn:
+        with _applying(db) as conn:
             apply_records(db, conn, m, records, settings.keep_deleted, result)
             db.run(conn, "advance_poll", {"mapping_id": m.id, "watermark": newest_modstamp(records),
                                           "deleted_since": None})
@@ -159,7 +160,7 @@ def _poll_recycle_bin(db, sf, m, start, settings, result) -> None:
     page = sf.query_page(recycle_bin_soql(m, start), include_deleted=True)
     while True:
         records = page.get("records", [])
-        with db.transaction(origin="salesforce") as conn:
+        with _applying(db) as conn:
             apply_records(db, conn, m, records, settings.keep_deleted, result)
             newest = newest_modstamp(records)
             if newest and newest > start:
@@ -167,6 +168,15 @@ def _poll_recycle_bin(db, sf, m, start, settings, result) -> None:
         if page.get("done", True) or not page.get("nextRecordsUrl"):
             return
         page = sf.query_page(next_url=page["nextRecordsUrl"])
+
+
+@contextlib.contextmanager
+def _applying(db: Database):
+    """The transaction that applies Salesforce's records, opened after captured changes moved into the change
+    log, where apply_records' guards (conflicts.settle) look for local changes."""
+    change_log.absorb(db)
+    with db.transaction(origin="salesforce") as conn:
+        yield conn
 
 
 def apply_records(db: Database, conn, m: Mapping, records: list[dict], keep_deleted: bool,
@@ -223,7 +233,7 @@ def fetch_by_ids(db: Database, sf: Salesforce, m: Mapping, ids: list[str], keep_
             page = sf.query_page(next_url=page["nextRecordsUrl"])
         seen = {r["Id"] for r in records}
         vanished = [sfid for sfid in chunk if sfid not in seen]
-        with db.transaction(origin="salesforce") as conn:
+        with _applying(db) as conn:
             apply_records(db, conn, m, records, keep_deleted, result)
             if vanished:
                 result.deleted += staging.delete_rows(conn, m, vanished, [None] * len(vanished), keep_deleted)

@@ -30,7 +30,6 @@ class PushOptions:
 
 def enqueue(db: Database, m: Mapping) -> int:
     """Log every row without sfid as an insert (idempotent: rows with an open change are skipped)."""
-    change_log.absorb(db)       # rows with a captured change are not queued twice
     with db.transaction() as conn:
         queued = staging.enqueue_push(conn, m)
         if queued:

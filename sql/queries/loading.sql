@@ -178,7 +178,7 @@ LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE;
 
 -- name: absorb_mapping_captures
 -- Under lock_for_merge no app write to the table can commit: this mapping's captured changes, moved into the
--- change log here, are all of them, and the merge's guard sees every one.
+-- change log here, are all of them, and the guard of the merge (or of the initial push) sees every one.
 WITH moved AS (
     DELETE FROM forcebridge.change_capture c WHERE c.mapping_id = {mapping_id}
     RETURNING c.id, c.mapping_id, c.op, c.record_id, c.sfid, c.external_id, c.fields, c.txid, c.created_at

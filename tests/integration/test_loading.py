@@ -568,3 +568,26 @@ def test_worker_tasks_load_a_new_mapping_and_poll_it_when_due(api, db, sf, emula
     sync_tasks.poll_backstop.call_local()                                   # not due again for a minute
     assert db.fetchone("get_poll_state", {"mapping_id": mapping["id"]})["api_calls_total"] == 1
     assert sync_tasks.run_loads.call_local() == []                          # nothing left to load
+
+
+def test_a_poll_keeps_an_app_change_that_no_drain_has_moved_into_the_log(api, db, sf, emulator, sf_settings):
+    """The app's change is still in change_capture when the poll brings Salesforce's change of the same record:
+    it is moved into the change log first, so the conflict is seen and settled by the mapping's rule instead of
+    the poll overwriting the app's value (the rule here is postgres_wins: the shared emulator's clock may run
+    ahead of ours after other tests, so timestamps must not decide)."""
+    seed(emulator, 5)
+    r = api.post("/api/v1/mappings", json={"object_name": "Account", "direction": "bidirectional",
+                                           "conflict_rule": "postgres_wins",
+                                           "config": {"access": "read_write", "fields": ACCOUNT_FIELDS}})
+    assert r.status_code == 201, r.get_json()
+    load.run(db, sf, open_load(db, r.get_json()["id"])["id"])
+    m = mapping_store.get(db, r.get_json()["id"])
+    url = sf_settings.database_url
+    sfid = sorted(salesforce_accounts(sf))[0]
+    sql(url, "UPDATE salesforce.account SET name = 'changed by the app' WHERE sfid = %s", (sfid,))
+    emulator.salesforce(client="user").Account.update(sfid, {"Name": "changed in Salesforce"})
+    poll.poll(db, sf, m, force=True)
+    assert sql(url, "SELECT name, _hc_lastop FROM salesforce.account WHERE sfid = %s", (sfid,)) == [
+        ("changed by the app", "PENDING")]
+    assert sql(url, "SELECT winner FROM forcebridge.conflicts") == [("postgres",)]
+    assert sql(url, "SELECT op, state FROM forcebridge.change_log") == [("update", "NEW")]
