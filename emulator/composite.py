@@ -43,14 +43,6 @@ def _records_body() -> tuple[list, bool]:
     return records, bool(body.get("allOrNone", False))
 
 
-def _lock_fault() -> SalesforceError | None:
-    faults = current_app.config["FAULTS"]
-    rate = faults.record_error_rate(request.endpoint)
-    if rate and faults.draw() < rate:
-        return SalesforceError(400, "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record", [])
-    return None
-
-
 def _run_items(items: list, all_or_none: bool, operation) -> list[dict]:
     """Run `operation(item) -> result dict` per item in one transaction.
 
@@ -61,14 +53,16 @@ def _run_items(items: list, all_or_none: bool, operation) -> list[dict]:
     items that had succeeded report ALL_OR_NONE_OPERATION_ROLLED_BACK.
     """
     the_org = org()
+    faults = current_app.config["FAULTS"]
+    lock_rate = faults.record_error_rate(request.endpoint)     # injected UNABLE_TO_LOCK_ROW per record
     results: list[dict] = []
     try:
         with the_org.transaction():
             for item in items:
                 try:
-                    fault = _lock_fault()
-                    if fault:
-                        raise fault
+                    if lock_rate and faults.draw() < lock_rate:
+                        raise SalesforceError(400, "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this "
+                                              "record", [])
                     results.append(operation(item))
                 except SalesforceError as error:
                     results.append({"success": False, "errors": [error.item_error()]})
@@ -106,9 +100,10 @@ def collection_create(version):
     parse_version(version)
     records, all_or_none = _records_body()
     the_org = org()
+    client, user_id = g.client, g.user_id
 
     def create(record):
-        created = the_org.create(_record_type(record), _values(record), client=g.client, user_id=g.user_id)
+        created = the_org.create(_record_type(record), _values(record), client=client, user_id=user_id, full=False)
         return {"id": created["Id"], "success": True, "errors": []}
     return json_response(_run_items(records, all_or_none, create))
 
@@ -120,6 +115,7 @@ def collection_update(version):
     parse_version(version)
     records, all_or_none = _records_body()
     the_org = org()
+    client, user_id = g.client, g.user_id
 
     def update(record):
         sobject = _record_type(record)
@@ -128,7 +124,7 @@ def collection_update(version):
         if not record_id:
             raise SalesforceError(400, "MISSING_ARGUMENT", "Id not specified in an update call", [])
         values.pop("Id", None)
-        updated = the_org.update(sobject, record_id, values, client=g.client, user_id=g.user_id)
+        updated = the_org.update(sobject, record_id, values, client=client, user_id=user_id, full=False)
         return {"id": updated["Id"], "success": True, "errors": [], "_keep_id": True}
     return json_response(_run_items(records, all_or_none, update))
 
@@ -145,25 +141,29 @@ def collection_upsert(version, sobject, field):
     ext = sobj.field(field)
     if ext is None:
         raise SalesforceError(404, "NOT_FOUND", "The requested resource does not exist")
+    values = [_ext_value(record, ext["name"]) for record in records]
     seen: dict[str, int] = {}
-    for record in records:
-        value = _ext_value(record, ext["name"])
+    for value in values:
         if value is not None:
             seen[str(value).lower()] = seen.get(str(value).lower(), 0) + 1
+    # The store looks up every value that can reach it in one query instead of one per record.
+    matches = the_org.external_id_matches(sobj.name, ext["name"], [
+        value for value in values if value is not None and seen[str(value).lower()] == 1])
+    client, user_id = g.client, g.user_id
 
-    def upsert(record):
+    def upsert(item):
+        record, value = item
         record_type = _record_type(record)
         if record_type.lower() != sobj.name.lower():
             raise SalesforceError(400, "INVALID_TYPE", f"Record type {record_type} does not match {sobj.name}", [])
-        value = _ext_value(record, ext["name"])
         if value is None:
             raise SalesforceError(400, "MISSING_ARGUMENT", f"{ext['name']} not specified", [])
         if seen[str(value).lower()] > 1:
             raise SalesforceError(400, "DUPLICATE_EXTERNAL_ID", f"Duplicate external id specified: {value}", [])
-        result, created = the_org.upsert(sobj.name, ext["name"], value, _values(record), client=g.client,
-                                         user_id=g.user_id)
+        result, created = the_org.upsert(sobj.name, ext["name"], value, _values(record), client=client,
+                                         user_id=user_id, full=False, matches=matches)
         return {"id": result["Id"], "success": True, "errors": [], "created": created, "_keep_id": True}
-    return json_response(_run_items(records, all_or_none, upsert))
+    return json_response(_run_items(list(zip(records, values)), all_or_none, upsert))
 
 
 def _ext_value(record, field: str):

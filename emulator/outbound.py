@@ -432,10 +432,12 @@ class OutboundSender:
     # queueing ------------------------------------------------------------
     def on_change(self, change) -> None:
         """Org.subscribe callback: one notification per matching rule."""
-        now = _epoch(self.clock.now())
+        now = None      # read once, and only for a change some rule wants (most changes: none)
         queued = False
         for rule in list(self._rules.values()):
             if rule_matches(rule, change):
+                if now is None:
+                    now = _epoch(self.clock.now())
                 self.queue.enqueue(rule, change.record_id, now, self._id_maker(NOTIFICATION_PREFIX))
                 queued = True
         if queued:

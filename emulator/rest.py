@@ -223,7 +223,7 @@ def create_record(version: str, sobject: str, body) -> tuple[int, dict, dict]:
         raise SalesforceError(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of sObject from the request body")
     the_org = org()
     sobj = the_org.sobject_type(sobject)
-    record = the_org.create(sobj.name, body, client=g.client, user_id=g.user_id)
+    record = the_org.create(sobj.name, body, client=g.client, user_id=g.user_id, full=False)
     return 201, {"id": record["Id"], "success": True, "errors": []}, {
         "Location": record_url(version, sobj.name, record["Id"])}
 
@@ -279,7 +279,7 @@ def update_record(version: str, sobject: str, record_id: str, body) -> tuple[int
     the_org = org()
     sobj = the_org.sobject_type(sobject)
     _id_or_not_found(sobj, record_id)
-    the_org.update(sobj.name, record_id, body, client=g.client, user_id=g.user_id)
+    the_org.update(sobj.name, record_id, body, client=g.client, user_id=g.user_id, full=False)
     return 204, None, {}
 
 
@@ -316,7 +316,7 @@ def upsert_record(version: ApiVersion, sobject: str, field: str, value: str, bod
     the_org = org()
     sobj = the_org.sobject_type(sobject)
     record, created = the_org.upsert(sobj.name, field, value, body, client=g.client, user_id=g.user_id,
-                                     update_only=update_only)
+                                     update_only=update_only, full=False)
     result = {"id": record["Id"], "success": True, "errors": []}
     if version.number >= 46:
         result["created"] = created

@@ -16,6 +16,8 @@ The interface E2's outbound sender and Bulk 2.0 code against (see notes/EMULATOR
     org.create(sobject, values, *, client, user_id) -> dict            full record
     org.update(sobject, record_id, values, *, client, user_id) -> dict full record
     org.upsert(sobject, ext_field, ext_value, values, *, client, user_id) -> (dict, created: bool)
+        full=False: these three return only {"Id": ...} (callers that need nothing else skip a read);
+        upsert(matches=org.external_id_matches(...)): a Collections call's lookups in one query
     org.delete(sobject, record_id, *, client, user_id) -> None
         these four raise SalesforceError(status_code, error_code, message, fields)
     org.subscribe(callback)                callback(Change) after each committed change, outside any lock
@@ -29,6 +31,7 @@ import datetime as dt
 import logging
 import pathlib
 import sqlite3
+import string
 import threading
 import time
 import uuid
@@ -90,6 +93,11 @@ class Session:
 def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
     return (f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) "
             f"VALUES ({', '.join('?' for _ in columns)})")
+
+
+@functools.lru_cache(maxsize=512)
+def _update_sql(table: str, columns: tuple[str, ...]) -> str:
+    return _sql('UPDATE {} SET {sets} WHERE "Id" = ?', table, sets=", ".join(f"{quote(c)} = ?" for c in columns))
 
 
 def _lock_data_dir(data_dir: pathlib.Path):
@@ -199,6 +207,8 @@ class Org:
             self._write_lock = threading.RLock()
             self._depth = 0
             self._pending: list[Change] = []
+            self._tx_now: dt.datetime | None = None      # the open transaction's timestamp, see now()
+            self._now_text: tuple = (None, "")             # (datetime, format_datetime of it), last one used
             self._subscribers: list[Callable[[Change], None]] = []
             self._readers = threading.local()
             self._conn = self._connect()
@@ -293,6 +303,7 @@ class Org:
             if outer:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._pending = []
+                self._tx_now = None
             self._depth += 1
             try:
                 yield self._conn
@@ -308,6 +319,8 @@ class Org:
                 self._conn.execute("COMMIT")
                 committed, self._pending = self._pending, []
         finally:
+            if outer:
+                self._tx_now = None
             self._write_lock.release()
         for change in committed:
             self._publish(change)
@@ -315,9 +328,11 @@ class Org:
     def _flush(self) -> None:
         """Write what the transaction batched: change log rows, Id counters, the latest timestamp."""
         if self._pending:
+            texts: dict = {}      # a transaction's changes share one time (see now()): format it once
             self._conn.executemany(
                 "INSERT INTO changes (sobject, record_id, kind, client, user_id, at) VALUES (?,?,?,?,?,?)",
-                [(c.sobject, c.record_id, c.kind, c.client, c.user_id, format_datetime(c.at)) for c in self._pending])
+                [(c.sobject, c.record_id, c.kind, c.client, c.user_id,
+                  texts.get(c.at) or texts.setdefault(c.at, format_datetime(c.at))) for c in self._pending])
             last = max(c.at for c in self._pending)
             self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_time', ?)", (last.isoformat(),))
         if self._dirty_counters:
@@ -352,8 +367,25 @@ class Org:
                 log.exception("change subscriber failed")
 
     def now(self) -> dt.datetime:
-        """Record timestamps have whole seconds, as Salesforce's do (".000" milliseconds)."""
+        """Record timestamps have whole seconds, as Salesforce's do (".000" milliseconds).
+
+        Inside a transaction, the time it first asked for: every record one API call writes gets the same
+        CreatedDate/LastModifiedDate/SystemModstamp and change time. It is read under the write lock, so
+        a later transaction never gets an earlier time.
+        """
+        if self._depth and self._write_lock._is_owned():      # noqa: SLF001 - RLock ownership
+            if self._tx_now is None:
+                self._tx_now = self.clock.now().replace(microsecond=0)
+            return self._tx_now
         return self.clock.now().replace(microsecond=0)
+
+    def _now_formatted(self) -> str:
+        """now() as stored in the timestamp columns, formatted once per distinct time."""
+        now = self.now()
+        cached = self._now_text
+        if cached[0] != now:
+            cached = self._now_text = (now, format_datetime(now))
+        return cached[1]
 
     def _next_id(self, sobject: SObjectType) -> str:
         prefix = sobject.key_prefix
@@ -502,10 +534,12 @@ class Org:
                 raise SalesforceError(400, "ENTITY_IS_DELETED" if row else "INVALID_CROSS_REFERENCE_KEY", message,
                                       [] if row else [name])
 
-    def _check_unique(self, sobj: SObjectType, stored: dict, record_id: str | None) -> None:
+    def _check_unique(self, sobj: SObjectType, stored: dict, record_id: str | None, checked=()) -> None:
+        """DUPLICATE_VALUE when a live record already has a unique field's value; `checked`: fields the
+        caller has just looked up the same way (an upsert's external id that matched nothing)."""
         for name in sobj.unique_fields:
             value = stored.get(name)
-            if value is None:
+            if value is None or name in checked:
                 continue
             row = self._conn.execute(
                 f"SELECT \"Id\" FROM {quote(sobj.table)} WHERE {quote(name)} = ? AND \"IsDeleted\" = 0 "
@@ -520,11 +554,13 @@ class Org:
             parts = [row.get("FirstName"), row.get("LastName")]
             row["Name"] = " ".join(p for p in parts if p) or None
 
-    def _insert(self, sobj: SObjectType, values: dict, client, user_id: str) -> dict:
+    def _insert(self, sobj: SObjectType, values: dict, client, user_id: str, full: bool = True,
+                unique_checked=()) -> dict:
+        """Validate and insert one record; the full record, or only {"Id": ...} when not `full`."""
         stored, lookups = validation.check(sobj, values, creating=True, types=self.types)
         self._check_references(sobj, stored, lookups)
-        self._check_unique(sobj, stored, None)
-        now = format_datetime(self.now())
+        self._check_unique(sobj, stored, None, unique_checked)
+        now = self._now_formatted()
         row = validation.defaults(sobj)
         row.update(stored)
         if sobj.field("OwnerId") and row.get("OwnerId") is None:
@@ -536,43 +572,54 @@ class Org:
         cols = tuple(row)
         self._conn.execute(_insert_sql(sobj.table, cols), [row[c] for c in cols])
         self._record_change(sobj, record_id, "created", client, user_id, self.now())
+        if not full:
+            return {"Id": record_id}
         record = dict.fromkeys(sobj.field_names)
         fields = sobj.fields
         record.update({name: to_json_value(fields[name.lower()], value) for name, value in row.items()})
         return record
 
-    def _existing(self, sobj: SObjectType, record_id: str) -> dict:
-        """The live record or the Salesforce error a write to it gets (MALFORMED_ID, NOT_FOUND, ENTITY_IS_DELETED)."""
+    def _existing(self, sobj: SObjectType, record_id: str, full: bool = True) -> dict:
+        """The live record or the Salesforce error a write to it gets (MALFORMED_ID, NOT_FOUND, ENTITY_IS_DELETED).
+        Not `full`: only the fields an update needs (Id, IsDeleted and the parts of a compound name)."""
         try:
-            full = ids.to18(record_id)
+            full_id = ids.to18(record_id)
         except ValueError:
             raise SalesforceError(400, "MALFORMED_ID", f"{sobj.label} ID: id value of incorrect type: {record_id}",
                                   ["Id"]) from None
-        if not full.startswith(sobj.key_prefix):
+        if not full_id.startswith(sobj.key_prefix):
             raise SalesforceError(400, "MALFORMED_ID", f"{sobj.label} ID: id value of incorrect type: {record_id}",
                                   ["Id"])
-        current = self._load(self._conn, sobj, full)
+        names = None
+        if not full:
+            names = ["Id", "IsDeleted", "FirstName", "LastName"] if sobj.has_compound_name() else ["Id", "IsDeleted"]
+        current = self._load(self._conn, sobj, full_id, names)
         if current is None:
             raise NotFound()
         if current["IsDeleted"]:
             raise SalesforceError(404, "ENTITY_IS_DELETED", "entity is deleted", [])
         return current
 
-    def _update(self, sobj: SObjectType, record_id: str, values: dict, client, user_id: str) -> dict:
-        current = self._existing(sobj, record_id)
+    def _update(self, sobj: SObjectType, record_id: str, values: dict, client, user_id: str,
+                full: bool = True, live: bool = False) -> dict:
+        """Validate and update one live record; the full record, or only {"Id": ...} when not `full`.
+        `live`: record_id is an 18-character Id this transaction has just found live (an upsert's match)."""
+        current = {"Id": record_id} if live and not full else self._existing(sobj, record_id, full)
         stored, lookups = validation.check(sobj, values, creating=False, types=self.types)
         self._check_references(sobj, stored, lookups)
         self._check_unique(sobj, stored, current["Id"])
-        now = format_datetime(self.now())
+        now = self._now_formatted()
         stored.update({"LastModifiedDate": now, "LastModifiedById": user_id, "SystemModstamp": now})
         if sobj.has_compound_name() and ({"FirstName", "LastName"} & set(stored)):
+            if "LastName" not in current:
+                current = self._existing(sobj, record_id, full=False)
             merged = {**current, **stored}
             self._compound_name(sobj, merged)
             stored["Name"] = merged["Name"]
-        sets = ", ".join(f"{quote(c)} = ?" for c in stored)
-        self._conn.execute(_sql('UPDATE {} SET {sets} WHERE "Id" = ?', sobj.table, sets=sets),
-                           [*stored.values(), current["Id"]])
+        self._conn.execute(_update_sql(sobj.table, tuple(stored)), [*stored.values(), current["Id"]])
         self._record_change(sobj, current["Id"], "updated", client, user_id, self.now())
+        if not full:
+            return {"Id": current["Id"]}
         current.update({name: to_json_value(sobj.field(name), value) for name, value in stored.items()})
         return current
 
@@ -609,15 +656,23 @@ class Org:
                                             child.table, field["name"]), (now, child_id))
                     self._record_change(child, child_id, "updated", client, user_id, self.now())
 
-    def create(self, sobject, values: dict, *, client: str | None, user_id: str) -> dict:
-        sobj = self.sobject_type(sobject)
-        with self.transaction():
-            return self._insert(sobj, values, client, user_id)
+    def _joins_transaction(self) -> bool:
+        """True inside this thread's open transaction, which a nested transaction() would only join."""
+        return bool(self._depth) and self._write_lock._is_owned()      # noqa: SLF001 - RLock ownership
 
-    def update(self, sobject, record_id, values, *, client, user_id) -> dict:
+    def create(self, sobject, values: dict, *, client: str | None, user_id: str, full: bool = True) -> dict:
         sobj = self.sobject_type(sobject)
+        if self._joins_transaction():         # a Collections call: 200 of these in its transaction
+            return self._insert(sobj, values, client, user_id, full)
         with self.transaction():
-            return self._update(sobj, record_id, values, client, user_id)
+            return self._insert(sobj, values, client, user_id, full)
+
+    def update(self, sobject, record_id, values, *, client, user_id, full: bool = True) -> dict:
+        sobj = self.sobject_type(sobject)
+        if self._joins_transaction():
+            return self._update(sobj, record_id, values, client, user_id, full)
+        with self.transaction():
+            return self._update(sobj, record_id, values, client, user_id, full)
 
     def delete(self, sobject, record_id, *, client, user_id) -> None:
         sobj = self.sobject_type(sobject)
@@ -667,25 +722,46 @@ class Org:
         return field
 
     def _upsert(self, sobj: SObjectType, ext_field: str, ext_value, values: dict, client, user_id,
-                update_only: bool = False) -> tuple[dict, bool]:
+                update_only: bool = False, full: bool = True,
+                matches: "ExternalIdMatches | None" = None) -> tuple[dict, bool]:
         field = self._external_field(sobj, ext_field)
-        with self.transaction():
-            matches = self.find_by_external_id(sobj.name, field["name"], ext_value)
-            if len(matches) > 1:
-                raise SalesforceError(300, "MULTIPLE_CHOICES", f"More than one record found for external id field "
-                                      f"{field['name']} with value {ext_value}", [], matches=matches)
-            body = {k: v for k, v in values.items() if k.lower() != field["name"].lower()}
-            if matches:
-                body.pop("Id", None)
-                return self._update(sobj, matches[0], body, client, user_id), False
-            if update_only or field["name"] == "Id":
-                raise NotFound()
-            body[field["name"]] = ext_value
-            return self._insert(sobj, body, client, user_id), True
+        if not self._joins_transaction():
+            with self.transaction():
+                return self._upsert(sobj, ext_field, ext_value, values, client, user_id, update_only, full, matches)
+        if matches is not None and matches.answers(sobj, field):
+            found = matches.find(ext_value)
+        else:
+            found = self.find_by_external_id(sobj.name, field["name"], ext_value)
+        if len(found) > 1:
+            raise SalesforceError(300, "MULTIPLE_CHOICES", f"More than one record found for external id field "
+                                  f"{field['name']} with value {ext_value}", [], matches=found)
+        body = {k: v for k, v in values.items() if k.lower() != field["name"].lower()}
+        if found:
+            body.pop("Id", None)
+            return self._update(sobj, found[0], body, client, user_id, full, live=True), False
+        if update_only or field["name"] == "Id":
+            raise NotFound()
+        body[field["name"]] = ext_value
+        # No live record has this value: the lookup just now asked exactly what the unique check would.
+        return self._insert(sobj, body, client, user_id, full, unique_checked=(field["name"],)), True
 
-    def upsert(self, sobject, ext_field, ext_value, values, *, client, user_id,
-               update_only: bool = False) -> tuple[dict, bool]:
-        return self._upsert(self.sobject_type(sobject), ext_field, ext_value, values, client, user_id, update_only)
+    def upsert(self, sobject, ext_field, ext_value, values, *, client, user_id, update_only: bool = False,
+               full: bool = True, matches: "ExternalIdMatches | None" = None) -> tuple[dict, bool]:
+        """`matches`: from external_id_matches() for the same call, which looked up all its values at once."""
+        return self._upsert(self.sobject_type(sobject), ext_field, ext_value, values, client, user_id, update_only,
+                            full, matches)
+
+    def external_id_matches(self, sobject, ext_field: str, ext_values: list) -> "ExternalIdMatches | None":
+        """For an sObject Collections upsert: the records matching all of its external id values, read in one
+        query at its first lookup (inside the call's transaction). None where per-record lookups are needed:
+        the field is Id or no external id (each record then gets its own error), or two of the values are
+        equal as the column compares them, so one record's insert could be another's match."""
+        sobj = self.sobject_type(sobject)
+        field = sobj.field(ext_field)
+        if field is None or field["name"] == "Id" or not (field.get("externalId") or field.get("idLookup")):
+            return None
+        matches = ExternalIdMatches(self, sobj, field, ext_values)
+        return matches if matches.distinct else None
 
     def seed(self, sobject: str, count: int, fields: dict, *, user_id: str | None = None) -> dict:
         """Bulk-insert `count` records fast (no validation per row, no change events); "{n}" in a value is the row number."""
@@ -822,6 +898,72 @@ class Org:
     def close(self) -> None:
         self._conn.close()
         self._lock_file.close()      # releases the data dir for the next process
+
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _match_key(nocase: bool, value):
+    """What SQLite compares for `column = value`: text columns are COLLATE NOCASE, which folds ASCII only."""
+    if not (nocase and isinstance(value, str)):
+        return value
+    return value.lower() if value.isascii() else value.translate(_ASCII_LOWER)
+
+
+class ExternalIdMatches:
+    """One Collections upsert's external id lookups (Org.find_by_external_id) answered from one query.
+
+    Built only when the call's values are pairwise distinct as the column compares them: then no record
+    the call inserts matches another record's value, and the query's answers stay exact for the whole
+    call. The query runs at the first lookup, inside the call's transaction, before the call has written.
+    """
+
+    def __init__(self, org: Org, sobj: SObjectType, field: dict, ext_values: list):
+        self._org, self._sobj, self._field = org, sobj, field
+        self._nocase = _column_type(field).endswith("COLLATE NOCASE")
+        keys: dict = {}
+        count = 0
+        for ext_value in ext_values:
+            try:
+                value = validation.convert(field, ext_value)
+            except SalesforceError:
+                continue           # that record fails its lookup with this error, writing nothing
+            if value is not None:  # = NULL matches nothing, and a NULL written matches nothing later
+                count += 1
+                keys.setdefault(_match_key(self._nocase, value), value)
+        self.distinct = count == len(keys)
+        self._keys = set(keys)
+        self._values = list(keys.values())
+        self._found: dict | None = None
+
+    def answers(self, sobj: SObjectType, field: dict) -> bool:
+        return sobj is self._sobj and field is self._field
+
+    def find(self, ext_value) -> list[str]:
+        """What find_by_external_id answers for a value (its error, too, for one of the wrong type)."""
+        value = validation.convert(self._field, ext_value)
+        if value is None:
+            return []
+        key = _match_key(self._nocase, value)
+        if key not in self._keys:      # not one of the call's values: ask the table itself
+            return self._org.find_by_external_id(self._sobj.name, self._field["name"], ext_value)
+        if self._found is None:
+            self._found = self._fetch()
+        return list(self._found.get(key, ()))
+
+    def _fetch(self) -> dict:
+        found: dict = {}
+        conn = self._org._conn      # noqa: SLF001 - the transaction's connection
+        for start in range(0, len(self._values), 500):
+            chunk = self._values[start:start + 500]
+            sql = _sql('SELECT "Id", {} FROM {} WHERE {} IN ({marks}) AND "IsDeleted" = 0', self._field["name"],
+                       self._sobj.table, self._field["name"], marks=", ".join("?" for _ in chunk))
+            for record_id, value in conn.execute(sql, chunk):
+                found.setdefault(_match_key(self._nocase, value), []).append(record_id)
+        for record_ids in found.values():
+            record_ids.sort()               # find_by_external_id: ORDER BY "Id" LIMIT 100
+            del record_ids[100:]
+        return found
 
 
 def _sql(template: str, *names: str, **fragments: str) -> str:

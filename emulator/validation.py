@@ -108,6 +108,7 @@ def check(sobject: SObjectType, values: dict, *, creating: bool, types: dict | N
     returned as {reference field name: (target type name, external id field, value)} for the store to resolve.
     """
     stored, lookups, locked = {}, {}, []
+    fields = {}      # the describe of each stored field, looked up once (a Collections call checks 200 bodies)
     for key, value in values.items():
         if key == "attributes":
             continue
@@ -123,6 +124,7 @@ def check(sobject: SObjectType, values: dict, *, creating: bool, types: dict | N
                 raise _bad("INVALID_FIELD_FOR_INSERT_UPDATE", "cannot specify Id in an insert call", ["Id"])
             continue
         stored[field["name"]] = convert(field, value)
+        fields[field["name"]] = field
         if not field["createable" if creating else "updateable"]:
             locked.append(field["name"])
     if locked:
@@ -130,7 +132,7 @@ def check(sobject: SObjectType, values: dict, *, creating: bool, types: dict | N
                    f"Unable to create/update fields: {', '.join(locked)}. Please check the security settings of this "
                    "field and verify that it is read/write for your profile or permission set.", locked)
     for name, value in stored.items():
-        field = sobject.field(name)
+        field = fields[name]
         if field["type"] == "reference" and value is not None:
             prefixes = _prefixes(field, types)
             if prefixes and value[:3] not in prefixes:
@@ -143,9 +145,9 @@ def check(sobject: SObjectType, values: dict, *, creating: bool, types: dict | N
     if missing:
         raise _bad("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing)
     for name, value in stored.items():
-        field = sobject.field(name)
         if value is None:
             continue
+        field = fields[name]
         if field["type"] in _TEXT and field.get("length") and len(value) > field["length"]:
             raise _bad("STRING_TOO_LONG", f"{field['label']}: data value too large: {value} "
                        f"(max length={field['length']})", [name])
