@@ -15,6 +15,7 @@ def _template(name: str, m: Mapping, **parts) -> sql.Composed:
 
 
 ABSORB_SLICE = 50_000
+ANALYZE_AFTER = 10_000      # rows moved at once that make the change log's statistics stale
 
 
 def absorb(db: Database) -> int:
@@ -27,6 +28,9 @@ def absorb(db: Database) -> int:
             n = db.run(conn, "absorb_captured_changes", {"limit": ABSORB_SLICE}, prepare=False).rowcount
         moved += n
         if n < ABSORB_SLICE:
+            if moved >= ANALYZE_AFTER:
+                with db.transaction() as conn:
+                    db.run(conn, "analyze_change_log")
             return moved
 
 
