@@ -465,6 +465,18 @@ class Plan:
     offset: int
     children: list = dataclasses.field(default_factory=list)     # ChildPlan per subquery
     aggregate_fields: list = dataclasses.field(default_factory=list)   # per aggregate_names: field or None
+    select_sql: list[str] = dataclasses.field(default_factory=list)  # the SQL row's expressions, in order
+    from_sql: str = ""       # FROM with the parents' joins (base table alias t)
+    tail_sql: str = ""       # what follows the select list in `sql`: FROM, WHERE, ORDER BY, LIMIT
+
+    def reselect(self, expressions: list[str]) -> str:
+        """The same rows in the same order, with other expressions selected (over select_sql's columns)."""
+        return f"SELECT {', '.join(expressions)} {self.tail_sql}"
+
+    def by_rowid(self, count: int) -> str:
+        """The SQL rows of `count` base rows named by rowid (bound to the ?s), each led by that rowid."""
+        marks = ", ".join("?" * count)
+        return f"SELECT t.rowid, {', '.join(self.select_sql)} {self.from_sql} WHERE t.rowid IN ({marks})"
 
     def aggregate_record(self, row: tuple) -> dict:
         """An AggregateResult: grouped fields by name, aggregates by alias or expr0, expr1, ..."""
@@ -828,20 +840,22 @@ class _Compiler:
             raise SoqlError("NUMBER_OUTSIDE_VALID_RANGE", "Maximum SOQL offset allowed is 2000")
         from_sql = f"FROM {quote(self.base.table)} t " + " ".join(self.join_sql)
         where_sql = (" WHERE " + " AND ".join(where)) if where else ""
-        sql = f"SELECT {', '.join(select_sql)} {from_sql}{where_sql}"
+        tail = f"{from_sql}{where_sql}"
         if grouped:
-            sql += " GROUP BY " + ", ".join(grouped)
+            tail += " GROUP BY " + ", ".join(grouped)
         if kind != "count":
             if order:
-                sql += " ORDER BY " + ", ".join(order)
+                tail += " ORDER BY " + ", ".join(order)
             if query.limit is not None or offset:
-                sql += f" LIMIT {query.limit if query.limit is not None else -1} OFFSET {offset}"
+                tail += f" LIMIT {query.limit if query.limit is not None else -1} OFFSET {offset}"
+        sql = f"SELECT {', '.join(select_sql)} {tail}"
         count_sql = f"SELECT COUNT(*) FROM (SELECT 1 {from_sql}{where_sql}"
         if query.limit is not None or offset:
             count_sql += f" LIMIT {query.limit if query.limit is not None else -1} OFFSET {offset}"
         count_sql += ")"
         return Plan(self.base, sql, list(self.params), count_sql, list(self.params), columns, parents, kind,
-                    aggregate_names, query.limit, offset, self.children, self.aggregate_fields)
+                    aggregate_names, query.limit, offset, self.children, self.aggregate_fields, select_sql,
+                    from_sql, tail)
 
 
 def compile_query(soql: str, types: dict[str, SObjectType], *, include_deleted: bool = False,

@@ -460,6 +460,17 @@ class Org:
         # Hundreds of locators may be open at once: each cursor gets a small page cache.
         return QueryCursor(plan, self._connect(cache_kib=4096))
 
+    @contextlib.contextmanager
+    def snapshot(self, cache_kib: int = 4096) -> Iterator[sqlite3.Connection]:
+        """A dedicated connection inside one read transaction: every statement on it sees the org as it was
+        at the first read, whatever commits meanwhile (WAL readers do not block the writer)."""
+        conn = self._connect(cache_kib=cache_kib)
+        try:
+            conn.execute("BEGIN")
+            yield conn
+        finally:
+            conn.close()
+
     def query(self, soql: str, include_deleted: bool = False) -> Iterator[dict]:
         plan = self.compile(soql, include_deleted)
         if plan.kind != "rows":
