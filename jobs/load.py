@@ -201,6 +201,7 @@ def _fetch_bulk(db: Database, sf: Salesforce, m: Mapping, row: dict, options: Lo
     columns = staging_columns(m)
     expected = [n.lower() for n in select_fields(m)]
     locator = row["locator"]
+    fetching = time.monotonic()
     while locator != LAST_PAGE:
         with db.transaction() as conn:
             locator, rows = copy_bulk_page(conn, sf, staging_name(row["id"]), row["sf_job_id"], locator, columns,
@@ -208,6 +209,8 @@ def _fetch_bulk(db: Database, sf: Salesforce, m: Mapping, row: dict, options: Lo
             row = _record_page(db, conn, row, {"locator": locator, "rows": rows, "total": None}, options)
         if options.on_page:
             options.on_page(row)
+    log.info("load %s: results pages fetched in %.1fs (%s pages staged)", row["id"], time.monotonic() - fetching,
+             row["pages"])
     return row
 
 
