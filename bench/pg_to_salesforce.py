@@ -17,8 +17,8 @@ import psycopg
 from psycopg import sql
 
 from core.mapping import from_entry
-from gateway import capture, mapping_store
-from gateway.db import QUERIES, Database, migrate
+from gateway import capture, change_log, mapping_store
+from gateway.db import Database, migrate
 from gateway.salesforce import Salesforce
 from jobs.drain import DrainOptions, drain
 from jobs.listener import Listener
@@ -153,13 +153,13 @@ def capture_cost(url: str, rounds: int = 5) -> tuple[float, float]:
     return ratio_insert, ratio_copy
 
 
-def naive(url: str, sf: Salesforce, records: int) -> float:
+def naive(url: str, db: Database, sf: Salesforce, records: int) -> float:
     """The original sketch: poll 100 rows, one REST call per record."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE forcebridge.change_log SET state = 'IGNORED' WHERE state <> 'SUCCESS'")
         conn.execute("INSERT INTO salesforce.invoice__c (name, amount__c) SELECT 'naive ' || g, g "
                      "FROM generate_series(1, %s) g", (records,))
-        conn.execute(QUERIES["absorb_captured_changes"], {"limit": records})   # what our drain does first
+        change_log.absorb(db)      # captured changes into the log, where the naive drain polls
         t0, done = time.perf_counter(), 0
         while True:
             batch = conn.execute("SELECT c.id, r.name, r.amount__c FROM forcebridge.change_log c "
@@ -200,7 +200,7 @@ def main() -> None:
             p50, p99 = latency(url, db, sf, args.latency_seconds, args.rate)
             per_s, per_call = throughput(url, db, sf, emulator, args.queued)
             idle_calls = idle(url, db, sf, emulator, args.idle_seconds)
-            naive_per_s = naive(url, sf, args.naive_records)
+            naive_per_s = naive(url, db, sf, args.naive_records)
         for name, direction in (("Captured__c", "pg_to_sf"), ("Plain__c", "sf_to_pg")):
             entry = {"object_name": name, "direction": direction, "config": {
                 "fields": {"Name": {"type": "string", "length": 80}, "Amount__c": {"type": "currency"},

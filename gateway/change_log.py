@@ -24,14 +24,29 @@ def absorb(db: Database) -> int:
     moved = 0
     while True:
         with db.transaction() as conn:
-            db.run(conn, "lock_absorb")
-            n = db.run(conn, "absorb_captured_changes", {"limit": ABSORB_SLICE}, prepare=False).rowcount
+            n = _move_slice(conn, None)
         moved += n
         if n < ABSORB_SLICE:
             if moved >= ANALYZE_AFTER:
                 with db.transaction() as conn:
                     db.run(conn, "analyze_change_log")
             return moved
+
+
+def absorb_mapping(conn: psycopg.Connection, m: Mapping) -> int:
+    """Move one mapping's captured changes in the caller's transaction (which holds the table's writers back,
+    so none can appear until it commits). Returns how many moved."""
+    moved = 0
+    while (n := _move_slice(conn, m.id or 0)) == ABSORB_SLICE:
+        moved += n
+    return moved + n
+
+
+def _move_slice(conn: psycopg.Connection, mapping_id: int | None) -> int:
+    conn.execute(QUERIES["lock_absorb"])      # movers take turns; held until the transaction ends
+    # planned afresh each time: change_capture swings between empty and huge (see the query)
+    return conn.execute(QUERIES["absorb_captured_changes"], {"limit": ABSORB_SLICE, "mapping_id": mapping_id},
+                        prepare=False).rowcount
 
 
 def entries_from_rows(rows: list[dict]) -> list[ChangeLogEntry]:

@@ -9,6 +9,7 @@ from psycopg import sql
 from core.convert import pg_type
 from core.loading import staging_columns
 from core.mapping import Mapping
+from gateway import change_log
 from gateway.db import QUERIES, SCHEMA
 from gateway.mapped_tables import table_ident
 
@@ -88,8 +89,7 @@ def _hold_writers(conn: psycopg.Connection, m: Mapping) -> None:
     """Make the app's writes to the table wait for this transaction, then move the mapping's captured changes
     into the change log: its guards now see every local change, and none can appear until commit."""
     conn.execute(_q("lock_for_merge", table=table_ident(m)))
-    conn.execute(QUERIES["lock_absorb"])   # movers take turns (sql/queries/change_log.sql)
-    conn.execute(_q("absorb_mapping_captures", mapping_id=sql.Literal(m.id or 0)), prepare=False)
+    change_log.absorb_mapping(conn, m)
 
 
 def merge(conn: psycopg.Connection, name: str, m: Mapping, fresh: bool = False) -> int:

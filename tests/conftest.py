@@ -1,6 +1,7 @@
 """Fixtures every suite shares: a database of this run's own, settings, the app and its client."""
 from __future__ import annotations
 
+import contextlib
 import pathlib
 
 import psycopg
@@ -60,14 +61,23 @@ def enqueued():
     return EnqueueRecorder()
 
 
-@pytest.fixture
-def app(settings, enqueued):
+@contextlib.contextmanager
+def testing_app(settings, enqueued):
+    """The app for `settings` in testing mode; its pool is closed afterwards."""
     from webapp import create_app
 
     application = create_app(settings, enqueue=enqueued)
     application.config["TESTING"] = True
-    yield application
-    application.extensions["forcebridge"].db.close()
+    try:
+        yield application
+    finally:
+        application.extensions["forcebridge"].db.close()
+
+
+@pytest.fixture
+def app(settings, enqueued):
+    with testing_app(settings, enqueued) as application:
+        yield application
 
 
 @pytest.fixture

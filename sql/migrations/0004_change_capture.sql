@@ -1,7 +1,7 @@
 -- Capture appends, the drain indexes. The capture triggers write into change_capture, a heap with no index,
 -- so an app's write pays for one unindexed row instead of a change-log row and its indexes. Whatever reads or
 -- changes open entries (claims, inbound applies, merges, the initial push) first moves captured rows into the
--- change log (absorb_captured_changes, absorb_mapping_captures), whose indexed guards then see them.
+-- change log (absorb_captured_changes in sql/queries/change_log.sql), whose indexed guards then see them.
 -- Ids come from the change log's sequence at capture time, so the log order is the capture order.
 CREATE TABLE forcebridge.change_capture (
     id          bigint NOT NULL DEFAULT nextval('forcebridge.change_log_id_seq'),

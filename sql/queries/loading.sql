@@ -176,16 +176,6 @@ WHERE (t.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp IS NULL OR EXCLUDED.s
 -- Writers wait for the merge (inbound applies, app writes); readers do not.
 LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE;
 
--- name: absorb_mapping_captures
--- Under lock_for_merge no app write to the table can commit: this mapping's captured changes, moved into the
--- change log here, are all of them, and the guard of the merge (or of the initial push) sees every one.
-WITH moved AS (
-    DELETE FROM forcebridge.change_capture c WHERE c.mapping_id = {mapping_id}
-    RETURNING c.id, c.mapping_id, c.op, c.record_id, c.sfid, c.external_id, c.fields, c.txid, c.created_at
-)
-INSERT INTO forcebridge.change_log (id, mapping_id, op, record_id, sfid, external_id, fields, txid, created_at)
-SELECT id, mapping_id, op, record_id, sfid, external_id, fields, txid, created_at FROM moved;
-
 -- name: mapped_table_is_empty
 SELECT NOT EXISTS (SELECT 1 FROM {table}) AS empty;
 

@@ -122,19 +122,24 @@ def om(emulator_org, sfid, name, amount, modstamp, ext):
                                                   "External_Id__c": ext, "SystemModstamp": modstamp}])
 
 
-@pytest.mark.parametrize("rule,sf_later,winner", [
-    ("last_writer_wins", True, "salesforce"), ("last_writer_wins", False, "postgres"),
-    ("salesforce_wins", False, "salesforce"), ("postgres_wins", True, "postgres")])
-def test_conflicts_are_settled_by_the_rule_and_logged(sf_api, sf_app, sf_settings, db, sf, emulator,
-                                                      rule, sf_later, winner):
+def synced_record(sf_api, sf_settings, db, sf, rule="last_writer_wins", name="v0", ext="E") -> tuple[str, str]:
+    """A bidirectional mapping settling conflicts by `rule`, with one record in both places: (url, sfid)."""
     r = sf_api.post("/api/v1/mappings", json={"object_name": "Invoice__c", "direction": "bidirectional",
                                               "conflict_rule": rule,
                                               "config": {"fields": FIELDS, "upsert_field": "External_Id__c"}})
     assert r.status_code == 201, r.get_json()
     url = sf_settings.database_url
-    sql(url, "INSERT INTO salesforce.invoice__c (name, amount__c, external_id__c) VALUES ('base', 1, 'K')")
+    sql(url, "INSERT INTO salesforce.invoice__c (name, amount__c, external_id__c) VALUES (%s, 1, %s)", (name, ext))
     drain(db, sf, FAST)
-    sfid = sql(url, "SELECT sfid FROM salesforce.invoice__c")[0][0]
+    return url, sql(url, "SELECT sfid FROM salesforce.invoice__c")[0][0]
+
+
+@pytest.mark.parametrize("rule,sf_later,winner", [
+    ("last_writer_wins", True, "salesforce"), ("last_writer_wins", False, "postgres"),
+    ("salesforce_wins", False, "salesforce"), ("postgres_wins", True, "postgres")])
+def test_conflicts_are_settled_by_the_rule_and_logged(sf_api, sf_app, sf_settings, db, sf, emulator,
+                                                      rule, sf_later, winner):
+    url, sfid = synced_record(sf_api, sf_settings, db, sf, rule, name="base", ext="K")
     sql(url, "UPDATE salesforce.invoice__c SET name = 'local'")                # pending local change
     changed_at = sql(url, "SELECT created_at FROM forcebridge.open_changes ORDER BY id DESC LIMIT 1")[0][0]
     stamp = (changed_at.timestamp() + (60 if sf_later else -60))

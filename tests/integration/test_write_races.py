@@ -10,9 +10,9 @@ from core.changes import Outcome, coalesce
 from jobs.drain import DrainResult, _complete, _start, claim, drain, finish, plan, renew_lease
 from jobs.inbound import apply_pending
 from tests.conftest import OUTBOUND_TOKEN
-from tests.integration.test_capture import sql, writing_mapping
-from tests.integration.test_echo_and_conflicts import om
-from tests.integration.test_write_path import (FAST, FIELDS, db, invoices, sf, sf_api, sf_app,  # noqa: F401
+from tests.integration.test_capture import sql
+from tests.integration.test_echo_and_conflicts import om, synced_record
+from tests.integration.test_write_path import (FAST, db, invoices, sf, sf_api, sf_app,  # noqa: F401
                                                sf_settings)
 
 
@@ -24,17 +24,6 @@ def notify(sf_app, emulator, sfid, name, modstamp) -> None:
     body = om(emulator.org_id, sfid, name, 1, modstamp, "E")
     assert sf_app.test_client().post(f"/outbound/{OUTBOUND_TOKEN}", data=body,
                                      content_type="text/xml").status_code == 200
-
-
-def synced_record(sf_api, sf_settings, db, sf, rule="last_writer_wins") -> tuple[str, str]:
-    r = sf_api.post("/api/v1/mappings", json={"object_name": "Invoice__c", "direction": "bidirectional",
-                                              "conflict_rule": rule,
-                                              "config": {"fields": FIELDS, "upsert_field": "External_Id__c"}})
-    assert r.status_code == 201, r.get_json()
-    url = sf_settings.database_url
-    sql(url, "INSERT INTO salesforce.invoice__c (name, amount__c, external_id__c) VALUES ('v0', 1, 'E')")
-    drain(db, sf, FAST)
-    return url, sql(url, "SELECT sfid FROM salesforce.invoice__c")[0][0]
 
 
 def test_echo_of_a_write_in_flight_does_not_drop_a_newer_local_change(sf_api, sf_app, sf_settings, db, sf,

@@ -6,6 +6,8 @@ from dataclasses import replace
 
 import pytest
 
+from tests.conftest import testing_app
+
 PASSWORD = "s3cret-for-tests"
 BASE = "https://localhost"   # the session cookie is Secure, as in production
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -26,12 +28,8 @@ def csrf_of(client) -> str:
 @pytest.fixture
 def console_app(settings, enqueued):
     """The app with ADMIN_PASSWORD set; import this fixture (and browser_client) into a test module."""
-    from webapp import create_app
-
-    application = create_app(replace(settings, admin_password=PASSWORD), enqueue=enqueued)
-    application.config["TESTING"] = True
-    yield application
-    application.extensions["forcebridge"].db.close()
+    with testing_app(replace(settings, admin_password=PASSWORD), enqueued) as application:
+        yield application
 
 
 @pytest.fixture

@@ -44,10 +44,14 @@ def create_database(prefix: str = "fb_test") -> tuple[str, callable]:
     return with_database(base, name), drop
 
 
-def move_captured_changes(url: str) -> int:
-    """What the drain does first: captured changes (change_capture) into the change log, for tests that look at
-    the log before any drain ran."""
-    from gateway.db import QUERIES
 
-    with psycopg.connect(url) as conn:
-        return conn.execute(QUERIES["absorb_captured_changes"], {"limit": 10_000_000}).rowcount
+def move_captured_changes(url: str) -> int:
+    """What the drain does first (gateway.change_log.absorb), for tests that look at the log before any drain."""
+    from gateway import change_log
+    from gateway.db import Database
+
+    db = Database(url)
+    try:
+        return change_log.absorb(db)
+    finally:
+        db.close()
