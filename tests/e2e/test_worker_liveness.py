@@ -65,14 +65,13 @@ class Console:
                           if line.startswith("forcebridge_workers_alive ")))
 
 
-def assert_seen_then_gone(console: Console, start_worker_process, web) -> None:
+def assert_seen_then_gone(console: Console, start_worker_process):
     assert console.overview_worker() == (
         "down", "no worker process is running (never seen); start `python -m jobs.worker`")
     assert console.workers_alive() == 0
     worker = start_worker_process()
-    logs = (worker,)
     wait_for(lambda: console.workers_alive() == 1, timeout=60, interval=0.5, what="/metrics to count the worker",
-             logs=logs)
+             logs=(worker,))
     state, text = console.overview_worker()
     assert (state, text) == ("alive", "1 process, nothing waiting")
 
@@ -82,11 +81,13 @@ def assert_seen_then_gone(console: Console, start_worker_process, web) -> None:
     assert console.workers_alive() == 0
     state, text = console.overview_worker()
     assert state == "down" and "last seen" in text, text
+    return worker
 
 
 def test_the_procfile_worker_is_seen_alive_then_gone(deployment, web, tmp_path):
     # exactly the Procfile's `worker:` line, with the environment the README gives
-    assert_seen_then_gone(Console(web.url), lambda: start_worker(deployment.env(), tmp_path / "worker.log"), web)
+    worker = assert_seen_then_gone(Console(web.url), lambda: start_worker(deployment.env(), tmp_path / "worker.log"))
+    assert "found in sys.modules" not in worker.text()   # -m runs the one copy of the module
 
 
 def test_the_embedded_worker_of_gunicorn_is_seen_alive_then_gone(deployment, web, tmp_path):
@@ -94,4 +95,4 @@ def test_the_embedded_worker_of_gunicorn_is_seen_alive_then_gone(deployment, web
     def start_instance():
         return start_web(deployment.env(FORCEBRIDGE_EMBEDDED_WORKER="1", WEB_CONCURRENCY="1"),
                          tmp_path / "web-embedded.log")
-    assert_seen_then_gone(Console(web.url), start_instance, web)
+    assert_seen_then_gone(Console(web.url), start_instance)
