@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import threading
 from typing import Callable
 
 from huey import signals
+
+from settings import Settings
 
 log = logging.getLogger("forcebridge.worker")
 
@@ -17,14 +18,14 @@ log = logging.getLogger("forcebridge.worker")
 STARTUP_DOORBELLS: list[str] = ["sweep"]
 
 
-def background_threads(environ=os.environ) -> list[Callable[[threading.Event], None]]:
+def background_threads(settings: Settings) -> list[Callable[[threading.Event], None]]:
     """Long-running helpers that live beside the consumer. Each is called as fn(stop) in a thread of its
     own and must return soon after `stop` is set."""
     from jobs import embedded, heartbeat
 
     threads = [heartbeat.beat]
-    if environ.get(embedded.PARENT_ENV):
-        threads.append(embedded.watch_parent)
+    if settings.parent_pid:
+        threads.append(embedded.parent_watch(settings.parent_pid))
     return threads
 
 
@@ -81,16 +82,15 @@ def _guarded(fn, stop: threading.Event) -> None:
             stop.wait(5)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv, settings: Settings) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m jobs.worker", description=__doc__.splitlines()[0])
-    p.add_argument("-w", "--workers", type=int, default=int(os.environ.get("WORKER_THREADS", "2")),
+    p.add_argument("-w", "--workers", type=int, default=settings.worker_threads,
                    help="worker threads (default 2, env WORKER_THREADS)")
-    p.add_argument("-n", "--no-periodic", dest="periodic", action="store_false",
-                   default=os.environ.get("WORKER_PERIODIC", "1") != "0",
+    p.add_argument("-n", "--no-periodic", dest="periodic", action="store_false", default=settings.worker_periodic,
                    help="do not schedule periodic tasks: give every consumer but one this flag "
                         "(env WORKER_PERIODIC=0)")
     p.add_argument("-t", "--shutdown-timeout", type=float,
-                   default=float(os.environ.get("WORKER_SHUTDOWN_SECONDS", "20")),
+                   default=settings.worker_shutdown_seconds,
                    help="on SIGTERM, seconds running tasks get to finish before they are re-enqueued "
                         "(default 20; Render sends SIGKILL 30 s after SIGTERM)")
     # How often an idle consumer looks at a storage that cannot block (SQLite): Huey's defaults; the
@@ -102,14 +102,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
+    settings = Settings.from_env()
+    args = parse_args(argv, settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from gateway.db import migrate
     from jobs import runtime, tasks
     from jobs.queue import create_queue
-    from settings import Settings
 
-    settings = Settings.from_env()
     runtime.configure(settings)
     if settings.database_url:
         migrate(settings.database_url)  # a worker may start before the web app on a fresh database
@@ -120,7 +119,7 @@ def main(argv=None) -> None:
                                           graceful_signal="TERM", shutdown_timeout=args.shutdown_timeout,
                                           initial_delay=args.delay, max_delay=args.max_delay, backoff=args.backoff)
     stop = threading.Event()
-    threads = start_background(background_threads(), stop)
+    threads = start_background(background_threads(settings), stop)
     listener = tasks.write_listener()
     if listener is not None:
         listener.start()
