@@ -1,4 +1,5 @@
-# Two commands do all the set-up on a fresh Linux machine with Python 3.11 and make:
+# Two commands do all the set-up on a fresh Debian or Ubuntu machine with Python 3.11 and make
+# (README.md "Two commands" lists what they install: .venv, htmx from npm, Debian's chromium for make test):
 #   make demo   the whole loop on embedded defaults
 #   make test   the whole suite
 PYTHON ?= python3

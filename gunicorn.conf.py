@@ -1,17 +1,18 @@
 """gunicorn settings (Procfile `web:`). With FORCEBRIDGE_EMBEDDED_WORKER=1 (Render's free plan) the master
 also runs one Huey worker process for the instance and stops it cleanly on SIGTERM."""
-import os
 import signal
 
-from jobs.embedded import EmbeddedWorker, enabled
+from jobs.embedded import EmbeddedWorker
+from settings import Settings
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+_settings = Settings.from_env()   # the variables are in settings.py and the README
+bind = f"{_settings.host}:{_settings.port}"
+workers = _settings.web_concurrency
 worker_class = "gthread"
-threads = int(os.environ.get("WEB_THREADS", "4"))
+threads = _settings.web_threads
 # An Outbound Message is committed before its ACK, so a request cut off by a deploy is simply
 # delivered again by Salesforce; 20 s lets the ones in flight finish.
-graceful_timeout = int(os.environ.get("WEB_GRACEFUL_SECONDS", "20"))
+graceful_timeout = _settings.web_graceful_seconds
 timeout = 60
 keepalive = 5
 accesslog = "-"
@@ -26,9 +27,9 @@ _embedded = None
 
 def when_ready(server):
     global _embedded
-    if not enabled():
+    if not _settings.embedded_worker:
         return
-    _embedded = EmbeddedWorker(logger=server.log)
+    _embedded = EmbeddedWorker(_settings.worker_shutdown_seconds, logger=server.log)
     _embedded.start()
     server.log.info("embedded worker: one consumer for this instance")
     # gunicorn's own handlers only queue the signal; chain ours in front so the worker starts its

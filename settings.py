@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 ROOT = pathlib.Path(__file__).resolve().parent
 
@@ -11,6 +11,16 @@ ROOT = pathlib.Path(__file__).resolve().parent
 def _int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     return int(raw) if raw not in (None, "") else default
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    return raw in ("1", "true", "yes", "on") if raw else default
 
 
 @dataclass(frozen=True)
@@ -36,7 +46,6 @@ class Settings:
     # Limits and pacing
     max_message_bytes: int = 5 * 1024 * 1024
     apply_batch_size: int = 500
-    sweep_seconds: int = 60
     # Postgres -> Salesforce
     drain_concurrency: int = 4
     drain_lease_seconds: int = 120
@@ -50,7 +59,19 @@ class Settings:
     load_page_size: int = 0            # maxRecords per Bulk results page; 0: Salesforce decides
     load_rest_max: int = 10_000        # objects up to this size load through REST query paging
     push_bulk_threshold: int = 2_000   # an initial push of more rows uses Bulk API 2.0 ingest
-    extra: dict = field(default_factory=dict)
+    # The worker process (python -m jobs.worker; its command-line options override these)
+    worker_threads: int = 2
+    worker_periodic: bool = True       # False on every consumer but one: one scheduler per deployment
+    worker_shutdown_seconds: float = 20.0
+    # The web service (gunicorn.conf.py)
+    host: str = "0.0.0.0"
+    port: int = 8000
+    web_concurrency: int = 2
+    web_threads: int = 4
+    web_graceful_seconds: int = 20
+    embedded_worker: bool = False      # gunicorn's master also runs one worker (Render's free plan)
+    # Not a user setting: the pid gunicorn's master hands to the worker it embeds (jobs/embedded.py)
+    parent_pid: int = 0
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -75,7 +96,6 @@ class Settings:
             sf_ca_bundle=os.environ.get("SF_CA_BUNDLE", ""),
             max_message_bytes=_int("MAX_MESSAGE_BYTES", 5 * 1024 * 1024),
             apply_batch_size=_int("APPLY_BATCH_SIZE", 500),
-            sweep_seconds=_int("SWEEP_SECONDS", 60),
             drain_concurrency=_int("DRAIN_CONCURRENCY", 4),
             drain_lease_seconds=_int("DRAIN_LEASE_SECONDS", 120),
             archive_after_hours=_int("ARCHIVE_AFTER_HOURS", 24),
@@ -85,6 +105,16 @@ class Settings:
             load_page_size=_int("LOAD_PAGE_SIZE", 0),
             load_rest_max=_int("LOAD_REST_MAX", 10_000),
             push_bulk_threshold=_int("PUSH_BULK_THRESHOLD", 2_000),
+            worker_threads=_int("WORKER_THREADS", 2),
+            worker_periodic=os.environ.get("WORKER_PERIODIC", "1") != "0",
+            worker_shutdown_seconds=_float("WORKER_SHUTDOWN_SECONDS", 20.0),
+            host=os.environ.get("HOST", "0.0.0.0"),
+            port=_int("PORT", 8000),
+            web_concurrency=_int("WEB_CONCURRENCY", 2),
+            web_threads=_int("WEB_THREADS", 4),
+            web_graceful_seconds=_int("WEB_GRACEFUL_SECONDS", 20),
+            embedded_worker=_flag("FORCEBRIDGE_EMBEDDED_WORKER", False),
+            parent_pid=_int("FORCEBRIDGE_PARENT_PID", 0),
         )
         values.update(overrides)
         return cls(**values)

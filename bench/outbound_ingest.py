@@ -169,8 +169,8 @@ def main() -> None:
                           json={"object_name": "Account", "config": {"access": "read_only", "fields": FIELDS}})
         r.raise_for_status()
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "huey.bin.huey_consumer", "jobs.huey", "-w", "2", "-k", "thread", "-d", "0.01",
-             "-m", "0.05", "-b", "1.0"], env=env, cwd=ROOT, stdout=open(tmp / "consumer.log", "w"), stderr=subprocess.STDOUT))
+            [sys.executable, "-m", "jobs.worker", "-w", "2", "-d", "0.01", "-m", "0.05", "-b", "1.0"], env=env,
+            cwd=ROOT, stdout=open(tmp / "consumer.log", "w"), stderr=subprocess.STDOUT))
         url = f"{base}/outbound/{TOKEN}"
 
         # Warm up every gunicorn worker's pool.

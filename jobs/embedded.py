@@ -12,12 +12,7 @@ import time
 
 log = logging.getLogger("forcebridge.embedded")
 
-ENABLED_ENV = "FORCEBRIDGE_EMBEDDED_WORKER"
-PARENT_ENV = "FORCEBRIDGE_PARENT_PID"
-
-
-def enabled(environ=os.environ) -> bool:
-    return environ.get(ENABLED_ENV, "").lower() in ("1", "true", "yes", "on")
+PARENT_ENV = "FORCEBRIDGE_PARENT_PID"   # how the master tells its worker who it is (Settings.parent_pid)
 
 
 class EmbeddedWorker:
@@ -26,9 +21,8 @@ class EmbeddedWorker:
     master exits. A child process rather than threads in the master, because the master forks web
     workers and a fork must not copy a consumer's threads, locks and database connections."""
 
-    def __init__(self, args: list[str] | None = None, shutdown_timeout: float | None = None, logger=None):
-        self.shutdown_timeout = shutdown_timeout if shutdown_timeout is not None else float(
-            os.environ.get("WORKER_SHUTDOWN_SECONDS", "20"))
+    def __init__(self, shutdown_timeout: float, args: list[str] | None = None, logger=None):
+        self.shutdown_timeout = shutdown_timeout
         self.args = args or [sys.executable, "-m", "jobs.worker", "-t", str(self.shutdown_timeout)]
         self.process: subprocess.Popen | None = None
         self.log = logger or log  # gunicorn passes its own, so these lines land beside its
@@ -86,14 +80,13 @@ class EmbeddedWorker:
         self.log.info("embedded worker stopped")
 
 
-def watch_parent(stop: threading.Event) -> None:
-    """Background thread of an embedded worker: exit when the web service that started it is gone
-    (a SIGKILLed master cannot forward its SIGTERM)."""
-    parent = int(os.environ.get(PARENT_ENV, "0") or 0)
-    if not parent:
-        return
-    while not stop.wait(1):
-        if os.getppid() != parent:
-            log.warning("web service (pid %s) is gone; stopping the embedded worker", parent)
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
+def parent_watch(parent: int):
+    """The background thread of an embedded worker: exit when the web service that started it (pid
+    `parent`) is gone (a SIGKILLed master cannot forward its SIGTERM)."""
+    def watch_parent(stop: threading.Event) -> None:
+        while not stop.wait(1):
+            if os.getppid() != parent:
+                log.warning("web service (pid %s) is gone; stopping the embedded worker", parent)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+    return watch_parent

@@ -1,4 +1,5 @@
-"""The worker's "I am alive": a row in forcebridge.worker_heartbeats, refreshed every few seconds."""
+"""The worker's "I am alive": a row in forcebridge.worker_heartbeats, refreshed every few seconds by a
+background thread of the worker process (jobs/consumer.py lists it)."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +8,6 @@ import socket
 import threading
 
 from jobs import runtime
-from jobs.worker import background_thread
 
 log = logging.getLogger("forcebridge.heartbeat")
 BEAT_SECONDS = 15
@@ -18,7 +18,6 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-@background_thread
 def beat(stop: threading.Event) -> None:
     if not runtime.settings().database_url:
         return

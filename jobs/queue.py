@@ -1,10 +1,31 @@
-"""The Huey instance, with its storage chosen by one setting, HUEY_URL."""
+"""The job queue: a Huey instance with its storage chosen by one setting, HUEY_URL, and every task on it.
+Built by create_queue(settings) when a process asks for it (the worker, the web app, tests), never at import."""
 from __future__ import annotations
 
 import pathlib
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from huey import RedisHuey, SqliteHuey
+from huey import Huey, RedisHuey, SqliteHuey
+
+from settings import Settings
+
+
+@dataclass
+class Queue:
+    """This deployment's Huey and its tasks by name: the worker consumes it, the web app rings it."""
+    huey: Huey
+    tasks: dict
+
+    def enqueue(self, task_name: str, *args) -> None:
+        self.tasks[task_name](*args)
+
+
+def create_queue(settings: Settings, **options) -> Queue:
+    from jobs import tasks  # the tasks import the sync's modules; a storage-only user needs none of them
+
+    huey = make_huey(settings.huey_url, name=settings.huey_name, **options)
+    return Queue(huey, tasks.register(huey))
 
 
 def make_huey(url: str, name: str = "forcebridge", **options):

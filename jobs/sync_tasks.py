@@ -1,4 +1,5 @@
-"""Huey tasks for loads, the polling backstop, initial pushes and drift checks (registered via jobs.tasks)."""
+"""Huey tasks for loads, the polling backstop, initial pushes and drift checks (put on the queue by
+jobs.tasks.register)."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +8,7 @@ from huey import crontab
 
 from gateway import mapping_store
 from gateway.salesforce import for_settings
-from jobs import drift, huey, load, poll, push, runtime
+from jobs import drift, load, poll, push, runtime
 
 log = logging.getLogger("forcebridge.tasks")
 
@@ -21,7 +22,6 @@ def push_options(settings) -> push.PushOptions:
     return push.PushOptions(bulk_threshold=settings.push_bulk_threshold)
 
 
-@huey.task()
 def run_loads():
     """Every queued load, and loads whose runner died (they continue from their last page)."""
     s = runtime.settings()
@@ -31,7 +31,6 @@ def run_loads():
     return [r["id"] for r in load.run_pending(runtime.db(), sf, load_options(s))]
 
 
-@huey.task()
 def mapping_ready(mapping_id: int):
     """After a mapping is created: its first load (reading) and the push of rows without sfid (writing)."""
     s = runtime.settings()
@@ -46,7 +45,6 @@ def mapping_ready(mapping_id: int):
     return mapping_id
 
 
-@huey.task()
 def reconcile_mapping(mapping_id: int, repair: bool = False):
     s = runtime.settings()
     m = mapping_store.get(runtime.db(), mapping_id)
@@ -56,14 +54,11 @@ def reconcile_mapping(mapping_id: int, repair: bool = False):
     return drift.check(runtime.db(), sf, m, repair=repair, options=load_options(s))["id"]
 
 
-@huey.periodic_task(crontab(minute="*"))
-def loads_backstop():
+def loads_waiting() -> bool:
     """Loads left by a killed worker (their lease lapsed) or queued while no worker listened."""
-    if runtime.db().fetchall("loads_to_run"):
-        run_loads()
+    return bool(runtime.db().fetchall("loads_to_run"))
 
 
-@huey.periodic_task(crontab(minute="*"))
 def poll_backstop():
     """Each minute, poll the mappings whose interval (sf_polling_seconds, default 10 min) has passed."""
     sf = for_settings(runtime.settings())
@@ -73,3 +68,18 @@ def poll_backstop():
         if result.changed or result.deleted:
             log.info("poll of mapping %s: %s changed, %s deleted, %s API calls", result.mapping_id,
                      result.changed, result.deleted, result.api_calls)
+
+
+def register(huey) -> dict:
+    """Put these tasks on `huey` (jobs.tasks.register calls this); returns them by name."""
+    tasks = {"run_loads": huey.task()(run_loads), "mapping_ready": huey.task()(mapping_ready),
+             "reconcile_mapping": huey.task()(reconcile_mapping)}
+
+    def loads_backstop():
+        """Loads left by a killed worker or queued while no worker listened get a task."""
+        if loads_waiting():
+            tasks["run_loads"]()
+
+    tasks["loads_backstop"] = huey.periodic_task(crontab(minute="*"))(loads_backstop)
+    tasks["poll_backstop"] = huey.periodic_task(crontab(minute="*"))(poll_backstop)
+    return tasks

@@ -1,57 +1,46 @@
-"""Huey tasks. Each is a doorbell: the work it does is found in Postgres, so a lost task loses nothing."""
+"""Huey tasks. Each is a doorbell: the work it does is found in Postgres, so a lost task loses nothing.
+The functions here are plain; register() puts them on a Huey instance (jobs/queue.py create_queue)."""
 from __future__ import annotations
 
 import logging
-import threading
 
 from huey import crontab
 
 from gateway import salesforce
-from jobs import drain, huey, inbound, runtime
+from jobs import drain, inbound, runtime, sync_tasks
 from jobs.listener import Listener
 
 log = logging.getLogger("forcebridge.tasks")
 
 
-@huey.task()
 def apply_inbound():
     s = runtime.settings()
     result = inbound.apply_pending(runtime.db(), batch_size=s.apply_batch_size)
     return result.__dict__
 
 
-@huey.periodic_task(crontab(minute="*"))
-def sweep():
-    """The backstop: whatever a lost or killed task left pending gets a new task."""
+def pending_notifications() -> int:
     pending = runtime.db().fetchone("count_pending_notifications")
-    if pending and pending["pending"]:
-        log.info("sweeper: %s notifications pending, enqueueing apply", pending["pending"])
-        apply_inbound()
+    return pending["pending"] if pending else 0
 
 
 # -- Postgres -> Salesforce ----------------------------------------------------------------------------
-_listener_lock = threading.Lock()
-_listener = None
+def write_listener() -> Listener | None:
+    """The worker's LISTEN connection that drains within milliseconds of a commit (one per process; the
+    worker starts and stops it). None without Salesforce credentials: there is nothing to send to."""
+    s = runtime.settings()
+    if not salesforce.configured(s):
+        return None
+    # a drain woken here stops between claims when the worker shuts down
+    listener = Listener(s.database_url, lambda: drain.drain_now(stop=listener.stopping),
+                        next_wake=lambda: drain.next_retry_in(runtime.db()))
+    return listener
 
 
-@huey.on_startup()
-def start_listener():
-    """One LISTEN connection per worker process drains within milliseconds of a commit."""
-    global _listener
-    with _listener_lock:
-        if _listener is None and salesforce.configured(runtime.settings()):
-            # a drain woken here stops between claims when the worker shuts down
-            _listener = Listener(runtime.settings().database_url, lambda: drain.drain_now(stop=_listener.stopping),
-                                 next_wake=lambda: drain.next_retry_in(runtime.db()))
-            _listener.start()
-
-
-@huey.task()
 def drain_outbound():
     return drain.drain_now().outcomes
 
 
-@huey.periodic_task(crontab(minute="*"))
 def drain_backstop():
     """Changes whose retry time came, leases of killed workers, notifications nobody heard."""
     result = drain.drain_now()
@@ -59,12 +48,28 @@ def drain_backstop():
         log.info("backstop drain: %s entries, %s calls, %s", result.claimed, result.calls, dict(result.outcomes))
 
 
-@huey.periodic_task(crontab(minute="17"))
 def archive_changes():
     s = runtime.settings()
     drain.archive(runtime.db(), s.archive_after_hours, s.archive_purge_days)
 
 
-# -- loads, polls, pushes, drift checks (jobs/sync_tasks.py) ----------------------------------------------
-from jobs.sync_tasks import (loads_backstop, mapping_ready, poll_backstop, reconcile_mapping,  # noqa: E402,F401
-                             run_loads)
+def register(huey) -> dict:
+    """Put every task on `huey`; returns them by name (what the web app's enqueue(name) rings). Their
+    names in the queue stay jobs.tasks.<name> and jobs.sync_tasks.<name>, so tasks queued by the previous
+    release still run after a deploy."""
+    every_minute = crontab(minute="*")
+    tasks = {"apply_inbound": huey.task()(apply_inbound)}
+
+    def sweep():
+        """The backstop: whatever a lost or killed task left pending gets a new task."""
+        pending = pending_notifications()
+        if pending:
+            log.info("sweeper: %s notifications pending, enqueueing apply", pending)
+            tasks["apply_inbound"]()
+
+    tasks["sweep"] = huey.periodic_task(every_minute)(sweep)
+    tasks["drain_outbound"] = huey.task()(drain_outbound)
+    tasks["drain_backstop"] = huey.periodic_task(every_minute)(drain_backstop)
+    tasks["archive_changes"] = huey.periodic_task(crontab(minute="17"))(archive_changes)
+    tasks.update(sync_tasks.register(huey))
+    return tasks

@@ -9,6 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from gateway import capture, salesforce
 from gateway.db import Database, migrate
 from jobs import runtime
+from jobs.queue import create_queue
 from settings import Settings
 from webapp import connection
 from webapp import sync
@@ -30,7 +31,9 @@ def create_app(settings: Settings | None = None, *, enqueue=None, migrate_on_sta
         migrate(settings.database_url)
     db = Database(settings.database_url, max_size=8, name="forcebridge-web")
     runtime.configure(settings, db)
-    app.extensions["forcebridge"] = Context(settings=settings, db=db, enqueue=enqueue or _huey_enqueue,
+    if enqueue is None:
+        enqueue = create_queue(settings).enqueue   # the worker's queue, as this app's settings name it
+    app.extensions["forcebridge"] = Context(settings=settings, db=db, enqueue=enqueue,
                                             describe=salesforce.describer(settings),
                                             salesforce_status=connection.status_reader(settings),
                                             count_records=connection.record_counter(settings),
@@ -49,9 +52,3 @@ def create_app(settings: Settings | None = None, *, enqueue=None, migrate_on_sta
     auth.init_app(app, settings.admin_password)
     cli.init_app(app)
     return app
-
-
-def _huey_enqueue(task_name: str, *args):
-    from jobs import tasks
-
-    getattr(tasks, task_name)(*args)

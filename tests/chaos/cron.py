@@ -19,14 +19,16 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     log = logging.getLogger("chaos.cron")
-    from jobs import tasks
+    from jobs.queue import create_queue
+    from settings import Settings
 
+    queue = create_queue(Settings.from_env())
     while True:
-        for task in (tasks.sweep, tasks.drain_outbound):
+        for name in ("sweep", "drain_outbound"):
             try:
-                task()
+                queue.enqueue(name)
             except Exception as exc:  # noqa: BLE001 - Huey's storage may be gone on purpose; ring again later
-                log.warning("could not enqueue %s: %s", task.name, exc)
+                log.warning("could not enqueue %s: %s", name, exc)
         if args.poll_url:
             poll(args.poll_url, log)
         time.sleep(args.every)

@@ -82,10 +82,8 @@ class Proc:
 
 
 def consumer_command() -> list[str]:
-    """The deployment's worker when it exists (graceful stop, startup sweep), else Huey's own consumer."""
-    if (REPO / "jobs" / "worker.py").exists():
-        return [sys.executable, "-m", "jobs.worker", "-w", "2"]
-    return [str(pathlib.Path(sys.executable).with_name("huey_consumer")), "jobs.huey", "-w", "2", "-k", "thread"]
+    """The deployment's worker, as the Procfile starts it."""
+    return [sys.executable, "-m", "jobs.worker", "-w", "2"]
 
 
 class System:

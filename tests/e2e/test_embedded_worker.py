@@ -133,3 +133,12 @@ def test_a_deploy_loses_no_acknowledged_notification(deployment, web, tmp_path):
         wait_for(lambda: not unapplied(), what="every acknowledged notification to apply", logs=(replacement,))
     finally:
         assert replacement.stop(timeout=60) == 0
+
+
+def test_the_worker_of_a_sigkilled_web_service_stops_itself(deployment, web):
+    """A master killed outright cannot forward SIGTERM; its worker notices it is orphaned and stops."""
+    (worker,) = wait_for(lambda: workers_of(web.popen.pid), what="the embedded worker")
+    web.popen.kill()
+    web.popen.wait(30)
+    wait_for(lambda: not alive(worker), what="the orphaned worker to stop", logs=(web,))
+    assert "web service (pid %s) is gone" % web.popen.pid in web.text()

@@ -559,15 +559,15 @@ def test_worker_tasks_load_a_new_mapping_and_poll_it_when_due(api, db, sf, emula
     seed(emulator, 40)
     mapping = create_mapping(api, sf_polling_seconds=60)
     runtime.configure(sf_settings, db)
-    sync_tasks.mapping_ready.call_local(mapping["id"])                    # what POST /mappings rings
+    sync_tasks.mapping_ready(mapping["id"])                                  # what POST /mappings rings
     assert sql(sf_settings.database_url, "SELECT count(*) FROM salesforce.account") == [(40,)]
     users = emulator.salesforce(client="user")
     users.Account.delete(sorted(salesforce_accounts(sf))[0])
-    sync_tasks.poll_backstop.call_local()                                   # due at once after the load
+    sync_tasks.poll_backstop()                                               # due at once after the load
     assert sql(sf_settings.database_url, "SELECT count(*) FROM salesforce.account") == [(39,)]
-    sync_tasks.poll_backstop.call_local()                                   # not due again for a minute
+    sync_tasks.poll_backstop()                                               # not due again for a minute
     assert db.fetchone("get_poll_state", {"mapping_id": mapping["id"]})["api_calls_total"] == 1
-    assert sync_tasks.run_loads.call_local() == []                          # nothing left to load
+    assert sync_tasks.run_loads() == []                                      # nothing left to load
 
 
 def test_a_poll_keeps_an_app_change_that_no_drain_has_moved_into_the_log(api, db, sf, emulator, sf_settings):
