@@ -64,6 +64,20 @@ class PollSettings:
     keep_deleted: bool      # keep deleted rows with isdeleted = true instead of deleting them
 
 
+def check_poll_options(config: dict) -> str | None:
+    """Why the mapping config's polling options cannot be stored (the key at fault first), or None. They are
+    read by every poll, so a value that would mislead it ("false" meaning true) is refused when saved."""
+    seconds = config.get("sf_polling_seconds", DEFAULT_POLL_SECONDS)
+    if seconds is not None and seconds is not False and (
+            isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= 30 * 86_400):
+        return "config.sf_polling_seconds must be a whole number of seconds (0 to 2592000) or false"
+    if config.get("sf_delete_detection", "queryAll") not in DELETE_MODES:
+        return f"config.sf_delete_detection must be one of {', '.join(DELETE_MODES)}"
+    if not isinstance(config.get("keep_deleted_rows", False), bool):
+        return "config.keep_deleted_rows must be true or false (a JSON boolean)"
+    return None
+
+
 def poll_settings(m: Mapping) -> PollSettings:
     """From the mapping's config: sf_polling_seconds (Heroku Connect's name; 0 or false turns polling off,
     values under a minute count as a minute), sf_delete_detection, keep_deleted_rows."""
