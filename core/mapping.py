@@ -212,6 +212,7 @@ def patched(m: Mapping, body: dict, describe: dict | None = None) -> Mapping:
         raise MappingError("config must be an object", "config")
     entry = {**current, **{k: body[k] for k in PATCHABLE_KEYS if k in body},
              "config": {**current["config"], **config}}
+    # Both given: from_entry refuses them when they disagree (a GET's body sent back must change both).
     if "access" in config and "direction" not in body:
         del entry["direction"]                 # the new access decides the direction
     elif "direction" in body and "access" not in config:
