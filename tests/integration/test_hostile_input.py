@@ -6,6 +6,7 @@ import pytest
 
 from tests.conftest import ORG_ID, OUTBOUND_TOKEN
 from tests.integration.test_capture import sql
+from tests.integration.test_write_path import sf_settings  # noqa: F401
 from tests.support.messages import envelope
 
 ACCOUNT = "001000000000001AAA"
@@ -346,3 +347,46 @@ def test_reconcile_flags_are_real_booleans(api, read_only, body):
     r = api.post(f"/api/v1/mappings/{read_only['id']}/reconcile", json=body)
     assert r.status_code == 400 and r.get_json()["error"] == "bad_request"
     assert api.post(f"/api/v1/mappings/{read_only['id']}/reconcile?repair=maybe").status_code == 400
+
+
+# -- object names are checked before Salesforce hears of them (against the emulator: it counts every call) -------
+
+PATH_NAMES = ["../limits#", "../query?q=SELECT+Id+FROM+User", "Account/describe#", "Invoice__c/../../limits"]
+
+
+@pytest.fixture
+def connected(sf_settings, enqueued):
+    """The app connected to the emulator, its console signed in; returns (api client, console client)."""
+    from dataclasses import replace
+
+    from tests.conftest import API_TOKEN, testing_app
+    from tests.support.console import PASSWORD, sign_in
+
+    with testing_app(replace(sf_settings, admin_password=PASSWORD), enqueued) as application:
+        console = application.test_client()
+        assert sign_in(console).status_code == 302
+        api_client = application.test_client()
+        api_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {API_TOKEN}"
+        yield api_client, console
+
+
+@pytest.mark.parametrize("name", PATH_NAMES)
+def test_a_name_that_is_a_path_never_reaches_salesforce(connected, emulator, name):
+    from urllib.parse import quote
+
+    from tests.support.console import BASE
+
+    api_client, console = connected
+    emulator.admin("DELETE", "/_emulator/stats")
+    r = api_client.post("/api/v1/mappings", json={"object_name": name, "config": {"fields": {"Name": {}}}})
+    assert r.status_code == 400 and r.get_json()["field"] == "object_name"
+    # the console's form for a cross-site link: GET /mappings/new?object=...
+    page = console.get(f"/mappings/new?object={quote(name)}", base_url=BASE)
+    assert 400 <= page.status_code < 500 and "not a Salesforce object API name" in page.text
+    assert emulator.admin("GET", "/_emulator/stats")["total"] == 0
+    # a good name does reach it (the emulator counts what it is asked; the gateway caches describes)
+    from gateway.salesforce import for_settings
+
+    for_settings(console.application.extensions["forcebridge"].settings)._describes.clear()
+    assert console.get("/mappings/new?object=Invoice__c", base_url=BASE).status_code == 200
+    assert emulator.admin("GET", "/_emulator/stats")["total"] > 0
