@@ -25,6 +25,8 @@ _OBJECT_NAME = re.compile(rf"{_NAME_PART}|(?:{_NAME_PART}__)?{_NAME_PART}__(?P<s
 MAX_OBJECT_NAME = 80
 # The connector's own schema (its ledger, queue and sessions) and Postgres's catalogs are never a mapping's.
 RESERVED_SCHEMAS = ("forcebridge", "information_schema")
+# Heroku Connect's own tables beside the mapped ones: apps written for it read them there.
+RESERVED_TABLES = ("_trigger_log", "_trigger_log_archive", "_hcmeta", "_sf_event_log")
 
 
 class MappingError(ValueError):
@@ -156,6 +158,8 @@ def from_entry(entry: dict, describe: dict | None = None, default_schema: str = 
             raise MappingError(f"{label} {name!r} is reserved for Postgres's own catalogs", label)
     if schema in RESERVED_SCHEMAS:
         raise MappingError(f"schema {schema!r} is reserved: it holds the connector's own tables", "schema")
+    if table in RESERVED_TABLES:
+        raise MappingError(f"table {table!r} is reserved for Heroku Connect's own table of that name", "table")
     specs = field_specs(fields, describe)
     upsert_field = config.get("upsert_field") or None
     if upsert_field is not None and (not isinstance(upsert_field, str) or upsert_field not in {s.name for s in specs}):

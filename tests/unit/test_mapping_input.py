@@ -74,6 +74,7 @@ def entry(**overrides) -> dict:
     ({"schema": "forcebridge"}, "schema"),
     ({"schema": "pg_temp"}, "schema"),
     ({"table": "invoice\n"}, "table"),
+    ({"table": "_trigger_log"}, "table"),
     ({"direction": "bidirectional", "config": {"fields": {"Name": {"type": "string"}}, "access": "read_only"}},
      "direction"),
     ({"config": {"fields": {"Name": {"type": "string"}}, "keep_deleted_rows": "false"}}, "config.keep_deleted_rows"),
