@@ -171,7 +171,7 @@ def from_entry(entry: dict, describe: dict | None = None, default_schema: str = 
     from core.loading import check_poll_options   # core.loading builds on this module
     problem = check_poll_options(extra)
     if problem:
-        raise MappingError(problem, problem.split()[0])
+        raise MappingError(f"{problem[0]} {problem[1]}", problem[0])
     return Mapping(object_name=object_name, table_schema=schema, table_name=table, direction=direction,
                    fields=specs, upsert_field=upsert_field, conflict_rule=conflict_rule,
                    active=active, extra=extra)

@@ -80,7 +80,7 @@ def entry(**overrides) -> dict:
     ({"config": {"fields": {"Name": {"type": "string"}}, "keep_deleted_rows": "false"}}, "config.keep_deleted_rows"),
     ({"config": {"fields": {"Name": {"type": "string"}}, "sf_polling_seconds": float("inf")}},
      "config.sf_polling_seconds"),
-    ({"config": {"fields": {"Name": {"type": "string"}}, "sf_polling_seconds": "600"}}, "config.sf_polling_seconds"),
+    ({"config": {"fields": {"Name": {"type": "string"}}, "sf_polling_seconds": "ten"}}, "config.sf_polling_seconds"),
     ({"config": {"fields": {"Name": {"type": "string"}}, "sf_delete_detection": "guess"}},
      "config.sf_delete_detection"),
 ])
@@ -93,6 +93,12 @@ def test_a_wrong_type_or_value_is_refused_naming_its_field(overrides, field):
 def test_public_and_other_user_schemas_stay_allowed():
     assert from_entry(entry(schema="public")).table_schema == "public"
     assert from_entry(entry(schema="forcebridge_data")).table_schema == "forcebridge_data"
+
+
+def test_polling_options_from_an_export_keep_working():
+    config = {"fields": {"Name": {"type": "string"}}, "sf_polling_seconds": "600", "keep_deleted_rows": False,
+              "sf_delete_detection": "getDeleted", "sf_notify_enabled": False}
+    assert from_entry(entry(config=config)).extra["sf_polling_seconds"] == "600"
 
 
 # -- PATCH: exactly what creation accepts ---------------------------------------------------------------------
