@@ -18,7 +18,11 @@ keepalive = 5
 accesslog = "-"
 logger_class = "webapp.access_log.RedactingLogger"  # the Outbound Message token never reaches the log
 errorlog = "-"
-forwarded_allow_ips = "*"  # behind Render's (or nginx's) proxy
+# gunicorn trusts no proxy header from any address (X-Forwarded-Proto, SCRIPT_NAME, ...): with "*" every client
+# could set them. The app reads X-Forwarded-For/-Proto itself, from exactly PROXY_FIX_HOPS proxies (werkzeug's
+# ProxyFix in webapp/__init__.py; Render and a Caddy/nginx in front: 1, nothing in front: 0, trust none).
+forwarded_allow_ips = ""
+forwarder_headers = ""
 # gunicorn's runtime control socket sits at one path per user; two instances on a host would fight over it.
 control_socket_disable = True
 

@@ -55,6 +55,13 @@ class Settings:
     # Proxies in front of the web service that append to X-Forwarded-For (Render, nginx: 1). 0 trusts none:
     # the client address is the peer's, and the sign-in throttle would count everyone as the proxy.
     proxy_fix_hops: int = 0
+    # The console's sessions: idle ones end after SESSION_IDLE_MINUTES, every one SESSION_MAX_HOURS after
+    # sign-in however busy (the overview polls every 5 s), and all of them when ADMIN_PASSWORD changes.
+    session_idle_minutes: int = 120
+    session_max_hours: int = 12
+    # The address Salesforce reaches us at (https://connector.example.com): the setup page shows it and sends
+    # its test message there, never to the Host a request names. On Render, RENDER_EXTERNAL_URL supplies it.
+    public_url: str = ""
     # Loads and polls (issue 6)
     load_page_size: int = 0            # maxRecords per Bulk results page; 0: Salesforce decides
     load_rest_max: int = 10_000        # objects up to this size load through REST query paging
@@ -102,6 +109,9 @@ class Settings:
             archive_purge_days=_int("ARCHIVE_PURGE_DAYS", 30),
             huey_name=os.environ.get("HUEY_NAME", "forcebridge"),
             proxy_fix_hops=_int("PROXY_FIX_HOPS", 0),
+            session_idle_minutes=_int("SESSION_IDLE_MINUTES", 120),
+            session_max_hours=_int("SESSION_MAX_HOURS", 12),
+            public_url=(os.environ.get("PUBLIC_URL") or os.environ.get("RENDER_EXTERNAL_URL", "")).rstrip("/"),
             load_page_size=_int("LOAD_PAGE_SIZE", 0),
             load_rest_max=_int("LOAD_REST_MAX", 10_000),
             push_bulk_threshold=_int("PUSH_BULK_THRESHOLD", 2_000),

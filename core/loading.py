@@ -64,6 +64,22 @@ class PollSettings:
     keep_deleted: bool      # keep deleted rows with isdeleted = true instead of deleting them
 
 
+def check_poll_options(config: dict) -> tuple[str, str] | None:
+    """(the config key at fault, why) when the mapping config's polling options cannot be stored, else None.
+    Every poll reads them, so a value that would mislead it ("false" read as true) is refused when saved."""
+    seconds = config.get("sf_polling_seconds", DEFAULT_POLL_SECONDS)
+    if isinstance(seconds, str) and seconds.isascii() and seconds.isdigit() and len(seconds) < 10:
+        seconds = int(seconds)   # some exports write numbers as text
+    if seconds is not None and seconds is not False and (
+            isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= 30 * 86_400):
+        return "config.sf_polling_seconds", "must be a whole number of seconds (0 to 2592000) or false"
+    if config.get("sf_delete_detection", "queryAll") not in DELETE_MODES:
+        return "config.sf_delete_detection", f"must be one of {', '.join(DELETE_MODES)}"
+    if not isinstance(config.get("keep_deleted_rows", False), bool):
+        return "config.keep_deleted_rows", "must be true or false (a JSON boolean)"
+    return None
+
+
 def poll_settings(m: Mapping) -> PollSettings:
     """From the mapping's config: sf_polling_seconds (Heroku Connect's name; 0 or false turns polling off,
     values under a minute count as a minute), sf_delete_detection, keep_deleted_rows."""
@@ -73,12 +89,12 @@ def poll_settings(m: Mapping) -> PollSettings:
     else:
         try:
             seconds = int(raw)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):   # OverflowError: a stored Infinity
             seconds = DEFAULT_POLL_SECONDS
         seconds = 0 if seconds <= 0 else max(seconds, MIN_POLL_SECONDS)
     mode = m.extra.get("sf_delete_detection", "queryAll")
     return PollSettings(seconds=seconds, delete_mode=mode if mode in DELETE_MODES else "queryAll",
-                        keep_deleted=bool(m.extra.get("keep_deleted_rows", False)))
+                        keep_deleted=m.extra.get("keep_deleted_rows") is True)
 
 
 def rest_text(value) -> str | None:

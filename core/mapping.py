@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from core.convert import SUPPORTED_TYPES, FieldSpec
 
@@ -15,10 +15,41 @@ IMPLIED_FIELDS = {"Id": "id", "SystemModstamp": "datetime", "IsDeleted": "boolea
 MAX_FIELDS = 1000      # more than any Salesforce object has
 _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _PG_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# An object's API name: an optional namespace prefix (`ns__`), a name of letters, digits and single
+# underscores that starts with a letter and does not end with one, and optionally one of the suffixes
+# Salesforce appends after a double underscore (custom object, platform event, custom metadata, ...).
+_NAME_PART = r"[A-Za-z](?:[A-Za-z0-9]|_(?=[A-Za-z0-9]))*"
+OBJECT_SUFFIXES = ("c", "r", "e", "mdt", "x", "b", "kav", "ka", "share", "history", "feed", "changeevent",
+                   "hd", "dlm", "dll", "chn", "xo", "tag", "viewstat", "votestat", "datacategoryselection")
+_OBJECT_NAME = re.compile(rf"{_NAME_PART}|(?:{_NAME_PART}__)?{_NAME_PART}__(?P<suffix>[A-Za-z]+)")
+MAX_OBJECT_NAME = 80
+# The connector's own schema (its ledger, queue and sessions) and Postgres's catalogs are never a mapping's.
+RESERVED_SCHEMAS = ("forcebridge", "information_schema")
+# Heroku Connect's own tables beside the mapped ones: apps written for it read them there.
+RESERVED_TABLES = ("_trigger_log", "_trigger_log_archive", "_hcmeta", "_sf_event_log")
 
 
 class MappingError(ValueError):
-    """The mapping as given cannot be accepted; the message says why."""
+    """The mapping as given cannot be accepted; the message says why (and `field`, when known, which
+    part of the request it is about)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+def check_object_name(name) -> str:
+    """The name if it is a Salesforce object API name, else MappingError. Every path that puts an object's
+    name into a Salesforce URL or query checks it here first: `../limits#` must never become a call."""
+    shown = repr(name[:80]) if isinstance(name, str) else type(name).__name__
+    if not isinstance(name, str) or len(name) > MAX_OBJECT_NAME:
+        raise MappingError(f"object_name {shown} is not a Salesforce object API name", "object_name")
+    m = _OBJECT_NAME.fullmatch(name)
+    if m is None or (m.group("suffix") is not None and m.group("suffix").lower() not in OBJECT_SUFFIXES):
+        raise MappingError(f"object_name {shown} is not a Salesforce object API name (letters, digits and "
+                           "single underscores, starting with a letter, e.g. Account, Invoice__c, ns__Invoice__c)",
+                           "object_name")
+    return name
 
 
 @dataclass(frozen=True)
@@ -52,12 +83,14 @@ class Mapping:
 def field_specs(fields: dict, describe: dict | None) -> tuple[FieldSpec, ...]:
     """Fields as {"Name": {"type": "string", "length": 80}} or HC's {"Name": {}}; types come from the
     describe result when the entry has none."""
+    if not isinstance(fields, dict):
+        raise MappingError("config.fields must be an object: {\"Name\": {}, ...}", "config.fields")
     if len(fields) > MAX_FIELDS:
         raise MappingError(f"a mapping takes at most {MAX_FIELDS} fields (Postgres tables hold at most 1,600 columns)")
     by_name = {f["name"].lower(): f for f in (describe or {}).get("fields", [])}
     specs = []
     for name, opts in fields.items():
-        if not isinstance(name, str) or not _API_NAME.match(name) or len(name) > 63:
+        if not isinstance(name, str) or not _API_NAME.fullmatch(name) or len(name) > 63:
             raise MappingError(f"field name {name[:80]!r} is not a Salesforce API name (at most 63 characters here: "
                                "its column name must fit Postgres's limit)")
         if name in IMPLIED_FIELDS:
@@ -102,40 +135,95 @@ def from_entry(entry: dict, describe: dict | None = None, default_schema: str = 
     (`table`, `schema`, `direction`, `conflict_rule`, `active`)."""
     if not isinstance(entry, dict):
         raise MappingError("a mapping must be a JSON object")
-    object_name = entry.get("object_name")
-    if not isinstance(object_name, str) or not _API_NAME.match(object_name):
-        raise MappingError("object_name must be a Salesforce object API name")
+    object_name = check_object_name(entry.get("object_name"))
     config = entry.get("config") or {}
     if not isinstance(config, dict):
-        raise MappingError("config must be an object")
+        raise MappingError("config must be an object", "config")
     fields = config.get("fields")
     if not isinstance(fields, dict) or not fields:
-        raise MappingError("config.fields must name at least one field")
-    direction = entry.get("direction") or {"read_only": "sf_to_pg", "read_write": "bidirectional"}.get(
-        config.get("access", "read_only"))
-    if direction not in DIRECTIONS:
-        raise MappingError(f"direction must be one of {', '.join(DIRECTIONS)}")
+        raise MappingError("config.fields must name at least one field", "config.fields")
+    direction = _direction(entry, config)
     conflict_rule = entry.get("conflict_rule", "last_writer_wins")
-    if conflict_rule not in CONFLICT_RULES:
-        raise MappingError(f"conflict_rule must be one of {', '.join(CONFLICT_RULES)}")
+    if not isinstance(conflict_rule, str) or conflict_rule not in CONFLICT_RULES:
+        raise MappingError(f"conflict_rule must be one of {', '.join(CONFLICT_RULES)}", "conflict_rule")
+    active = entry.get("active", True)
+    if not isinstance(active, bool):
+        raise MappingError("active must be true or false (a JSON boolean)", "active")
     table = entry.get("table") or object_name.lower()
     schema = entry.get("schema") or default_schema
     for label, name in (("table", table), ("schema", schema)):
-        if not isinstance(name, str) or not _PG_NAME.match(name):
-            raise MappingError(f"{label} {name!r} must be a lowercase Postgres name")
+        if not isinstance(name, str) or not _PG_NAME.fullmatch(name):
+            raise MappingError(f"{label} {name!r} must be a lowercase Postgres name", label)
         if name.startswith("pg_") or name == "information_schema":
-            raise MappingError(f"{label} {name!r} is reserved for Postgres's own catalogs")
+            raise MappingError(f"{label} {name!r} is reserved for Postgres's own catalogs", label)
+    if schema in RESERVED_SCHEMAS:
+        raise MappingError(f"schema {schema!r} is reserved: it holds the connector's own tables", "schema")
+    if table in RESERVED_TABLES:
+        raise MappingError(f"table {table!r} is reserved for Heroku Connect's own table of that name", "table")
     specs = field_specs(fields, describe)
     upsert_field = config.get("upsert_field") or None
     if upsert_field is not None and (not isinstance(upsert_field, str) or upsert_field not in {s.name for s in specs}):
-        raise MappingError(f"upsert_field {upsert_field} must be one of the mapped fields")
+        raise MappingError(f"upsert_field {str(upsert_field)[:80]} must be one of the mapped fields", "config.upsert_field")
     clashes = {s.column for s in specs} & set(SYSTEM_COLUMNS)
     if clashes:
         raise MappingError(f"fields clash with system columns: {', '.join(sorted(clashes))}")
     extra = {k: v for k, v in config.items() if k not in ("fields", "upsert_field", "access")}
+    from core.loading import check_poll_options   # core.loading builds on this module
+    problem = check_poll_options(extra)
+    if problem:
+        raise MappingError(f"{problem[0]} {problem[1]}", problem[0])
     return Mapping(object_name=object_name, table_schema=schema, table_name=table, direction=direction,
                    fields=specs, upsert_field=upsert_field, conflict_rule=conflict_rule,
-                   active=bool(entry.get("active", True)), extra=extra)
+                   active=active, extra=extra)
+
+
+ACCESS = {"read_only": "sf_to_pg", "read_write": "bidirectional"}
+
+
+def _direction(entry: dict, config: dict) -> str:
+    """`direction` when given, else Heroku Connect's `config.access`; a value that is there must be valid
+    (a misspelled access must never fall through to another direction)."""
+    access = config.get("access", "read_only")
+    if not isinstance(access, str) or access not in ACCESS:
+        raise MappingError(f"config.access must be one of {', '.join(ACCESS)}", "config.access")
+    direction = entry.get("direction", ACCESS[access])
+    if not isinstance(direction, str) or direction not in DIRECTIONS:
+        raise MappingError(f"direction must be one of {', '.join(DIRECTIONS)}", "direction")
+    if "access" in config and (access == "read_only") != (direction == "sf_to_pg"):
+        raise MappingError(f"direction {direction} contradicts config.access {access}", "direction")
+    return direction
+
+
+PATCHABLE_KEYS = ("config", "direction", "conflict_rule", "active")
+FIXED_KEYS = ("id", "object_name", "table", "schema")   # a GET's body may be sent back with them unchanged
+
+
+def patched(m: Mapping, body: dict, describe: dict | None = None) -> Mapping:
+    """The mapping with a PATCH body applied, validated by from_entry exactly as a new one is: a key that is
+    absent keeps its value, one that is present must be valid, an unknown key is refused. `describe` checks
+    the fields when the body changes them."""
+    if not isinstance(body, dict):
+        raise MappingError("the body must be a JSON object")
+    current = to_entry(m)
+    for key in body:
+        if key in FIXED_KEYS:
+            if body[key] != current[key]:
+                raise MappingError(f"{key} cannot be changed; create a new mapping instead", key)
+        elif key not in PATCHABLE_KEYS:
+            raise MappingError(f"unknown field {key[:80]!r}: a PATCH changes {', '.join(PATCHABLE_KEYS)}", key)
+    config = body.get("config", {})
+    if not isinstance(config, dict):
+        raise MappingError("config must be an object", "config")
+    entry = {**current, **{k: body[k] for k in PATCHABLE_KEYS if k in body},
+             "config": {**current["config"], **config}}
+    # Both given: from_entry refuses them when they disagree (a GET's body sent back must change both).
+    if "access" in config and "direction" not in body:
+        del entry["direction"]                 # the new access decides the direction
+    elif "direction" in body and "access" not in config:
+        del entry["config"]["access"]          # the stored access follows the old direction
+    checked = from_entry(entry, describe if "fields" in config else None, default_schema=m.table_schema)
+    return replace(m, fields=checked.fields, direction=checked.direction, conflict_rule=checked.conflict_rule,
+                   upsert_field=checked.upsert_field, active=checked.active, extra=checked.extra)
 
 
 def to_entry(m: Mapping) -> dict:

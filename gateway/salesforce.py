@@ -15,7 +15,7 @@ from requests.adapters import HTTPAdapter
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 from simple_salesforce.login import SalesforceLogin, token_login
 
-from core.mapping import MappingError
+from core.mapping import MappingError, check_object_name
 from settings import Settings
 
 log = logging.getLogger("forcebridge.salesforce")
@@ -209,6 +209,7 @@ class Salesforce:
 
     # -- resources ----------------------------------------------------------------------------------
     def describe(self, sobject: str, max_age: float = 600.0) -> dict:
+        check_object_name(sobject)   # the last guard: a name is part of the URL (MappingError before any call)
         cached = self._describes.get(sobject.lower())
         if cached and time.monotonic() - cached[0] < max_age:
             return cached[1]
@@ -234,6 +235,7 @@ class Salesforce:
                          headers=headers).json()
 
     def count(self, sobject: str, where: str = "") -> int:
+        check_object_name(sobject)
         return int(self.query_page(f"SELECT COUNT() FROM {sobject}{' WHERE ' + where if where else ''}")["totalSize"])
 
     def get_deleted(self, sobject: str, start: str, end: str) -> dict:

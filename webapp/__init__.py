@@ -49,6 +49,6 @@ def create_app(settings: Settings | None = None, *, enqueue=None, migrate_on_sta
     for blueprint in (auth.bp, assets.bp, dashboard.bp, mappings.bp, trends.bp, errors.bp, setup.bp, metrics.bp):
         app.register_blueprint(blueprint)
     security.init_app(app)
-    auth.init_app(app, settings.admin_password)
+    auth.init_app(app, settings.admin_password, settings.secret_key)
     cli.init_app(app)
     return app

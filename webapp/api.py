@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import replace
 
 from flask import Blueprint, abort, jsonify, request
 
-from core.mapping import MappingError, field_specs, from_entry, to_entry
+from core.mapping import MappingError, check_object_name, from_entry, patched, to_entry
 from gateway import mapping_store
 from webapp.context import ctx
 
@@ -21,11 +20,38 @@ def require_token():
         return jsonify(error="unauthorized", message="send Authorization: Bearer <API_TOKEN>"), 401
 
 
+MAX_JSON_DEPTH = 32   # a mapping is four levels deep; nothing the API takes needs more
+
+
 def _json_body() -> dict:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:   # the json module gives up on very deep nesting with this, not a ValueError
+        abort(400, description=f"the body is nested more than {MAX_JSON_DEPTH} levels deep")
     if not isinstance(body, dict):
         abort(400, description="the body must be a JSON object")
+    too_deep = _deeper_than(body, MAX_JSON_DEPTH)
+    if too_deep is not None:
+        abort(400, description=f"{too_deep}: nested more than {MAX_JSON_DEPTH} levels deep")
     return body
+
+
+def _deeper_than(value, limit: int) -> str | None:
+    """The path of the first value nested deeper than `limit`, or None (iterative: no recursion to exhaust)."""
+    stack = [(value, 0, "")]
+    while stack:
+        node, depth, path = stack.pop()
+        if depth > limit:
+            return path.lstrip(".")[:200] or "the body"
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1, f"{path}.{str(k)[:40]}") for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1, f"{path}[{i}]") for i, v in enumerate(node))
+    return None
+
+
+def _invalid(exc: MappingError):
+    return jsonify(error="invalid_mapping", message=str(exc), field=exc.field), 400
 
 
 @bp.errorhandler(400)
@@ -59,10 +85,13 @@ def list_mappings():
 def create_mapping():
     entry = _json_body()
     try:
-        mapping = from_entry(entry, describe=ctx().describe(entry.get("object_name")))
+        # The name goes into Salesforce's URL: checked before the describe, never after.
+        mapping = from_entry(entry, describe=ctx().describe(check_object_name(entry.get("object_name"))))
         created = mapping_store.create(ctx().db, mapping, on_created=ctx().mapping_hooks.created)
-    except (MappingError, mapping_store.MappingExists) as exc:
-        return jsonify(error="invalid_mapping", message=str(exc)), 400 if isinstance(exc, MappingError) else 409
+    except MappingError as exc:
+        return _invalid(exc)
+    except mapping_store.MappingExists as exc:
+        return jsonify(error="invalid_mapping", message=str(exc)), 409
     ctx().enqueue("apply_inbound")  # notifications kept as unmapped are pending again
     ctx().enqueue("mapping_ready", created.id)  # the first load, the push of rows without sfid
     return jsonify(to_entry(created)), 201
@@ -84,25 +113,13 @@ def get_mapping(mapping_id: int):
 def patch_mapping(mapping_id: int):
     m = _mapping_or_404(mapping_id)
     body = _json_body()
-    changes = {}
     try:
-        config = body.get("config") or {}
-        if "fields" in config:
-            describe = ctx().describe(m.object_name)
-            changes["fields"] = field_specs(config["fields"], describe)
-        if "upsert_field" in config:
-            changes["upsert_field"] = config["upsert_field"] or None
-        for key in ("direction", "conflict_rule", "active"):
-            if key in body:
-                changes[key] = body[key]
-        if "access" in config and "direction" not in body:
-            changes["direction"] = "sf_to_pg" if config["access"] == "read_only" else "bidirectional"
-        # Re-validate through the same path as creation, so PATCH cannot store what POST would refuse.
-        candidate = replace(m, **changes)
-        from_entry({**to_entry(candidate), "config": {**to_entry(candidate)["config"]}})
-        saved = mapping_store.update(ctx().db, candidate, on_updated=ctx().mapping_hooks.updated)
+        config = body.get("config")
+        describe = ctx().describe(m.object_name) if isinstance(config, dict) and "fields" in config else None
+        # Validated exactly as POST validates (core.mapping.patched): nothing is saved unless all of it is valid.
+        saved = mapping_store.update(ctx().db, patched(m, body, describe), on_updated=ctx().mapping_hooks.updated)
     except MappingError as exc:
-        return jsonify(error="invalid_mapping", message=str(exc)), 400
+        return _invalid(exc)
     ctx().enqueue("apply_inbound")
     return jsonify(to_entry(saved))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
+from core.mapping import MappingError, check_object_name
 from gateway import salesforce
 from settings import Settings
 
@@ -63,6 +64,10 @@ def record_counter(settings: Settings):
     def count(object_name: str) -> int | None:
         sf = salesforce.for_settings(settings)
         if sf is None:
+            return None
+        try:
+            check_object_name(object_name)   # it is written into the SOQL below
+        except MappingError:
             return None
 
         def ask():

@@ -9,7 +9,8 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 
 from core import configuration
 from core.convert import SUPPORTED_TYPES
-from core.mapping import CONFLICT_RULES, DIRECTIONS, IMPLIED_FIELDS, Mapping, MappingError, from_entry
+from core.mapping import (CONFLICT_RULES, DIRECTIONS, IMPLIED_FIELDS, Mapping, MappingError, check_object_name,
+                          from_entry)
 from core.outbound_wsdl import WsdlError, read_wsdl
 from gateway import mapped_tables, mapping_store
 from webapp import sync, write_path
@@ -21,9 +22,11 @@ EXACT_COUNT_UP_TO = 200_000   # above this the planner's estimate is shown (an e
 
 def _describe(object_name: str) -> dict | None:
     """Salesforce's describe, or None when not connected (fields are then typed by hand). An object
-    Salesforce does not know raises MappingError, which the form shows."""
+    Salesforce does not know raises MappingError, which the form shows. So does a name that is not an
+    object API name, before any call: it would become part of Salesforce's URL."""
     if not object_name:
         return None
+    check_object_name(object_name)
     try:
         return ctx().describe(object_name)
     except MappingError:

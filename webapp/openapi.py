@@ -48,7 +48,9 @@ TIMESTAMP = {"type": "string", "format": "date-time"}
 
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error", "message"],
-              "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
+              "properties": {"error": {"type": "string"}, "message": {"type": "string"},
+                             "field": {"type": "string", "nullable": True,
+                                       "description": "the request's field at fault, e.g. config.access"}}},
     "MappingIn": {
         "type": "object", "required": ["object_name", "config"],
         "properties": {"object_name": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]*$"},
@@ -56,6 +58,8 @@ SCHEMAS = {
                        "direction": DIRECTION, "conflict_rule": CONFLICT_RULE, "active": {"type": "boolean"}}},
     "MappingPatch": {
         "type": "object",
+        "description": "Keys left out keep their values; every key given is validated as on creation and nothing "
+                       "is saved unless all are valid. id, object_name, table and schema may be sent back unchanged.",
         "properties": {"config": CONFIG, "direction": DIRECTION, "conflict_rule": CONFLICT_RULE,
                        "active": {"type": "boolean"}}},
     "Mapping": {

@@ -6,12 +6,11 @@ import hmac
 import secrets
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, g, jsonify, redirect, render_template, request, url_for
+from flask import Flask, abort, current_app, g, jsonify, redirect, render_template, request, url_for
 
 from webapp.context import ctx
 
 SESSION_COOKIE = "fb_session"
-SESSION_SECONDS = 8 * 3600
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 # These look after themselves: Salesforce posts Outbound Messages with a URL token, everything under
@@ -28,13 +27,28 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def password_binding(password: str, secret_key: str) -> str:
+    """What ties a session to the password it was opened with: a slow, SECRET_KEY-salted digest (the table
+    must not hand out a cheap way to test guesses). Computed once per process."""
+    salt = b"forcebridge console session\0" + secret_key.encode()
+    return hashlib.pbkdf2_hmac("sha256", password.encode(), salt, 100_000).hex()
+
+
+def _lifetimes() -> dict:
+    s = ctx().settings
+    return {"idle_seconds": max(60, s.session_idle_minutes * 60), "max_seconds": max(300, s.session_max_hours * 3600),
+            "binding": current_app.config["SESSION_BINDING"]}
+
+
 def start_session(response) -> None:
     """A fresh session after a good password (never reuse one from before sign-in)."""
     token = secrets.token_urlsafe(32)
-    ctx().db.execute("purge_console_sessions")   # sign-ins are rare; a good moment to drop dead sessions
+    lifetimes = _lifetimes()
+    # sign-ins are rare; a good moment to drop dead sessions (and those of an earlier password)
+    ctx().db.execute("purge_console_sessions", lifetimes)
     ctx().db.execute("create_console_session", {"token_hash": _hash(token), "csrf_token": secrets.token_urlsafe(32),
-                                                "seconds": SESSION_SECONDS})
-    response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_SECONDS, secure=True, httponly=True,
+                                                **lifetimes})
+    response.set_cookie(SESSION_COOKIE, token, max_age=lifetimes["max_seconds"], secure=True, httponly=True,
                         samesite="Lax", path="/")
 
 
@@ -46,11 +60,12 @@ def end_session(response) -> None:
 
 
 def signed_in() -> bool:
-    """Looks the cookie up (and slides its expiry); sets g.csrf_token for templates."""
+    """Looks the cookie up (and slides its expiry, never past the absolute lifetime); sets g.csrf_token for
+    templates. A session opened under another ADMIN_PASSWORD is not found."""
     if "csrf_token" in g:
         return g.csrf_token is not None
     token = request.cookies.get(SESSION_COOKIE)
-    row = ctx().db.fetchone("touch_console_session", {"token_hash": _hash(token), "seconds": SESSION_SECONDS}) \
+    row = ctx().db.fetchone("touch_console_session", {"token_hash": _hash(token), **_lifetimes()}) \
         if token else None
     g.csrf_token = row["csrf_token"] if row else None
     return g.csrf_token is not None

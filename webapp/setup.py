@@ -17,11 +17,25 @@ bp = Blueprint("setup", __name__, url_prefix="/setup")
 CHECK_TIMEOUT = 10
 
 
+def public_base() -> str | None:
+    """PUBLIC_URL (or Render's RENDER_EXTERNAL_URL) when it is an http(s) URL, else None."""
+    base = ctx().settings.public_url.rstrip("/")
+    parts = urlsplit(base)
+    if parts.scheme in ("http", "https") and parts.hostname and not parts.query and not parts.fragment:
+        return base
+    return None
+
+
 def outbound_url() -> str | None:
+    """The endpoint's URL under PUBLIC_URL; without it, as this browser reached us (shown, never posted to:
+    the Host header is the client's to choose)."""
     token = ctx().settings.outbound_token
     if not token:
         return None
-    return url_for("outbound.receive", token=token, _external=True)
+    base = public_base()
+    if base is None:
+        return url_for("outbound.receive", token=token, _external=True)
+    return base + url_for("outbound.receive", token=token)
 
 
 def _is_loopback(url: str) -> bool:
@@ -36,18 +50,23 @@ def _is_loopback(url: str) -> bool:
 def index():
     url = outbound_url()
     return render_template("setup/page.html", url=url, mappings=mapping_store.list_all(ctx().db),
-                           settings=ctx().settings,
+                           settings=ctx().settings, public_url=public_base(),
                            plain_http=bool(url) and url.startswith("http:") and not _is_loopback(url))
 
 
 @bp.post("/test-message")
 def test_message():
-    """Post a sample message to our own public URL, see it ACKed and stored, then remove it again."""
+    """Post a sample message to our own public URL (from settings, never from the request's Host), see it
+    ACKed and stored, then remove it again."""
     url = outbound_url()
     settings = ctx().settings
     if not url:
         return render_template("setup/_check.html", ok=False, steps=[
             ("OUTBOUND_TOKEN is not set, so the Outbound Message endpoint is off.", False)])
+    if public_base() is None:
+        return render_template("setup/_check.html", ok=False, steps=[
+            ("PUBLIC_URL is not set (or not an http(s) URL): set it to the address Salesforce reaches this "
+             "service at, e.g. https://connector.example.com, and restart. On Render it is set for you.", False)])
     if not settings.salesforce_org_id:
         return render_template("setup/_check.html", ok=False, steps=[
             ("SALESFORCE_ORG_ID is not set; every message would be refused.", False)])

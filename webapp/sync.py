@@ -79,9 +79,29 @@ def _mapping(mapping_id: int):
     return m
 
 
+_QUERY_FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
+
+
 def _flag(name: str) -> bool:
-    body = request.get_json(silent=True) or {}
-    return str(request.args.get(name, body.get(name, "false"))).lower() in ("1", "true", "yes")
+    """?name=true|false (a query string has only text) or a JSON body's {"name": true|false} (a real boolean:
+    "false" must never read as true); anything else is a 400 naming the flag."""
+    if name in request.args:
+        value = _QUERY_FLAGS.get(request.args[name].lower())
+        if value is None:
+            abort(400, description=f"{name} must be true or false")
+        return value
+    if not request.content_length:
+        return False
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        body = None
+    if not isinstance(body, dict):
+        abort(400, description="the body must be a JSON object")
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        abort(400, description=f"{name} must be true or false (a JSON boolean)")
+    return value
 
 
 # -- the JSON API ---------------------------------------------------------------------------------------

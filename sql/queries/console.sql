@@ -1,19 +1,26 @@
 -- name: create_console_session
-INSERT INTO forcebridge.console_sessions (token_hash, csrf_token, expires_at)
-VALUES (%(token_hash)s, %(csrf_token)s, now() + make_interval(secs => %(seconds)s));
+INSERT INTO forcebridge.console_sessions (token_hash, csrf_token, expires_at, password_binding)
+VALUES (%(token_hash)s, %(csrf_token)s, now() + make_interval(secs => LEAST(%(idle_seconds)s, %(max_seconds)s)),
+        %(binding)s);
 
 -- name: touch_console_session
--- Sliding expiry: a session in use stays alive, an idle one dies after its lifetime.
+-- Sliding expiry up to an absolute lifetime: a session in use stays alive until max_seconds after sign-in, an
+-- idle one dies after idle_seconds; one opened with another password is dead at once.
 UPDATE forcebridge.console_sessions
-SET last_seen_at = now(), expires_at = now() + make_interval(secs => %(seconds)s)
-WHERE token_hash = %(token_hash)s AND expires_at > now()
+SET last_seen_at = now(),
+    expires_at = LEAST(now() + make_interval(secs => %(idle_seconds)s),
+                       created_at + make_interval(secs => %(max_seconds)s))
+WHERE token_hash = %(token_hash)s AND expires_at > now() AND password_binding = %(binding)s
+  AND created_at > now() - make_interval(secs => %(max_seconds)s)
 RETURNING csrf_token;
 
 -- name: delete_console_session
 DELETE FROM forcebridge.console_sessions WHERE token_hash = %(token_hash)s;
 
 -- name: purge_console_sessions
-DELETE FROM forcebridge.console_sessions WHERE expires_at < now();
+DELETE FROM forcebridge.console_sessions
+WHERE expires_at < now() OR password_binding IS DISTINCT FROM %(binding)s
+   OR created_at < now() - make_interval(secs => %(max_seconds)s);
 
 -- name: notification_backlog
 SELECT count(*) FILTER (WHERE state = 'pending') AS pending,

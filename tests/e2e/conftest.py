@@ -51,7 +51,10 @@ def console(console_settings, enqueued):
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="console-server", daemon=True)
     thread.start()
-    yield LiveConsole(app, f"http://127.0.0.1:{server.server_port}")
+    url = f"http://127.0.0.1:{server.server_port}"
+    context = app.extensions["forcebridge"]
+    context.settings = replace(context.settings, public_url=url)   # where the setup page's test message goes
+    yield LiveConsole(app, url)
     server.shutdown()
     thread.join(10)
     app.extensions["forcebridge"].db.close()

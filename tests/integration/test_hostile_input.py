@@ -6,6 +6,7 @@ import pytest
 
 from tests.conftest import ORG_ID, OUTBOUND_TOKEN
 from tests.integration.test_capture import sql
+from tests.integration.test_write_path import sf_settings  # noqa: F401
 from tests.support.messages import envelope
 
 ACCOUNT = "001000000000001AAA"
@@ -80,6 +81,13 @@ def test_soap_endpoint_with_a_form_content_type_is_refused(client, settings):
     assert r.status_code == 400 and counts(settings.database_url) == (0, 0)
 
 
+def json_nest(levels: int):
+    value: list = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
 API_CASES = [
     ("post", "/api/v1/mappings", {"object_name": "Invoice__c", "config": {"fields": {"Name": {"type": "string", "length": "abc"}}}}),
     ("post", "/api/v1/mappings", {"object_name": "Invoice__c", "config": {"fields": {"Name": {"type": "string", "length": -5}}}}),
@@ -92,6 +100,15 @@ API_CASES = [
     ("post", "/api/v1/mappings", {"object_name": "A" * 300, "config": {"fields": {"Name": {"type": "string"}}}}),
     ("post", "/api/v1/mappings", {"object_name": "Invoice__c", "config": {"fields": {"N" * 300: {"type": "string"}}}}),
     ("post", "/api/v1/mappings", [1, 2, 3]),
+    ("post", "/api/v1/mappings", {"object_name": "../limits#", "config": {"fields": {"Name": {"type": "string"}}}}),
+    ("post", "/api/v1/mappings", {"object_name": "Invoice__c", "config": '{"fields": {}}'}),
+    ("post", "/api/v1/mappings", {"object_name": "Invoice__c", "active": "false",
+                                  "config": {"fields": {"Name": {"type": "string"}}}}),
+    ("post", "/api/v1/mappings", {"object_name": "Invoice__c", "schema": "forcebridge",
+                                  "config": {"fields": {"Name": {"type": "string"}}}}),
+    ("post", "/api/v1/mappings", {"object_name": "Invoice__c", "config": {"fields": {"Name": {"type": "string"}},
+                                                                           "deep": json_nest(100)}}),
+    ("post", "/api/v1/mappings", "DEEP"),
     ("get", "/api/v1/mappings/99999999999999999999", None),
     ("patch", "/api/v1/mappings/2147483648", {}),
     ("delete", "/api/v1/mappings/2147483648", None),
@@ -107,7 +124,10 @@ API_CASES = [
 @pytest.mark.parametrize("method,path,body", API_CASES)
 def test_api_refuses_hostile_requests_with_json_and_touches_nothing(api, settings, method, path, body):
     before = counts(settings.database_url)
-    r = getattr(api, method)(path, **({"json": body} if body is not None else {}))
+    if body == "DEEP":    # deeper than Python's json module can parse at all
+        r = getattr(api, method)(path, data="[" * 100_000 + "]" * 100_000, content_type="application/json")
+    else:
+        r = getattr(api, method)(path, **({"json": body} if body is not None else {}))
     assert 400 <= r.status_code < 500, (r.status_code, r.get_data(as_text=True)[:300])
     assert r.is_json and "error" in r.get_json()
     assert counts(settings.database_url) == before
@@ -230,3 +250,143 @@ def test_console_pages_survive_hostile_query_strings(console, path):
     client, _, base = console
     r = client.get(path, base_url=base)
     assert r.status_code < 500, (r.status_code, r.get_data(as_text=True)[:300])
+
+
+# -- the JSON API: every wrong type is a 400 naming the field; PATCH validates what it saves ---------------------
+
+FIELDS = {"Name": {"type": "string", "length": 80}}
+WRONG_TYPES = [
+    ({"config": "Name"}, "config"),
+    ({"config": {"fields": ["Name"]}}, "config.fields"),
+    ({"config": {"fields": FIELDS, "access": "read-only"}}, "config.access"),
+    ({"config": {"fields": FIELDS}, "active": {"on": True}}, "active"),
+    ({"config": {"fields": FIELDS}, "active": "false"}, "active"),
+    ({"config": {"fields": FIELDS}, "direction": None}, "direction"),
+    ({"config": {"fields": FIELDS}, "conflict_rule": ["postgres_wins"]}, "conflict_rule"),
+    ({"config": {"fields": FIELDS}, "schema": "forcebridge"}, "schema"),
+    ({"config": {"fields": FIELDS, "keep_deleted_rows": "false"}}, "config.keep_deleted_rows"),
+    ({"object_name": "../query?q=SELECT+Id+FROM+User", "config": {"fields": FIELDS}}, "object_name"),
+]
+
+
+@pytest.mark.parametrize("body,field", WRONG_TYPES, ids=[f for _, f in WRONG_TYPES])
+def test_api_post_names_the_field_of_a_wrong_type(api, settings, body, field):
+    r = api.post("/api/v1/mappings", json={"object_name": "Invoice__c", **body})
+    assert r.status_code == 400, r.get_data(as_text=True)[:300]
+    assert r.get_json()["field"] == field and field in r.get_json()["message"]
+    assert counts(settings.database_url)[1] == 0
+
+
+def test_api_refuses_json_nested_too_deeply_naming_where(api, settings):
+    r = api.post("/api/v1/mappings", json={"object_name": "Invoice__c",
+                                           "config": {"fields": FIELDS, "notes": json_nest(40)}})
+    assert r.status_code == 400 and "config.notes" in r.get_json()["message"]
+
+
+def triggers(url: str) -> int:
+    return sql(url, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'salesforce.invoice__c'::regclass "
+                    "AND NOT tgisinternal")[0][0]
+
+
+@pytest.fixture
+def read_only(api, settings):
+    created = api.post("/api/v1/mappings", json={"object_name": "Invoice__c", "config": {
+        "access": "read_only", "fields": {**FIELDS, "External_Id__c": {"type": "string", "length": 40}},
+        "upsert_field": "External_Id__c"}})
+    assert created.status_code == 201, created.get_data(as_text=True)
+    assert triggers(settings.database_url) == 0
+    return created.get_json()
+
+
+PATCHES = [
+    ({"config": {"access": "read-only"}}, "config.access"),          # the issue's case: it turned bidirectional
+    ({"config": {"access": None}}, "config.access"),
+    ({"config": "read_write"}, "config"),
+    ({"config": {"fields": ["Name"]}}, "config.fields"),
+    ({"config": {"fields": {"Name": {"type": "nonsense"}}}}, None),
+    ({"active": "false"}, "active"),
+    ({"active": {}}, "active"),
+    ({"direction": None}, "direction"),
+    ({"direction": "bidirectional", "config": {"access": "read_only"}}, "direction"),
+    ({"conflict_rule": None}, "conflict_rule"),
+    ({"table": "somewhere_else"}, "table"),
+    ({"schema": "forcebridge"}, "schema"),
+    ({"direction ": "bidirectional"}, "direction "),
+    ({"config": {"sf_polling_seconds": 1e400}}, "config.sf_polling_seconds"),
+]
+
+
+@pytest.mark.parametrize("body,field", PATCHES, ids=[str(b)[:50] for b, _ in PATCHES])
+def test_patch_saves_nothing_unless_all_of_it_is_valid(api, settings, read_only, body, field):
+    r = api.patch(f"/api/v1/mappings/{read_only['id']}", json=body)
+    assert r.status_code == 400, r.get_data(as_text=True)[:300]
+    if field is not None:
+        assert r.get_json()["field"] == field
+    assert api.get(f"/api/v1/mappings/{read_only['id']}").get_json() == read_only
+    assert triggers(settings.database_url) == 0                        # nothing will flow to Salesforce
+
+
+def test_patch_applies_valid_changes(api, settings, read_only):
+    path = f"/api/v1/mappings/{read_only['id']}"
+    assert api.patch(path, json={"active": False}).get_json()["active"] is False
+    assert api.patch(path, json={"active": True, "config": {"sf_polling_seconds": 0}}).get_json()["config"][
+        "sf_polling_seconds"] == 0
+    turned = api.patch(path, json={"config": {"access": "read_write"}}).get_json()
+    assert turned["direction"] == "bidirectional" and triggers(settings.database_url) > 0
+    current = api.get(path).get_json()
+    contradicting = api.patch(path, json=current | {"direction": "sf_to_pg"})   # config.access still read_write
+    assert contradicting.status_code == 400 and contradicting.get_json()["field"] == "direction"
+    back = api.patch(path, json=current | {"direction": "sf_to_pg",
+                                           "config": current["config"] | {"access": "read_only"}})
+    assert back.status_code == 200 and back.get_json()["config"]["access"] == "read_only"
+    assert triggers(settings.database_url) == 0
+
+
+@pytest.mark.parametrize("body", [{"repair": "false"}, {"repair": 1}, [True], {"async": "yes"}])
+def test_reconcile_flags_are_real_booleans(api, read_only, body):
+    r = api.post(f"/api/v1/mappings/{read_only['id']}/reconcile", json=body)
+    assert r.status_code == 400 and r.get_json()["error"] == "bad_request"
+    assert api.post(f"/api/v1/mappings/{read_only['id']}/reconcile?repair=maybe").status_code == 400
+
+
+# -- object names are checked before Salesforce hears of them (against the emulator: it counts every call) -------
+
+PATH_NAMES = ["../limits#", "../query?q=SELECT+Id+FROM+User", "Account/describe#", "Invoice__c/../../limits"]
+
+
+@pytest.fixture
+def connected(sf_settings, enqueued):
+    """The app connected to the emulator, its console signed in; returns (api client, console client)."""
+    from dataclasses import replace
+
+    from tests.conftest import API_TOKEN, testing_app
+    from tests.support.console import PASSWORD, sign_in
+
+    with testing_app(replace(sf_settings, admin_password=PASSWORD), enqueued) as application:
+        console = application.test_client()
+        assert sign_in(console).status_code == 302
+        api_client = application.test_client()
+        api_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {API_TOKEN}"
+        yield api_client, console
+
+
+@pytest.mark.parametrize("name", PATH_NAMES)
+def test_a_name_that_is_a_path_never_reaches_salesforce(connected, emulator, name):
+    from urllib.parse import quote
+
+    from tests.support.console import BASE
+
+    api_client, console = connected
+    emulator.admin("DELETE", "/_emulator/stats")
+    r = api_client.post("/api/v1/mappings", json={"object_name": name, "config": {"fields": {"Name": {}}}})
+    assert r.status_code == 400 and r.get_json()["field"] == "object_name"
+    # the console's form for a cross-site link: GET /mappings/new?object=...
+    page = console.get(f"/mappings/new?object={quote(name)}", base_url=BASE)
+    assert 400 <= page.status_code < 500 and "not a Salesforce object API name" in page.text
+    assert emulator.admin("GET", "/_emulator/stats")["total"] == 0
+    # a good name does reach it (the emulator counts what it is asked; the gateway caches describes)
+    from gateway.salesforce import for_settings
+
+    for_settings(console.application.extensions["forcebridge"].settings)._describes.clear()
+    assert console.get("/mappings/new?object=Invoice__c", base_url=BASE).status_code == 200
+    assert emulator.admin("GET", "/_emulator/stats")["total"] > 0

@@ -23,6 +23,9 @@ def test_poll_settings_follow_heroku_connect_names_and_limits():
     assert (chosen.delete_mode, chosen.keep_deleted) == ("getDeleted", True)
     assert poll_settings(mapping(sf_delete_detection="nonsense")).delete_mode == "queryAll"
     assert poll_settings(mapping(keep_deleted_rows=True)).keep_deleted
+    # stored before values were checked: "false" is not true, Infinity is no interval
+    assert not poll_settings(mapping(keep_deleted_rows="false")).keep_deleted
+    assert poll_settings(mapping(sf_polling_seconds=float("inf"))).seconds == 600
 
 
 def test_soql_selects_system_fields_first_and_polls_behind_the_watermark():
