@@ -5,6 +5,7 @@ import psycopg
 from psycopg import sql
 
 from core.convert import pg_array_type, pg_type
+from core.hc_schema import table_indexes
 from core.inbound import UpsertBatch
 from core.mapping import Mapping
 from gateway.db import QUERIES
@@ -22,11 +23,23 @@ def create_table(conn: psycopg.Connection, m: Mapping) -> None:
     """Create the table in Heroku Connect's shape, or add the columns it lacks (never drops any)."""
     conn.execute(_template("create_schema", schema=sql.Identifier(m.table_schema)))
     conn.execute(_template("create_mapped_table", table=table_ident(m)))
-    conn.execute(_template("create_modstamp_index", table=table_ident(m),
-                           index=sql.Identifier(f"{m.table_name}_systemmodstamp_idx"[:63])))
     for spec in m.fields:
         conn.execute(_template("add_mapped_column", table=table_ident(m), column=sql.Identifier(spec.column),
                                type=sql.SQL(pg_type(spec))))
+    create_indexes(conn, m)
+
+
+def create_indexes(conn: psycopg.Connection, m: Mapping) -> None:
+    """Heroku Connect's indexes (core.hc_schema.table_indexes). A unique one is skipped when the column is
+    already unique under another name (a table from before migration 0060, or adopted from Heroku Connect):
+    ON CONFLICT (<column>) works the same, and a second unique index would only cost writes."""
+    for index in table_indexes(m):
+        if index.unique and conn.execute(QUERIES["unique_index_on_column"], {
+                "schema": m.table_schema, "table": m.table_name, "column": index.column}).fetchone()["present"]:
+            continue
+        conn.execute(_template("create_unique_table_index" if index.unique else "create_table_index",
+                               table=table_ident(m), index=sql.Identifier(index.name),
+                               column=sql.Identifier(index.column)))
 
 
 def drop_table(conn: psycopg.Connection, m: Mapping) -> None:

@@ -7,7 +7,7 @@ from psycopg.types.json import Jsonb
 
 from core.convert import FieldSpec
 from core.mapping import Mapping
-from gateway import mapped_tables
+from gateway import hc_schema, mapped_tables
 from gateway.db import Database
 
 
@@ -76,6 +76,7 @@ def _saved(db: Database, conn, row: dict, hook) -> Mapping:
     """What follows every save, in its transaction: the table in step, the hook, unmapped replayed."""
     saved = from_row(row)
     mapped_tables.create_table(conn, saved)
+    hc_schema.ensure_hc_objects(conn, saved.table_schema)
     if hook:
         hook(conn, saved)
     if saved.reads and saved.active:
