@@ -218,7 +218,7 @@ def test_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(sf_api, sf
     remote = invoices(sf)
     assert len(remote) == 1000 and len(sf.query("SELECT Id FROM Invoice__c")) == 1000
     for ext, sfid, lastop in sql(url, "SELECT external_id__c, sfid, _hc_lastop FROM salesforce.invoice__c"):
-        assert (remote[ext]["Id"], lastop) == (sfid, "SYNCED")
+        assert (remote[ext]["Id"], lastop) == (sfid, "INSERTED")
 
 
 def test_delete_of_a_record_whose_sfid_never_came_back_finds_it_by_external_id(sf_api, sf_settings, db, sf):
