@@ -11,6 +11,12 @@ BEGIN
     -- connector's own writes (inbound apply, sfid write-back) set it to hex and forcebridge.origin; an app
     -- sets it to hex for a change that stays local.
     IF current_setting('xmlbinary') <> 'base64' OR coalesce(current_setting('forcebridge.origin', true), '') <> '' THEN
+        IF TG_OP = 'INSERT' AND coalesce(current_setting('forcebridge.origin', true), '') = '' THEN
+            -- an app's local-only insert: nothing waits for Salesforce, whatever the column default said
+            -- (Heroku Connect marks a write outside base64 SYNCED); only this rare path pays for the UPDATE
+            EXECUTE format('UPDATE %I.%I t SET _hc_lastop = ''SYNCED'' FROM fb_new n '
+                           'WHERE t.id = n.id AND t._hc_lastop = ''PENDING''', TG_TABLE_SCHEMA, TG_TABLE_NAME);
+        END IF;
         RETURN NULL;
     END IF;
     IF TG_OP = 'INSERT' THEN
