@@ -56,6 +56,11 @@ def ensure_hc_objects(conn: psycopg.Connection, schema: str) -> None:
     _run(conn, "create_capture_update_from_row", **parts)
 
 
+def has_hc_objects(conn: psycopg.Connection, schema: str) -> bool:
+    """The schema holds our _trigger_log view (ensure_hc_objects ran for it)."""
+    return _relation_kind(conn, schema, "_trigger_log") == "v"
+
+
 def _relation_kind(conn: psycopg.Connection, schema: str, name: str) -> str | None:
     row = conn.execute(QUERIES["relation_kind"], {"schema": schema, "name": name}).fetchone()
     return row["kind"] if row else None

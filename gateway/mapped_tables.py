@@ -30,16 +30,27 @@ def create_table(conn: psycopg.Connection, m: Mapping) -> None:
 
 
 def create_indexes(conn: psycopg.Connection, m: Mapping) -> None:
-    """Heroku Connect's indexes (core.hc_schema.table_indexes). A unique one is skipped when the column is
-    already unique under another name (a table from before migration 0060, or adopted from Heroku Connect):
-    ON CONFLICT (<column>) works the same, and a second unique index would only cost writes."""
-    for index in table_indexes(m):
-        if index.unique and conn.execute(QUERIES["unique_index_on_column"], {
-                "schema": m.table_schema, "table": m.table_name, "column": index.column}).fetchone()["present"]:
-            continue
+    """Heroku Connect's indexes (core.hc_schema.table_indexes) that the table lacks."""
+    for index in missing_indexes(conn, m):
         conn.execute(_template("create_unique_table_index" if index.unique else "create_table_index",
                                table=table_ident(m), index=sql.Identifier(index.name),
                                column=sql.Identifier(index.column)))
+
+
+def missing_indexes(conn: psycopg.Connection, m: Mapping) -> list:
+    """Indexes of table_indexes(m) the table does not have. A unique one counts as present when the column is
+    already unique under another name (a table adopted from Heroku Connect): ON CONFLICT (<column>) works the
+    same, and a second unique index would only cost writes."""
+    names = {r["name"] for r in conn.execute(QUERIES["table_index_names"],
+                                             {"schema": m.table_schema, "table": m.table_name}).fetchall()}
+    return [index for index in table_indexes(m)
+            if index.name not in names and not (index.unique and conn.execute(QUERIES["unique_index_on_column"], {
+                "schema": m.table_schema, "table": m.table_name, "column": index.column}).fetchone()["present"])]
+
+
+def exists(conn: psycopg.Connection, m: Mapping) -> bool:
+    return conn.execute(QUERIES["mapped_table_exists"], {"schema": m.table_schema, "table": m.table_name}
+                        ).fetchone()["present"]
 
 
 def drop_table(conn: psycopg.Connection, m: Mapping) -> None:

@@ -84,6 +84,25 @@ def _saved(db: Database, conn, row: dict, hook) -> Mapping:
     return saved
 
 
+def bring_up_to_date(db: Database) -> list[str]:
+    """Give every mapped table the indexes and every mapped schema the Heroku Connect objects it lacks: a
+    deployment from before migration 0060 gets them at the worker's start instead of at the next save of each
+    mapping. A cheap check per mapping; DDL (one transaction, one upgrader at a time) only where something is
+    missing. Returns the tables brought up to date."""
+    done = []
+    for m in list_all(db):
+        with db.transaction() as conn:
+            if not mapped_tables.exists(conn, m):
+                continue
+            if not mapped_tables.missing_indexes(conn, m) and hc_schema.has_hc_objects(conn, m.table_schema):
+                continue
+            db.run(conn, "lock_hc_upgrade")
+            mapped_tables.create_table(conn, m)
+            hc_schema.ensure_hc_objects(conn, m.table_schema)
+        done.append(f"{m.table_schema}.{m.table_name}")
+    return done
+
+
 def delete(db: Database, mapping_id: int, drop_table: bool = False, on_deleted=None) -> Mapping | None:
     with db.transaction() as conn:
         row = db.run(conn, "delete_mapping", {"id": mapping_id}).fetchone()

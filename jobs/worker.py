@@ -114,6 +114,11 @@ def main(argv=None) -> None:
 
     if runtime.settings().database_url:
         migrate(runtime.settings().database_url)  # a worker may start before the web app on a fresh database
+        from gateway import mapping_store
+
+        upgraded = mapping_store.bring_up_to_date(runtime.db())   # Heroku Connect's objects (migration 0060)
+        if upgraded:
+            log.info("gave Heroku Connect's indexes and objects to %s", ", ".join(upgraded))
     interrupted: list = []
     install_hooks(huey, interrupted)
     from jobs import embedded

@@ -1,6 +1,10 @@
 -- Heroku Connect's objects in a mapped schema (gateway/hc_schema.py). {schema} is a psycopg.sql.Identifier,
 -- {schema_name} a Literal, {hstore} the extension's schema; never strings.
 
+-- name: lock_hc_upgrade
+-- One process brings old deployments' tables up to date at a time (gateway/mapping_store.bring_up_to_date).
+SELECT pg_advisory_xact_lock(1178758729);
+
 -- name: create_hstore
 CREATE EXTENSION IF NOT EXISTS hstore;
 

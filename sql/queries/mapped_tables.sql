@@ -18,6 +18,10 @@ CREATE INDEX IF NOT EXISTS {index} ON {table} ({column});
 -- name: create_unique_table_index
 CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {table} ({column});
 
+-- name: table_index_names
+SELECT c.relname AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = to_regclass(format('%%I.%%I', %(schema)s::text, %(table)s::text));
+
 -- name: unique_index_on_column
 -- A unique index (or constraint) on exactly this one column, whatever its name: tables made before
 -- migration 0060 or adopted from Heroku Connect may carry theirs under another name.

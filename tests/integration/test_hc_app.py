@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql as pgsql
 
+from gateway import mapping_store
 from gateway.db import Database, migrate
 from jobs.drain import drain
 from jobs.inbound import apply_pending
@@ -268,5 +269,13 @@ def test_migration_converts_existing_mapped_tables_keeping_every_value(tmp_path)
             assert names == {"invoice__c_pkey", "hcu_idx_invoice__c_sfid", "hc_idx_invoice__c_systemmodstamp"}
             conn.execute("UPDATE salesforce.invoice__c SET amount__c = 1, _hc_err = 'x'")   # the trigger is back
             assert conn.execute("SELECT _hc_lastop, _hc_err FROM salesforce.invoice__c").fetchone() == ("PENDING", None)
+        # the worker's start gives the schema Heroku Connect's objects, once
+        upgrader = Database(url)
+        try:
+            assert mapping_store.bring_up_to_date(upgrader) == ["salesforce.invoice__c"]
+            assert mapping_store.bring_up_to_date(upgrader) == []
+        finally:
+            upgrader.close()
+        assert sql(url, "SELECT count(*) FROM salesforce._trigger_log") == [(0,)]
     finally:
         drop()
