@@ -6,10 +6,11 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
+from core.mapping import MappingError
 from gateway.db import QUERIES
 
 
-class HcSchemaError(RuntimeError):
+class HcSchemaError(MappingError):
     """The schema holds an object of Heroku Connect's name that is not ours to replace."""
 
 

@@ -7,7 +7,7 @@ from psycopg import sql
 from core.convert import pg_array_type, pg_type
 from core.hc_schema import table_indexes
 from core.inbound import UpsertBatch
-from core.mapping import Mapping
+from core.mapping import Mapping, MappingError
 from gateway.db import QUERIES
 
 
@@ -32,9 +32,14 @@ def create_table(conn: psycopg.Connection, m: Mapping) -> None:
 def create_indexes(conn: psycopg.Connection, m: Mapping) -> None:
     """Heroku Connect's indexes (core.hc_schema.table_indexes) that the table lacks."""
     for index in missing_indexes(conn, m):
-        conn.execute(_template("create_unique_table_index" if index.unique else "create_table_index",
-                               table=table_ident(m), index=sql.Identifier(index.name),
-                               column=sql.Identifier(index.column)))
+        try:
+            conn.execute(_template("create_unique_table_index" if index.unique else "create_table_index",
+                                   table=table_ident(m), index=sql.Identifier(index.name),
+                                   column=sql.Identifier(index.column)))
+        except psycopg.errors.UniqueViolation as exc:   # the mapping is refused; no row is touched
+            raise MappingError(f"{m.table_schema}.{m.table_name}.{index.column} holds duplicate values, so the "
+                               f"unique index {index.name} (upsert field or unique `indexes` entry) cannot be "
+                               f"created: {exc.diag.message_detail or exc}") from None
 
 
 def missing_indexes(conn: psycopg.Connection, m: Mapping) -> list:

@@ -279,3 +279,24 @@ def test_migration_converts_existing_mapped_tables_keeping_every_value(tmp_path)
         assert sql(url, "SELECT count(*) FROM salesforce._trigger_log") == [(0,)]
     finally:
         drop()
+
+
+def test_mappings_that_cannot_get_heroku_connects_objects_are_refused_whole(sf_api, sf_settings):
+    url = sf_settings.database_url
+    entry = {"object_name": "Invoice__c", "direction": "bidirectional",
+             "config": {"access": "read_write", "fields": FIELDS, "upsert_field": "External_Id__c"}}
+    r = sf_api.post("/api/v1/mappings", json={**entry, "config": {**entry["config"], "indexes": {"Nope__c": {}}}})
+    assert r.status_code == 400 and "Nope__c" in r.get_json()["message"]
+    # a table holding duplicates in the upsert field: no unique index, no mapping, every row kept
+    sql(url, "CREATE SCHEMA salesforce; CREATE TABLE salesforce.invoice__c (id serial PRIMARY KEY, sfid varchar(18), "
+             "systemmodstamp timestamp, isdeleted boolean, _hc_lastop varchar(32), _hc_err text, "
+             "external_id__c varchar(255)); INSERT INTO salesforce.invoice__c (external_id__c) VALUES ('D'), ('D')")
+    r = sf_api.post("/api/v1/mappings", json=entry)
+    assert r.status_code == 400 and "hcu_idx_invoice__c_external_id__c" in r.get_json()["message"]
+    assert sql(url, "SELECT count(*) FROM salesforce.invoice__c") == [(2,)]
+    assert sf_api.get("/api/v1/mappings").get_json()["mappings"] == []
+    # Heroku Connect's own trigger log table (a restored HC schema not adopted yet) is never replaced
+    sql(url, "DELETE FROM salesforce.invoice__c WHERE id = 2; CREATE TABLE salesforce._trigger_log (id serial)")
+    r = sf_api.post("/api/v1/mappings", json=entry)
+    assert r.status_code == 400 and "adopt" in r.get_json()["message"]
+    assert sql(url, "SELECT relkind FROM pg_class WHERE oid = 'salesforce._trigger_log'::regclass") == [("r",)]
