@@ -81,6 +81,7 @@ def upsert_batch(conn: psycopg.Connection, batch: UpsertBatch) -> int:
         u_names=lead + sql.SQL(", ").join(names),
         set_columns=lead + sql.SQL(", ").join(
             sql.SQL("{} = EXCLUDED.{}").format(c, c) for c in cols),
+        differs=sql.SQL("").join(sql.SQL(" OR t.{} IS DISTINCT FROM EXCLUDED.{}").format(c, c) for c in cols),
     )
     params = [batch.sfids, batch.modstamps, batch.isdeleted, *batch.values]
     return conn.execute(query, params).rowcount

@@ -84,11 +84,12 @@ def _saved(db: Database, conn, row: dict, hook) -> Mapping:
     return saved
 
 
-def bring_up_to_date(db: Database) -> list[str]:
+def bring_up_to_date(db: Database, hook=None) -> list[str]:
     """Give every mapped table the indexes and every mapped schema the Heroku Connect objects it lacks: a
     deployment from before migration 0060 gets them at the worker's start instead of at the next save of each
     mapping. A cheap check per mapping; DDL (one transaction, one upgrader at a time) only where something is
-    missing. Returns the tables brought up to date."""
+    missing; `hook(conn, mapping)` (the capture triggers) joins in then. Returns the tables brought up to
+    date."""
     done = []
     for m in list_all(db):
         with db.transaction() as conn:
@@ -99,6 +100,8 @@ def bring_up_to_date(db: Database) -> list[str]:
             db.run(conn, "lock_hc_upgrade")
             mapped_tables.create_table(conn, m)
             hc_schema.ensure_hc_objects(conn, m.table_schema)
+            if hook:
+                hook(conn, m)
         done.append(f"{m.table_schema}.{m.table_name}")
     return done
 

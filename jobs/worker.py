@@ -114,9 +114,10 @@ def main(argv=None) -> None:
 
     if runtime.settings().database_url:
         migrate(runtime.settings().database_url)  # a worker may start before the web app on a fresh database
-        from gateway import mapping_store
+        from gateway import capture, mapping_store
 
-        upgraded = mapping_store.bring_up_to_date(runtime.db())   # Heroku Connect's objects (migration 0060)
+        # Heroku Connect's indexes and objects, capture functions of today (deployments before migration 0060)
+        upgraded = mapping_store.bring_up_to_date(runtime.db(), hook=capture.sync_with_mapping)
         if upgraded:
             log.info("gave Heroku Connect's indexes and objects to %s", ", ".join(upgraded))
     interrupted: list = []

@@ -166,7 +166,11 @@ SELECT s.sfid, (s.systemmodstamp AT TIME ZONE 'UTC'), coalesce(s.isdeleted, fals
 FROM {staging} s
 ON CONFLICT (sfid) DO UPDATE
 SET systemmodstamp = EXCLUDED.systemmodstamp, isdeleted = EXCLUDED.isdeleted,
-    _hc_lastop = 'SYNCED', _hc_err = NULL{set_columns}
+    -- our own write coming back with the values the row holds keeps its INSERTED/UPDATED mark (apps wait
+    -- for it); anything else Salesforce brings is SYNCED
+    _hc_lastop = CASE WHEN t._hc_lastop IN ('INSERTED', 'UPDATED') AND NOT (false{differs}) THEN t._hc_lastop
+                      ELSE 'SYNCED' END,
+    _hc_err = NULL{set_columns}
 WHERE (t.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp >= t.systemmodstamp)
   AND (t.systemmodstamp IS DISTINCT FROM EXCLUDED.systemmodstamp OR t.isdeleted IS DISTINCT FROM EXCLUDED.isdeleted
        OR t._hc_err IS NOT NULL{differs})

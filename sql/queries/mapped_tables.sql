@@ -48,7 +48,10 @@ SELECT u.sfid, u.systemmodstamp AT TIME ZONE 'UTC', u.isdeleted, 'SYNCED', NULL{
 FROM unnest(%s::text[], %s::timestamptz[], %s::boolean[]{arrays}) AS u(sfid, systemmodstamp, isdeleted{u_names})
 ON CONFLICT (sfid) DO UPDATE
 SET systemmodstamp = EXCLUDED.systemmodstamp, isdeleted = EXCLUDED.isdeleted,
-    _hc_lastop = 'SYNCED', _hc_err = NULL{set_columns}
+    -- the echo of our own write (the values the row holds) keeps its INSERTED/UPDATED mark: apps wait for it
+    _hc_lastop = CASE WHEN t._hc_lastop IN ('INSERTED', 'UPDATED') AND NOT (false{differs}) THEN t._hc_lastop
+                      ELSE 'SYNCED' END,
+    _hc_err = NULL{set_columns}
 WHERE t.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp IS NULL
    OR EXCLUDED.systemmodstamp >= t.systemmodstamp;
 

@@ -77,7 +77,15 @@ def test_tables_indexes_and_system_objects_are_heroku_connects(hc_app, sf_settin
             "table_name", "record_id", "sfid", "old", "values", "sf_result", "sf_message"]
 
 
-def test_insert_waits_for_inserted_update_for_updated(hc_app, sf_settings, db, sf):
+def echo(sf_app, sf_settings, record: dict) -> None:
+    """An Outbound Message for `record`, applied (Connect's write from Salesforce)."""
+    body = envelope(sf_settings.salesforce_org_id, "Invoice__c", [record])
+    assert sf_app.test_client().post(f"/outbound/{OUTBOUND_TOKEN}", data=body,
+                                     content_type="text/xml").status_code == 200
+    assert apply_pending(sf_app.extensions["forcebridge"].db).applied == 1
+
+
+def test_insert_waits_for_inserted_update_for_updated(hc_app, sf_settings, sf_app, db, sf):
     url = sf_settings.database_url
     app_write(url, "INSERT INTO salesforce.invoice__c (name, amount__c, external_id__c) VALUES ('one', 10.5, 'E1')")
     assert sql(url, "SELECT _hc_lastop, _hc_err FROM salesforce.invoice__c") == [("PENDING", None)]
@@ -95,6 +103,14 @@ def test_insert_waits_for_inserted_update_for_updated(hc_app, sf_settings, db, s
     assert sql(url, "SELECT state, action, sfid FROM salesforce._trigger_log ORDER BY id") == [
         ("SUCCESS", "INSERT", sfid), ("SUCCESS", "UPDATE", sfid)]
     assert '"amount__c"=>"21.0"' in sql(url, "SELECT \"values\" FROM salesforce._trigger_log ORDER BY id DESC")[0][0]
+    # our write's echo (the values the row holds) keeps the mark an app waits for; a real change is SYNCED
+    record = {"Id": sfid, "Name": "one", "Amount__c": "21.0", "External_Id__c": "E1",
+              "SystemModstamp": "2099-01-01T00:00:00.000Z"}
+    echo(sf_app, sf_settings, record)
+    assert sql(url, "SELECT _hc_lastop, systemmodstamp FROM salesforce.invoice__c") == [
+        ("UPDATED", dt.datetime(2099, 1, 1))]
+    echo(sf_app, sf_settings, {**record, "Name": "renamed in Salesforce", "SystemModstamp": "2099-01-01T00:00:01.000Z"})
+    assert sql(url, "SELECT _hc_lastop, name FROM salesforce.invoice__c") == [("SYNCED", "renamed in Salesforce")]
 
 
 def test_failed_rows_are_read_from_the_trigger_log_and_retried_by_setting_new(hc_app, sf_settings, db, sf):
