@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql as pgsql
 
-from gateway import mapping_store
+from gateway import capture, mapping_store
 from gateway.db import Database, migrate
 from jobs.drain import drain
 from jobs.inbound import apply_pending
@@ -288,11 +288,15 @@ def test_migration_converts_existing_mapped_tables_keeping_every_value(tmp_path)
         # the worker's start gives the schema Heroku Connect's objects, once
         upgrader = Database(url)
         try:
-            assert mapping_store.bring_up_to_date(upgrader) == ["salesforce.invoice__c"]
-            assert mapping_store.bring_up_to_date(upgrader) == []
+            # as jobs/worker.py calls it: the capture functions are re-created as today's
+            assert mapping_store.bring_up_to_date(upgrader, hook=capture.sync_with_mapping) == ["salesforce.invoice__c"]
+            assert mapping_store.bring_up_to_date(upgrader, hook=capture.sync_with_mapping) == []
         finally:
             upgrader.close()
         assert sql(url, "SELECT count(*) FROM salesforce._trigger_log") == [(0,)]
+        app_write(url, "INSERT INTO salesforce.invoice__c (amount__c) VALUES (1)")
+        app_write(url, "INSERT INTO salesforce.invoice__c (amount__c) VALUES (2)", local_only=True)
+        assert sql(url, "SELECT state, action, record_id FROM salesforce._trigger_log") == [("NEW", "INSERT", 2)]
     finally:
         drop()
 
