@@ -115,7 +115,9 @@ $$;
 -- timestamp without time zone AT TIME ZONE 'UTC' (the same instant as UTC wall time), numeric -> double
 -- precision (currency: Salesforce keeps at most 18 digits). ALTER TYPE rewrites each table under an exclusive
 -- lock: the upgrade's downtime grows with the tables' size. Triggers whose WHEN names a converted column
--- (fb_mark_pending) are dropped and re-created with the same definition around the change.
+-- (fb_mark_pending) are dropped and re-created with the same definition around the change. A column an app's
+-- own view or rule uses cannot change type: it keeps its type (a WARNING names it; the sync works with
+-- either type, its sessions run in UTC) and the upgrade goes on.
 DO $$
 DECLARE
     m record;
@@ -142,8 +144,13 @@ BEGIN
         LOOP
             IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = tbl AND attname = col AND NOT attisdropped
                        AND atttypid = 'timestamptz'::regtype) THEN
-                EXECUTE format('ALTER TABLE %s ALTER COLUMN %I TYPE timestamp without time zone USING %I AT TIME ZONE ''UTC''',
-                               tbl, col, col);
+                BEGIN
+                    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I TYPE timestamp without time zone USING %I AT TIME ZONE ''UTC''',
+                                   tbl, col, col);
+                EXCEPTION WHEN feature_not_supported THEN   -- an app's view or rule uses the column
+                    RAISE WARNING 'forcebridge: %.% kept as timestamptz (%); convert it by hand, see docs/migrating-from-heroku-connect.md',
+                                  tbl, col, SQLERRM;
+                END;
             END IF;
         END LOOP;
         FOR col IN
@@ -152,8 +159,13 @@ BEGIN
         LOOP
             IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = tbl AND attname = col AND NOT attisdropped
                        AND atttypid = 'numeric'::regtype) THEN
-                EXECUTE format('ALTER TABLE %s ALTER COLUMN %I TYPE double precision USING %I::double precision',
-                               tbl, col, col);
+                BEGIN
+                    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I TYPE double precision USING %I::double precision',
+                                   tbl, col, col);
+                EXCEPTION WHEN feature_not_supported THEN
+                    RAISE WARNING 'forcebridge: %.% kept as numeric (%); convert it by hand, see docs/migrating-from-heroku-connect.md',
+                                  tbl, col, SQLERRM;
+                END;
             END IF;
         END LOOP;
         FOREACH def IN ARRAY saved LOOP

@@ -265,21 +265,27 @@ def test_migration_converts_existing_mapped_tables_keeping_every_value(tmp_path)
                 CREATE SCHEMA salesforce;
                 CREATE TABLE salesforce.invoice__c (id serial PRIMARY KEY, sfid varchar(18) UNIQUE,
                     systemmodstamp timestamptz, isdeleted boolean, _hc_lastop varchar(32), _hc_err text,
-                    amount__c numeric, paid_at__c timestamptz);
+                    amount__c numeric, paid_at__c timestamptz, due_at__c timestamptz);
+                CREATE VIEW public.app_due AS SELECT id, due_at__c FROM salesforce.invoice__c;
                 CREATE INDEX invoice__c_systemmodstamp_idx ON salesforce.invoice__c (systemmodstamp);
                 CREATE TRIGGER fb_mark_pending BEFORE UPDATE ON salesforce.invoice__c FOR EACH ROW
                     WHEN (ROW(NEW.amount__c, NEW.paid_at__c) IS DISTINCT FROM ROW(OLD.amount__c, OLD.paid_at__c))
                     EXECUTE FUNCTION forcebridge.mark_pending();
                 INSERT INTO forcebridge.mappings (object_name, table_schema, table_name, direction, fields)
                 VALUES ('Invoice__c', 'salesforce', 'invoice__c', 'bidirectional',
-                        '[{"name": "Amount__c", "sf_type": "currency"}, {"name": "Paid_At__c", "sf_type": "datetime"}]');
-                INSERT INTO salesforce.invoice__c (sfid, systemmodstamp, amount__c, paid_at__c)
-                VALUES ('a0X000000000001AAA', '2026-03-01 12:00:00+00', 1234.56, '2026-03-02 08:30:00+00');""")
+                        '[{"name": "Amount__c", "sf_type": "currency"}, {"name": "Paid_At__c", "sf_type": "datetime"},
+                          {"name": "Due_At__c", "sf_type": "datetime"}]');
+                INSERT INTO salesforce.invoice__c (sfid, systemmodstamp, amount__c, paid_at__c, due_at__c)
+                VALUES ('a0X000000000001AAA', '2026-03-01 12:00:00+00', 1234.56, '2026-03-02 08:30:00+00',
+                        '2026-04-01 00:00:00+00');""")
         migrate(url)
         with psycopg.connect(url) as conn:
             conn.execute("SET TimeZone = 'America/Los_Angeles'")
             assert conn.execute("SELECT systemmodstamp, amount__c, paid_at__c FROM salesforce.invoice__c").fetchone() == (
                 dt.datetime(2026, 3, 1, 12), 1234.56, dt.datetime(2026, 3, 2, 8, 30))
+            # the app's view holds due_at__c's type: kept (with a warning), value and view intact
+            assert conn.execute("SELECT due_at__c FROM public.app_due").fetchone() == (
+                dt.datetime(2026, 4, 1, tzinfo=dt.timezone.utc),)
             names = {r[0] for r in conn.execute(
                 "SELECT indexname FROM pg_indexes WHERE schemaname = 'salesforce' AND tablename = 'invoice__c'")}
             assert names == {"invoice__c_pkey", "hcu_idx_invoice__c_sfid", "hc_idx_invoice__c_systemmodstamp"}
