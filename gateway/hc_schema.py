@@ -26,6 +26,8 @@ def ensure_hc_objects(conn: psycopg.Connection, schema: str) -> None:
     Called for every mapping save (gateway/mapping_store._saved) and by the adopt command once it has moved
     HC's own _trigger_log/_trigger_log_archive tables into the ledger and dropped them: a table of those
     names still present is refused (HcSchemaError), never replaced."""
+    # two saves at once would race on CREATE EXTENSION / CREATE OR REPLACE VIEW ("tuple concurrently updated")
+    conn.execute(QUERIES["lock_hc_upgrade"])
     for view in ("_trigger_log", "_trigger_log_archive"):
         kind = _relation_kind(conn, schema, view)
         if kind is not None and kind != "v":

@@ -97,7 +97,7 @@ def bring_up_to_date(db: Database, hook=None) -> list[str]:
                 continue
             if not mapped_tables.missing_indexes(conn, m) and hc_schema.has_hc_objects(conn, m.table_schema):
                 continue
-            db.run(conn, "lock_hc_upgrade")
+            db.run(conn, "lock_hc_upgrade")     # workers starting together take turns
             mapped_tables.create_table(conn, m)
             hc_schema.ensure_hc_objects(conn, m.table_schema)
             if hook:

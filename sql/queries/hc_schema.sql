@@ -2,7 +2,7 @@
 -- {schema_name} a Literal, {hstore} the extension's schema; never strings.
 
 -- name: lock_hc_upgrade
--- One process brings old deployments' tables up to date at a time (gateway/mapping_store.bring_up_to_date).
+-- One transaction at a time creates Heroku Connect's objects (mapping saves, the worker's upgrade at start).
 SELECT pg_advisory_xact_lock(1178758729);
 
 -- name: create_hstore

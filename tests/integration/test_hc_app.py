@@ -130,7 +130,10 @@ def test_failed_rows_are_read_from_the_trigger_log_and_retried_by_setting_new(hc
     # the app fixes the row without queueing a new change, then retries the failed entry, as on HC
     app_write(url, f"UPDATE salesforce.invoice__c SET status__c = 'Paid' WHERE id = {record_id}", local_only=True)
     assert sql(url, "SELECT count(*) FROM salesforce._trigger_log WHERE state = 'NEW'") == [(0,)]
-    app_write(url, f"UPDATE salesforce._trigger_log SET state = 'NEW' WHERE id = {log_id} AND state = 'FAILED'")
+    with psycopg.connect(url, autocommit=True) as listener:          # the drain's listener is woken
+        listener.execute("LISTEN forcebridge_changes")
+        app_write(url, f"UPDATE salesforce._trigger_log SET state = 'NEW' WHERE id = {log_id} AND state = 'FAILED'")
+        assert [n.channel for n in listener.notifies(timeout=5, stop_after=1)] == ["forcebridge_changes"]
     assert sql(url, f"SELECT state, sf_message FROM salesforce._trigger_log WHERE id = {log_id}") == [("NEW", None)]
     assert drain(db, sf, FAST).outcomes == {"SUCCESS": 1}
     assert sql(url, f"SELECT state FROM salesforce._trigger_log WHERE id = {log_id}") == [("SUCCESS",)]
