@@ -25,7 +25,8 @@ class FieldSpec:
         return self.name.lower()
 
 
-# Salesforce describe type -> Postgres column type (docs/field-types.md explains each choice).
+# Salesforce describe type -> Postgres column type, as Heroku Connect creates them (docs/field-types.md):
+# datetimes are `timestamp without time zone` holding UTC, currency/double/percent `double precision`.
 _TEXT_TYPES = {"string", "textarea", "picklist", "multipicklist", "combobox", "phone", "email",
                "url", "encryptedstring"}
 _PG_TYPES = {
@@ -33,17 +34,22 @@ _PG_TYPES = {
     "boolean": "boolean",
     "int": "integer", "long": "bigint",
     "double": "double precision", "percent": "double precision",
-    "currency": "numeric",
-    "date": "date", "datetime": "timestamptz", "time": "time",
+    "currency": "double precision",
+    "date": "date", "datetime": "timestamp without time zone", "time": "time",
     "base64": "text", "anytype": "text",
 }
 SUPPORTED_TYPES = frozenset(_TEXT_TYPES | _PG_TYPES.keys())
+# Heroku Connect keeps short text areas as varchar(n) (User.AboutMe, 1000) and long ones as text
+# (Account.Description, 32000; custom long text areas): longer than this is a long text area here.
+LONG_TEXTAREA = 4096
 
 
 def pg_type(spec: FieldSpec) -> str:
     t = spec.sf_type.lower()
     if t in _TEXT_TYPES:
         # Salesforce counts characters; varchar(n) does too. Long text areas stay unbounded.
+        if t == "textarea" and (spec.length or 0) > LONG_TEXTAREA:
+            return "text"
         return f"varchar({spec.length})" if spec.length and spec.length <= 10485760 else "text"
     try:
         return _PG_TYPES[t]
@@ -74,6 +80,14 @@ def parse_datetime(text: str) -> dt.datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.timezone.utc)  # Salesforce datetimes are UTC
     return value
+
+
+def utc_naive(value: dt.datetime | None) -> dt.datetime | None:
+    """The value a `timestamp without time zone` column holds for a moment: UTC wall time, no tzinfo
+    (naive values are taken as UTC already)."""
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
 def _to_time(text: str) -> dt.time:
@@ -119,10 +133,9 @@ def _to_float(text: str) -> float:
 _FROM_TEXT = {
     "boolean": _to_bool,
     "int": _to_int, "long": _to_int,
-    "double": _to_float, "percent": _to_float,
-    "currency": _to_decimal,
+    "double": _to_float, "percent": _to_float, "currency": _to_float,
     "date": lambda t: dt.date.fromisoformat(t.strip()),
-    "datetime": parse_datetime,
+    "datetime": lambda t: utc_naive(parse_datetime(t)),   # the column holds UTC without a zone
     "time": _to_time,
 }
 

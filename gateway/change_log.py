@@ -71,8 +71,11 @@ def read_rows(conn: psycopg.Connection, m: Mapping, ids: list[int]) -> dict[int,
     return {r["id"]: r for r in conn.execute(_template("read_mapped_rows", m), {"ids": ids}).fetchall()}
 
 
-def write_back_results(conn: psycopg.Connection, m: Mapping, ids: list[int], sfids: list, errs: list) -> None:
-    conn.execute(_template("write_back_results", m), {"mapping_id": m.id, "ids": ids, "sfids": sfids, "errs": errs})
+def write_back_results(conn: psycopg.Connection, m: Mapping, ids: list[int], sfids: list, errs: list,
+                       lastops: list) -> None:
+    """`errs`: Salesforce's errors as JSON text (None on success); `lastops`: INSERTED or UPDATED."""
+    conn.execute(_template("write_back_results", m), {"mapping_id": m.id, "ids": ids, "sfids": sfids, "errs": errs,
+                                                      "lastops": lastops})
 
 
 def pending_local_rows(conn: psycopg.Connection, m: Mapping, sfids: list[str]) -> list[dict]:

@@ -5,8 +5,9 @@ import psycopg
 from psycopg import sql
 
 from core.convert import pg_array_type, pg_type
+from core.hc_schema import table_indexes
 from core.inbound import UpsertBatch
-from core.mapping import Mapping
+from core.mapping import Mapping, MappingError
 from gateway.db import QUERIES
 
 
@@ -22,11 +23,39 @@ def create_table(conn: psycopg.Connection, m: Mapping) -> None:
     """Create the table in Heroku Connect's shape, or add the columns it lacks (never drops any)."""
     conn.execute(_template("create_schema", schema=sql.Identifier(m.table_schema)))
     conn.execute(_template("create_mapped_table", table=table_ident(m)))
-    conn.execute(_template("create_modstamp_index", table=table_ident(m),
-                           index=sql.Identifier(f"{m.table_name}_systemmodstamp_idx"[:63])))
     for spec in m.fields:
         conn.execute(_template("add_mapped_column", table=table_ident(m), column=sql.Identifier(spec.column),
                                type=sql.SQL(pg_type(spec))))
+    create_indexes(conn, m)
+
+
+def create_indexes(conn: psycopg.Connection, m: Mapping) -> None:
+    """Heroku Connect's indexes (core.hc_schema.table_indexes) that the table lacks."""
+    for index in missing_indexes(conn, m):
+        try:
+            conn.execute(_template("create_unique_table_index" if index.unique else "create_table_index",
+                                   table=table_ident(m), index=sql.Identifier(index.name),
+                                   column=sql.Identifier(index.column)))
+        except psycopg.errors.UniqueViolation as exc:   # the mapping is refused; no row is touched
+            raise MappingError(f"{m.table_schema}.{m.table_name}.{index.column} holds duplicate values, so the "
+                               f"unique index {index.name} (upsert field or unique `indexes` entry) cannot be "
+                               f"created: {exc.diag.message_detail or exc}") from None
+
+
+def missing_indexes(conn: psycopg.Connection, m: Mapping) -> list:
+    """Indexes of table_indexes(m) the table does not have. A unique one counts as present when the column is
+    already unique under another name (a table adopted from Heroku Connect): ON CONFLICT (<column>) works the
+    same, and a second unique index would only cost writes."""
+    names = {r["name"] for r in conn.execute(QUERIES["table_index_names"],
+                                             {"schema": m.table_schema, "table": m.table_name}).fetchall()}
+    return [index for index in table_indexes(m)
+            if index.name not in names and not (index.unique and conn.execute(QUERIES["unique_index_on_column"], {
+                "schema": m.table_schema, "table": m.table_name, "column": index.column}).fetchone()["present"])]
+
+
+def exists(conn: psycopg.Connection, m: Mapping) -> bool:
+    return conn.execute(QUERIES["mapped_table_exists"], {"schema": m.table_schema, "table": m.table_name}
+                        ).fetchone()["present"]
 
 
 def drop_table(conn: psycopg.Connection, m: Mapping) -> None:
@@ -52,6 +81,7 @@ def upsert_batch(conn: psycopg.Connection, batch: UpsertBatch) -> int:
         u_names=lead + sql.SQL(", ").join(names),
         set_columns=lead + sql.SQL(", ").join(
             sql.SQL("{} = EXCLUDED.{}").format(c, c) for c in cols),
+        differs=sql.SQL("").join(sql.SQL(" OR t.{} IS DISTINCT FROM EXCLUDED.{}").format(c, c) for c in cols),
     )
     params = [batch.sfids, batch.modstamps, batch.isdeleted, *batch.values]
     return conn.execute(query, params).rowcount

@@ -7,7 +7,7 @@ from psycopg.types.json import Jsonb
 
 from core.convert import FieldSpec
 from core.mapping import Mapping
-from gateway import mapped_tables
+from gateway import hc_schema, mapped_tables
 from gateway.db import Database
 
 
@@ -76,11 +76,34 @@ def _saved(db: Database, conn, row: dict, hook) -> Mapping:
     """What follows every save, in its transaction: the table in step, the hook, unmapped replayed."""
     saved = from_row(row)
     mapped_tables.create_table(conn, saved)
+    hc_schema.ensure_hc_objects(conn, saved.table_schema)
     if hook:
         hook(conn, saved)
     if saved.reads and saved.active:
         db.run(conn, "requeue_notifications", {"states": ["unmapped"], "object_name": saved.object_name})
     return saved
+
+
+def bring_up_to_date(db: Database, hook=None) -> list[str]:
+    """Give every mapped table the indexes and every mapped schema the Heroku Connect objects it lacks: a
+    deployment from before migration 0060 gets them at the worker's start instead of at the next save of each
+    mapping. A cheap check per mapping; DDL (one transaction, one upgrader at a time) only where something is
+    missing; `hook(conn, mapping)` (the capture triggers) joins in then. Returns the tables brought up to
+    date."""
+    done = []
+    for m in list_all(db):
+        with db.transaction() as conn:
+            if not mapped_tables.exists(conn, m):
+                continue
+            if not mapped_tables.missing_indexes(conn, m) and hc_schema.has_hc_objects(conn, m.table_schema):
+                continue
+            db.run(conn, "lock_hc_upgrade")     # workers starting together take turns
+            mapped_tables.create_table(conn, m)
+            hc_schema.ensure_hc_objects(conn, m.table_schema)
+            if hook:
+                hook(conn, m)
+        done.append(f"{m.table_schema}.{m.table_name}")
+    return done
 
 
 def delete(db: Database, mapping_id: int, drop_table: bool = False, on_deleted=None) -> Mapping | None:

@@ -237,7 +237,7 @@ def _entries(mapping: Mapping | None, finished: list, options: DrainOptions) -> 
         entries.append({"id": i, "state": state, "sfid": sfid, "error": error, "sent": sent_values,
                         "fields": ",".join(columns) if columns else None, "delay": delay})
 
-    rows_back = {"ids": [], "sfids": [], "errs": []}
+    rows_back = {"ids": [], "sfids": [], "errs": [], "lastops": []}
     for change, outcome, write in finished:
         if outcome.state == "REQUEUED":
             delay = retry_delay(change.attempts + 1, options.retry_base_seconds, options.retry_cap_seconds)
@@ -255,6 +255,7 @@ def _entries(mapping: Mapping | None, finished: list, options: DrainOptions) -> 
             rows_back["ids"].append(change.record_id)
             rows_back["sfids"].append(outcome.sfid if outcome.state == "SUCCESS" else None)
             rows_back["errs"].append(json.dumps(outcome.error) if outcome.state == "FAILED" else None)
+            rows_back["lastops"].append("UPDATED" if write.op == "update" else "INSERTED")   # Heroku Connect's marks
     return entries, rows_back
 
 

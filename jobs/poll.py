@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from core.convert import from_salesforce, parse_datetime
+from core.convert import from_salesforce, parse_datetime, utc_naive
 from core.inbound import InboxItem, plan_apply
 from core.loading import (by_ids_soql, changed_since_soql, newest_modstamp, poll_settings, record_fields,
                           recycle_bin_soql, rest_datetime, select_fields, staging_columns)
@@ -209,7 +209,7 @@ def _holds(row: dict | None, record: dict, m: Mapping) -> bool:
     changes in one second share a stamp: the values decide."""
     if row is None or row["_hc_err"] or not record.get("SystemModstamp") or row["isdeleted"]:
         return False
-    if row["systemmodstamp"] != parse_datetime(record["SystemModstamp"]):
+    if row["systemmodstamp"] != utc_naive(parse_datetime(record["SystemModstamp"])):   # UTC, no zone
         return False
     fields = record_fields(record)
     try:

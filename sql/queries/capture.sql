@@ -7,8 +7,17 @@
 -- change_capture, which has no index; the drain moves the entries into the change log (migration 0004).
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-    IF coalesce(current_setting('forcebridge.origin', true), '') <> '' THEN
-        RETURN NULL;  -- the sync's own write (inbound apply, sfid write-back)
+    -- Heroku Connect's rule: only a session at the default xmlbinary (base64) writes for the app. The
+    -- connector's own writes (inbound apply, sfid write-back) set it to hex and forcebridge.origin; an app
+    -- sets it to hex for a change that stays local.
+    IF current_setting('xmlbinary') <> 'base64' OR coalesce(current_setting('forcebridge.origin', true), '') <> '' THEN
+        IF TG_OP = 'INSERT' AND coalesce(current_setting('forcebridge.origin', true), '') = '' THEN
+            -- an app's local-only insert: nothing waits for Salesforce, whatever the column default said
+            -- (Heroku Connect marks a write outside base64 SYNCED); only this rare path pays for the UPDATE
+            EXECUTE format('UPDATE %I.%I t SET _hc_lastop = ''SYNCED'' FROM fb_new n '
+                           'WHERE t.id = n.id AND t._hc_lastop = ''PENDING''', TG_TABLE_SCHEMA, TG_TABLE_NAME);
+        END IF;
+        RETURN NULL;
     END IF;
     IF TG_OP = 'INSERT' THEN
         INSERT INTO forcebridge.change_capture (mapping_id, op, record_id, sfid, external_id)
@@ -54,6 +63,7 @@ FOR EACH STATEMENT EXECUTE FUNCTION {function}();
 CREATE TRIGGER {name} BEFORE UPDATE ON {table}
 FOR EACH ROW
 WHEN (ROW({new_columns}) IS DISTINCT FROM ROW({old_columns})
+      AND current_setting('xmlbinary') = 'base64'
       AND coalesce(current_setting('forcebridge.origin', true), '') = '')
 EXECUTE FUNCTION forcebridge.mark_pending();
 

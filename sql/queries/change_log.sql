@@ -206,18 +206,20 @@ FROM unnest(%(ids)s::bigint[]) AS u(id)
 WHERE t.id = u.id AND t.sfid IS NULL AND (t.{ext} IS NULL OR t.{ext} = '');
 
 -- name: write_back_results
--- Runs under origin = salesforce. A row with a newer change waiting keeps its PENDING mark.
+-- Runs under origin = salesforce. Heroku Connect's marks: INSERTED / UPDATED after a write that reached
+-- Salesforce (`lastop`), FAILED with its error text (migration 0060) in _hc_err. A row with a newer change
+-- waiting keeps its PENDING mark.
 UPDATE {table} AS t
 SET sfid = CASE WHEN u.sfid IS NULL OR EXISTS (SELECT 1 FROM {table} x WHERE x.sfid = u.sfid AND x.id <> t.id)
                 THEN t.sfid ELSE u.sfid END,
-    _hc_err = u.err,
+    _hc_err = forcebridge.hc_error_text(u.err::jsonb),
     _hc_lastop = CASE
         WHEN u.err IS NOT NULL THEN 'FAILED'
         WHEN EXISTS (SELECT 1 FROM forcebridge.change_log c
                      WHERE c.mapping_id = %(mapping_id)s AND c.record_id = t.id AND c.state IN ('NEW', 'REQUEUED'))
              THEN t._hc_lastop
-        ELSE 'SYNCED' END
-FROM unnest(%(ids)s::bigint[], %(sfids)s::text[], %(errs)s::text[]) AS u(id, sfid, err)
+        ELSE u.lastop END
+FROM unnest(%(ids)s::bigint[], %(sfids)s::text[], %(errs)s::text[], %(lastops)s::text[]) AS u(id, sfid, err, lastop)
 WHERE t.id = u.id;
 
 -- name: pending_local_rows

@@ -31,5 +31,6 @@ DELETE FROM forcebridge.salesforce_deletes WHERE recorded_at < now() - make_inte
 -- name: oldest_row_missing_from_staging
 -- Rows a load's snapshot lacks (deleted in Salesforce before it, or created after it): the poll must start no
 -- later than their SystemModstamp, or a delete that happened before the snapshot is never seen.
-SELECT min(t.systemmodstamp) AS oldest FROM {table} t
+-- Stored as UTC wall time (a column still timestamptz, kept by migration 0060, reads as UTC in our sessions).
+SELECT min(t.systemmodstamp)::timestamp AT TIME ZONE 'UTC' AS oldest FROM {table} t
 WHERE t.sfid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {staging} s WHERE s.sfid = t.sfid);

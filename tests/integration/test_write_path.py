@@ -86,7 +86,7 @@ def test_inserts_updates_deletes_in_batches_of_200(sf_api, sf_settings, db, sf, 
     remote = invoices(sf)
     assert len(remote) == 450
     for ext, sfid, name, amount, lastop in rows:
-        assert (remote[ext]["Id"], remote[ext]["Name"], remote[ext]["Amount__c"], lastop) == (sfid, name, amount, "SYNCED")
+        assert (remote[ext]["Id"], remote[ext]["Name"], remote[ext]["Amount__c"], lastop) == (sfid, name, amount, "INSERTED")
 
     sql(url, "UPDATE salesforce.invoice__c SET amount__c = amount__c * 10 WHERE id <= 250")
     sql(url, "DELETE FROM salesforce.invoice__c WHERE id > 440")
@@ -137,7 +137,8 @@ def test_failed_record_shows_why_is_fixed_then_retried_or_ignored(sf_api, sf_set
     sql(url, "UPDATE salesforce.invoice__c SET status__c = 'Paid' WHERE name = 'bad'")    # fixed in Postgres
     assert drain(db, sf, FAST).outcomes == {"SUCCESS": 1}
     assert invoices(sf)["BAD"]["Status__c"] == "Paid"
-    assert sql(url, "SELECT _hc_lastop, _hc_err FROM salesforce.invoice__c WHERE name = 'bad'") == [("SYNCED", None)]
+    # its insert never reached Salesforce: this write inserted it (Heroku Connect's mark)
+    assert sql(url, "SELECT _hc_lastop, _hc_err FROM salesforce.invoice__c WHERE name = 'bad'") == [("INSERTED", None)]
 
     bad2 = next(e["id"] for e in listed if e["external_id"] == "BAD2")
     sql(url, "UPDATE salesforce.invoice__c SET status__c = 'Sent' WHERE name = 'bad2'", origin="salesforce")
@@ -217,7 +218,7 @@ def test_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(sf_api, sf
     remote = invoices(sf)
     assert len(remote) == 1000 and len(sf.query("SELECT Id FROM Invoice__c")) == 1000
     for ext, sfid, lastop in sql(url, "SELECT external_id__c, sfid, _hc_lastop FROM salesforce.invoice__c"):
-        assert (remote[ext]["Id"], lastop) == (sfid, "SYNCED")
+        assert (remote[ext]["Id"], lastop) == (sfid, "INSERTED")
 
 
 def test_delete_of_a_record_whose_sfid_never_came_back_finds_it_by_external_id(sf_api, sf_settings, db, sf):

@@ -1,6 +1,5 @@
 """Conflict rules and echo recognition (pure)."""
 import datetime as dt
-from decimal import Decimal
 
 import pytest
 
@@ -26,13 +25,13 @@ def test_rules(rule, pg, sf, expected):
 
 def test_sent_json_comes_back_as_the_values_an_outbound_message_converts_to():
     sent = sent_values(SPECS, {"Name": "A", "Amount__c": 0.1, "Paid__c": True, "Due__c": "2026-02-03"})
-    assert sent == {"name": "A", "amount__c": Decimal("0.1"), "paid__c": True, "due__c": dt.date(2026, 2, 3)}
+    assert sent == {"name": "A", "amount__c": 0.1, "paid__c": True, "due__c": dt.date(2026, 2, 3)}   # double precision
 
 
 def test_echo_is_what_we_sent_or_what_the_row_holds():
-    sent = {"name": "v1", "amount__c": Decimal("5")}
-    row = {"name": "v2", "amount__c": Decimal("5"), "paid__c": False}
-    assert is_echo({"name": "v1", "amount__c": Decimal("5.0")}, sent, row)          # our older write
+    sent = {"name": "v1", "amount__c": 5.0}
+    row = {"name": "v2", "amount__c": 5.0, "paid__c": False}
+    assert is_echo({"name": "v1", "amount__c": 5.0}, sent, row)                     # our older write
     assert is_echo({"name": "v1", "paid__c": False}, sent, row)                     # unsent field as in the row
     assert not is_echo({"name": "someone else"}, sent, row)
     assert not is_echo({"name": "v1", "paid__c": True}, sent, row)                  # a Salesforce change beside ours
