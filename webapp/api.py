@@ -9,6 +9,7 @@ from flask import Blueprint, abort, jsonify, request
 from core.mapping import MappingError, field_specs, from_entry, to_entry
 from gateway import mapping_store
 from webapp.context import ctx
+from webapp.mappings import parent_describes
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -59,7 +60,9 @@ def list_mappings():
 def create_mapping():
     entry = _json_body()
     try:
-        mapping = from_entry(entry, describe=ctx().describe(entry.get("object_name")))
+        describe = ctx().describe(entry.get("object_name"))
+        config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+        mapping = from_entry(entry, describe=describe, parents=parent_describes(config.get("fields"), describe))
         created = mapping_store.create(ctx().db, mapping, on_created=ctx().mapping_hooks.created)
     except (MappingError, mapping_store.MappingExists) as exc:
         return jsonify(error="invalid_mapping", message=str(exc)), 400 if isinstance(exc, MappingError) else 409
@@ -89,7 +92,8 @@ def patch_mapping(mapping_id: int):
         config = body.get("config") or {}
         if "fields" in config:
             describe = ctx().describe(m.object_name)
-            changes["fields"] = field_specs(config["fields"], describe)
+            changes["fields"] = field_specs(config["fields"], describe,
+                                            parent_describes(config["fields"], describe))
         if "upsert_field" in config:
             changes["upsert_field"] = config["upsert_field"] or None
         for key in ("direction", "conflict_rule", "active"):

@@ -9,7 +9,8 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 
 from core import configuration
 from core.convert import SUPPORTED_TYPES
-from core.mapping import CONFLICT_RULES, DIRECTIONS, IMPLIED_FIELDS, Mapping, MappingError, from_entry
+from core.mapping import (CONFLICT_RULES, DIRECTIONS, IMPLIED_FIELDS, RELATIONSHIP_MARK, Mapping, MappingError,
+                          from_entry, relationship_parents)
 from core.outbound_wsdl import WsdlError, read_wsdl
 from gateway import mapped_tables, mapping_store
 from webapp import sync, write_path
@@ -30,6 +31,22 @@ def _describe(object_name: str) -> dict | None:
         raise
     except Exception:  # noqa: BLE001 - no connection: fields by hand
         return None
+
+
+def parent_describes(fields, describe: dict | None) -> dict:
+    """Describes of the parents named by relationship external-id fields (to check their external ids), by
+    lowercase name; a parent that cannot be described is left out (the field is then checked by Salesforce)."""
+    if not describe or not isinstance(fields, dict):
+        return {}
+    found = {}
+    for name in relationship_parents(fields, describe):
+        try:
+            parent = ctx().describe(name)
+        except Exception:  # noqa: BLE001 - unknown parent: Salesforce refuses the write later
+            parent = None
+        if parent:
+            found[name.lower()] = parent
+    return found
 
 
 def _postgres_rows(m: Mapping) -> int | None:
@@ -76,7 +93,8 @@ def _list_page(status: int = 200, **messages):
 # --- create and edit ---------------------------------------------------------------------------------------
 
 def _form_fields(describe: dict | None) -> list[dict]:
-    """The fields a user can tick: from describe, else none (typed by hand)."""
+    """The fields a user can tick: from describe, else none (typed by hand). Each lookup whose parent has
+    external ids adds Heroku Connect's relationship external-id fields (Account__r__External_Id__c)."""
     if not describe:
         return []
     out = []
@@ -85,6 +103,25 @@ def _form_fields(describe: dict | None) -> list[dict]:
             continue
         out.append({"name": f["name"], "type": f["type"], "length": f.get("length") or None,
                     "label": f.get("label", f["name"]), "external_id": bool(f.get("externalId"))})
+    return sorted(out, key=lambda f: f["name"].lower()) + _relationship_choices(describe)
+
+
+def _relationship_choices(describe: dict) -> list[dict]:
+    out = []
+    for f in describe.get("fields", []):
+        rel = f.get("relationshipName")
+        if f.get("type") != "reference" or not rel or not f.get("referenceTo") or not f.get("createable", True):
+            continue
+        try:
+            parent = ctx().describe(f["referenceTo"][0])
+        except Exception:  # noqa: BLE001 - a parent we cannot describe offers no choices
+            parent = None
+        base = rel[:-3] if rel.lower().endswith("__r") else rel
+        for p in (parent or {}).get("fields", []):
+            if p.get("externalId"):
+                out.append({"name": f"{base}{RELATIONSHIP_MARK}{p['name']}", "type": "relationship",
+                            "length": p.get("length") or None, "external_id": False,
+                            "label": f"{f['name']} by {parent['name']}.{p['name']}"})
     return sorted(out, key=lambda f: f["name"].lower())
 
 
@@ -161,7 +198,8 @@ def create():
     describe = None
     try:
         describe = None if form.get("from_wsdl") else _describe(object_name)
-        mapping = from_entry(_entry_from_form(form, describe), describe=describe)
+        entry = _entry_from_form(form, describe)
+        mapping = from_entry(entry, describe=describe, parents=parent_describes(entry["config"]["fields"], describe))
         created = mapping_store.create(ctx().db, mapping, on_created=ctx().mapping_hooks.created)
     except (MappingError, mapping_store.MappingExists) as exc:
         wsdl_fields = {n: form.get(f"type:{n}", "") for n in form.getlist("field")} if form.get("from_wsdl") else None
@@ -207,7 +245,8 @@ def update(mapping_id: int):
                 if known and not opts.get("type"):
                     opts.update({"type": known.sf_type, **({"length": known.length} if known.length else {})})
         checked = from_entry({**entry, "object_name": m.object_name, "table": m.table_name,
-                              "schema": m.table_schema}, describe=describe)
+                              "schema": m.table_schema}, describe=describe,
+                             parents=parent_describes(entry["config"]["fields"], describe))
         candidate = replace(m, fields=checked.fields, direction=checked.direction,
                             conflict_rule=checked.conflict_rule, upsert_field=checked.upsert_field)
         mapping_store.update(ctx().db, candidate, on_updated=ctx().mapping_hooks.updated)
