@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from core.convert import FieldSpec
@@ -13,6 +14,10 @@ from gateway.db import Database
 
 class MappingExists(ValueError):
     pass
+
+
+class ImportFailed(ValueError):
+    """An import stopped at one mapping; nothing of it was kept. The message names the mapping."""
 
 
 def from_row(row: dict) -> Mapping:
@@ -81,6 +86,40 @@ def _saved(db: Database, conn, row: dict, hook) -> Mapping:
     if saved.reads and saved.active:
         db.run(conn, "requeue_notifications", {"states": ["unmapped"], "object_name": saved.object_name})
     return saved
+
+
+def import_all(db: Database, steps: list, on_created=None, on_updated=None, connection: dict | None = None,
+               version: int = 1) -> list[Mapping]:
+    """A whole configuration in ONE transaction: mappings, their tables, capture triggers and queued loads,
+    and the connection block. Any error rolls all of it back (core.configuration.plan_import has checked the
+    entries; this catches what only Postgres can say, e.g. a table whose columns do not fit)."""
+    saved = []
+    with db.transaction() as conn:
+        for step in steps:
+            if step.action == "unchanged":
+                saved.append(step.mapping)
+                continue
+            try:
+                with conn.transaction():     # a savepoint, so the error below is the mapping's own
+                    if step.action == "create":
+                        if db.run(conn, "get_mapping_by_object", {"object_name": step.mapping.object_name}).fetchone():
+                            raise MappingExists(f"a mapping for {step.mapping.object_name} exists already")
+                        row = db.run(conn, "insert_mapping", _params(step.mapping)).fetchone()
+                        saved.append(_saved(db, conn, row, on_created))
+                    else:
+                        row = db.run(conn, "update_mapping", _params(step.mapping)).fetchone()
+                        saved.append(_saved(db, conn, row, on_updated))
+            except (psycopg.Error, MappingExists) as exc:
+                message = getattr(getattr(exc, "diag", None), "message_primary", None) or str(exc)
+                raise ImportFailed(f"mapping {step.mapping.object_name}: {message}") from exc
+        if connection is not None:
+            db.run(conn, "save_connection_config", {"connection": Jsonb(connection), "version": version})
+    return saved
+
+
+def connection_config(db: Database) -> dict | None:
+    row = db.fetchone("get_connection_config")
+    return row["connection"] if row else None
 
 
 def delete(db: Database, mapping_id: int, drop_table: bool = False, on_deleted=None) -> Mapping | None:

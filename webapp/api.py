@@ -9,7 +9,7 @@ from flask import Blueprint, abort, jsonify, request
 from core.mapping import MappingError, field_specs, from_entry, to_entry
 from gateway import mapping_store
 from webapp.context import ctx
-from webapp.mappings import parent_describes
+from webapp.mappings import export_document, import_document, parent_describes
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -118,6 +118,27 @@ def delete_mapping(mapping_id: int):
     if gone is None:
         abort(404, description=f"no mapping {mapping_id}")
     return jsonify(deleted=to_entry(gone), table_dropped=drop)
+
+
+@bp.get("/config/export")
+def export_config():
+    """The whole configuration as `heroku connect:export` writes it (what /config/import takes)."""
+    return jsonify(export_document("heroku"))
+
+
+@bp.post("/config/import")
+def import_config():
+    """A whole export document, all or nothing: 400 naming the mapping and field, and nothing created."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, description="the body must be a JSON object: a whole configuration export")
+    try:
+        done = import_document(body)
+    except RecursionError:
+        abort(400, description="the document is nested too deeply")
+    except (MappingError, mapping_store.ImportFailed) as exc:
+        return jsonify(error="invalid_configuration", message=f"nothing imported: {exc}"), 400
+    return jsonify(done)
 
 
 @bp.get("/stats/hourly")

@@ -2,7 +2,9 @@
 WSDL), edit fields, pause/resume, delete, and import/export of the whole configuration."""
 from __future__ import annotations
 
+import datetime as dt
 import json
+from collections import Counter
 from dataclasses import replace
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
@@ -332,10 +334,21 @@ def from_wsdl():
 
 # --- import and export -------------------------------------------------------------------------------------
 
-def _connection() -> dict:
+def current_connection() -> dict:
+    """The connection block exports carry: the one last imported, else one made up from our settings."""
+    stored = mapping_store.connection_config(ctx().db)
+    if stored:
+        return stored
+    schemas = Counter(m.table_schema for m in mapping_store.list_all(ctx().db))
     s = ctx().settings
-    return {"organization_id": s.salesforce_org_id, "api_version": s.sf_api_version, "name": "forcebridge",
-            "schema_name": "salesforce"}
+    return configuration.made_up_connection(s.salesforce_org_id, s.sf_api_version,
+                                            schemas.most_common(1)[0][0] if schemas else "salesforce")
+
+
+def export_document(flavor: str) -> dict:
+    doc = configuration.export_document(mapping_store.list_all(ctx().db), current_connection(), flavor)
+    doc["connection"]["exported_at"] = dt.datetime.now(dt.timezone.utc).isoformat()
+    return doc
 
 
 @bp.get("/export")
@@ -343,9 +356,8 @@ def export():
     flavor = request.args.get("flavor", "forcebridge")
     if flavor not in configuration.FLAVORS:
         abort(400, description=f"flavor must be one of {', '.join(configuration.FLAVORS)}")
-    doc = configuration.export_document(mapping_store.list_all(ctx().db), _connection(), flavor)
     name = "heroku-connect-export.json" if flavor == "heroku" else "forcebridge-config.json"
-    return Response(json.dumps(doc, indent=2, sort_keys=True), mimetype="application/json",
+    return Response(json.dumps(export_document(flavor), indent=2, sort_keys=True), mimetype="application/json",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
@@ -354,31 +366,45 @@ def import_config():
     upload = request.files.get("config")
     raw = upload.read() if upload is not None and upload.filename else request.form.get("config_text", "").encode()
     try:
-        connection, entries = configuration.read_document(json.loads(raw or b"null"))
-        schema = configuration.default_schema(connection)
-        planned = [from_entry(e, describe=_describe(e["object_name"]), default_schema=schema) for e in entries]
+        done = import_document(json.loads(raw or b"null"))
     except RecursionError:
         return _list_page(400, error="Nothing imported: the document is nested too deeply")
-    except (ValueError, MappingError) as exc:
+    except (ValueError, MappingError, mapping_store.ImportFailed) as exc:
         return _list_page(400, error=f"Nothing imported: {exc}")
-    created, updated = _apply_import(planned)
-    ctx().enqueue("apply_inbound")
-    return redirect(url_for(".index", message=f"Imported: {created} created, {updated} updated."), 303)
+    return redirect(url_for(".index", message=f"Imported: {len(done['created'])} created, "
+                                              f"{len(done['updated'])} updated, "
+                                              f"{len(done['unchanged'])} unchanged."), 303)
 
 
-def _apply_import(planned: list[Mapping]) -> tuple[int, int]:
-    """Every entry was validated before the first write; existing mappings keep their tables and ids."""
-    created = updated = 0
+def _import_describe(object_name: str) -> dict | None:
+    try:
+        return _describe(object_name)
+    except MappingError as exc:
+        raise MappingError(f"mapping {object_name}: {exc}") from None
+
+
+def import_document(doc) -> dict:
+    """A whole export (Heroku Connect's or ours), all or nothing: checked entirely (describes fetched
+    first), then saved in one transaction with every table, trigger and queued load. Raises MappingError or
+    mapping_store.ImportFailed naming the mapping (and field); nothing is kept then."""
+    connection, entries = configuration.read_document(doc)
+    schema = configuration.default_schema(connection)
+    existing = {m.object_name.lower(): m for m in mapping_store.list_all(ctx().db)}
+    describes, parents = {}, {}
+    for e in entries:
+        describe = describes[e["object_name"].lower()] = _import_describe(e["object_name"])
+        config = e.get("config") if isinstance(e.get("config"), dict) else {}
+        parents.update(parent_describes(config.get("fields"), describe))
+    steps = configuration.plan_import(entries, existing, schema, describes, parents)
     hooks = ctx().mapping_hooks
-    for m in planned:
-        existing = mapping_store.get_by_object(ctx().db, m.object_name)
-        if existing is None:
-            made = mapping_store.create(ctx().db, m, on_created=hooks.created)
-            ctx().enqueue("mapping_ready", made.id)
-            created += 1
-        else:
-            mapping_store.update(ctx().db, replace(existing, fields=m.fields, direction=m.direction,
-                                                   upsert_field=m.upsert_field, conflict_rule=m.conflict_rule,
-                                                   active=m.active, extra=m.extra), on_updated=hooks.updated)
-            updated += 1
-    return created, updated
+    stored = configuration.connection_to_store(connection) if connection else None
+    saved = mapping_store.import_all(ctx().db, steps, on_created=hooks.created, on_updated=hooks.updated,
+                                     connection=stored, version=doc.get("version", 1))
+    done = {"created": [], "updated": [], "unchanged": []}
+    for step, m in zip(steps, saved):
+        done[{"create": "created", "update": "updated"}.get(step.action, step.action)].append(m.object_name)
+        if step.action == "create":
+            ctx().enqueue("mapping_ready", m.id)     # its first load and the push of rows without sfid
+    if done["created"] or done["updated"]:
+        ctx().enqueue("apply_inbound")               # notifications kept as unmapped are pending again
+    return done
