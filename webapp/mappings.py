@@ -383,19 +383,25 @@ def _import_describe(object_name: str) -> dict | None:
         raise MappingError(f"mapping {object_name}: {exc}") from None
 
 
-def import_document(doc) -> dict:
-    """A whole export (Heroku Connect's or ours), all or nothing: checked entirely (describes fetched
-    first), then saved in one transaction with every table, trigger and queued load. Raises MappingError or
-    mapping_store.ImportFailed naming the mapping (and field); nothing is kept then."""
+def plan_document(doc, schema: str | None = None) -> tuple[dict, list]:
+    """(connection, import plan) for a whole export, checked entirely against Salesforce's describe (when
+    connected) before anything is written. `schema` overrides the one connection.name names."""
     connection, entries = configuration.read_document(doc)
-    schema = configuration.default_schema(connection)
+    schema = schema or configuration.default_schema(connection)
     existing = {m.object_name.lower(): m for m in mapping_store.list_all(ctx().db)}
     describes, parents = {}, {}
     for e in entries:
         describe = describes[e["object_name"].lower()] = _import_describe(e["object_name"])
         config = e.get("config") if isinstance(e.get("config"), dict) else {}
         parents.update(parent_describes(config.get("fields"), describe))
-    steps = configuration.plan_import(entries, existing, schema, describes, parents)
+    return connection, configuration.plan_import(entries, existing, schema, describes, parents)
+
+
+def import_document(doc) -> dict:
+    """A whole export (Heroku Connect's or ours), all or nothing: checked entirely (describes fetched
+    first), then saved in one transaction with every table, trigger and queued load. Raises MappingError or
+    mapping_store.ImportFailed naming the mapping (and field); nothing is kept then."""
+    connection, steps = plan_document(doc)
     hooks = ctx().mapping_hooks
     stored = configuration.connection_to_store(connection) if connection else None
     saved = mapping_store.import_all(ctx().db, steps, on_created=hooks.created, on_updated=hooks.updated,
