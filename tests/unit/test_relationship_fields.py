@@ -78,3 +78,16 @@ def test_custom_relationships_use_their_r_name_even_without_describe():
                             {1: {"lastname": "x", "external_id__c": "C", "invoice__r__code__c": "I-9"}}, m,
                             writable_fields(m, None))
     assert writes[0].body["Invoice__r"] == {"Code__c": "I-9"}
+
+
+def test_the_echo_of_a_write_by_relationship_carries_the_resolved_lookup_and_is_still_ours():
+    from core.conflicts import is_echo, sent_values
+    from core.convert import FieldSpec
+
+    specs = (FieldSpec("LastName", "string", 80), FieldSpec("AccountId", "reference", 18),
+             FieldSpec("Account__r__External_Id__c", "string", 64))
+    sent = sent_values(specs, {"LastName": "Smith", "Account": {"External_Id__c": "A-1"}})
+    row = {"lastname": "Smith", "accountid": None}
+    assert is_echo({"lastname": "Smith", "accountid": "001000000000001AAA"}, sent, row)
+    assert not is_echo({"lastname": "Jones", "accountid": "001000000000001AAA"}, sent, row)
+    assert not is_echo({"accountid": "001000000000001AAA"}, sent_values(specs, {"LastName": "Smith"}), row)
