@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from core.mapping import Mapping, MappingError, from_entry, is_relationship, to_entry
+from core.mapping import Mapping, MappingError, from_entry, to_entry
 
 FLAVORS = ("heroku", "forcebridge")
 # What Heroku Connect writes for a mapping we know nothing more about (its defaults).
@@ -126,7 +126,7 @@ def typed_from_existing(entry: dict, existing: Mapping | None) -> dict:
     fields = {}
     for name, opts in config["fields"].items():
         known = existing.field(name) if isinstance(name, str) else None
-        if known is not None and isinstance(opts, dict) and not opts.get("type") and not is_relationship(name):
+        if known is not None and isinstance(opts, dict) and not opts.get("type"):
             opts = {"type": known.sf_type, **({"length": known.length} if known.length else {}), **opts}
         fields[name] = opts
     return {**entry, "config": {**config, "fields": fields}}

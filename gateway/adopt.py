@@ -53,17 +53,14 @@ def adopt(db: Database, schema: str, steps: list | None = None, request_load=Non
     with db.transaction(origin="salesforce") as conn:
         conn.execute("SELECT set_config('xmlbinary', 'hex', true)")    # Connect's "this is the connector"
         objects = {r["name"]: r["kind"] for r in db.run(conn, "adopt_schema_objects", {"schema": schema})}
+        if objects.get("_trigger_log") != "r":
+            _check_adopted(db, conn, schema, objects, result)
+            return result
+        if objects.get("_trigger_log_archive") != "r":
+            raise AdoptError(f"{schema}._trigger_log_archive is missing: was the whole schema restored?")
         hc_triggers = db.run(conn, "adopt_hc_triggers", {"schema": schema}).fetchall()
-        has_log = objects.get("_trigger_log") == "r"
-        if not has_log and not hc_triggers:
-            if not conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone():
-                raise AdoptError(f"there is no schema {schema} in this database: restore the dump first")
-            result.already_adopted = True
-        if has_log:
-            if objects.get("_trigger_log_archive") != "r":
-                raise AdoptError(f"{schema}._trigger_log_archive is missing: was the whole schema restored?")
-            conn.execute(_q("adopt_copy_log", schema=sql.Identifier(schema)))
-        _drop_hc_objects(db, conn, schema, hc_triggers, has_log, result)
+        conn.execute(_q("adopt_copy_log", schema=sql.Identifier(schema)))
+        _drop_hc_objects(db, conn, schema, hc_triggers, result)
         if steps:
             mapping_store.save_steps(db, conn, steps, capture.sync_with_mapping, capture.sync_with_mapping,
                                      adopting=True)
@@ -75,8 +72,7 @@ def adopt(db: Database, schema: str, steps: list | None = None, request_load=Non
         result.mappings = [m.object_name for m in mappings]
         for m in mappings:
             capture.sync_with_mapping(conn, m)
-        if has_log:
-            _move_log(db, conn, mappings, result)
+        _move_log(db, conn, mappings, result)
         result.hc_objects_ensured = _ensure_hc_objects(conn, schema)
         for m in mappings:
             _resume_reads(db, conn, m, result, request_load)
@@ -87,7 +83,21 @@ def adopt(db: Database, schema: str, steps: list | None = None, request_load=Non
     return result
 
 
-def _drop_hc_objects(db, conn, schema: str, hc_triggers: list[dict], has_log: bool, result: Adoption) -> None:
+def _check_adopted(db, conn, schema: str, objects: dict, result: Adoption) -> None:
+    """No `_trigger_log` table of Connect's: adopted before (nothing is changed again), or not Connect's."""
+    if not db.run(conn, "schema_exists", {"schema": schema}).fetchone()["present"]:
+        raise AdoptError(f"there is no schema {schema} in this database: restore the dump first")
+    if not db.run(conn, "adoption_of_schema", {"schema": schema}).fetchone():
+        if db.run(conn, "adopt_hc_triggers", {"schema": schema}).fetchall():
+            raise AdoptError(f"{schema} has Heroku Connect's triggers but no _trigger_log table: restore the whole "
+                             "schema (pg_dump --schema) so its unsent changes are not lost")
+        raise AdoptError(f"{schema} is not a Heroku Connect schema: it has no _trigger_log table")
+    result.already_adopted = True
+    result.mappings = [r["object_name"] for r in db.run(conn, "list_mappings").fetchall()
+                       if r["table_schema"] == schema]
+
+
+def _drop_hc_objects(db, conn, schema: str, hc_triggers: list[dict], result: Adoption) -> None:
     for t in hc_triggers:
         conn.execute(_q("adopt_drop_trigger", trigger=sql.Identifier(t["trigger"]),
                         table=sql.Identifier(schema, t["table_name"])))
@@ -96,8 +106,7 @@ def _drop_hc_objects(db, conn, schema: str, hc_triggers: list[dict], has_log: bo
                  if t["function_schema"] == schema and t["function"].startswith("hc_")}
     functions |= {(schema, r["function"], r["arguments"])
                   for r in db.run(conn, "adopt_log_functions", {"schema": schema}).fetchall()}
-    if has_log:
-        conn.execute(_q("adopt_drop_log_tables", schema=sql.Identifier(schema)))
+    conn.execute(_q("adopt_drop_log_tables", schema=sql.Identifier(schema)))
     for fn_schema, name, arguments in sorted(functions):
         conn.execute(_q("adopt_drop_function", function=sql.Identifier(fn_schema, name),
                         arguments=sql.SQL(arguments)))   # argument types as the catalog spells them

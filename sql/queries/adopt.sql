@@ -135,6 +135,12 @@ VALUES (%(schema)s, %(mappings)s, %(moved_open)s, %(moved_failed)s, %(moved_hist
         %(watermarks)s)
 RETURNING *;
 
+-- name: adoption_of_schema
+SELECT * FROM forcebridge.adoptions WHERE table_schema = %(schema)s ORDER BY id DESC LIMIT 1;
+
+-- name: schema_exists
+SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s) AS present;
+
 -- name: list_adoptions
 SELECT * FROM forcebridge.adoptions ORDER BY id DESC LIMIT 20;
 

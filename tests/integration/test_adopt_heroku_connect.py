@@ -29,9 +29,12 @@ EXPORT = FIXTURES / "heroku_connect_export.json"
 
 @pytest.fixture(autouse=True)
 def no_crm_schema(clean_db):
+    """The crm schema before and after: its triggers call capture functions later tests recreate."""
     with psycopg.connect(clean_db, autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS crm CASCADE")
     yield
+    with psycopg.connect(clean_db, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS crm CASCADE")
 
 
 def naive_utc(text: str) -> dt.datetime:
@@ -176,3 +179,11 @@ def test_the_setup_page_adopts_with_the_export(sf_settings, enqueued, restored):
     assert response.status_code == 200, response.text
     assert "Adopted crm" in response.text and "1 unsent changes queued" in response.text
     assert ("drain_outbound", ()) in enqueued.calls
+
+
+def test_a_schema_that_is_not_connects_is_not_adopted(sf_app, sf_settings):
+    out = adopt(sf_app)
+    assert out.exit_code != 0 and "there is no schema crm" in out.output
+    sql(sf_settings.database_url, "CREATE SCHEMA crm; CREATE TABLE crm.account (id serial)")
+    out = adopt(sf_app)
+    assert out.exit_code != 0 and "not a Heroku Connect schema" in out.output

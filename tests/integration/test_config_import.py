@@ -20,9 +20,12 @@ EXPORT = json.loads((pathlib.Path(__file__).parents[1] / "fixtures" / "heroku_co
 
 @pytest.fixture(autouse=True)
 def no_crm_schema(clean_db):
+    """The crm schema before and after: its triggers call capture functions later tests recreate."""
     with psycopg.connect(clean_db, autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS crm CASCADE")
     yield
+    with psycopg.connect(clean_db, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS crm CASCADE")
 
 
 def triggers(url, table):
