@@ -20,21 +20,12 @@ from jobs.drain import drain
 from jobs.poll import poll
 from tests.conftest import testing_app as console
 from tests.integration.test_capture import sql
+from tests.integration.test_config_import import no_crm_schema  # noqa: F401 - autouse fixture
 from tests.integration.test_write_path import FAST, db, sf, sf_api, sf_app, sf_settings  # noqa: F401 - fixtures
 from tests.support.console import BASE, PASSWORD, csrf_of, sign_in
 
 FIXTURES = pathlib.Path(__file__).parents[1] / "fixtures"
 EXPORT = FIXTURES / "heroku_connect_export.json"
-
-
-@pytest.fixture(autouse=True)
-def no_crm_schema(clean_db):
-    """The crm schema before and after: its triggers call capture functions later tests recreate."""
-    with psycopg.connect(clean_db, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS crm CASCADE")
-    yield
-    with psycopg.connect(clean_db, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS crm CASCADE")
 
 
 def naive_utc(text: str) -> dt.datetime:
