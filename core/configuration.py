@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from core.mapping import Mapping, MappingError, from_entry, to_entry
+from core.mapping import Mapping, MappingError, from_entry, is_api_name, to_entry
 
 FLAVORS = ("heroku", "forcebridge")
 # What Heroku Connect writes for a mapping we know nothing more about (its defaults).
@@ -71,6 +71,10 @@ def read_document(doc) -> tuple[dict, list[dict]]:
     for i, entry in enumerate(mappings):
         if not isinstance(entry, dict) or not isinstance(entry.get("object_name"), str):
             raise MappingError(f"mapping #{i + 1} has no object_name")
+        if not is_api_name(entry["object_name"]):
+            # checked before anything asks Salesforce about it: the name becomes part of a describe URL
+            raise MappingError(f"mapping #{i + 1}: object_name {entry['object_name'][:80]!r} is not a Salesforce "
+                               "API name")
         key = entry["object_name"].lower()
         if key in seen:
             raise MappingError(f"{entry['object_name']} is mapped twice")

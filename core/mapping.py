@@ -58,6 +58,10 @@ class Mapping:
         return self.direction in ("pg_to_sf", "bidirectional")
 
 
+def is_api_name(name) -> bool:
+    return isinstance(name, str) and len(name) <= 80 and bool(_API_NAME.match(name))
+
+
 def is_relationship(name: str) -> bool:
     return RELATIONSHIP_MARK in name.lower()
 

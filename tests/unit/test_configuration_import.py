@@ -70,3 +70,5 @@ def test_an_error_names_the_mapping_and_the_field():
         plan(doc)
     with pytest.raises(MappingError, match="version"):
         plan({**EXPORT, "version": 2})
+    with pytest.raises(MappingError, match="not a Salesforce API name"):
+        plan({**EXPORT, "mappings": [{"object_name": "../limits#", "config": {"fields": {"Name": {}}}}]})
