@@ -59,3 +59,22 @@ def test_the_mapping_form_offers_relationship_fields(sf_settings, enqueued):
         page = client.get("/mappings/new?object=Contact", base_url=BASE).text
     assert 'value="Account__r__External_Id__c"' in page          # AccountId -> Account.External_Id__c
     assert 'value="Parent__r__External_Id__c"' not in page       # Contact has no ParentId
+
+
+def test_an_initial_push_through_bulk_sends_rows_naming_parents_after_the_job(sf_api, sf_settings, db, sf):
+    from gateway import mapping_store
+    from jobs import push
+
+    url = sf_settings.database_url
+    sf.upsert_records("Account", "External_Id__c", [{"External_Id__c": "P-1", "Name": "Parent"}])
+    sql(url, "CREATE SCHEMA salesforce; CREATE TABLE salesforce.contact (id serial PRIMARY KEY, "
+             "sfid varchar(18) UNIQUE, systemmodstamp timestamptz, isdeleted boolean, _hc_lastop varchar(32), "
+             "_hc_err text, lastname varchar(80), external_id__c varchar(255), account__r__external_id__c varchar(255))")
+    sql(url, "INSERT INTO salesforce.contact (lastname, external_id__c, account__r__external_id__c) "
+             "SELECT 'c' || g, 'C-' || g, CASE WHEN g % 10 = 0 THEN 'P-1' END FROM generate_series(1, 150) g")
+    mapping = writing_mapping(sf_api, "Contact", CONTACT, direction="pg_to_sf", upsert_field="External_Id__c")
+    result = push.initial_push(db, sf, mapping_store.get(db, mapping["id"]), push.PushOptions(bulk_threshold=100))
+    assert result["bulk_jobs"] == 1 and result["outcomes"] == {"SUCCESS": 150}
+    (parent,) = sf.query("SELECT Id FROM Account WHERE External_Id__c = 'P-1'")
+    linked = sf.query("SELECT External_Id__c FROM Contact WHERE AccountId = '%s'" % parent["Id"])
+    assert sorted(r["External_Id__c"] for r in linked) == sorted(f"C-{g}" for g in range(10, 151, 10))
