@@ -61,7 +61,7 @@ def read_document(doc) -> tuple[dict, list[dict]]:
     mappings = doc.get("mappings")
     if not isinstance(mappings, list):
         raise MappingError('the configuration has no "mappings" list')
-    connection = doc.get("connection") or {}
+    connection = {} if doc.get("connection") is None else doc["connection"]
     if not isinstance(connection, dict):
         raise MappingError('"connection" must be an object')
     if "features" in connection and not isinstance(connection["features"], dict):

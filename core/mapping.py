@@ -143,7 +143,7 @@ def field_specs(fields: dict, describe: dict | None, parents: dict | None = None
                                "its column name must fit Postgres's limit)")
         if name in IMPLIED_FIELDS:
             continue
-        opts = opts or {}
+        opts = {} if opts is None else opts
         if not isinstance(opts, dict):
             raise MappingError(f"field {name}: options must be an object")
         if is_relationship(name):

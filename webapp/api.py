@@ -129,10 +129,10 @@ def export_config():
 @bp.post("/config/import")
 def import_config():
     """A whole export document, all or nothing: 400 naming the mapping and field, and nothing created."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        abort(400, description="the body must be a JSON object: a whole configuration export")
     try:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            abort(400, description="the body must be a JSON object: a whole configuration export")
         done = import_document(body)
     except RecursionError:
         abort(400, description="the document is nested too deeply")

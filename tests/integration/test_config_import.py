@@ -118,3 +118,25 @@ def test_the_console_import_is_all_or_nothing_too(sf_settings, enqueued):
     assert response.status_code == 400
     assert "Nothing imported: mapping Invoice__c" in response.text
     assert sql(url, "SELECT count(*) FROM forcebridge.mappings") == [(0,)]
+
+
+@pytest.mark.parametrize("doc", [
+    {"mappings": "Account"}, {"mappings": [], "connection": []}, {"mappings": [], "version": "1"},
+    {"mappings": [{"object_name": "Account", "config": "read_write"}]},
+    {"mappings": [{"object_name": "Account", "config": {"fields": ["Name"]}}]},
+    {"mappings": [{"object_name": "Account", "config": {"fields": {"Name": []}}}]},
+    {"mappings": [{"object_name": "Account", "config": {"fields": {"Name": {}}, "upsert_field": 7}}]},
+    {"mappings": [{"object_name": "../limits#", "config": {"fields": {"Name": {}}}}]},
+    {"mappings": [], "connection": {"name": 42}},
+    {"mappings": [], "connection": {"features": "all"}},
+])
+def test_wrong_shapes_get_a_400_never_a_500(sf_api, sf_settings, doc):
+    r = sf_api.post("/api/v1/config/import", json=doc)
+    assert r.status_code == 400 and r.get_json()["message"].startswith("nothing imported")
+    nothing_imported(sf_settings.database_url)
+
+
+def test_a_deeply_nested_document_is_refused(sf_api):
+    body = '{"mappings": [], "connection": ' + '{"features": ' * 5000 + '{}' + '}' * 5001
+    r = sf_api.post("/api/v1/config/import", data=body, content_type="application/json")
+    assert r.status_code == 400
