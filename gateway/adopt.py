@@ -51,7 +51,7 @@ def adopt(db: Database, schema: str, steps: list | None = None, request_load=Non
     load of an empty table."""
     result = Adoption(schema)
     with db.transaction(origin="salesforce") as conn:
-        conn.execute("SELECT set_config('xmlbinary', 'hex', true)")    # Connect's "this is the connector"
+        db.run(conn, "adopt_as_connector")
         objects = {r["name"]: r["kind"] for r in db.run(conn, "adopt_schema_objects", {"schema": schema})}
         if objects.get("_trigger_log") != "r":
             _check_adopted(db, conn, schema, objects, result)

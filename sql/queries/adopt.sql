@@ -1,6 +1,10 @@
 -- Adopting a schema Heroku Connect managed (gateway/adopt.py): its log moves into ours, its triggers go.
 -- {schema}, {table} are filled with psycopg.sql.Identifier.
 
+-- name: adopt_as_connector
+-- Heroku Connect's mark of its own sessions (app triggers testing get_xmlbinary() skip what follows).
+SELECT set_config('xmlbinary', 'hex', true);
+
 -- name: adopt_schema_objects
 -- What Heroku Connect left in the schema: its log tables (r = a table, v = a view: adopted already).
 SELECT c.relname AS name, c.relkind AS kind
