@@ -4,8 +4,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from core.convert import to_salesforce
-from core.mapping import Mapping
+from core.convert import FieldSpec, to_salesforce
+from core.mapping import Mapping, is_relationship, reference_field, relationship_name, relationship_parts
 
 MAX_BATCH = 200  # sObject Collections take at most 200 records per request
 # Collection item errors that say "try again later", not "this record is wrong".
@@ -91,9 +91,62 @@ class Write:
 
 @dataclass(frozen=True)
 class Fields:
-    """Which mapped fields Salesforce lets us write (from describe); None = all of them."""
+    """Which mapped fields Salesforce lets us write (from describe); None = all of them.
+    `relationships`: relationship external-id field -> (relationship name, lookup field name)."""
     createable: frozenset[str] | None = None
     updateable: frozenset[str] | None = None
+    relationships: dict | None = None
+
+
+def writable_fields(mapping: Mapping, describe: dict | None) -> Fields:
+    """What describe says about the mapped fields: which ones can be written, and through which
+    relationship each relationship external-id field names its parent."""
+    names = tuple(f.name for f in mapping.fields)
+    relationships = {}
+    for f in mapping.fields:
+        if is_relationship(f.name):
+            ref = reference_field(describe, f.name) if describe else None
+            relationships[f.name] = (relationship_name(f.name, describe, names), ref["name"] if ref else None)
+    if describe is None:
+        return Fields(relationships=relationships)
+    fields = describe.get("fields", [])
+    return Fields(createable=frozenset(f["name"] for f in fields if f.get("createable", True)),
+                  updateable=frozenset(f["name"] for f in fields if f.get("updateable", True)),
+                  relationships=relationships)
+
+
+def _body(specs: list[FieldSpec], row: dict, mapping: Mapping, writable: Fields) -> dict:
+    """Field values as Salesforce takes them; a relationship external-id column becomes a reference to the
+    parent by its external id ({"Account": {"External_Id__c": "A-1"}}), and is left out while empty."""
+    body = {}
+    names = tuple(f.name for f in mapping.fields)
+    for f in specs:
+        value = to_salesforce(f, row.get(f.column))
+        if not is_relationship(f.name):
+            body[f.name] = value
+        elif value is not None:
+            rel = (writable.relationships or {}).get(f.name, (relationship_name(f.name, None, names), None))[0]
+            body[rel] = {relationship_parts(f.name)[1]: value}
+    return body
+
+
+def _writable_spec(f: FieldSpec, allowed: frozenset[str] | None, writable: Fields) -> bool:
+    if is_relationship(f.name):
+        lookup = (writable.relationships or {}).get(f.name, (None, None))[1]
+        return lookup is None or _allowed(lookup, allowed)
+    return _allowed(f.name, allowed)
+
+
+def sent_columns(mapping: Mapping, body: dict) -> list[str]:
+    """The mapped columns a write's body carries (relationship external ids under their relationship)."""
+    keys = {k.lower() for k in body}
+
+    def carried(f: FieldSpec) -> bool:
+        if not is_relationship(f.name):
+            return f.name.lower() in keys
+        base = relationship_parts(f.name)[0].lower()
+        return base in keys or base + "__r" in keys
+    return [f.column for f in mapping.fields if carried(f)]
 
 
 def plan_writes(changes: list[RecordChange], rows: dict[int, dict], mapping: Mapping,
@@ -118,13 +171,13 @@ def _write_for(change: RecordChange, row: dict | None, mapping: Mapping, writabl
     sfid = row.get("sfid")
     if sfid:
         specs = mapping.fields if change.full else [f for f in mapping.fields if f.column in change.columns]
-        specs = [f for f in specs if _allowed(f.name, writable.updateable)]
-        if not specs:
+        specs = [f for f in specs if _writable_spec(f, writable.updateable, writable)]
+        body = _body(specs, row, mapping, writable)
+        if not body:
             return None
-        body = {"Id": sfid, **{f.name: to_salesforce(f, row.get(f.column)) for f in specs}}
-        return Write(change, "update", name, body)
-    specs = [f for f in mapping.fields if _allowed(f.name, writable.createable)]
-    body = {f.name: to_salesforce(f, row.get(f.column)) for f in specs}
+        return Write(change, "update", name, {"Id": sfid, **body})
+    specs = [f for f in mapping.fields if _writable_spec(f, writable.createable, writable)]
+    body = _body(specs, row, mapping, writable)
     if mapping.upsert_field:
         ext = mapping.field(mapping.upsert_field)
         body[ext.name] = to_salesforce(ext, row.get(ext.column))
@@ -134,6 +187,11 @@ def _write_for(change: RecordChange, row: dict | None, mapping: Mapping, writabl
 
 def _allowed(name: str, allowed: frozenset[str] | None) -> bool:
     return allowed is None or name in allowed
+
+
+def references_parents(batch: list[Write]) -> bool:
+    """Does a write of the batch name a parent by its external id ({"Account": {"External_Id__c": ..}})?"""
+    return any(isinstance(v, dict) for w in batch for v in w.body.values())
 
 
 def plan_batches(writes: list[Write], size: int = MAX_BATCH) -> list[list[Write]]:

@@ -7,6 +7,9 @@ from core.convert import FieldSpec, from_salesforce
 
 RULES = ("last_writer_wins", "salesforce_wins", "postgres_wins")
 _MISSING = object()
+# A lookup we set through a relationship external id ({"Account": {"External_Id__c": ..}}): we never knew the
+# Id Salesforce resolved it to, so whatever Id its echo carries is ours.
+RESOLVED_BY_SALESFORCE = object()
 
 
 def winner(rule: str, pg_changed_at: dt.datetime | None, sf_changed_at: dt.datetime | None) -> str:
@@ -30,7 +33,16 @@ def sent_values(specs: tuple[FieldSpec, ...], sent: dict | None) -> dict[str, ob
     for spec in specs:
         if sent and spec.name in sent:
             out[spec.column] = from_salesforce(spec, _as_text(sent[spec.name]))
+        elif sent and spec.sf_type.lower() == "reference" and isinstance(sent.get(_relationship_of(spec.name)), dict):
+            out[spec.column] = RESOLVED_BY_SALESFORCE
     return out
+
+
+def _relationship_of(lookup: str) -> str:
+    """AccountId -> Account, Invoice__c -> Invoice__r (Salesforce's naming of relationships)."""
+    if lookup.lower().endswith("__c"):
+        return lookup[:-3] + "__r"
+    return lookup[:-2] if lookup.lower().endswith("id") else lookup
 
 
 def _as_text(value) -> str | None:
@@ -49,7 +61,7 @@ def is_echo(incoming: dict[str, object], sent: dict[str, object], row: dict) -> 
     if not sent:
         return False
     for column, value in incoming.items():
-        if sent.get(column, _MISSING) == value:
+        if sent.get(column, _MISSING) == value or sent.get(column) is RESOLVED_BY_SALESFORCE:
             continue
         if column not in sent and row.get(column, _MISSING) == value:
             continue

@@ -54,7 +54,7 @@ def _typed(item: InboxItem, mapping: Mapping):
     deleted_text = item.fields.get("IsDeleted")
     isdeleted = deleted_text is not None and deleted_text.strip().lower() == "true"
     values = {}
-    for spec in mapping.fields:
+    for spec in mapping.read_fields:
         if spec.name in item.fields:
             values[spec] = from_salesforce(spec, item.fields[spec.name])
         else:

@@ -18,11 +18,11 @@ DELETE_MODES = ("queryAll", "getDeleted")
 
 def select_fields(m: Mapping) -> list[str]:
     """The API names a load or poll selects, system fields first (the staging table's column order)."""
-    return [*SYSTEM_SELECT, *(f.name for f in m.fields)]
+    return [*SYSTEM_SELECT, *(f.name for f in m.read_fields)]
 
 
 def staging_columns(m: Mapping) -> list[str]:
-    return ["sfid", "systemmodstamp", "isdeleted", *(f.column for f in m.fields)]
+    return ["sfid", "systemmodstamp", "isdeleted", *(f.column for f in m.read_fields)]
 
 
 def load_soql(m: Mapping) -> str:
@@ -163,4 +163,4 @@ def progress_bar(p: Progress, width: int = 30) -> str:
 
 
 def spec_by_column(m: Mapping) -> dict[str, FieldSpec]:
-    return {f.column: f for f in m.fields}
+    return {f.column: f for f in m.read_fields}

@@ -27,6 +27,10 @@ MAX_OBJECT_NAME = 80
 RESERVED_SCHEMAS = ("forcebridge", "information_schema")
 # Heroku Connect's own tables beside the mapped ones: apps written for it read them there.
 RESERVED_TABLES = ("_trigger_log", "_trigger_log_archive", "_hcmeta", "_sf_event_log")
+# Heroku Connect's relationship external-id fields: `<Relationship>__r__<parent's external id field>`, e.g.
+# Account__r__External_Id__c (lookup AccountId) or Invoice__r__Code__c (lookup Invoice__c, relationship Invoice__r).
+RELATIONSHIP_MARK = "__r__"
+RELATIONSHIP_DEFAULT_LENGTH = 255
 
 
 class MappingError(ValueError):
@@ -72,6 +76,11 @@ class Mapping:
         return None
 
     @property
+    def read_fields(self) -> tuple[FieldSpec, ...]:
+        """The fields Salesforce -> Postgres writes: relationship external-id columns are the app's alone."""
+        return tuple(f for f in self.fields if not is_relationship(f.name))
+
+    @property
     def reads(self) -> bool:
         return self.direction in ("sf_to_pg", "bidirectional")
 
@@ -80,9 +89,81 @@ class Mapping:
         return self.direction in ("pg_to_sf", "bidirectional")
 
 
-def field_specs(fields: dict, describe: dict | None) -> tuple[FieldSpec, ...]:
+def is_api_name(name) -> bool:
+    return isinstance(name, str) and len(name) <= 80 and bool(_API_NAME.match(name))
+
+
+def is_relationship(name: str) -> bool:
+    return RELATIONSHIP_MARK in name.lower()
+
+
+def relationship_parts(name: str) -> tuple[str, str]:
+    """'Account__r__External_Id__c' -> ('Account', 'External_Id__c')."""
+    cut = name.lower().index(RELATIONSHIP_MARK)
+    return name[:cut], name[cut + len(RELATIONSHIP_MARK):]
+
+
+def reference_field(describe: dict, name: str) -> dict | None:
+    """The describe entry of the lookup a relationship external-id field goes through: the reference field
+    whose relationshipName is the field's relationship (`Account`, or `Invoice__r` for a custom one)."""
+    base = relationship_parts(name)[0].lower()
+    for f in (describe or {}).get("fields", []):
+        rel = (f.get("relationshipName") or "").lower()
+        if f.get("type") == "reference" and rel and rel in (base, base + "__r"):
+            return f
+    return None
+
+
+def relationship_name(name: str, describe: dict | None, mapped: tuple[str, ...] = ()) -> str:
+    """The key a write names the parent by. From describe when known; without it, a custom relationship
+    (`Foo__r`) when the mapping names the lookup `Foo__c`, else the standard one (`Foo`)."""
+    ref = reference_field(describe, name) if describe else None
+    if ref is not None:
+        return ref["relationshipName"]
+    base = relationship_parts(name)[0]
+    return base + "__r" if f"{base}__c".lower() in {m.lower() for m in mapped} else base
+
+
+def relationship_parents(fields: dict, describe: dict | None) -> list[str]:
+    """The parent objects whose describe a mapping's relationship fields need (to check their external ids)."""
+    parents = []
+    for name in fields:
+        if isinstance(name, str) and is_relationship(name):
+            ref = reference_field(describe, name)
+            if ref and ref.get("referenceTo"):
+                parents.append(ref["referenceTo"][0])
+    return sorted(set(parents))
+
+
+def _relationship_spec(name: str, opts: dict, describe: dict | None, parents: dict | None) -> FieldSpec:
+    """A relationship external-id field: a text column the app fills with the parent's external id."""
+    base, ext = relationship_parts(name)
+    if not base or not _API_NAME.match(ext) or not _API_NAME.match(base):
+        raise MappingError(f"field {name}: a relationship external id is named <Relationship>__r__<ExternalIdField>")
+    length = opts.get("length")
+    if describe is not None:
+        ref = reference_field(describe, name)
+        if ref is None:
+            raise MappingError(f"field {name}: {describe.get('name', 'the object')} has no lookup whose relationship "
+                               f"is {base} or {base}__r")
+        parent_name = (ref.get("referenceTo") or [""])[0]
+        parent = (parents or {}).get(parent_name.lower())
+        if parent is not None:
+            found = next((f for f in parent.get("fields", []) if f["name"].lower() == ext.lower()), None)
+            if found is None or not (found.get("externalId") or found.get("idLookup")):
+                raise MappingError(f"field {name}: {ext} is not an external id field of {parent_name}")
+            ext = found["name"]
+            length = length or (found.get("length") or None)
+        rel = ref["relationshipName"]
+        base = rel[:-3] if rel.lower().endswith("__r") else rel
+        name = f"{base}__r__{ext}"
+    return FieldSpec(name=name, sf_type="string", length=_length(name, length or RELATIONSHIP_DEFAULT_LENGTH))
+
+
+def field_specs(fields: dict, describe: dict | None, parents: dict | None = None) -> tuple[FieldSpec, ...]:
     """Fields as {"Name": {"type": "string", "length": 80}} or HC's {"Name": {}}; types come from the
-    describe result when the entry has none."""
+    describe result when the entry has none. `parents`: describes of lookup targets by lowercase name, to
+    check relationship external-id fields (Account__r__External_Id__c) against the parent's external ids."""
     if not isinstance(fields, dict):
         raise MappingError("config.fields must be an object: {\"Name\": {}, ...}", "config.fields")
     if len(fields) > MAX_FIELDS:
@@ -95,9 +176,12 @@ def field_specs(fields: dict, describe: dict | None) -> tuple[FieldSpec, ...]:
                                "its column name must fit Postgres's limit)")
         if name in IMPLIED_FIELDS:
             continue
-        opts = opts or {}
+        opts = {} if opts is None else opts
         if not isinstance(opts, dict):
             raise MappingError(f"field {name}: options must be an object")
+        if is_relationship(name):
+            specs.append(_relationship_spec(name, opts, describe, parents))
+            continue
         described = by_name.get(name.lower())
         if describe is not None and described is None:
             raise MappingError(f"field {name} does not exist on the Salesforce object")
@@ -130,7 +214,8 @@ def _length(name: str, length) -> int | None:
     return value
 
 
-def from_entry(entry: dict, describe: dict | None = None, default_schema: str = "salesforce") -> Mapping:
+def from_entry(entry: dict, describe: dict | None = None, default_schema: str = "salesforce",
+               parents: dict | None = None) -> Mapping:
     """Build a Mapping from Heroku Connect's exported mapping entry plus our optional extras
     (`table`, `schema`, `direction`, `conflict_rule`, `active`)."""
     if not isinstance(entry, dict):
@@ -160,7 +245,7 @@ def from_entry(entry: dict, describe: dict | None = None, default_schema: str = 
         raise MappingError(f"schema {schema!r} is reserved: it holds the connector's own tables", "schema")
     if table in RESERVED_TABLES:
         raise MappingError(f"table {table!r} is reserved for Heroku Connect's own table of that name", "table")
-    specs = field_specs(fields, describe)
+    specs = field_specs(fields, describe, parents)
     upsert_field = config.get("upsert_field") or None
     if upsert_field is not None and (not isinstance(upsert_field, str) or upsert_field not in {s.name for s in specs}):
         raise MappingError(f"upsert_field {str(upsert_field)[:80]} must be one of the mapped fields", "config.upsert_field")
@@ -198,7 +283,7 @@ PATCHABLE_KEYS = ("config", "direction", "conflict_rule", "active")
 FIXED_KEYS = ("id", "object_name", "table", "schema")   # a GET's body may be sent back with them unchanged
 
 
-def patched(m: Mapping, body: dict, describe: dict | None = None) -> Mapping:
+def patched(m: Mapping, body: dict, describe: dict | None = None, parents: dict | None = None) -> Mapping:
     """The mapping with a PATCH body applied, validated by from_entry exactly as a new one is: a key that is
     absent keeps its value, one that is present must be valid, an unknown key is refused. `describe` checks
     the fields when the body changes them."""
@@ -221,7 +306,8 @@ def patched(m: Mapping, body: dict, describe: dict | None = None) -> Mapping:
         del entry["direction"]                 # the new access decides the direction
     elif "direction" in body and "access" not in config:
         del entry["config"]["access"]          # the stored access follows the old direction
-    checked = from_entry(entry, describe if "fields" in config else None, default_schema=m.table_schema)
+    checked = from_entry(entry, describe if "fields" in config else None, default_schema=m.table_schema,
+                         parents=parents)
     return replace(m, fields=checked.fields, direction=checked.direction, conflict_rule=checked.conflict_rule,
                    upsert_field=checked.upsert_field, active=checked.active, extra=checked.extra)
 

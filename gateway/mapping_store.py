@@ -3,16 +3,21 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from core.convert import FieldSpec
-from core.mapping import Mapping
+from core.mapping import Mapping, MappingError
 from gateway import hc_schema, mapped_tables
 from gateway.db import Database
 
 
 class MappingExists(ValueError):
     pass
+
+
+class ImportFailed(ValueError):
+    """An import stopped at one mapping; nothing of it was kept. The message names the mapping."""
 
 
 def from_row(row: dict) -> Mapping:
@@ -104,6 +109,53 @@ def bring_up_to_date(db: Database, hook=None) -> list[str]:
                 hook(conn, m)
         done.append(f"{m.table_schema}.{m.table_name}")
     return done
+def import_all(db: Database, steps: list, on_created=None, on_updated=None, connection: dict | None = None,
+               version: int = 1) -> list[Mapping]:
+    """A whole configuration in ONE transaction: mappings, their tables, capture triggers and queued loads,
+    and the connection block. Any error rolls all of it back (core.configuration.plan_import has checked the
+    entries; this catches what only Postgres can say, e.g. a table whose columns do not fit)."""
+    with db.transaction() as conn:
+        saved = save_steps(db, conn, steps, on_created, on_updated)
+        if connection is not None:
+            db.run(conn, "save_connection_config", {"connection": Jsonb(connection), "version": version})
+    return saved
+
+
+def save_steps(db: Database, conn, steps: list, on_created=None, on_updated=None, adopting: bool = False) -> list[Mapping]:
+    """Save an import plan in the caller's transaction; raises ImportFailed naming the mapping. A schema
+    Heroku Connect still manages (its _trigger_log is a table) is refused unless it is being adopted: both
+    its triggers and ours would capture every change."""
+    schemas = sorted({s.mapping.table_schema for s in steps if s.action != "unchanged"})
+    if schemas and not adopting:
+        busy = [r["schema"] for r in db.run(conn, "hc_schema_pending_adoption", {"schemas": schemas}).fetchall()]
+        if busy:
+            raise ImportFailed(f"schema {busy[0]} is still managed by Heroku Connect (its _trigger_log is a table): "
+                               f"adopt it with flask --app webapp connect adopt --schema {busy[0]} --config "
+                               "<export.json>, which imports the mappings as it takes the schema over")
+    saved = []
+    for step in steps:
+        if step.action == "unchanged":
+            saved.append(step.mapping)
+            continue
+        try:
+            with conn.transaction():     # a savepoint, so the error below is the mapping's own
+                if step.action == "create":
+                    if db.run(conn, "get_mapping_by_object", {"object_name": step.mapping.object_name}).fetchone():
+                        raise MappingExists(f"a mapping for {step.mapping.object_name} exists already")
+                    row = db.run(conn, "insert_mapping", _params(step.mapping)).fetchone()
+                    saved.append(_saved(db, conn, row, on_created))
+                else:
+                    row = db.run(conn, "update_mapping", _params(step.mapping)).fetchone()
+                    saved.append(_saved(db, conn, row, on_updated))
+        except (psycopg.Error, MappingExists, MappingError) as exc:
+            message = getattr(getattr(exc, "diag", None), "message_primary", None) or str(exc)
+            raise ImportFailed(f"mapping {step.mapping.object_name}: {message}") from exc
+    return saved
+
+
+def connection_config(db: Database) -> dict | None:
+    row = db.fetchone("get_connection_config")
+    return row["connection"] if row else None
 
 
 def delete(db: Database, mapping_id: int, drop_table: bool = False, on_deleted=None) -> Mapping | None:

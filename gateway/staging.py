@@ -99,7 +99,7 @@ def merge(conn: psycopg.Connection, name: str, m: Mapping, fresh: bool = False) 
     wins, as an Outbound Message does. Returns rows written."""
     table, staging = table_ident(m), ident(name)
     _hold_writers(conn, m)
-    cols = [sql.Identifier(f.column) for f in m.fields]
+    cols = [sql.Identifier(f.column) for f in m.read_fields]
     lead = sql.SQL(", ") if cols else sql.SQL("")
     columns = lead + sql.SQL(", ").join(cols)
     s_columns = lead + sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in cols)

@@ -10,7 +10,8 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
 from core.changes import (ChangeLogEntry, Fields, Outcome, RecordChange, Write, coalesce, outcome_of,
-                          plan_batches, plan_writes, retry_delay)
+                          plan_batches, plan_writes, references_parents, retry_delay, sent_columns,
+                          writable_fields)
 from core.mapping import Mapping
 from gateway import change_log, mapping_store
 from gateway.db import Database
@@ -49,7 +50,7 @@ def drain(db: Database, sf: Salesforce, options: DrainOptions = DrainOptions(), 
     with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
         for _ in range(max_rounds):
             entries = [] if stop is not None and stop.is_set() else claim(db, options, token)
-            started = _start(db, sf, entries, pool, options, token) if entries else None
+            started = _start(db, sf, entries, pool, options, token, in_flight) if entries else None
             total.claimed += len(entries)
             if in_flight is not None:
                 _complete(db, in_flight, options, total)
@@ -78,8 +79,10 @@ class _InFlight:
 
 
 def _start(db: Database, sf: Salesforce, entries: list[ChangeLogEntry], pool: ThreadPoolExecutor,
-           options: DrainOptions, token: str) -> _InFlight:
-    """Coalesce and plan the claimed entries, then put their Collections calls in flight."""
+           options: DrainOptions, token: str, before: _InFlight | None = None) -> _InFlight:
+    """Coalesce and plan the claimed entries, then put their Collections calls in flight. A batch that names
+    a parent by its external id is sent after every other call in flight (this claim's and the last one's):
+    a parent inserted in the same transaction as its child exists in Salesforce before the child."""
     mappings = {r["id"]: mapping_store.from_row(r) for r in db.fetchall("writing_mappings")}
     by_mapping: dict[int, list[ChangeLogEntry]] = {}
     for e in entries:
@@ -95,9 +98,21 @@ def _start(db: Database, sf: Salesforce, entries: list[ChangeLogEntry], pool: Th
         writes, nothing = plan(db, sf, mapping, changes)
         planned.append((mapping, writes, nothing))
     mark_sending(db, [w for _, writes, _ in planned for w in writes], token)
-    calls = [(mapping, batch, pool.submit(send, sf, batch))
-             for mapping, writes, _ in planned for batch in plan_batches(writes)]
+    batches = [(mapping, batch) for mapping, writes, _ in planned for batch in plan_batches(writes)]
+    calls = [(mapping, batch, pool.submit(send, sf, batch)) for mapping, batch in batches
+             if not references_parents(batch)]
+    earlier = [future for *_, future in (before.calls if before else [])]
+    for mapping, batch in batches:
+        if references_parents(batch):
+            after = earlier + [future for *_, future in calls]
+            calls.append((mapping, batch, pool.submit(_send_after, after, sf, batch)))
     return _InFlight(planned, calls, token)
+
+
+def _send_after(futures: list, sf: Salesforce, batch: list[Write]) -> list[tuple[Write, Outcome]]:
+    """Futures run in submission order, so the ones waited for are already running or done: no deadlock."""
+    wait(futures)
+    return send(sf, batch)
 
 
 def _complete(db: Database, flight: _InFlight, options: DrainOptions, result: DrainResult) -> None:
@@ -153,12 +168,11 @@ def _resolve_deleted_ids(sf: Salesforce, mapping: Mapping, changes: list[RecordC
 
 def _writable(sf: Salesforce, mapping: Mapping) -> Fields:
     try:
-        fields = sf.describe(mapping.object_name).get("fields", [])
+        describe = sf.describe(mapping.object_name)
     except SalesforceError as exc:
         log.warning("describe %s failed (%s); sending every mapped field", mapping.object_name, exc)
-        return Fields()
-    return Fields(createable=frozenset(f["name"] for f in fields if f.get("createable", True)),
-                  updateable=frozenset(f["name"] for f in fields if f.get("updateable", True)))
+        describe = None
+    return writable_fields(mapping, describe)
 
 
 def renew_lease(db: Database, options: DrainOptions, token: str) -> None:
@@ -212,7 +226,7 @@ def finish(db: Database, mapping: Mapping | None, finished: list, options: Drain
         finished = [f for f in finished if f[0].carrier_id in held]
         entries, rows_back = _entries(mapping, finished, options)
         db.run(conn, "finish_changes", {"entries": json.dumps(entries, default=str), "claim": token})
-        resolved = [(c.record_id, c.carrier_id, ",".join(f.column for f in mapping.fields if f.name in w.body))
+        resolved = [(c.record_id, c.carrier_id, ",".join(sent_columns(mapping, w.body)))
                     for c, o, w in finished if mapping and w and w.op != "delete" and o.state == "SUCCESS"]
         if resolved:
             db.run(conn, "resolve_failed_changes", {"mapping_id": mapping.id,
@@ -247,7 +261,7 @@ def _entries(mapping: Mapping | None, finished: list, options: DrainOptions) -> 
         for i in change.entry_ids[:-1]:
             entry(i, "MERGED")
         body = {k: v for k, v in (write.body if write else {}).items() if k != "Id"}
-        columns = [f.column for f in mapping.fields if f.name in body] if mapping and write else None
+        columns = sent_columns(mapping, body) if mapping and write else None
         entry(change.carrier_id, outcome.state, sfid=outcome.sfid, error=outcome.error,
               sent_values=body if outcome.state == "SUCCESS" and write and write.op != "delete" else None,
               columns=columns)

@@ -254,7 +254,7 @@ def _checked(chunks, expected: list[str]):
 
 def _fetch_rest(db: Database, sf: Salesforce, m: Mapping, row: dict, options: LoadOptions) -> dict:
     columns = staging_columns(m)
-    specs = list(m.fields)
+    specs = list(m.read_fields)
     locator = row["locator"]
     while locator != LAST_PAGE:
         try:

@@ -213,7 +213,7 @@ def _holds(row: dict | None, record: dict, m: Mapping) -> bool:
         return False
     fields = record_fields(record)
     try:
-        return all(row.get(f.column) == from_salesforce(f, fields.get(f.name)) for f in m.fields if f.name in fields)
+        return all(row.get(f.column) == from_salesforce(f, fields.get(f.name)) for f in m.read_fields if f.name in fields)
     except ValueError:
         return False
 

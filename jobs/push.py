@@ -9,7 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from core.changes import ChangeLogEntry, Outcome, coalesce, outcome_of
+from core.changes import ChangeLogEntry, Outcome, coalesce, outcome_of, references_parents
 from core.loading import bulk_error
 from core.mapping import Mapping
 from gateway import change_log, staging
@@ -76,14 +76,19 @@ def _push_bulk(db: Database, sf: Salesforce, m: Mapping, entries: list[ChangeLog
     drain_options = drain.DrainOptions(lease_seconds=options.lease_seconds)
     writes, nothing = drain.plan(db, sf, m, coalesce(entries))
     drain.mark_sending(db, writes, token)
-    upserts = [w for w in writes if w.op == "upsert"]
-    others = [w for w in writes if w.op != "upsert"]        # gained an sfid meanwhile: Collections calls
+    # Writes naming a parent by its external id go by Collections after the job, which may create the parent.
+    referencing = [w for w in writes if references_parents([w])]
+    plain = [w for w in writes if not references_parents([w])]
+    upserts = [w for w in plain if w.op == "upsert"]
+    others = [w for w in plain if w.op != "upsert"]         # gained an sfid meanwhile: Collections calls
     finished = [(c, Outcome("MERGED"), None) for c in nothing]
     for batch in drain.plan_batches(others):
         finished.extend((w.change, o, w) for w, o in drain.send(sf, batch))
     if upserts:
         # the job may outlast the lease: it is renewed while the push polls the job
         finished.extend(_ingest(sf, m, upserts, options, lambda: drain.renew_lease(db, drain_options, token)))
+    for batch in drain.plan_batches(referencing):
+        finished.extend((w.change, o, w) for w, o in drain.send(sf, batch))
     drain.finish(db, m, finished, drain_options, token)
     counts: dict = {}
     for _, outcome, _ in finished:

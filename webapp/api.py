@@ -8,6 +8,7 @@ from flask import Blueprint, abort, jsonify, request
 from core.mapping import MappingError, check_object_name, from_entry, patched, to_entry
 from gateway import mapping_store
 from webapp.context import ctx
+from webapp.mappings import export_document, import_document, parent_describes
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -86,7 +87,9 @@ def create_mapping():
     entry = _json_body()
     try:
         # The name goes into Salesforce's URL: checked before the describe, never after.
-        mapping = from_entry(entry, describe=ctx().describe(check_object_name(entry.get("object_name"))))
+        describe = ctx().describe(check_object_name(entry.get("object_name")))
+        config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+        mapping = from_entry(entry, describe=describe, parents=parent_describes(config.get("fields"), describe))
         created = mapping_store.create(ctx().db, mapping, on_created=ctx().mapping_hooks.created)
     except MappingError as exc:
         return _invalid(exc)
@@ -116,8 +119,10 @@ def patch_mapping(mapping_id: int):
     try:
         config = body.get("config")
         describe = ctx().describe(m.object_name) if isinstance(config, dict) and "fields" in config else None
+        parents = parent_describes(config.get("fields"), describe) if describe else None
         # Validated exactly as POST validates (core.mapping.patched): nothing is saved unless all of it is valid.
-        saved = mapping_store.update(ctx().db, patched(m, body, describe), on_updated=ctx().mapping_hooks.updated)
+        saved = mapping_store.update(ctx().db, patched(m, body, describe, parents),
+                                     on_updated=ctx().mapping_hooks.updated)
     except MappingError as exc:
         return _invalid(exc)
     ctx().enqueue("apply_inbound")
@@ -131,6 +136,27 @@ def delete_mapping(mapping_id: int):
     if gone is None:
         abort(404, description=f"no mapping {mapping_id}")
     return jsonify(deleted=to_entry(gone), table_dropped=drop)
+
+
+@bp.get("/config/export")
+def export_config():
+    """The whole configuration as `heroku connect:export` writes it (what /config/import takes)."""
+    return jsonify(export_document("heroku"))
+
+
+@bp.post("/config/import")
+def import_config():
+    """A whole export document, all or nothing: 400 naming the mapping and field, and nothing created."""
+    try:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            abort(400, description="the body must be a JSON object: a whole configuration export")
+        done = import_document(body)
+    except RecursionError:
+        abort(400, description="the document is nested too deeply")
+    except (MappingError, mapping_store.ImportFailed) as exc:
+        return jsonify(error="invalid_configuration", message=f"nothing imported: {exc}"), 400
+    return jsonify(done)
 
 
 @bp.get("/stats/hourly")

@@ -2,15 +2,17 @@
 WSDL), edit fields, pause/resume, delete, and import/export of the whole configuration."""
 from __future__ import annotations
 
+import datetime as dt
 import json
+from collections import Counter
 from dataclasses import replace
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 
 from core import configuration
 from core.convert import SUPPORTED_TYPES
-from core.mapping import (CONFLICT_RULES, DIRECTIONS, IMPLIED_FIELDS, Mapping, MappingError, check_object_name,
-                          from_entry)
+from core.mapping import (CONFLICT_RULES, DIRECTIONS, IMPLIED_FIELDS, RELATIONSHIP_MARK, Mapping, MappingError,
+                          check_object_name, from_entry, relationship_parents)
 from core.outbound_wsdl import WsdlError, read_wsdl
 from gateway import mapped_tables, mapping_store
 from webapp import sync, write_path
@@ -33,6 +35,22 @@ def _describe(object_name: str) -> dict | None:
         raise
     except Exception:  # noqa: BLE001 - no connection: fields by hand
         return None
+
+
+def parent_describes(fields, describe: dict | None) -> dict:
+    """Describes of the parents named by relationship external-id fields (to check their external ids), by
+    lowercase name; a parent that cannot be described is left out (the field is then checked by Salesforce)."""
+    if not describe or not isinstance(fields, dict):
+        return {}
+    found = {}
+    for name in relationship_parents(fields, describe):
+        try:
+            parent = ctx().describe(name)
+        except Exception:  # noqa: BLE001 - unknown parent: Salesforce refuses the write later
+            parent = None
+        if parent:
+            found[name.lower()] = parent
+    return found
 
 
 def _postgres_rows(m: Mapping) -> int | None:
@@ -79,7 +97,8 @@ def _list_page(status: int = 200, **messages):
 # --- create and edit ---------------------------------------------------------------------------------------
 
 def _form_fields(describe: dict | None) -> list[dict]:
-    """The fields a user can tick: from describe, else none (typed by hand)."""
+    """The fields a user can tick: from describe, else none (typed by hand). Each lookup whose parent has
+    external ids adds Heroku Connect's relationship external-id fields (Account__r__External_Id__c)."""
     if not describe:
         return []
     out = []
@@ -88,6 +107,25 @@ def _form_fields(describe: dict | None) -> list[dict]:
             continue
         out.append({"name": f["name"], "type": f["type"], "length": f.get("length") or None,
                     "label": f.get("label", f["name"]), "external_id": bool(f.get("externalId"))})
+    return sorted(out, key=lambda f: f["name"].lower()) + _relationship_choices(describe)
+
+
+def _relationship_choices(describe: dict) -> list[dict]:
+    out = []
+    for f in describe.get("fields", []):
+        rel = f.get("relationshipName")
+        if f.get("type") != "reference" or not rel or not f.get("referenceTo") or not f.get("createable", True):
+            continue
+        try:
+            parent = ctx().describe(f["referenceTo"][0])
+        except Exception:  # noqa: BLE001 - a parent we cannot describe offers no choices
+            parent = None
+        base = rel[:-3] if rel.lower().endswith("__r") else rel
+        for p in (parent or {}).get("fields", []):
+            if p.get("externalId"):
+                out.append({"name": f"{base}{RELATIONSHIP_MARK}{p['name']}", "type": "relationship",
+                            "length": p.get("length") or None, "external_id": False,
+                            "label": f"{f['name']} by {parent['name']}.{p['name']}"})
     return sorted(out, key=lambda f: f["name"].lower())
 
 
@@ -164,7 +202,8 @@ def create():
     describe = None
     try:
         describe = None if form.get("from_wsdl") else _describe(object_name)
-        mapping = from_entry(_entry_from_form(form, describe), describe=describe)
+        entry = _entry_from_form(form, describe)
+        mapping = from_entry(entry, describe=describe, parents=parent_describes(entry["config"]["fields"], describe))
         created = mapping_store.create(ctx().db, mapping, on_created=ctx().mapping_hooks.created)
     except (MappingError, mapping_store.MappingExists) as exc:
         wsdl_fields = {n: form.get(f"type:{n}", "") for n in form.getlist("field")} if form.get("from_wsdl") else None
@@ -210,7 +249,8 @@ def update(mapping_id: int):
                 if known and not opts.get("type"):
                     opts.update({"type": known.sf_type, **({"length": known.length} if known.length else {})})
         checked = from_entry({**entry, "object_name": m.object_name, "table": m.table_name,
-                              "schema": m.table_schema}, describe=describe)
+                              "schema": m.table_schema}, describe=describe,
+                             parents=parent_describes(entry["config"]["fields"], describe))
         candidate = replace(m, fields=checked.fields, direction=checked.direction,
                             conflict_rule=checked.conflict_rule, upsert_field=checked.upsert_field)
         mapping_store.update(ctx().db, candidate, on_updated=ctx().mapping_hooks.updated)
@@ -296,10 +336,21 @@ def from_wsdl():
 
 # --- import and export -------------------------------------------------------------------------------------
 
-def _connection() -> dict:
+def current_connection() -> dict:
+    """The connection block exports carry: the one last imported, else one made up from our settings."""
+    stored = mapping_store.connection_config(ctx().db)
+    if stored:
+        return stored
+    schemas = Counter(m.table_schema for m in mapping_store.list_all(ctx().db))
     s = ctx().settings
-    return {"organization_id": s.salesforce_org_id, "api_version": s.sf_api_version, "name": "forcebridge",
-            "schema_name": "salesforce"}
+    return configuration.made_up_connection(s.salesforce_org_id, s.sf_api_version,
+                                            schemas.most_common(1)[0][0] if schemas else "salesforce")
+
+
+def export_document(flavor: str) -> dict:
+    doc = configuration.export_document(mapping_store.list_all(ctx().db), current_connection(), flavor)
+    doc["connection"]["exported_at"] = dt.datetime.now(dt.timezone.utc).isoformat()
+    return doc
 
 
 @bp.get("/export")
@@ -307,9 +358,8 @@ def export():
     flavor = request.args.get("flavor", "forcebridge")
     if flavor not in configuration.FLAVORS:
         abort(400, description=f"flavor must be one of {', '.join(configuration.FLAVORS)}")
-    doc = configuration.export_document(mapping_store.list_all(ctx().db), _connection(), flavor)
     name = "heroku-connect-export.json" if flavor == "heroku" else "forcebridge-config.json"
-    return Response(json.dumps(doc, indent=2, sort_keys=True), mimetype="application/json",
+    return Response(json.dumps(export_document(flavor), indent=2, sort_keys=True), mimetype="application/json",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
@@ -318,31 +368,51 @@ def import_config():
     upload = request.files.get("config")
     raw = upload.read() if upload is not None and upload.filename else request.form.get("config_text", "").encode()
     try:
-        connection, entries = configuration.read_document(json.loads(raw or b"null"))
-        schema = configuration.default_schema(connection)
-        planned = [from_entry(e, describe=_describe(e["object_name"]), default_schema=schema) for e in entries]
+        done = import_document(json.loads(raw or b"null"))
     except RecursionError:
         return _list_page(400, error="Nothing imported: the document is nested too deeply")
-    except (ValueError, MappingError) as exc:
+    except (ValueError, MappingError, mapping_store.ImportFailed) as exc:
         return _list_page(400, error=f"Nothing imported: {exc}")
-    created, updated = _apply_import(planned)
-    ctx().enqueue("apply_inbound")
-    return redirect(url_for(".index", message=f"Imported: {created} created, {updated} updated."), 303)
+    return redirect(url_for(".index", message=f"Imported: {len(done['created'])} created, "
+                                              f"{len(done['updated'])} updated, "
+                                              f"{len(done['unchanged'])} unchanged."), 303)
 
 
-def _apply_import(planned: list[Mapping]) -> tuple[int, int]:
-    """Every entry was validated before the first write; existing mappings keep their tables and ids."""
-    created = updated = 0
+def _import_describe(object_name: str) -> dict | None:
+    try:
+        return _describe(object_name)
+    except MappingError as exc:
+        raise MappingError(f"mapping {object_name}: {exc}") from None
+
+
+def plan_document(doc, schema: str | None = None) -> tuple[dict, list]:
+    """(connection, import plan) for a whole export, checked entirely against Salesforce's describe (when
+    connected) before anything is written. `schema` overrides the one connection.name names."""
+    connection, entries = configuration.read_document(doc)
+    schema = schema or configuration.default_schema(connection)
+    existing = {m.object_name.lower(): m for m in mapping_store.list_all(ctx().db)}
+    describes, parents = {}, {}
+    for e in entries:
+        describe = describes[e["object_name"].lower()] = _import_describe(e["object_name"])
+        config = e.get("config") if isinstance(e.get("config"), dict) else {}
+        parents.update(parent_describes(config.get("fields"), describe))
+    return connection, configuration.plan_import(entries, existing, schema, describes, parents)
+
+
+def import_document(doc) -> dict:
+    """A whole export (Heroku Connect's or ours), all or nothing: checked entirely (describes fetched
+    first), then saved in one transaction with every table, trigger and queued load. Raises MappingError or
+    mapping_store.ImportFailed naming the mapping (and field); nothing is kept then."""
+    connection, steps = plan_document(doc)
     hooks = ctx().mapping_hooks
-    for m in planned:
-        existing = mapping_store.get_by_object(ctx().db, m.object_name)
-        if existing is None:
-            made = mapping_store.create(ctx().db, m, on_created=hooks.created)
-            ctx().enqueue("mapping_ready", made.id)
-            created += 1
-        else:
-            mapping_store.update(ctx().db, replace(existing, fields=m.fields, direction=m.direction,
-                                                   upsert_field=m.upsert_field, conflict_rule=m.conflict_rule,
-                                                   active=m.active, extra=m.extra), on_updated=hooks.updated)
-            updated += 1
-    return created, updated
+    stored = configuration.connection_to_store(connection) if connection else None
+    saved = mapping_store.import_all(ctx().db, steps, on_created=hooks.created, on_updated=hooks.updated,
+                                     connection=stored, version=doc.get("version", 1))
+    done = {"created": [], "updated": [], "unchanged": []}
+    for step, m in zip(steps, saved):
+        done[{"create": "created", "update": "updated"}.get(step.action, step.action)].append(m.object_name)
+        if step.action == "create":
+            ctx().enqueue("mapping_ready", m.id)     # its first load and the push of rows without sfid
+    if done["created"] or done["updated"]:
+        ctx().enqueue("apply_inbound")               # notifications kept as unmapped are pending again
+    return done

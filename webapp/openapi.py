@@ -68,6 +68,26 @@ SCHEMAS = {
         "properties": {"id": {"type": "integer"}, "object_name": {"type": "string"}, "config": CONFIG,
                        "table": {"type": "string"}, "schema": {"type": "string"}, "direction": DIRECTION,
                        "conflict_rule": CONFLICT_RULE, "active": {"type": "boolean"}}},
+    "ConfigDocument": {
+        "type": "object", "required": ["mappings"],
+        "description": "A whole configuration as `heroku connect:export` writes it: connection.name "
+                       "`<app>:DATABASE_URL:<schema>` names the schema of the mapped tables",
+        "properties": {
+            "version": {"type": "integer", "enum": [1]},
+            "connection": {"type": "object", "additionalProperties": True, "properties": {
+                "name": {"type": "string"}, "organization_id": {"type": "string"},
+                "api_version": {"type": "string"}, "features": {"type": "object"},
+                "exported_at": {"type": "string"}}},
+            "mappings": {"type": "array", "items": {
+                "type": "object", "required": ["object_name", "config"],
+                "properties": {"object_name": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]*$"},
+                               "config": CONFIG, "table": {"type": "string"}, "schema": {"type": "string"},
+                               "direction": DIRECTION, "conflict_rule": CONFLICT_RULE,
+                               "active": {"type": "boolean"}}}}}},
+    "ImportResult": {
+        "type": "object", "required": ["created", "updated", "unchanged"],
+        "properties": {k: {"type": "array", "items": {"type": "string"}, "description": f"objects {k}"}
+                       for k in ("created", "updated", "unchanged")}},
     "HourlyStats": {
         "type": "object", "required": ["hours", "buckets"],
         "properties": {"hours": {"type": "integer"}, "buckets": {"type": "array", "items": {
@@ -128,6 +148,15 @@ PATHS = {
                                                               "table_dropped": {"type": "boolean"}}}, "Deleted"),
                                  **_errors(404)}},
     },
+    "/config/export": {
+        "get": {"summary": "The whole configuration, in Heroku Connect's export shape", "operationId": "exportConfig",
+                "responses": {"200": _json(_ref("ConfigDocument"), "The configuration"), **_errors()}}},
+    "/config/import": {
+        "post": {"summary": "Import a whole configuration export, all or nothing", "operationId": "importConfig",
+                 "requestBody": {"required": True,
+                                 "content": {"application/json": {"schema": _ref("ConfigDocument")}}},
+                 "responses": {"200": _json(_ref("ImportResult"), "Imported (an identical one changes nothing)"),
+                               **_errors(400)}}},
     "/stats/hourly": {
         "get": {"summary": "Sync counts per hour, mapping, direction and outcome", "operationId": "hourlyStats",
                 "parameters": [

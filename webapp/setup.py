@@ -7,10 +7,15 @@ import secrets
 from urllib.parse import urlsplit
 
 import requests
-from flask import Blueprint, render_template, url_for
+from flask import Blueprint, render_template, request, url_for
 
+import json
+
+from core import configuration
+from core.mapping import MappingError
 from core.setup_check import acknowledged, sample_message
-from gateway import mapping_store
+from gateway import adopt, mapping_store
+from jobs import load
 from webapp.context import ctx
 
 bp = Blueprint("setup", __name__, url_prefix="/setup")
@@ -51,6 +56,7 @@ def index():
     url = outbound_url()
     return render_template("setup/page.html", url=url, mappings=mapping_store.list_all(ctx().db),
                            settings=ctx().settings, public_url=public_base(),
+                           adoptions=ctx().db.fetchall("list_adoptions"),
                            plain_http=bool(url) and url.startswith("http:") and not _is_loopback(url))
 
 
@@ -87,3 +93,34 @@ def test_message():
     steps.append(("The message was committed to the inbox before the ACK (test row removed again)."
                   if stored else "The message is not in the inbox.", bool(stored)))
     return render_template("setup/_check.html", ok=all(ok for _, ok in steps), steps=steps)
+
+
+def adopt_schema(schema: str, doc: dict | None = None) -> adopt.Adoption:
+    """Take over a restored Heroku Connect schema (CLI `connect adopt` and the Setup page). `doc`: the
+    connection's export, whose mappings are created in the same transaction (else they must exist)."""
+    from webapp.mappings import plan_document
+
+    connection, steps = (None, None)
+    if doc is not None:
+        connection, steps = plan_document(doc, schema=schema)
+        connection = configuration.connection_to_store(connection) if connection else None
+    done = adopt.adopt(ctx().db, schema, steps, request_load=lambda conn, m: load.request_in(conn, m, "adopted"),
+                       connection=connection)
+    ctx().enqueue("drain_outbound")        # what Connect had not sent goes now
+    if done.loads_requested:
+        ctx().enqueue("run_loads")
+    return done
+
+
+@bp.post("/adopt")
+def adopt_form():
+    schema = request.form.get("schema", "").strip()
+    upload = request.files.get("config")
+    try:
+        doc = json.loads(upload.read()) if upload is not None and upload.filename else None
+        done = adopt_schema(schema, doc)
+    except RecursionError:
+        return render_template("setup/_adopt.html", error="the export is nested too deeply"), 400
+    except (ValueError, MappingError, adopt.AdoptError, mapping_store.ImportFailed) as exc:
+        return render_template("setup/_adopt.html", error=str(exc)), 400
+    return render_template("setup/_adopt.html", done=done)

@@ -27,3 +27,14 @@ DELETE FROM forcebridge.mappings WHERE id = %(id)s RETURNING *;
 -- name: active_reading_mappings
 SELECT * FROM forcebridge.mappings
 WHERE active AND direction IN ('sf_to_pg', 'bidirectional');
+
+-- name: get_connection_config
+SELECT connection, version, imported_at FROM forcebridge.connection_config;
+
+-- name: save_connection_config
+INSERT INTO forcebridge.connection_config (connection, version)
+VALUES (%(connection)s, %(version)s)
+ON CONFLICT (singleton) DO UPDATE SET connection = EXCLUDED.connection, version = EXCLUDED.version,
+    imported_at = now()
+WHERE connection_config.connection IS DISTINCT FROM EXCLUDED.connection
+   OR connection_config.version IS DISTINCT FROM EXCLUDED.version;

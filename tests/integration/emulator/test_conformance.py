@@ -158,6 +158,26 @@ def test_upsert_with_several_matches_is_300(sf):
     assert sorted(caught.value.content) == sorted(f"/services/data/v59.0/sobjects/Contact/{i}" for i in (first, second))
 
 
+def test_a_parent_named_by_its_external_id_resolves_or_is_refused_as_an_org_does(sf):
+    """Heroku Connect's relationship external-id columns become such references (REST and Collections)."""
+    parent = unique("P")
+    account = sf.Account.create({"Name": parent, "External_Id__c": parent})["id"]
+    contact = sf.Contact.create({"LastName": "child", "Account": {"External_Id__c": parent}})["id"]
+    assert sf.Contact.get(contact)["AccountId"] == account
+    invoice = sf.Invoice__c.create({"Name": "i", "Account__r": {"External_Id__c": parent}})["id"]
+    assert sf.Invoice__c.get(invoice)["Account__c"] == account
+    with pytest.raises(SalesforceMalformedRequest) as caught:
+        sf.Contact.update(contact, {"Account": {"External_Id__c": "NO-SUCH-PARENT"}})
+    assert caught.value.content == [{"errorCode": "INVALID_FIELD", "fields": [], "message": (
+        "Foreign key external ID: NO-SUCH-PARENT not found for field External_Id__c in entity Account")}]
+    items = sf.restful("composite/sobjects", method="POST", data=json.dumps({"allOrNone": False, "records": [
+        {"attributes": {"type": "Contact"}, "LastName": "a", "Account": {"External_Id__c": parent}},
+        {"attributes": {"type": "Contact"}, "LastName": "b", "Account": {"External_Id__c": "NO-SUCH-PARENT"}}]}))
+    assert items[0]["success"] and not items[1]["success"]
+    assert items[1]["errors"][0]["statusCode"] == "INVALID_FIELD"
+    assert "Foreign key external ID: NO-SUCH-PARENT not found" in items[1]["errors"][0]["message"]
+
+
 def test_duplicate_unique_external_id_is_refused(sf):
     name = unique("DUP")
     first = sf.Account.create({"Name": name, "External_Id__c": name})["id"]
