@@ -92,7 +92,8 @@ def test_a_restored_heroku_connect_schema_is_adopted_in_place(sf_app, sf_setting
     triggers = sql(url, "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
                         "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'crm' AND NOT t.tgisinternal")
     assert not [t for t in triggers if t[1].startswith(("hc_", "tlog_"))]
-    assert {t for t, _ in triggers} == {"account", "contact"}
+    # (our _trigger_log view has its own INSTEAD OF trigger: retries by UPDATE .. SET state = 'NEW')
+    assert {t for t, _ in triggers if t != "_trigger_log"} == {"account", "contact"}
     functions = {f for (f,) in sql(url, "SELECT p.proname FROM pg_proc p JOIN pg_namespace n "
                                         "ON n.oid = p.pronamespace WHERE n.nspname = 'crm'")}
     assert "get_xmlbinary" in functions and not [f for f in functions if f.endswith(("_logger", "_status"))]
