@@ -2,6 +2,8 @@
 JSON API's edges. Each answer is a 4xx (never a 500), the server keeps serving, and nothing is stored."""
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from tests.conftest import ORG_ID, OUTBOUND_TOKEN
@@ -230,3 +232,55 @@ def test_console_pages_survive_hostile_query_strings(console, path):
     client, _, base = console
     r = client.get(path, base_url=base)
     assert r.status_code < 500, (r.status_code, r.get_data(as_text=True)[:300])
+
+
+# -- poison values (issue 14): one notification that cannot fit fails alone, in no time -----------------------
+
+POISONED = [
+    {"Id": "001000000000001AAA", "NumberOfEmployees": "1e999999999"},       # spun the worker at 100% CPU
+    {"Id": "001000000000002AAA", "AnnualRevenue": "1e400"},                 # was stored as Infinity
+    {"Id": "001000000000003AAA", "AnnualRevenue": "NaN"},
+    {"Id": "001000000000004AAA", "Budget__c": "1e999999999"},
+    {"Id": "001000000000005AAA", "NumberOfEmployees": "9" * 100_000},
+    {"Id": "001000000000006AAA", "NumberOfEmployees": "2147483648"},
+]
+
+
+@pytest.mark.timeout(120, method="thread")   # a guard only: before the fix the apply never finished
+def test_a_poisoned_notification_fails_alone_and_its_batch_applies(client, api, app, settings):
+    from jobs.inbound import apply_pending
+    from tests.integration.test_outbound_endpoint import mapping, post, rows
+
+    mapping(api, "Account", {"NumberOfEmployees": {"type": "int"}, "AnnualRevenue": {"type": "double"},
+                             "Budget__c": {"type": "currency"}, "Name": {"type": "string", "length": 80}})
+    good = [{"Id": "001000000000010AAA", "Name": "before", "NumberOfEmployees": "12"},
+            {"Id": "001000000000011AAA", "Name": "after", "AnnualRevenue": "1.5E9", "Budget__c": "10.25"}]
+    assert post(client, envelope(ORG_ID, "Account", good[:1] + POISONED + good[1:])).status_code == 200
+    result = apply_pending(app.extensions["forcebridge"].db)
+    assert (result.applied, result.failed) == (2, len(POISONED))
+    failed = dict(rows(settings.database_url, "SELECT sfid, error FROM forcebridge.inbox WHERE state = 'failed'"))
+    assert set(failed) == {p["Id"] for p in POISONED}
+    assert all("out of range" in e or "finite" in e or "longer than" in e for e in failed.values()), failed
+    assert max(len(e) for e in failed.values()) < 300
+    assert rows(settings.database_url, "SELECT sfid, name, numberofemployees, annualrevenue, budget__c "
+                                       "FROM salesforce.account ORDER BY sfid") == [
+        ("001000000000010AAA", "before", 12, None, None), ("001000000000011AAA", "after", None, 1.5e9, Decimal("10.25"))]
+
+
+def test_large_notifications_apply_in_batches_within_a_byte_budget(client, api, app, settings):
+    """Each batch reads what fits its budget (at least one notification): 500 notifications of 5 MB never
+    sit in one worker's memory at once."""
+    from jobs.inbound import apply_one_batch
+    from tests.integration.test_outbound_endpoint import mapping, post
+
+    mapping(api, "Account", {"Description": {"type": "textarea"}})
+    records = [{"Id": f"00100000000{i:04d}AAA", "Description": f"{i}" + "x" * 200_000} for i in range(6)]
+    assert post(client, envelope(ORG_ID, "Account", records)).status_code == 200
+    db = app.extensions["forcebridge"].db
+    sizes = []
+    while True:
+        result, more = apply_one_batch(db, batch_size=500, max_bytes=450_000)
+        sizes.append(result.applied)
+        if not more:
+            break
+    assert sum(sizes) == 6 and max(sizes) <= 2 and len(sizes) >= 3
