@@ -35,6 +35,10 @@ class Settings:
     sf_ca_bundle: str = ""
     # Limits and pacing
     max_message_bytes: int = 5 * 1024 * 1024
+    # A request body gets WEB_BODY_SECONDS of grace, then must keep up WEB_BODY_MIN_RATE bytes a second
+    # (webapp/slow_clients.py): a client that falls behind gets 408 and frees its thread.
+    web_body_seconds: int = 5
+    web_body_min_rate: int = 50_000
     apply_batch_size: int = 500
     sweep_seconds: int = 60
     # Postgres -> Salesforce
@@ -74,6 +78,8 @@ class Settings:
             sf_api_version=os.environ.get("SF_API_VERSION", "62.0"),
             sf_ca_bundle=os.environ.get("SF_CA_BUNDLE", ""),
             max_message_bytes=_int("MAX_MESSAGE_BYTES", 5 * 1024 * 1024),
+            web_body_seconds=_int("WEB_BODY_SECONDS", 5),
+            web_body_min_rate=_int("WEB_BODY_MIN_RATE", 50_000),
             apply_batch_size=_int("APPLY_BATCH_SIZE", 500),
             sweep_seconds=_int("SWEEP_SECONDS", 60),
             drain_concurrency=_int("DRAIN_CONCURRENCY", 4),

@@ -27,6 +27,13 @@ def note(note_id: str = "04l5w0000000000001", object_type: str = "sf:Account", f
             f'xmlns:sf="urn:sobject.enterprise.soap.sforce.com">{fields}</sObject></Notification>')
 
 
+def with_dtd(message: bytes, codec: str, declared: str) -> bytes:
+    """A valid message but for an internal DTD, in an encoding where "<!DOCTYPE" is not those bytes."""
+    xml = message.decode().replace('<?xml version="1.0" encoding="UTF-8"?>',
+                                   f'<?xml version="1.0" encoding="{declared}"?><!DOCTYPE x [<!ENTITY e "e">]>')
+    return xml.encode(codec)
+
+
 def deep(levels: int) -> bytes:
     return b"<a>" * levels + b"</a>" * levels
 
@@ -51,6 +58,10 @@ SOAP_CASES = {
     "SOAP 1.2 envelope": soap(note()).replace(b"http://schemas.xmlsoap.org/soap/envelope/",
                                               b"http://www.w3.org/2003/05/soap-envelope"),
     "no organization id": soap(note(), org=""),
+    "organization id with a wrong checksum suffix": soap(note(), org=ORG_ID[:15] + "AAA"),
+    "a DTD in UTF-16": with_dtd(soap(note()), "utf-16", "UTF-16"),
+    "a DTD in UTF-16LE without BOM": with_dtd(soap(note()), "utf-16-le", "UTF-16LE"),
+    "a DTD in UTF-32": with_dtd(soap(note()), "utf-32", "UTF-32"),
     "organization id of junk": soap(note(), org="' OR 1=1 --"),
 }
 
@@ -284,3 +295,52 @@ def test_large_notifications_apply_in_batches_within_a_byte_budget(client, api, 
         if not more:
             break
     assert sum(sizes) == 6 and max(sizes) <= 2 and len(sizes) >= 3
+
+
+# -- the SOAP endpoint's own failures (issue 14) ----------------------------------------------------------------
+
+def _small_limit_client(settings, enqueued, limit):
+    import dataclasses
+    from tests.conftest import testing_app
+
+    return testing_app(dataclasses.replace(settings, max_message_bytes=limit), enqueued)
+
+
+@pytest.mark.parametrize("extra", [1, 100_000])
+def test_a_chunked_body_over_the_limit_is_413_not_cut(settings, enqueued, extra):
+    import io
+
+    body = soap(note())
+    limit = len(body) + 10
+
+    def chunked(client, data):   # as gunicorn hands over a chunked body: no Content-Length, input terminated
+        return client.post(f"/outbound/{OUTBOUND_TOKEN}", input_stream=io.BytesIO(data),
+                           headers={"Content-Type": "text/xml", "Transfer-Encoding": "chunked"},
+                           environ_overrides={"wsgi.input_terminated": True})
+
+    with _small_limit_client(settings, enqueued, limit) as app:
+        r = chunked(app.test_client(), body + b" " * (limit - len(body) + extra))   # whitespace after the envelope
+        assert r.status_code == 413 and b"Fault" in r.data, (r.status_code, r.data[:300])
+        r = chunked(app.test_client(), body + b" " * (limit - len(body)))           # exactly the limit still goes in
+        assert r.status_code == 200, r.data[:300]
+
+
+def test_an_error_on_the_outbound_route_is_a_soap_fault_and_logs_no_token(client, settings, monkeypatch, caplog):
+    from webapp import outbound
+
+    def broken(message):
+        raise RuntimeError(f"failed while handling /outbound/{OUTBOUND_TOKEN}")
+
+    monkeypatch.setattr(outbound, "store", broken)
+    with caplog.at_level("INFO"):
+        r = client.post(f"/outbound/{OUTBOUND_TOKEN}", data=soap(note()), content_type="text/xml")
+    assert r.status_code == 500 and r.content_type.startswith("text/xml") and b"Fault" in r.data
+    assert OUTBOUND_TOKEN.encode() not in r.data
+    logged = caplog.text + "".join(h.format(rec) for rec in caplog.records for h in [_plain_handler()])
+    assert "RuntimeError" in logged and OUTBOUND_TOKEN not in logged, logged
+
+
+def _plain_handler():
+    import logging
+
+    return logging.StreamHandler()
