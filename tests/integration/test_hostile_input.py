@@ -344,3 +344,34 @@ def _plain_handler():
     import logging
 
     return logging.StreamHandler()
+
+
+# -- /assets is public: what it remembers is bounded by what exists (issue 14) -------------------------------
+
+def _assets_remembered() -> int:
+    from webapp import assets
+
+    info = getattr(assets.locate, "cache_info", None)   # before the fix: functools.cache on every name asked for
+    return info().currsize if info else len(assets._found)
+
+
+def test_unknown_asset_names_are_404_and_not_remembered(client):
+    from webapp import assets
+
+    before = _assets_remembered()
+    for i in range(300):
+        assert client.get(f"/assets/no-such-file-{i}.js").status_code == 404
+    assert _assets_remembered() <= max(before, len(assets.VENDOR))
+
+
+def test_an_asset_installed_later_is_served_without_a_restart(client, monkeypatch, tmp_path):
+    from webapp import assets
+
+    installed = tmp_path / "late.min.js"
+    monkeypatch.setitem(assets.VENDOR, "late.min.js", lambda: installed if installed.exists() else None)
+    assert client.get("/assets/late.min.js").status_code == 404
+    installed.write_text("/* late */")
+    r = client.get("/assets/late.min.js")
+    assert r.status_code == 200 and b"late" in r.data
+    r.close()
+    assets._found.pop("late.min.js", None)
