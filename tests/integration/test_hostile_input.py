@@ -8,6 +8,7 @@ import pytest
 
 from tests.conftest import ORG_ID, OUTBOUND_TOKEN
 from tests.integration.test_capture import sql
+from tests.support.console import browser_client, console_app  # noqa: F401  (fixtures)
 from tests.support.messages import envelope
 
 ACCOUNT = "001000000000001AAA"
@@ -375,3 +376,43 @@ def test_an_asset_installed_later_is_served_without_a_restart(client, monkeypatc
     assert r.status_code == 200 and b"late" in r.data
     r.close()
     assets._found.pop("late.min.js", None)
+
+
+# -- the Errors page with many large failures (issue 14): excerpts, pages, the whole payload one click away ---
+
+def test_the_errors_page_stays_small_with_many_large_failures(console_app, browser_client, settings):
+    import json
+
+    from tests.support.console import BASE, sign_in
+
+    sql(settings.database_url,
+        "INSERT INTO forcebridge.inbox (notification_id, object_name, sfid, fields, organization_id, state, error, "
+        "received_at) SELECT 'n' || lpad(g::text, 4, '0'), 'Account', '001000000000001AAA', "
+        "jsonb_build_object('Id', '001000000000001AAA', 'Description', repeat('y', 1000000) || g), 'org', 'failed', "
+        "'Description: ' || repeat('z', 100000), now() - make_interval(secs => g) FROM generate_series(1, 60) g "
+        "RETURNING 1")
+    sign_in(browser_client)
+    first = browser_client.get("/errors", base_url=BASE)
+    assert first.status_code == 200
+    assert len(first.data) < 500_000, len(first.data)          # 60 MB of payloads before
+    text = first.text
+    assert "page 1 of 2" in text and text.count('id="n-n') == 50 and "n0001" in text
+    second = browser_client.get("/errors?page=2", base_url=BASE).text
+    assert second.count('id="n-n') == 10 and "n0060" in second
+    assert browser_client.get("/errors?page=99", base_url=BASE).status_code == 200
+
+    whole = browser_client.get("/errors/notifications/n0007/payload", base_url=BASE)
+    assert whole.status_code == 200 and whole.mimetype == "application/json"
+    assert json.loads(whole.data)["Description"] == "y" * 1_000_000 + "7"
+    assert "/errors/notifications/n0007/payload" in text
+    assert browser_client.get("/errors/notifications/nope/payload", base_url=BASE).status_code == 404
+
+
+def test_the_whole_payload_needs_a_signed_in_user(console_app, settings):
+    from tests.support.console import BASE
+
+    sql(settings.database_url,
+        "INSERT INTO forcebridge.inbox (notification_id, object_name, sfid, fields, organization_id, state) "
+        "VALUES ('secret1', 'Account', '001000000000001AAA', '{\"Ssn__c\": \"123\"}', 'org', 'failed') RETURNING 1")
+    r = console_app.test_client().get("/errors/notifications/secret1/payload", base_url=BASE)
+    assert r.status_code in (302, 303, 401) and b"123" not in r.data
