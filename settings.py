@@ -37,7 +37,7 @@ class Settings:
     max_message_bytes: int = 5 * 1024 * 1024
     # A request body gets WEB_BODY_SECONDS of grace, then must keep up WEB_BODY_MIN_RATE bytes a second
     # (webapp/slow_clients.py): a client that falls behind gets 408 and frees its thread.
-    web_body_seconds: int = 5
+    web_body_seconds: int = 2
     web_body_min_rate: int = 50_000
     apply_batch_size: int = 500
     sweep_seconds: int = 60
@@ -78,7 +78,7 @@ class Settings:
             sf_api_version=os.environ.get("SF_API_VERSION", "62.0"),
             sf_ca_bundle=os.environ.get("SF_CA_BUNDLE", ""),
             max_message_bytes=_int("MAX_MESSAGE_BYTES", 5 * 1024 * 1024),
-            web_body_seconds=_int("WEB_BODY_SECONDS", 5),
+            web_body_seconds=_int("WEB_BODY_SECONDS", 2),
             web_body_min_rate=_int("WEB_BODY_MIN_RATE", 50_000),
             apply_batch_size=_int("APPLY_BATCH_SIZE", 500),
             sweep_seconds=_int("SWEEP_SECONDS", 60),

@@ -8,18 +8,26 @@ nothing held every thread, and /healthz and /outbound stopped answering. Two lim
 - `BodyDeadline` (WSGI middleware, webapp.create_app): the body must keep up with a minimum rate after a
   grace period: by t seconds into the body at least (t - WEB_BODY_SECONDS) * WEB_BODY_MIN_RATE bytes have
   come. A client that falls behind gets 408 and the thread is free again.
+A slow client still holds a thread for those few seconds: requests queued behind N of them wait about
+N / threads * WEB_BODY_SECONDS. Clients that never send a byte cost no thread (gunicorn keeps them in its
+poller). A proxy that buffers whole requests in front removes the rest.
 """
 from __future__ import annotations
 
 import errno
 import os
 import socket
+import threading
 import time
 
+from gunicorn import util
 from gunicorn.workers.gthread import TConn, ThreadWorker
 from werkzeug.exceptions import RequestTimeout
 
-HEADER_SECONDS = 5.0
+HEADER_SECONDS = 3.0
+# Set in the request's thread when its body was given up on; the worker then closes the connection instead
+# of draining the rest (gunicorn would wait 5 more seconds on the same silent client).
+_request = threading.local()
 
 
 class BodyTooSlow(RequestTimeout):
@@ -61,10 +69,11 @@ class _DeadlineInput:
         return iter(self.readline, b"")
 
     def _call(self, method, size):
-        self._arm()
         try:
+            self._arm()
             return self._count(method(size))
-        except (TimeoutError, socket.timeout):
+        except (TimeoutError, socket.timeout, BodyTooSlow):
+            _request.body_abandoned = True
             raise BodyTooSlow() from None
 
 
@@ -79,6 +88,7 @@ class BodyDeadline:
         sock = environ.get("gunicorn.socket")
         if sock is None or not self.grace:
             return self.app(environ, start_response)
+        _request.body_abandoned = False
         environ["wsgi.input"] = _DeadlineInput(environ["wsgi.input"], sock, self.grace, self.min_rate)
         try:
             return self.app(environ, start_response)
@@ -94,12 +104,28 @@ class _TimedConn(TConn):
     def init(self):
         super().init()
         # gunicorn makes the socket blocking before every request on the connection and then calls init():
-        # from here on each read of the request line and headers waits HEADER_SECONDS at most
+        # from here on each read of the request line and headers waits WEB_HEADER_SECONDS at most
         self.sock.settimeout(float(os.environ.get("WEB_HEADER_SECONDS", HEADER_SECONDS)))
+
+    def close(self, graceful=False):
+        if graceful:
+            # gunicorn's graceful close lingers up to 2 s, on the worker's main loop, for the peer to close:
+            # a client that never does stalls every other connection that long. Read what has already
+            # arrived (so the kernel does not reset the connection over it) and close without waiting.
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+                self.sock.setblocking(False)
+                for _ in range(16):
+                    if not self.sock.recv(4096):
+                        break
+            except OSError:      # BlockingIOError: nothing more has arrived
+                pass
+        util.close(self.sock)
 
 
 class BoundedThreadWorker(ThreadWorker):
-    """gunicorn's gthread worker whose connections time out while a client sends its headers."""
+    """gunicorn's gthread worker whose connections time out while a client sends its headers, are closed
+    (not drained) after a body too slow to wait for, and are closed without lingering on the main loop."""
 
     def accept(self, listener):
         try:
@@ -110,3 +136,9 @@ class BoundedThreadWorker(ThreadWorker):
         except OSError as e:
             if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
+
+    def _keepalive_after(self, conn, keepalive):
+        if getattr(_request, "body_abandoned", False):
+            _request.body_abandoned = False
+            return False
+        return super()._keepalive_after(conn, keepalive)

@@ -27,8 +27,8 @@ def deployment(clean_db, tmp_path):
 
 
 def _web(deployment, tmp_path, **env):
-    # one process with two threads: fewer threads than the ten slow clients below
-    return start_web(deployment.env(WEB_CONCURRENCY="1", WEB_THREADS="2", OUTBOUND_TOKEN=SLASHED_TOKEN, **env),
+    # one process with four threads: fewer threads than the slow clients below
+    return start_web(deployment.env(WEB_CONCURRENCY="1", WEB_THREADS="4", OUTBOUND_TOKEN=SLASHED_TOKEN, **env),
                      tmp_path / "web.log")
 
 
