@@ -100,9 +100,10 @@ def _without_deleted_in_salesforce(conn: psycopg.Connection, batch: UpsertBatch)
 
 
 # A value Postgres refuses (too long, say) or a constraint of the user's own on the mapped table (NOT NULL,
-# UNIQUE, FK, CHECK): either fails only the offending notification, never the whole batch, which would
-# otherwise be claimed again forever and stop all Salesforce -> Postgres sync.
-REFUSED = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
+# UNIQUE, FK, CHECK, or an index of theirs a value is too large for): either fails only the offending
+# notification, never the whole batch, which would otherwise be claimed again forever and stop all
+# Salesforce -> Postgres sync.
+REFUSED = (psycopg.errors.DataError, psycopg.errors.IntegrityError, psycopg.errors.ProgramLimitExceeded)
 
 
 def upsert_isolating_failures(conn: psycopg.Connection, batch) -> dict[str, str]:

@@ -416,3 +416,26 @@ def test_the_whole_payload_needs_a_signed_in_user(console_app, settings):
         "VALUES ('secret1', 'Account', '001000000000001AAA', '{\"Ssn__c\": \"123\"}', 'org', 'failed') RETURNING 1")
     r = console_app.test_client().get("/errors/notifications/secret1/payload", base_url=BASE)
     assert r.status_code in (302, 303, 401) and b"123" not in r.data
+
+
+def test_a_value_too_large_for_an_index_of_the_users_fails_alone(client, api, app, settings):
+    """An index the app added on a mapped column cannot hold a value over about 2.7 KB: Postgres says
+    "program limit exceeded", which stopped the whole batch (claimed again forever) before."""
+    import random
+    import string
+
+    from jobs.inbound import apply_pending
+    from tests.integration.test_outbound_endpoint import mapping, post, rows
+
+    mapping(api, "Account", {"Description": {"type": "textarea"}})
+    sql(settings.database_url, "CREATE INDEX account_description_idx ON salesforce.account (description)")
+    rng = random.Random(14)
+    noise = "".join(rng.choice(string.ascii_letters) for _ in range(20_000))   # compresses too little to fit
+    body = envelope(ORG_ID, "Account", [{"Id": "001000000000001AAA", "Description": noise},
+                                        {"Id": "001000000000002AAA", "Description": "fits"}])
+    assert post(client, body).status_code == 200
+    result = apply_pending(app.extensions["forcebridge"].db)
+    assert (result.applied, result.failed) == (1, 1)
+    assert rows(settings.database_url, "SELECT sfid, description FROM salesforce.account") == [("001000000000002AAA", "fits")]
+    (error,) = rows(settings.database_url, "SELECT error FROM forcebridge.inbox WHERE state = 'failed'")
+    assert "index row" in error[0] or "exceeds" in error[0], error
