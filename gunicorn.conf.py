@@ -7,7 +7,7 @@ from jobs.embedded import EmbeddedWorker, enabled
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-# gthread whose reads of request headers time out (WEB_HEADER_SECONDS, 5); bodies are held to a minimum rate
+# gthread whose reads of request headers time out (WEB_HEADER_SECONDS, 3 s); bodies are held to a minimum rate
 # by the app's BodyDeadline middleware (webapp/slow_clients.py, WEB_BODY_SECONDS and WEB_BODY_MIN_RATE)
 worker_class = "webapp.slow_clients.BoundedThreadWorker"
 threads = int(os.environ.get("WEB_THREADS", "4"))

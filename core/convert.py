@@ -135,7 +135,7 @@ def _finite_decimal(t: str) -> Decimal:
 
 def _to_decimal(text: str) -> Decimal:
     d = _finite_decimal(text.strip())
-    if (d.adjusted() > _NUMERIC_MAX_WEIGHT or d.as_tuple().exponent < -_NUMERIC_MAX_SCALE):
+    if d.adjusted() > _NUMERIC_MAX_WEIGHT or d.as_tuple().exponent < -_NUMERIC_MAX_SCALE:
         raise ValueError("out of range for numeric")
     return d
 
