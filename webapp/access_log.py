@@ -56,6 +56,18 @@ def install_redaction(token: str, logger: logging.Logger | None = None) -> None:
             handler.addFilter(RedactingFilter(token))
 
 
+class _SlowHeadersFilter(logging.Filter):
+    """gunicorn logs a read timeout while parsing headers (webapp/slow_clients.py) as "Socket error" with a
+    traceback; under a slow-client flood that is a traceback per connection. One line says what happened."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], TimeoutError) and "Socket error" in str(record.msg):
+            record.msg, record.args, record.exc_info, record.exc_text = (
+                "a client was too slow sending its request headers; connection closed", (), None, None)
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 class RedactingLogger(Logger):
     def setup(self, cfg):
         super().setup(cfg)
@@ -63,6 +75,7 @@ class RedactingLogger(Logger):
         token = os.environ.get("OUTBOUND_TOKEN", "")
         for handler in self.error_log.handlers:
             if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(_SlowHeadersFilter())
                 handler.addFilter(RedactingFilter(token))
 
     def atoms(self, resp, req, environ, request_time):
