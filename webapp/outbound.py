@@ -52,7 +52,7 @@ def receive(token: str):
         log.warning("rejected outbound message: %s", exc)
         return _soap(soap_fault("Client", str(exc)), 400)
     if not same_org(message.organization_id, settings.salesforce_org_id):
-        log.warning("rejected outbound message from organization %r", message.organization_id)
+        log.warning("rejected outbound message from organization %r", message.organization_id[:40])
         return _soap(soap_fault("Client", "OrganizationId does not match this connection"), 403)
     try:
         store(message)
