@@ -159,7 +159,7 @@ def _read_notification(el) -> Notification:
         name = _local(f.tag)
         if name:
             if len(f):
-                raise MessageError(f"notification {note_id}: field {name} has nested elements (compound fields are not supported)")
+                raise MessageError(f"notification {note_id}: field {name[:80]} has nested elements (compound fields are not supported)")
             fields[name] = _text(f)
     sfid = (fields.get("Id") or "").strip()
     if not sfid:
