@@ -8,7 +8,9 @@ from settings import Settings
 _settings = Settings.from_env()   # the variables are in settings.py and the README
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.web_concurrency
-worker_class = "gthread"
+# gthread whose reads of request headers time out (WEB_HEADER_SECONDS, 3 s); bodies are held to a minimum rate
+# by the app's BodyDeadline middleware (webapp/slow_clients.py, WEB_BODY_SECONDS and WEB_BODY_MIN_RATE)
+worker_class = "webapp.slow_clients.BoundedThreadWorker"
 threads = _settings.web_threads
 # An Outbound Message is committed before its ACK, so a request cut off by a deploy is simply
 # delivered again by Salesforce; 20 s lets the ones in flight finish.

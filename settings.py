@@ -45,6 +45,11 @@ class Settings:
     sf_ca_bundle: str = ""
     # Limits and pacing
     max_message_bytes: int = 5 * 1024 * 1024
+    # A request body gets WEB_BODY_SECONDS of grace, then must keep up WEB_BODY_MIN_RATE bytes a second
+    # (webapp/slow_clients.py): a client that falls behind gets 408 and frees its thread.
+    web_body_seconds: int = 2
+    web_header_seconds: float = 3.0     # each read of a request's line and headers (gunicorn.conf.py's worker)
+    web_body_min_rate: int = 50_000
     apply_batch_size: int = 500
     # Postgres -> Salesforce
     drain_concurrency: int = 4
@@ -102,6 +107,9 @@ class Settings:
             sf_api_version=os.environ.get("SF_API_VERSION", "62.0"),
             sf_ca_bundle=os.environ.get("SF_CA_BUNDLE", ""),
             max_message_bytes=_int("MAX_MESSAGE_BYTES", 5 * 1024 * 1024),
+            web_body_seconds=_int("WEB_BODY_SECONDS", 2),
+            web_header_seconds=_float("WEB_HEADER_SECONDS", 3.0),
+            web_body_min_rate=_int("WEB_BODY_MIN_RATE", 50_000),
             apply_batch_size=_int("APPLY_BATCH_SIZE", 500),
             drain_concurrency=_int("DRAIN_CONCURRENCY", 4),
             drain_lease_seconds=_int("DRAIN_LEASE_SECONDS", 120),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -9,7 +10,8 @@ from decimal import Decimal, InvalidOperation
 
 class ConversionError(ValueError):
     def __init__(self, field: str, value: str, reason: str):
-        super().__init__(f"{field}: cannot convert {value!r}: {reason}")
+        shown = value if len(value) <= 80 else f"{value[:60]}... ({len(value)} characters)"
+        super().__init__(f"{field}: cannot convert {shown!r}: {reason}")
         self.field, self.value, self.reason = field, value, reason
 
 
@@ -70,6 +72,8 @@ _INT_RE = re.compile(r"^[+-]?\d+$")
 def parse_datetime(text: str) -> dt.datetime:
     """ISO 8601 as Salesforce sends it (2020-05-08T13:40:22.000Z, or with an offset); always aware."""
     s = text.strip()
+    if len(s) > MAX_SCALAR_CHARS:
+        raise ValueError(f"longer than {MAX_SCALAR_CHARS} characters")
     if s.endswith("Z") or s.endswith("z"):
         s = s[:-1] + "+00:00"
     # Python < 3.11 rejected "+0000"; normalise it so both offset forms work.
@@ -107,32 +111,52 @@ def _to_bool(text: str) -> bool:
     raise ValueError("not a boolean (true/false)")
 
 
-def _to_int(text: str) -> int:
+# Salesforce writes numbers, dates and times in a few dozen characters; anything longer is refused before any
+# arithmetic, so no spelling of a value (a million digits, an exponent of a billion) costs more than a glance.
+MAX_SCALAR_CHARS = 100
+# What the columns hold (docs/field-types.md): integer, bigint and double precision. A value outside them
+# fails its own notification here, not in Postgres.
+_INT_RANGE = {"int": (-2**31, 2**31 - 1), "long": (-2**63, 2**63 - 1)}
+
+
+def _to_int(text: str, sf_type: str = "long") -> int:
     t = text.strip()
+    lo, hi = _INT_RANGE[sf_type]
     if _INT_RE.match(t):
-        return int(t)
-    # Salesforce writes some integers as 3.0
+        value = int(t)
+    else:
+        # Salesforce writes some integers as 3.0; the range is checked on the Decimal, before int() could
+        # build a number of a billion digits out of 1e999999999
+        d = _finite_decimal(t)
+        if not lo <= d <= hi:
+            raise ValueError(f"out of range for {sf_type} ({lo} to {hi})")
+        if d != d.to_integral_value():
+            raise ValueError("not a whole number")
+        value = int(d)
+    if not lo <= value <= hi:
+        raise ValueError(f"out of range for {sf_type} ({lo} to {hi})")
+    return value
+
+
+def _finite_decimal(t: str) -> Decimal:
     d = Decimal(t)
-    if d != d.to_integral_value():
-        raise ValueError("not a whole number")
-    return int(d)
-
-
-def _to_decimal(text: str) -> Decimal:
-    d = Decimal(text.strip())
     if not d.is_finite():
         raise ValueError("not a finite number")
     return d
 
 
 def _to_float(text: str) -> float:
-    d = _to_decimal(text)
-    return float(d)
+    d = _finite_decimal(text.strip())
+    value = float(d)
+    # 1e400 would be stored as Infinity, 1e-400 as 0: neither is the value Salesforce sent
+    if math.isinf(value) or (value == 0.0 and d != 0):
+        raise ValueError("out of range for double precision")
+    return value
 
 
 _FROM_TEXT = {
     "boolean": _to_bool,
-    "int": _to_int, "long": _to_int,
+    "int": lambda t: _to_int(t, "int"), "long": lambda t: _to_int(t, "long"),
     "double": _to_float, "percent": _to_float, "currency": _to_float,
     "date": lambda t: dt.date.fromisoformat(t.strip()),
     "datetime": lambda t: utc_naive(parse_datetime(t)),   # the column holds UTC without a zone
@@ -151,6 +175,8 @@ def from_salesforce(spec: FieldSpec, text: str | None):
         if spec.sf_type.lower() in ("id", "reference"):
             return text.strip() or None
         return text
+    if len(text) > MAX_SCALAR_CHARS and len(text.strip()) > MAX_SCALAR_CHARS:
+        raise ConversionError(spec.name, text, f"longer than {MAX_SCALAR_CHARS} characters")
     if not text.strip():
         return None  # an empty numeric/date element carries no value
     try:

@@ -70,18 +70,40 @@ def _text(el) -> str | None:
     return None if _is_nil(el) else (el.text or "")
 
 
+# Byte patterns that tell a document's encoding before any declaration (XML 1.0 appendix F), BOMs first.
+_SNIFF = ((b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xff\xfe\x00\x00", "utf-32-le"),
+          (b"\x00\x00\x00<", "utf-32-be"), (b"<\x00\x00\x00", "utf-32-le"),
+          (b"\xfe\xff", "utf-16-be"), (b"\xff\xfe", "utf-16-le"),
+          (b"\x00<\x00?", "utf-16-be"), (b"<\x00?\x00", "utf-16-le"))
+
+
+def _declares_dtd(body: bytes) -> bool:
+    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
+        return True
+    for prefix, codec in _SNIFF:
+        if body.startswith(prefix):
+            text = body.decode(codec, errors="replace")
+            return "<!DOCTYPE" in text or "<!ENTITY" in text
+    return False
+
+
 def parse_message(body: bytes) -> OutboundMessage:
     """Parse the POSTed body. Raises MessageError for anything that is not a well-formed message."""
     if not body or not body.strip():
         raise MessageError("empty request body")
     # A document type declaration has no place in SOAP (SOAP 1.1 section 3); refusing it outright
     # shuts out entity-expansion and external-entity attacks before the parser sees them.
-    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
+    if _declares_dtd(body):
         raise MessageError("document type declarations are not allowed")
     try:
         root = etree.fromstring(body, _parser())
     except etree.XMLSyntaxError as exc:
         raise MessageError(f"not well-formed XML: {exc}") from None
+    # The parser reads any encoding it knows (UTF-7, UCS-4, ...); whatever the bytes looked like, a
+    # document that turned out to carry a DTD is refused too.
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+        raise MessageError("document type declarations are not allowed")
     if root.tag != f"{{{SOAP_ENV}}}Envelope":
         raise MessageError("not a SOAP 1.1 Envelope")
     soap_body = root.find(f"{{{SOAP_ENV}}}Body")
@@ -137,7 +159,7 @@ def _read_notification(el) -> Notification:
         name = _local(f.tag)
         if name:
             if len(f):
-                raise MessageError(f"notification {note_id}: field {name} has nested elements (compound fields are not supported)")
+                raise MessageError(f"notification {note_id}: field {name[:80]} has nested elements (compound fields are not supported)")
             fields[name] = _text(f)
     sfid = (fields.get("Id") or "").strip()
     if not sfid:
@@ -157,11 +179,28 @@ def _object_name(sobject, note_id: str) -> str:
     return name
 
 
+_ID_CHARS = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Z0-5]{3})?$")
+_SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+
+
+def id18_suffix(id15: str) -> str:
+    """The three characters Salesforce appends to a 15-character Id: for each block of five characters,
+    the letter that encodes which of them are upper case (bit i for character i)."""
+    return "".join(_SUFFIX_ALPHABET[sum(1 << i for i, c in enumerate(id15[k:k + 5]) if "A" <= c <= "Z")]
+                   for k in (0, 5, 10))
+
+
+def valid_id(value: str) -> bool:
+    """A 15-character Id, or an 18-character one whose suffix is the checksum of its first 15."""
+    return bool(_ID_CHARS.match(value)) and (len(value) == 15 or value[15:] == id18_suffix(value[:15]))
+
+
 def same_org(sent: str, expected: str) -> bool:
     """Salesforce org ids come in a 15-character case-sensitive form and an 18-character form that adds a
-    checksum suffix; both name the same org when their first 15 characters match exactly."""
+    checksum suffix; both name the same org when their first 15 characters match exactly and the
+    suffix, where there is one, is the right one."""
     sent, expected = sent.strip(), expected.strip()
-    if len(sent) not in (15, 18) or len(expected) not in (15, 18):
+    if not valid_id(sent) or not valid_id(expected):
         return False
     return sent[:15] == expected[:15]
 

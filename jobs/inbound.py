@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from core.inbound import InboxItem, UpsertBatch, plan_apply
+from core.inbound import InboxItem, UpsertBatch, plan_apply, within_budget
 from gateway import change_log, mapped_tables, mapping_store
 from gateway.db import QUERIES, Database
 from jobs import conflicts, stats
@@ -28,27 +28,38 @@ class ApplyResult:
         return self
 
 
-def apply_pending(db: Database, batch_size: int = 500, max_batches: int = 1000) -> ApplyResult:
+# What one batch may read into memory (bytes of stored jsonb; Python's dicts take a few times more). A batch
+# holds at least one notification, so one of MAX_MESSAGE_BYTES still applies; 500 of them never load at once.
+APPLY_BATCH_BYTES = 16 * 1024 * 1024
+
+
+def apply_pending(db: Database, batch_size: int = 500, max_batches: int = 1000,
+                  max_bytes: int = APPLY_BATCH_BYTES) -> ApplyResult:
     """Apply pending notifications until none are left (or max_batches ran)."""
     total = ApplyResult()
     for _ in range(max_batches):
-        result, claimed = apply_one_batch(db, batch_size)
+        result, more = apply_one_batch(db, batch_size, max_bytes)
         total += result
-        if claimed < batch_size:
+        if not more:
             break
     return total
 
 
-def apply_one_batch(db: Database, batch_size: int) -> tuple[ApplyResult, int]:
+def apply_one_batch(db: Database, batch_size: int, max_bytes: int = APPLY_BATCH_BYTES) -> tuple[ApplyResult, bool]:
     """One transaction: claim rows (SKIP LOCKED), upsert them, mark them. A worker killed halfway
-    leaves nothing behind but pending rows, which the sweeper hands to the next task."""
+    leaves nothing behind but pending rows, which the sweeper hands to the next task. Returns the
+    result and whether more rows may be pending."""
     mappings = mapping_store.reading_mappings(db)
     if any(m.writes for m in mappings.values()):
         change_log.absorb(db)   # local changes the conflict rules may have to drop are in the change log
     with db.transaction(origin="salesforce") as conn:
-        rows = db.run(conn, "claim_pending_notifications", {"limit": batch_size}).fetchall()
-        if not rows:
-            return ApplyResult(), 0
+        claimed = db.run(conn, "claim_pending_notifications", {"limit": batch_size}).fetchall()
+        if not claimed:
+            return ApplyResult(), False
+        take = within_budget([r["fields_bytes"] for r in claimed], max_bytes)
+        # the rest stay locked (other workers skip them) until this transaction ends, then the next batch
+        rows = db.run(conn, "notification_fields",
+                      {"ids": [r["notification_id"] for r in claimed[:take]]}).fetchall()
         items = [InboxItem(r["notification_id"], r["object_name"], r["sfid"], r["fields"]) for r in rows]
         plan = plan_apply(items, mappings)
         failed = dict(plan.failed)
@@ -67,7 +78,8 @@ def apply_one_batch(db: Database, batch_size: int) -> tuple[ApplyResult, int]:
             for nid, reason in failed.items():
                 log.warning("notification %s failed: %s", nid, reason)
         stats.add(db, conn, "sf_to_pg", _outcomes(plan, items, failed, mappings))
-    return ApplyResult(applied=len(applied_ids), failed=len(failed), unmapped=len(plan.unmapped)), len(rows)
+    more = take < len(claimed) or len(claimed) == batch_size
+    return ApplyResult(applied=len(applied_ids), failed=len(failed), unmapped=len(plan.unmapped)), more
 
 
 def _without_deleted_in_salesforce(conn: psycopg.Connection, batch: UpsertBatch) -> UpsertBatch:
@@ -88,9 +100,10 @@ def _without_deleted_in_salesforce(conn: psycopg.Connection, batch: UpsertBatch)
 
 
 # A value Postgres refuses (too long, say) or a constraint of the user's own on the mapped table (NOT NULL,
-# UNIQUE, FK, CHECK): either fails only the offending notification, never the whole batch, which would
-# otherwise be claimed again forever and stop all Salesforce -> Postgres sync.
-REFUSED = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
+# UNIQUE, FK, CHECK, or an index of theirs a value is too large for): either fails only the offending
+# notification, never the whole batch, which would otherwise be claimed again forever and stop all
+# Salesforce -> Postgres sync.
+REFUSED = (psycopg.errors.DataError, psycopg.errors.IntegrityError, psycopg.errors.ProgramLimitExceeded)
 
 
 def upsert_isolating_failures(conn: psycopg.Connection, batch) -> dict[str, str]:

@@ -11,7 +11,7 @@ from gateway.db import Database, migrate
 from jobs import runtime
 from jobs.queue import create_queue
 from settings import Settings
-from webapp import connection
+from webapp import access_log, connection, slow_clients
 from webapp import sync
 from webapp.context import Context, MappingHooks
 
@@ -25,7 +25,11 @@ def create_app(settings: Settings | None = None, *, enqueue=None, migrate_on_sta
     if settings.proxy_fix_hops:
         # the client's own address (and scheme) from the proxy's headers, trusting only that many hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_fix_hops, x_proto=settings.proxy_fix_hops)
+    # under gunicorn a body that arrives too slowly ends in 408 instead of holding a thread (slow_clients.py)
+    app.wsgi_app = slow_clients.BodyDeadline(app.wsgi_app, settings.web_body_seconds, settings.web_body_min_rate)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for logger in (None, app.logger):   # no log line ever carries the Outbound Message token
+        access_log.install_redaction(settings.outbound_token, logger)
 
     if migrate_on_start:
         migrate(settings.database_url)

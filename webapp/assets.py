@@ -2,8 +2,8 @@
 plotly.js from the plotly wheel, htmx from the npm install that `make install` runs."""
 from __future__ import annotations
 
-import functools
 import pathlib
+import threading
 
 from flask import Blueprint, abort, send_file
 
@@ -24,12 +24,23 @@ def _htmx() -> pathlib.Path | None:
 
 
 VENDOR = {"plotly.min.js": _plotly, "htmx.min.js": _htmx}
+# Where each vendor file was found: at most one entry per VENDOR name, whatever names clients ask for (the
+# route is public). A file not installed yet is looked for again, so `make install` needs no restart.
+_found: dict[str, pathlib.Path] = {}
+_lock = threading.Lock()
 
 
-@functools.cache
 def locate(name: str) -> pathlib.Path | None:
     finder = VENDOR.get(name)
-    return finder() if finder else None
+    if finder is None:
+        return None
+    path = _found.get(name)
+    if path is None:
+        path = finder()
+        if path is not None:
+            with _lock:
+                _found[name] = path
+    return path
 
 
 @bp.get("/<name>")

@@ -2,7 +2,7 @@
 History is kept 30 days (Heroku Connect keeps 24 h)."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 
 from gateway import mapping_store
 from webapp import sync, write_path
@@ -10,20 +10,47 @@ from webapp.context import ctx
 
 bp = Blueprint("errors", __name__, url_prefix="/errors")
 HISTORY_DAYS = 30
-PAGE_SIZE = 200
+PAGE_SIZE = 50           # failed notifications (and conflicts) per page
+EXCERPT_CHARS = 2048     # of each payload, reason and conflict value; the whole payload is one click away
 
 
 @bp.get("")
 def index():
     db = ctx().db
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    query = {"state": "failed", "days": HISTORY_DAYS}
+    total = db.fetchone("count_problem_notifications", query)["n"]
+    pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+    page = min(page, pages)
     return render_template(
         "errors/page.html",
-        failed=db.fetchall("problem_notifications", {"state": "failed", "days": HISTORY_DAYS, "limit": PAGE_SIZE}),
+        failed=db.fetchall("problem_notifications", {**query, "limit": PAGE_SIZE, "offset": (page - 1) * PAGE_SIZE,
+                                                     "excerpt": EXCERPT_CHARS}),
+        failed_total=total, page=page, pages=pages, excerpt_chars=EXCERPT_CHARS,
         unmapped=db.fetchall("unmapped_objects"),
-        failed_writes=write_path.failed_writes(HISTORY_DAYS, PAGE_SIZE),
-        conflicts=write_path.conflicts(HISTORY_DAYS, PAGE_SIZE),
+        failed_writes=write_path.failed_writes(HISTORY_DAYS, 200),
+        conflicts=write_path.conflicts(HISTORY_DAYS, PAGE_SIZE, EXCERPT_CHARS),
         drift=_latest_drift(), mappings=[m for m in mapping_store.list_all(db) if m.reads],
         days=HISTORY_DAYS, message=request.args.get("message"))
+
+
+def _json_payload(row, name: str) -> Response:
+    if row is None:
+        abort(404, description=f"There is no {name} any more.")
+    # JSON text straight from Postgres: one payload in memory, never parsed into Python objects
+    return Response(row["payload"], mimetype="application/json",
+                    headers={"Content-Disposition": "inline", "Cache-Control": "no-store"})
+
+
+@bp.get("/notifications/<notification_id>/payload")
+def notification_payload(notification_id: str):
+    """The whole payload of one notification (the page shows excerpts)."""
+    return _json_payload(ctx().db.fetchone("notification_payload", {"id": notification_id}), "such notification")
+
+
+@bp.get("/conflicts/<int:conflict_id>/values")
+def conflict_values(conflict_id: int):
+    return _json_payload(ctx().db.fetchone("conflict_values", {"id": conflict_id}), "such conflict")
 
 
 def _latest_drift() -> dict[int, dict]:

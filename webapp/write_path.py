@@ -23,8 +23,8 @@ def failed_writes(days: int, limit: int) -> list[dict]:
     return ctx().db.fetchall("console_failed_writes", {"days": days, "limit": limit})
 
 
-def conflicts(days: int, limit: int) -> list[dict]:
-    return ctx().db.fetchall("console_conflicts", {"days": days, "limit": limit})
+def conflicts(days: int, limit: int, excerpt: int = 2048) -> list[dict]:
+    return ctx().db.fetchall("console_conflicts", {"days": days, "limit": limit, "excerpt": excerpt})
 
 
 def retry_write(change_id: int) -> bool:

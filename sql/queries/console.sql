@@ -45,12 +45,25 @@ WHERE state IN ('failed', 'pending')
 GROUP BY lower(object_name);
 
 -- name: problem_notifications
--- The Errors page: newest first, within the history we keep.
-SELECT notification_id, object_name, sfid, state, error, attempts, received_at, fields
+-- The Errors page: newest first, within the history we keep, one page at a time. Payloads (up to
+-- MAX_MESSAGE_BYTES each) and reasons come as bounded excerpts; the whole payload is notification_payload.
+SELECT notification_id, object_name, sfid, state, left(error, %(excerpt)s) AS error, attempts, received_at,
+       left(fields::text, %(excerpt)s) AS excerpt, coalesce(fields_bytes, pg_column_size(fields)) AS fields_bytes
 FROM forcebridge.inbox
 WHERE state = %(state)s AND received_at > now() - make_interval(days => %(days)s)
-ORDER BY received_at DESC
-LIMIT %(limit)s;
+ORDER BY received_at DESC, notification_id
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: count_problem_notifications
+SELECT count(*) AS n
+FROM forcebridge.inbox
+WHERE state = %(state)s AND received_at > now() - make_interval(days => %(days)s);
+
+-- name: notification_payload
+-- One notification's fields as JSON text: the Errors page links here instead of rendering them.
+SELECT notification_id, fields::text AS payload
+FROM forcebridge.inbox
+WHERE notification_id = %(id)s;
 
 -- name: unmapped_objects
 SELECT object_name, count(*) AS notifications, max(received_at) AS last_received

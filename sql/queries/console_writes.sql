@@ -30,7 +30,10 @@ WHERE state = 'FAILED'
 RETURNING id;
 
 -- name: console_conflicts
-SELECT c.id, c.mapping_id, m.object_name, c.record_id, c.sfid, c.rule, c.winner, c.pg_values, c.sf_values,
+-- Values as bounded excerpts of their JSON (a notification's values may be megabytes): conflict_values has them whole.
+SELECT c.id, c.mapping_id, m.object_name, c.record_id, c.sfid, c.rule, c.winner,
+       left(c.pg_values::text, %(excerpt)s) AS pg_excerpt, left(c.sf_values::text, %(excerpt)s) AS sf_excerpt,
+       octet_length(c.pg_values::text) > %(excerpt)s OR octet_length(c.sf_values::text) > %(excerpt)s AS truncated,
        c.pg_changed_at, c.sf_changed_at, c.detected_at
 FROM forcebridge.conflicts c
 LEFT JOIN forcebridge.mappings m ON m.id = c.mapping_id
@@ -42,3 +45,8 @@ LIMIT %(limit)s;
 -- Finished changes move to the archive after a while; the newest success is in one of the two tables.
 SELECT greatest((SELECT max(finished_at) FROM forcebridge.change_log WHERE state = 'SUCCESS'),
                 (SELECT max(finished_at) FROM forcebridge.change_log_archive WHERE state = 'SUCCESS')) AS at;
+
+-- name: conflict_values
+SELECT id, jsonb_build_object('salesforce', sf_values, 'postgres', pg_values)::text AS payload
+FROM forcebridge.conflicts
+WHERE id = %(id)s;

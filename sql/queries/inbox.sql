@@ -1,7 +1,7 @@
 -- name: insert_notifications
 -- One statement per message; a notification Id seen before is left as it is.
-INSERT INTO forcebridge.inbox (notification_id, object_name, sfid, fields, organization_id, action_id, state)
-SELECT n.id, n.object_name, n.sfid, n.fields, %(org)s, %(action)s,
+INSERT INTO forcebridge.inbox (notification_id, object_name, sfid, fields, fields_bytes, organization_id, action_id, state)
+SELECT n.id, n.object_name, n.sfid, n.fields, pg_column_size(n.fields), %(org)s, %(action)s,
        CASE WHEN m.id IS NULL THEN 'unmapped' ELSE 'pending' END
 FROM jsonb_to_recordset(%(notifications)s::jsonb) AS n(id text, object_name text, sfid text, fields jsonb)
 LEFT JOIN forcebridge.mappings m
@@ -12,12 +12,19 @@ RETURNING notification_id, state;
 
 -- name: claim_pending_notifications
 -- Rows stay locked until the applying transaction ends; a dead worker's lock dies with its connection.
-SELECT notification_id, object_name, sfid, fields
+-- Sizes only: the job reads the fields of as many as fit its byte budget (notification_fields).
+SELECT notification_id, coalesce(fields_bytes, pg_column_size(fields)) AS fields_bytes
 FROM forcebridge.inbox
 WHERE state = 'pending'
 ORDER BY received_at, notification_id
 LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED;
+
+-- name: notification_fields
+SELECT notification_id, object_name, sfid, fields
+FROM forcebridge.inbox
+WHERE notification_id = ANY(%(ids)s)
+ORDER BY received_at, notification_id;
 
 -- name: mark_notifications
 UPDATE forcebridge.inbox

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import random
+import socket
 import threading
 import time
 from collections import Counter
@@ -13,12 +14,13 @@ from dataclasses import dataclass
 
 import psycopg
 
-from tests.chaos.system import System
+from tests.chaos.system import OUTBOUND_TOKEN, System
 
 log = logging.getLogger("chaos.faults")
 
 # Emulator routes the sync calls (REST and Collections); login stays clean, as in the issue's list.
 SYNC_ROUTES = ("rest.*", "composite.*")
+SLOW_CLIENTS = 12   # more than the web's 2 x 4 threads
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ KINDS = {
     "om_drop_after_24h": (True, False),
     "huey_file_deleted": (False, True),
     "huey_file_unwritable": (False, True),
+    "slow_clients": (False, False),
 }
 
 
@@ -77,6 +80,7 @@ class Injector(threading.Thread):
         self._active_rules: dict[int, dict] = {}   # injection index -> emulator fault rule part
         self._lock = threading.Lock()
         self._timers: list[threading.Timer] = []
+        self._slow: list[socket.socket] = []
         self.started = time.monotonic()
 
     def run(self) -> None:
@@ -103,6 +107,7 @@ class Injector(threading.Thread):
         e.admin("PUT", "/_emulator/outbound/chaos", {"seed": self.seed, "redeliver": 0.0, "reorder": False})
         e.admin("POST", "/_emulator/outbound/resume")
         self._huey_writable()
+        self._close_slow_clients()
         self.system.ensure_running()
 
     def later(self, seconds: float, fn) -> None:
@@ -169,8 +174,27 @@ class Injector(threading.Thread):
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(s.huey_path, 0o400)
             self.later(f.duration, self._huey_writable)
+        elif f.kind == "slow_clients":
+            # issue 14: sockets that announce an Outbound Message body and never send it held every thread
+            port = int(s.web_url.rsplit(":", 1)[1])
+            head = (f"POST /outbound/{OUTBOUND_TOKEN} HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
+                    "Content-Length: 100000\r\n\r\n").encode()
+            for _ in range(SLOW_CLIENTS):
+                with contextlib.suppress(OSError):
+                    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                    sock.sendall(head)
+                    with self._lock:
+                        self._slow.append(sock)
+            # held past the web's body deadline (2 s), so that the server, not the client, ends them
+            self.later(max(f.duration, 3.0), self._close_slow_clients)
         else:
             raise ValueError(f"unknown fault {f.kind}")
+
+    def _close_slow_clients(self) -> None:
+        with self._lock:
+            socks, self._slow = self._slow, []
+        for sock in socks:
+            sock.close()
 
     def _end_rule(self, index: int) -> None:
         with self._lock:

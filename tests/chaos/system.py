@@ -115,8 +115,9 @@ class System:
             self.work_dir / "emulator", "--time-scale", str(self.time_scale), org_id=ORG_ID))
         env = self.env()
         logs = self.work_dir / "logs"
-        self.web = Proc("web", [str(pathlib.Path(sys.executable).with_name("gunicorn")), "-b",
-                                f"127.0.0.1:{self.web_port}", "-w", "2", "--threads", "4", "--timeout", "30",
+        # the project's gunicorn.conf.py (its worker class bounds slow clients), on the run's own port
+        self.web = Proc("web", [str(pathlib.Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py",
+                                "-b", f"127.0.0.1:{self.web_port}", "-w", "2", "--threads", "4", "--timeout", "30",
                                 "webapp:create_app()"], env, logs)
         self.consumers = [Proc(f"consumer{i}", consumer_command(), env, logs) for i in range(self.consumers_wanted)]
         self.cron = Proc("cron", [sys.executable, "-m", "tests.chaos.cron", "--every", str(self.cron_seconds),

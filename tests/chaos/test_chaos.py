@@ -21,7 +21,7 @@ def chaos_db():
 
 
 def test_short_chaos_run_loses_nothing_and_duplicates_nothing(chaos_db, tmp_path):
-    scenario = Scenario(seconds=16, rate=4, seed=8, fault_every=1.0, converge_limit=40)
+    scenario = Scenario(seconds=18, rate=4, seed=8, fault_every=1.0, converge_limit=40)
     result = run(scenario, chaos_db, tmp_path)
     logs = result.pop("logs", "")
     print(json.dumps(result, sort_keys=True, default=str))

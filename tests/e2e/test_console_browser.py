@@ -180,7 +180,8 @@ def test_retrying_a_notification_someone_else_retried_says_so(page, console):
     post_outbound(console, "Contact", [{"Id": "003000000000009AAA", "NumberOfPets__c": "lots", "SystemModstamp": MODSTAMP}])
     apply_pending(console.db)
     page.goto(f"{console.url}/errors")
-    nid = console.db.fetchall("problem_notifications", {"state": "failed", "days": 30, "limit": 1})[0]["notification_id"]
+    nid = console.db.fetchall("problem_notifications", {"state": "failed", "days": 30, "limit": 1, "offset": 0,
+                                                       "excerpt": 10})[0]["notification_id"]
     console.db.fetchone("retry_notification", {"id": nid})          # another tab, a moment earlier
     page.locator("#failed-notifications tr", has_text="003000000000009AAA").locator("button:text-is('Retry')").click()
     page.wait_for_selector("#refused >> text=That notification is no longer failed.")

@@ -2,11 +2,14 @@
 JSON API's edges. Each answer is a 4xx (never a 500), the server keeps serving, and nothing is stored."""
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from tests.conftest import ORG_ID, OUTBOUND_TOKEN
 from tests.integration.test_capture import sql
 from tests.integration.test_write_path import sf_settings  # noqa: F401
+from tests.support.console import browser_client, console_app  # noqa: F401  (fixtures)
 from tests.support.messages import envelope
 
 ACCOUNT = "001000000000001AAA"
@@ -24,6 +27,13 @@ def soap(notifications: str, org: str = ORG_ID) -> bytes:
 def note(note_id: str = "04l5w0000000000001", object_type: str = "sf:Account", fields: str = f"<sf:Id>{ACCOUNT}</sf:Id>"):
     return (f'<Notification><Id>{note_id}</Id><sObject xsi:type="{object_type}" '
             f'xmlns:sf="urn:sobject.enterprise.soap.sforce.com">{fields}</sObject></Notification>')
+
+
+def with_dtd(message: bytes, codec: str, declared: str) -> bytes:
+    """A valid message but for an internal DTD, in an encoding where "<!DOCTYPE" is not those bytes."""
+    xml = message.decode().replace('<?xml version="1.0" encoding="UTF-8"?>',
+                                   f'<?xml version="1.0" encoding="{declared}"?><!DOCTYPE x [<!ENTITY e "e">]>')
+    return xml.encode(codec)
 
 
 def deep(levels: int) -> bytes:
@@ -50,6 +60,10 @@ SOAP_CASES = {
     "SOAP 1.2 envelope": soap(note()).replace(b"http://schemas.xmlsoap.org/soap/envelope/",
                                               b"http://www.w3.org/2003/05/soap-envelope"),
     "no organization id": soap(note(), org=""),
+    "organization id with a wrong checksum suffix": soap(note(), org=ORG_ID[:15] + "AAA"),
+    "a DTD in UTF-16": with_dtd(soap(note()), "utf-16", "UTF-16"),
+    "a DTD in UTF-16LE without BOM": with_dtd(soap(note()), "utf-16-le", "UTF-16LE"),
+    "a DTD in UTF-32": with_dtd(soap(note()), "utf-32", "UTF-32"),
     "organization id of junk": soap(note(), org="' OR 1=1 --"),
 }
 
@@ -390,3 +404,196 @@ def test_a_name_that_is_a_path_never_reaches_salesforce(connected, emulator, nam
     for_settings(console.application.extensions["forcebridge"].settings)._describes.clear()
     assert console.get("/mappings/new?object=Invoice__c", base_url=BASE).status_code == 200
     assert emulator.admin("GET", "/_emulator/stats")["total"] > 0
+# -- poison values (issue 14): one notification that cannot fit fails alone, in no time -----------------------
+
+POISONED = [
+    {"Id": "001000000000001AAA", "NumberOfEmployees": "1e999999999"},       # spun the worker at 100% CPU
+    {"Id": "001000000000002AAA", "AnnualRevenue": "1e400"},                 # was stored as Infinity
+    {"Id": "001000000000003AAA", "AnnualRevenue": "NaN"},
+    {"Id": "001000000000004AAA", "Budget__c": "1e999999999"},
+    {"Id": "001000000000005AAA", "NumberOfEmployees": "9" * 100_000},
+    {"Id": "001000000000006AAA", "NumberOfEmployees": "2147483648"},
+]
+
+
+@pytest.mark.timeout(120, method="thread")   # a guard only: before the fix the apply never finished
+def test_a_poisoned_notification_fails_alone_and_its_batch_applies(client, api, app, settings):
+    from jobs.inbound import apply_pending
+    from tests.integration.test_outbound_endpoint import mapping, post, rows
+
+    mapping(api, "Account", {"NumberOfEmployees": {"type": "int"}, "AnnualRevenue": {"type": "double"},
+                             "Budget__c": {"type": "currency"}, "Name": {"type": "string", "length": 80}})
+    good = [{"Id": "001000000000010AAA", "Name": "before", "NumberOfEmployees": "12"},
+            {"Id": "001000000000011AAA", "Name": "after", "AnnualRevenue": "1.5E9", "Budget__c": "10.25"}]
+    assert post(client, envelope(ORG_ID, "Account", good[:1] + POISONED + good[1:])).status_code == 200
+    result = apply_pending(app.extensions["forcebridge"].db)
+    assert (result.applied, result.failed) == (2, len(POISONED))
+    failed = dict(rows(settings.database_url, "SELECT sfid, error FROM forcebridge.inbox WHERE state = 'failed'"))
+    assert set(failed) == {p["Id"] for p in POISONED}
+    assert all("out of range" in e or "finite" in e or "longer than" in e for e in failed.values()), failed
+    assert max(len(e) for e in failed.values()) < 300
+    assert rows(settings.database_url, "SELECT sfid, name, numberofemployees, annualrevenue, budget__c "
+                                       "FROM salesforce.account ORDER BY sfid") == [
+        ("001000000000010AAA", "before", 12, None, None), ("001000000000011AAA", "after", None, 1.5e9, Decimal("10.25"))]
+
+
+def test_large_notifications_apply_in_batches_within_a_byte_budget(client, api, app, settings):
+    """Each batch reads what fits its budget (at least one notification): 500 notifications of 5 MB never
+    sit in one worker's memory at once."""
+    from jobs.inbound import apply_one_batch
+    from tests.integration.test_outbound_endpoint import mapping, post
+
+    mapping(api, "Account", {"Description": {"type": "textarea"}})
+    records = [{"Id": f"00100000000{i:04d}AAA", "Description": f"{i}" + "x" * 200_000} for i in range(6)]
+    assert post(client, envelope(ORG_ID, "Account", records)).status_code == 200
+    db = app.extensions["forcebridge"].db
+    sizes = []
+    while True:
+        result, more = apply_one_batch(db, batch_size=500, max_bytes=450_000)
+        sizes.append(result.applied)
+        if not more:
+            break
+    assert sum(sizes) == 6 and max(sizes) <= 2 and len(sizes) >= 3
+
+
+# -- the SOAP endpoint's own failures (issue 14) ----------------------------------------------------------------
+
+def _small_limit_client(settings, enqueued, limit):
+    import dataclasses
+    from tests.conftest import testing_app
+
+    return testing_app(dataclasses.replace(settings, max_message_bytes=limit), enqueued)
+
+
+@pytest.mark.parametrize("extra", [1, 100_000])
+def test_a_chunked_body_over_the_limit_is_413_not_cut(settings, enqueued, extra):
+    import io
+
+    body = soap(note())
+    limit = len(body) + 10
+
+    def chunked(client, data):   # as gunicorn hands over a chunked body: no Content-Length, input terminated
+        return client.post(f"/outbound/{OUTBOUND_TOKEN}", input_stream=io.BytesIO(data),
+                           headers={"Content-Type": "text/xml", "Transfer-Encoding": "chunked"},
+                           environ_overrides={"wsgi.input_terminated": True})
+
+    with _small_limit_client(settings, enqueued, limit) as app:
+        r = chunked(app.test_client(), body + b" " * (limit - len(body) + extra))   # whitespace after the envelope
+        assert r.status_code == 413 and b"Fault" in r.data, (r.status_code, r.data[:300])
+        r = chunked(app.test_client(), body + b" " * (limit - len(body)))           # exactly the limit still goes in
+        assert r.status_code == 200, r.data[:300]
+
+
+def test_an_error_on_the_outbound_route_is_a_soap_fault_and_logs_no_token(client, settings, monkeypatch, caplog):
+    from webapp import outbound
+
+    def broken(message):
+        raise RuntimeError(f"failed while handling /outbound/{OUTBOUND_TOKEN}")
+
+    monkeypatch.setattr(outbound, "store", broken)
+    with caplog.at_level("INFO"):
+        r = client.post(f"/outbound/{OUTBOUND_TOKEN}", data=soap(note()), content_type="text/xml")
+    assert r.status_code == 500 and r.content_type.startswith("text/xml") and b"Fault" in r.data
+    assert OUTBOUND_TOKEN.encode() not in r.data
+    logged = caplog.text + "".join(h.format(rec) for rec in caplog.records for h in [_plain_handler()])
+    assert "RuntimeError" in logged and OUTBOUND_TOKEN not in logged, logged
+
+
+def _plain_handler():
+    import logging
+
+    return logging.StreamHandler()
+
+
+# -- /assets is public: what it remembers is bounded by what exists (issue 14) -------------------------------
+
+def _assets_remembered() -> int:
+    from webapp import assets
+
+    info = getattr(assets.locate, "cache_info", None)   # before the fix: functools.cache on every name asked for
+    return info().currsize if info else len(assets._found)
+
+
+def test_unknown_asset_names_are_404_and_not_remembered(client):
+    from webapp import assets
+
+    before = _assets_remembered()
+    for i in range(300):
+        assert client.get(f"/assets/no-such-file-{i}.js").status_code == 404
+    assert _assets_remembered() <= max(before, len(assets.VENDOR))
+
+
+def test_an_asset_installed_later_is_served_without_a_restart(client, monkeypatch, tmp_path):
+    from webapp import assets
+
+    installed = tmp_path / "late.min.js"
+    monkeypatch.setitem(assets.VENDOR, "late.min.js", lambda: installed if installed.exists() else None)
+    assert client.get("/assets/late.min.js").status_code == 404
+    installed.write_text("/* late */")
+    r = client.get("/assets/late.min.js")
+    assert r.status_code == 200 and b"late" in r.data
+    r.close()
+    assets._found.pop("late.min.js", None)
+
+
+# -- the Errors page with many large failures (issue 14): excerpts, pages, the whole payload one click away ---
+
+def test_the_errors_page_stays_small_with_many_large_failures(console_app, browser_client, settings):
+    import json
+
+    from tests.support.console import BASE, sign_in
+
+    sql(settings.database_url,
+        "INSERT INTO forcebridge.inbox (notification_id, object_name, sfid, fields, organization_id, state, error, "
+        "received_at) SELECT 'n' || lpad(g::text, 4, '0'), 'Account', '001000000000001AAA', "
+        "jsonb_build_object('Id', '001000000000001AAA', 'Description', repeat('y', 1000000) || g), 'org', 'failed', "
+        "'Description: ' || repeat('z', 100000), now() - make_interval(secs => g) FROM generate_series(1, 60) g "
+        "RETURNING 1")
+    sign_in(browser_client)
+    first = browser_client.get("/errors", base_url=BASE)
+    assert first.status_code == 200
+    assert len(first.data) < 500_000, len(first.data)          # 60 MB of payloads before
+    text = first.text
+    assert "page 1 of 2" in text and text.count('id="n-n') == 50 and "n0001" in text
+    second = browser_client.get("/errors?page=2", base_url=BASE).text
+    assert second.count('id="n-n') == 10 and "n0060" in second
+    assert browser_client.get("/errors?page=99", base_url=BASE).status_code == 200
+
+    whole = browser_client.get("/errors/notifications/n0007/payload", base_url=BASE)
+    assert whole.status_code == 200 and whole.mimetype == "application/json"
+    assert json.loads(whole.data)["Description"] == "y" * 1_000_000 + "7"
+    assert "/errors/notifications/n0007/payload" in text
+    assert browser_client.get("/errors/notifications/nope/payload", base_url=BASE).status_code == 404
+
+
+def test_the_whole_payload_needs_a_signed_in_user(console_app, settings):
+    from tests.support.console import BASE
+
+    sql(settings.database_url,
+        "INSERT INTO forcebridge.inbox (notification_id, object_name, sfid, fields, organization_id, state) "
+        "VALUES ('secret1', 'Account', '001000000000001AAA', '{\"Ssn__c\": \"123\"}', 'org', 'failed') RETURNING 1")
+    r = console_app.test_client().get("/errors/notifications/secret1/payload", base_url=BASE)
+    assert r.status_code in (302, 303, 401) and b"123" not in r.data
+
+
+def test_a_value_too_large_for_an_index_of_the_users_fails_alone(client, api, app, settings):
+    """An index the app added on a mapped column cannot hold a value over about 2.7 KB: Postgres says
+    "program limit exceeded", which stopped the whole batch (claimed again forever) before."""
+    import random
+    import string
+
+    from jobs.inbound import apply_pending
+    from tests.integration.test_outbound_endpoint import mapping, post, rows
+
+    mapping(api, "Account", {"Description": {"type": "textarea"}})
+    sql(settings.database_url, "CREATE INDEX account_description_idx ON salesforce.account (description)")
+    rng = random.Random(14)
+    noise = "".join(rng.choice(string.ascii_letters) for _ in range(20_000))   # compresses too little to fit
+    body = envelope(ORG_ID, "Account", [{"Id": "001000000000001AAA", "Description": noise},
+                                        {"Id": "001000000000002AAA", "Description": "fits"}])
+    assert post(client, body).status_code == 200
+    result = apply_pending(app.extensions["forcebridge"].db)
+    assert (result.applied, result.failed) == (1, 1)
+    assert rows(settings.database_url, "SELECT sfid, description FROM salesforce.account") == [("001000000000002AAA", "fits")]
+    (error,) = rows(settings.database_url, "SELECT error FROM forcebridge.inbox WHERE state = 'failed'")
+    assert "index row" in error[0] or "exceeds" in error[0], error

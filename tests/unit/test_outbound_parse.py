@@ -1,6 +1,6 @@
 import pytest
 
-from core.outbound import MessageError, parse_message, same_org
+from core.outbound import MessageError, id18_suffix, parse_message, same_org
 from tests.conftest import SAMPLES
 from tests.support.messages import envelope
 
@@ -58,6 +58,12 @@ def test_more_than_100_notifications_is_refused():
     ("00D5w000004qGTo", "00D5w000004qGTO", False),
     ("00D5w000004qGTOEA2", "", False),
     ("someOrganizationId", "00D5w000004qGTO", False),
+    # the 18-character form's suffix is a checksum of the case of the first 15 (issue 14)
+    ("00D5w000004qGTOAAA", "00D5w000004qGTO", False),
+    ("00D5w000004qGTOEA3", "00D5w000004qGTOEA2", False),
+    ("00D5w000004qGTOea2", "00D5w000004qGTO", False),
+    ("00D5w000004qGTO", "00D5w000004qGTOXXX", False),
+    ("00Dx0000000BV7zEAG", "00Dx0000000BV7z", True),
 ])
 def test_same_org(sent, expected, ok):
     assert same_org(sent, expected) is ok
@@ -86,3 +92,36 @@ def test_captured_contact_with_real_session_id_shape():
     assert msg.session_id.startswith("00DG0000000lgAc!")
     assert msg.partner_url.endswith("/services/Soap/u/32.0/00DG0000000glTd")
     assert msg.notifications[0].fields["MobilePhone"] == "(111) 111-1111"
+
+
+@pytest.mark.parametrize("id15,suffix", [("001A0000006Vm9r", "IAC"), ("00D5w000004qGTO", "EA2"),
+                                         ("000000000000000", "AAA"), ("AAAAAAAAAAAAAAA", "555")])
+def test_the_18_character_suffix_encodes_the_case_of_the_first_15(id15, suffix):
+    assert id18_suffix(id15) == suffix
+
+
+def _with_dtd(codec: str, declared: str) -> bytes:
+    """A message that is valid but for its DTD (an entity it uses), in another encoding than UTF-8."""
+    xml = envelope("00D5w000004qGTOEA2", "Account", [{"Id": "001000000000001AAA", "Name": "x"}]).decode()
+    xml = xml.replace('<?xml version="1.0" encoding="UTF-8"?>',
+                      f'<?xml version="1.0" encoding="{declared}"?><!DOCTYPE e [<!ENTITY n "expanded">]>')
+    xml = xml.replace("<sf:Name>x</sf:Name>", "<sf:Name>&n;</sf:Name>")
+    if codec == "utf-7":   # every "<" after the declaration spelled +ADw-, as UTF-7 may
+        head, _, rest = xml.partition("?>")
+        return (head + "?>").encode() + rest.replace("<", "+ADw-").encode()
+    return xml.encode(codec)
+
+
+@pytest.mark.parametrize("codec,declared", [("utf-16", "UTF-16"), ("utf-16-le", "UTF-16LE"), ("utf-16-be", "UTF-16BE"),
+                                            ("utf-32", "UTF-32"), ("utf-32-be", "UTF-32BE"), ("utf-7", "UTF-7")])
+def test_a_dtd_is_refused_in_any_encoding(codec, declared):
+    body = _with_dtd(codec, declared)
+    assert b"<!DOCTYPE" not in body                      # what the byte check looked for
+    with pytest.raises(MessageError, match="document type"):
+        parse_message(body)
+
+
+def test_a_utf16_message_without_a_dtd_is_still_read():
+    xml = envelope("00D5w000004qGTOEA2", "Account", [{"Id": "001000000000001AAA", "Name": "é"}]).decode()
+    body = xml.replace('encoding="UTF-8"', 'encoding="UTF-16"').encode("utf-16")
+    assert parse_message(body).notifications[0].fields["Name"] == "é"
