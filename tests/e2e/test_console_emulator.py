@@ -160,7 +160,7 @@ def test_import_a_heroku_connect_export_then_export_it_again(page, console, tmp_
         columns = {r["column_name"]: r["data_type"] for r in conn.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
             "WHERE table_schema = 'salesforce' AND table_name = 'invoice__c'").fetchall()}
-    assert columns["amount__c"] == "numeric" and columns["external_id__c"] == "character varying"
+    assert columns["amount__c"] == "double precision" and columns["external_id__c"] == "character varying"
 
     with page.expect_download() as download:
         page.click("text=Heroku Connect format")
@@ -170,10 +170,10 @@ def test_import_a_heroku_connect_export_then_export_it_again(page, console, tmp_
     assert set(entry["config"]["fields"]) == set(export["mappings"][0]["config"]["fields"])
     assert entry["config"]["sf_polling_seconds"] == 600
 
-    # Importing the same file again changes nothing but says so.
+    # Importing the same file again changes nothing and says so (a no-op, issue 18).
     page.set_input_files("input[name=config]", str(path))
     page.click("button:text-is('Import')")
-    page.wait_for_selector("text=Imported: 0 created, 1 updated")
+    page.wait_for_selector("text=Imported: 0 created, 0 updated, 1 unchanged.")
 
 
 def test_the_first_load_and_a_reload_show_their_progress_in_the_row(page, console, console_settings, emulator):
