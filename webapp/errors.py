@@ -26,7 +26,7 @@ def index():
         "errors/page.html",
         failed=db.fetchall("problem_notifications", {**query, "limit": PAGE_SIZE, "offset": (page - 1) * PAGE_SIZE,
                                                      "excerpt": EXCERPT_CHARS}),
-        failed_total=total, page=page, pages=pages, excerpt_chars=EXCERPT_CHARS,
+        failed_total=total, page=page, pages=pages, page_size=PAGE_SIZE, excerpt_chars=EXCERPT_CHARS,
         unmapped=db.fetchall("unmapped_objects"),
         failed_writes=write_path.failed_writes(HISTORY_DAYS, 200),
         conflicts=write_path.conflicts(HISTORY_DAYS, PAGE_SIZE, EXCERPT_CHARS),
