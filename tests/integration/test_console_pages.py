@@ -5,6 +5,8 @@ import io
 import json
 from dataclasses import replace
 
+import pytest
+
 from tests.support.console import BASE, browser_client, console_app, csrf_of, sign_in  # noqa: F401
 
 
@@ -75,3 +77,12 @@ def test_a_hostile_name_in_the_trend_chart_cannot_close_its_script(console_app):
     assert "</script><script>" not in html and html.count("</script>") == 1
     figure = html.split(' id="trend-figure">', 1)[1].split("</script>", 1)[0]
     assert json.loads(figure) == {"data": [{"name": hostile}]}
+
+
+@pytest.mark.parametrize("path,title", [("/", "Overview"), ("/mappings", "Mappings"), ("/trends", "Trends"),
+                                        ("/errors", "Errors"), ("/setup", "Setup")])
+def test_every_page_has_its_plain_title(console_app, browser_client, path, title):
+    """A merge once put the Setup page's adopt section inside its <title>: the tab read as HTML source."""
+    sign_in(browser_client)
+    html = browser_client.get(path, base_url=BASE).get_data(as_text=True)
+    assert f"<title>{title} · ForceBridge</title>" in html
