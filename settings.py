@@ -43,6 +43,7 @@ class Settings:
     sf_domain: str = "login"
     sf_api_version: str = "62.0"
     sf_ca_bundle: str = ""
+    sf_pubsub_url: str = "api.pubsub.salesforce.com:7443"    # the Pub/Sub API (gRPC, TLS): host:port
     # Limits and pacing
     max_message_bytes: int = 5 * 1024 * 1024
     apply_batch_size: int = 500
@@ -94,6 +95,7 @@ class Settings:
             sf_domain=os.environ.get("SF_DOMAIN", "login"),
             sf_api_version=os.environ.get("SF_API_VERSION", "62.0"),
             sf_ca_bundle=os.environ.get("SF_CA_BUNDLE", ""),
+            sf_pubsub_url=os.environ.get("SF_PUBSUB_URL", "") or "api.pubsub.salesforce.com:7443",
             max_message_bytes=_int("MAX_MESSAGE_BYTES", 5 * 1024 * 1024),
             apply_batch_size=_int("APPLY_BATCH_SIZE", 500),
             drain_concurrency=_int("DRAIN_CONCURRENCY", 4),
