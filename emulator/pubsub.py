@@ -66,6 +66,8 @@ def change_origin(client: str | None) -> str:
             version = parts[2][1:]
         if "/jobs/ingest" in request.path:
             api = "bulkapi"
+    elif threading.current_thread().name.startswith("bulk2-ingest-"):      # emulator/bulk2.py's job runner
+        api = "bulkapi"
     return f"com/salesforce/api/{api}/{version}" + (f";client={client}" if client else "")
 
 
