@@ -40,10 +40,10 @@ ERROR_TOPIC = "sfdc.platform.eventbus.grpc.subscription.topic.notfound"
 ERROR_TOPIC_CHANGED = "sfdc.platform.eventbus.grpc.subscription.topic.mismatch"
 ERROR_UNAVAILABLE = "sfdc.platform.eventbus.grpc.service.unavailable"
 
+# No index but the replay number: a per-object stream reads forward from its position and skips others.
 _SCHEMA_SQL = (
     "CREATE TABLE IF NOT EXISTS cdc_events (replay INTEGER PRIMARY KEY, entity TEXT NOT NULL, "
     "at_ms INTEGER NOT NULL, event_id TEXT NOT NULL, body TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS cdc_events_entity ON cdc_events (entity, replay)",
 )
 
 
@@ -98,6 +98,7 @@ class EventBus:
     def _capture(self, conn, changes) -> None:
         """Org.capture hook: the transaction's changes as events (same change to many records: one event)."""
         commit_ms, commit_number, transaction_key = self._now_ms(), self._next, str(uuid.uuid4())
+        origins: dict = {}
         events: list[list] = []
         merge_key = None
         for change in changes:
@@ -105,20 +106,26 @@ class EventBus:
             if schema is None:
                 continue
             values, changed, nulled = event_values(change.kind, change.values)
-            key = (change.sobject, change.kind, change.client, change.user_id,
-                   json.dumps(values, sort_keys=True, default=str))
-            if change.kind in ("updated", "deleted") and key == merge_key:
-                events[-1][1]["recordIds"].append(change.record_id)
-                continue
-            merge_key = key
-            origin = change_origin(change.client)
+            if change.kind in ("updated", "deleted"):
+                key = (change.sobject, change.kind, change.client, change.user_id,
+                       json.dumps(values, sort_keys=True))
+                if key == merge_key:
+                    events[-1][1]["recordIds"].append(change.record_id)
+                    continue
+                merge_key = key
+            else:
+                merge_key = None
+            origin = origins.get(change.client)
+            if origin is None:
+                origin = origins[change.client] = change_origin(change.client)
             header = {"entityName": change.sobject, "recordIds": [change.record_id],
                       "changeType": KIND_TO_TYPE[change.kind], "changeOrigin": origin,
                       "transactionKey": transaction_key, "sequenceNumber": len(events) + 1,
                       "commitTimestamp": commit_ms, "commitNumber": commit_number, "commitUser": change.user_id,
-                      "nulledFields": schema.bitmap(nulled), "diffFields": [],
-                      "changedFields": schema.bitmap(changed)}
-            events.append([change.sobject, header, {k: v for k, v in values.items() if k in schema.slots}])
+                      "nulledFields": schema.bitmap(nulled) if nulled else [], "diffFields": [],
+                      "changedFields": schema.bitmap(changed) if changed else []}
+            slots = schema.slots
+            events.append([change.sobject, header, {k: v for k, v in values.items() if k in slots}])
         self._write(conn, events, commit_ms)
 
     def _write(self, conn, events: list, commit_ms: int) -> None:
@@ -127,7 +134,7 @@ class EventBus:
         rows = []
         for sobject, header, values in events:
             rows.append((self._next, sobject, commit_ms, str(uuid.uuid4()),
-                         json.dumps({"header": header, "values": values}, default=str)))
+                         json.dumps({"header": header, "values": values})))
             self._next += 1
         conn.executemany("INSERT INTO cdc_events VALUES (?, ?, ?, ?, ?)", rows)
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('cdc_next_replay', ?)", (str(self._next),))
