@@ -268,6 +268,12 @@ def parse_change(record: dict, schema: dict, *, replay_id: bytes | None = None,
         change_type=change_type, replay_id=replay_id, event_id=event_id)
 
 
+def reconnect_delay(attempt: int, draw: float, *, base: float = 1.0, cap: float = 60.0) -> float:
+    """Seconds to wait before reconnect number `attempt` (0 first): exponential, capped, with full jitter
+    (`draw` in [0, 1), from the caller's random source) so many subscribers never retry in step."""
+    return draw * min(cap, base * 2 ** min(attempt, 30))
+
+
 def in_commit_order(changes) -> list[SalesforceChange]:
     """Changes sorted as Salesforce committed them (stable for equal stamps)."""
     return sorted(changes, key=lambda c: c.stamp)

@@ -221,3 +221,10 @@ def test_values_as_outbound_message_text():
     assert text_value(12.5, "currency") == "12.5"
     assert text_value(None, "string") is None
     assert text_value(45_296_789, "time") == "12:34:56.789Z"
+
+
+def test_reconnect_delays_grow_are_capped_and_jittered():
+    from core.cdc import reconnect_delay
+    assert [reconnect_delay(n, 0.999, base=1, cap=60) for n in range(8)] == pytest.approx(
+        [0.999, 1.998, 3.996, 7.992, 15.984, 31.968, 59.94, 59.94])
+    assert reconnect_delay(3, 0.0) == 0.0 and reconnect_delay(1000, 0.5, cap=10) == 5.0
