@@ -213,3 +213,29 @@ def test_an_expired_session_ends_the_stream_unauthenticated(emu, stub):
         while True:
             stream.next()
     assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_events_and_replay_ids_survive_an_emulator_restart(tmp_path):
+    data = tmp_path / "org"
+    with start_emulator(data, "--pubsub-keepalive", "0.3") as first:
+        sf = first.salesforce()
+        channel = grpc.secure_channel(first.pubsub, grpc.ssl_channel_credentials(first.ca_path.read_bytes()))
+        stream = latest_stream(services.PubSubStub(channel), metadata(first, sf), "/data/AccountChangeEvent")
+        sf.Account.create({"Name": "Before restart"})
+        [before] = stream.events(1)
+        stream.close()
+        later = sf.Account.create({"Name": "Also before restart"})["id"]
+        channel.close()
+    with start_emulator(data, "--pubsub-keepalive", "0.3") as second:
+        sf = second.salesforce()
+        channel = grpc.secure_channel(second.pubsub, grpc.ssl_channel_credentials(second.ca_path.read_bytes()))
+        stub = services.PubSubStub(channel)
+        md = metadata(second, sf)
+        newest = sf.Account.create({"Name": "After restart"})["id"]
+        resumed = Stream(stub, md, pb2.FetchRequest(topic_name="/data/AccountChangeEvent", replay_preset=pb2.CUSTOM,
+                                                    replay_id=before.replay_id, num_requested=10))
+        got = [decode(stub, md, e) for e in resumed.events(2)]
+        resumed.close()
+        channel.close()
+    assert [c.record_ids[0] for c in got] == [later, newest]
+    assert got[0].stamp < got[1].stamp
