@@ -364,12 +364,11 @@ class PubSubService:
                     else:
                         state["credit"] += min(fetch.num_requested, MAX_BATCH)
                     self.bus.wakeup.notify_all()
-        except Exception:          # the client went away: the delivery loop sees the context end
-            pass
-        finally:
+        except Exception:          # noqa: BLE001 - the client went away (cancelled): end the stream
             with self.bus.wakeup:
                 state["closed"] = True
                 self.bus.wakeup.notify_all()
+        # A client that only half-closes its side keeps its credit: the stream goes on until cancelled.
 
     def _deliver(self, context, conn, entity, position: int, state: dict, session, rpc_id: str):
         import grpc
