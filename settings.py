@@ -43,6 +43,7 @@ class Settings:
     sf_domain: str = "login"
     sf_api_version: str = "62.0"
     sf_ca_bundle: str = ""
+    sf_pubsub_url: str = "api.pubsub.salesforce.com:7443"    # the Pub/Sub API (gRPC, TLS): host:port
     # Limits and pacing
     max_message_bytes: int = 5 * 1024 * 1024
     # A request body gets WEB_BODY_SECONDS of grace, then must keep up WEB_BODY_MIN_RATE bytes a second
@@ -106,6 +107,7 @@ class Settings:
             sf_domain=os.environ.get("SF_DOMAIN", "login"),
             sf_api_version=os.environ.get("SF_API_VERSION", "62.0"),
             sf_ca_bundle=os.environ.get("SF_CA_BUNDLE", ""),
+            sf_pubsub_url=os.environ.get("SF_PUBSUB_URL", "") or "api.pubsub.salesforce.com:7443",
             max_message_bytes=_int("MAX_MESSAGE_BYTES", 5 * 1024 * 1024),
             web_body_seconds=_int("WEB_BODY_SECONDS", 2),
             web_header_seconds=_float("WEB_HEADER_SECONDS", 3.0),

@@ -22,6 +22,10 @@ def parse_args(argv=None):
     parser.add_argument("--daily-api-limit", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0, help="seed for fault injection")
     parser.add_argument("--verbose", action="store_true", help="log every request")
+    parser.add_argument("--no-pubsub", action="store_true", help="no Pub/Sub API (Change Data Capture) server")
+    parser.add_argument("--pubsub-port", type=int, default=0, help="Pub/Sub API (gRPC) port; 0 picks a free one")
+    parser.add_argument("--pubsub-keepalive", type=float, default=None,
+                        help="real seconds between keepalives on an idle stream (default: 270 emulated seconds)")
     return parser.parse_args(argv)
 
 
@@ -45,8 +49,18 @@ def main(argv=None) -> None:
     def app_factory():
         org = Org(data_dir, org_id, time_scale=args.time_scale, session_seconds=args.session_seconds,
                   daily_api_limit=args.daily_api_limit)
-        state["app"] = app = create_app(org, faults_seed=args.seed)
+        pubsub = None
+        if not args.no_pubsub:
+            pubsub = {"host": args.host, "port": args.pubsub_port, "certfile": certfile,
+                      "keepalive_seconds": args.pubsub_keepalive, "on_ready": on_pubsub_ready}
+        state["app"] = app = create_app(org, faults_seed=args.seed, pubsub=pubsub)
         return app
+
+    def on_pubsub_ready(port: int) -> None:
+        # Printed by the worker that serves it, after EMULATOR_ORG_ID (python -m emulator prints that first).
+        host = args.host if ":" not in args.host else f"[{args.host}]"
+        (data_dir / "pubsub").write_text(f"{host}:{port}\n")
+        print(f"EMULATOR_PUBSUB={host}:{port}", flush=True)
 
     def on_ready(port: int) -> None:
         scheme = "http" if args.no_tls else "https"

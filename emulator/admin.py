@@ -103,6 +103,8 @@ def seed():
 def reset():
     org().reset()
     current_app.config["LOCATORS"].close_all()
+    for hook in current_app.config.get("RESET_HOOKS", ()):
+        hook()
     return jsonify({"ok": True})
 
 

@@ -11,12 +11,16 @@ from emulator.store import Org
 log = logging.getLogger(__name__)
 
 # E2's blueprints register when their modules exist, so the core runs on its own too.
-OPTIONAL_BLUEPRINTS = (("emulator.bulk2", "bp"), ("emulator.outbound", "admin_bp"))
+OPTIONAL_BLUEPRINTS = (("emulator.bulk2", "bp"), ("emulator.outbound", "admin_bp"), ("emulator.pubsub", "admin_bp"))
 
 
-def create_app(org: Org, *, faults_seed: int = 0) -> Flask:
+def create_app(org: Org, *, faults_seed: int = 0, pubsub: dict | None = None) -> Flask:
+    """`pubsub`: options of emulator.pubsub.PubSubServer (host, port, certfile, on_ready, ...) to run the
+    Pub/Sub API beside the app; None runs none."""
     app = Flask(__name__)
     app.config["ORG"] = org
+    if pubsub is not None:
+        app.config["PUBSUB_OPTIONS"] = dict(pubsub)
     app.config["FAULTS"] = Faults(faults_seed)
     app.config["LOCATORS"] = rest.Locators()
     app.json.sort_keys = False

@@ -48,8 +48,9 @@ class SalesforceHttp(requests.Session):
 
 class Emulator:
     def __init__(self, process: subprocess.Popen, url: str, ca_path: pathlib.Path | None, org_id: str,
-                 data_dir: pathlib.Path):
+                 data_dir: pathlib.Path, pubsub: str | None = None):
         self.process = process
+        self.pubsub = pubsub          # host:port of the Pub/Sub API (gRPC), None with --no-pubsub
         self.url = url
         self.ca_path = ca_path
         self.org_id = org_id
@@ -118,9 +119,9 @@ def start_emulator(data_dir: pathlib.Path | str, *args: str, org_id: str = ORG_I
     for line in process.stdout:
         output.append(line)
         key, _, value = line.strip().partition("=")
-        if key in ("EMULATOR_URL", "EMULATOR_CA", "EMULATOR_ORG_ID"):
+        if key in ("EMULATOR_URL", "EMULATOR_CA", "EMULATOR_ORG_ID", "EMULATOR_PUBSUB"):
             found[key] = value
-        if "EMULATOR_ORG_ID" in found:
+        if "EMULATOR_ORG_ID" in found and ("EMULATOR_PUBSUB" in found or "--no-pubsub" in args):
             break
     if "EMULATOR_URL" not in found:
         process.kill()
@@ -128,7 +129,7 @@ def start_emulator(data_dir: pathlib.Path | str, *args: str, org_id: str = ORG_I
     # Keep draining its output so a chatty emulator never blocks on a full pipe.
     threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
     emulator = Emulator(process, found["EMULATOR_URL"], pathlib.Path(found["EMULATOR_CA"]) if "EMULATOR_CA" in found
-                        else None, found["EMULATOR_ORG_ID"], data_dir)
+                        else None, found["EMULATOR_ORG_ID"], data_dir, found.get("EMULATOR_PUBSUB"))
     try:
         yield emulator
     finally:

@@ -21,6 +21,8 @@ The interface E2's outbound sender and Bulk 2.0 code against (see notes/EMULATOR
     org.delete(sobject, record_id, *, client, user_id) -> None
         these four raise SalesforceError(status_code, error_code, message, fields)
     org.subscribe(callback)                callback(Change) after each committed change, outside any lock
+    org.capture(callback)                  callback(conn, changes) inside each writing transaction, just before
+        COMMIT (the change events of emulator/pubsub.py); while one is set, Change.values holds what was written
     org.count_api_call(route, client)      API usage + per-route/per-client stats
 """
 import contextlib
@@ -80,6 +82,8 @@ class Change:
     client: str | None   # from Sforce-Call-Options: client=NAME
     user_id: str
     at: dt.datetime
+    # What the change wrote, as stored (None for deletes); only filled while a capture hook is set.
+    values: dict | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,6 +214,7 @@ class Org:
             self._tx_now: dt.datetime | None = None      # the open transaction's timestamp, see now()
             self._now_text: tuple = (None, "")             # (datetime, format_datetime of it), last one used
             self._subscribers: list[Callable[[Change], None]] = []
+            self._capture_hooks: list[Callable] = []
             self._readers = threading.local()
             self._conn = self._connect()
             self._conn.executescript(_META_SQL)
@@ -328,6 +333,8 @@ class Org:
     def _flush(self) -> None:
         """Write what the transaction batched: change log rows, Id counters, the latest timestamp."""
         if self._pending:
+            for hook in self._capture_hooks:
+                hook(self._conn, self._pending)
             texts: dict = {}      # a transaction's changes share one time (see now()): format it once
             self._conn.executemany(
                 "INSERT INTO changes (sobject, record_id, kind, client, user_id, at) VALUES (?,?,?,?,?,?)",
@@ -358,6 +365,11 @@ class Org:
 
     def subscribe(self, callback: Callable[[Change], None]) -> None:
         self._subscribers.append(callback)
+
+    def capture(self, callback: Callable) -> None:
+        """callback(conn, changes) in every transaction that changed records, before COMMIT: what it writes
+        on `conn` commits or rolls back with the changes themselves."""
+        self._capture_hooks.append(callback)
 
     def _publish(self, change: Change) -> None:
         for callback in list(self._subscribers):
@@ -394,9 +406,11 @@ class Org:
         self._dirty_counters.add(prefix)
         return ids.make_id(prefix, self.pod, number)
 
-    def _record_change(self, sobject: SObjectType, record_id: str, kind: str, client, user_id, at) -> None:
+    def _record_change(self, sobject: SObjectType, record_id: str, kind: str, client, user_id, at,
+                       values: dict | None = None) -> None:
         """Queued for the change log and subscribers; written by _flush at COMMIT, dropped on ROLLBACK."""
-        self._pending.append(Change(sobject.name, record_id, kind, client, user_id, at))
+        self._pending.append(Change(sobject.name, record_id, kind, client, user_id, at,
+                                    values if self._capture_hooks else None))
 
     # ------------------------------------------------------------ schema
 
@@ -582,7 +596,7 @@ class Org:
         self._compound_name(sobj, row)
         cols = tuple(row)
         self._conn.execute(_insert_sql(sobj.table, cols), [row[c] for c in cols])
-        self._record_change(sobj, record_id, "created", client, user_id, self.now())
+        self._record_change(sobj, record_id, "created", client, user_id, self.now(), row)
         if not full:
             return {"Id": record_id}
         record = dict.fromkeys(sobj.field_names)
@@ -628,7 +642,7 @@ class Org:
             self._compound_name(sobj, merged)
             stored["Name"] = merged["Name"]
         self._conn.execute(_update_sql(sobj.table, tuple(stored)), [*stored.values(), current["Id"]])
-        self._record_change(sobj, current["Id"], "updated", client, user_id, self.now())
+        self._record_change(sobj, current["Id"], "updated", client, user_id, self.now(), stored)
         if not full:
             return {"Id": current["Id"]}
         current.update({name: to_json_value(sobj.field(name), value) for name, value in stored.items()})
@@ -665,7 +679,8 @@ class Org:
                 for child_id in children:
                     self._conn.execute(_sql('UPDATE {} SET {} = NULL, "SystemModstamp" = ? WHERE "Id" = ?',
                                             child.table, field["name"]), (now, child_id))
-                    self._record_change(child, child_id, "updated", client, user_id, self.now())
+                    self._record_change(child, child_id, "updated", client, user_id, self.now(),
+                                        {field["name"]: None})
 
     def _joins_transaction(self) -> bool:
         """True inside this thread's open transaction, which a nested transaction() would only join."""
@@ -702,8 +717,9 @@ class Org:
             now = format_datetime(self.now())
             self._conn.execute(_sql('UPDATE {} SET "IsDeleted" = 0, "_deleted_at" = NULL, "LastModifiedDate" = ?, '
                                     '"LastModifiedById" = ?, "SystemModstamp" = ? WHERE "Id" = ?', sobj.table), (now, user_id, now, current["Id"]))
-            self._record_change(sobj, current["Id"], "undeleted", client, user_id, self.now())
-            return self._load(self._conn, sobj, current["Id"])
+            record = self._load(self._conn, sobj, current["Id"])
+            self._record_change(sobj, current["Id"], "undeleted", client, user_id, self.now(), record)
+            return record
 
     def find_by_external_id(self, sobject, ext_field: str, ext_value) -> list[str]:
         """Ids of live records whose external id field matches (case-insensitively, as Salesforce does)."""

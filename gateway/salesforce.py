@@ -163,6 +163,15 @@ class Salesforce:
             if self._token == stale_token:   # another thread may have logged in already
                 self._login()
 
+    def credentials(self) -> tuple[str, str]:
+        """(access token, instance URL) of the current login, logging in first if needed: for the other
+        Salesforce APIs that take the same session (gateway/pubsub.py)."""
+        return self._credentials()
+
+    def renew_credentials(self, stale_token: str) -> None:
+        """Log in again because `stale_token` was refused (once, however many threads saw it refused)."""
+        self._relogin(stale_token)
+
     # -- the choke point ----------------------------------------------------------------------------
     def call(self, method: str, path: str, *, params=None, json=None, headers=None, data=None,
              stream: bool = False, retry: bool = True) -> requests.Response:

@@ -1,0 +1,174 @@
+"""The CDC subscriber: one per org and topic however many workers run, elected through a Postgres advisory
+lock; it stores each batch's replay id in the transaction that stored what the batch brought, resumes
+from it after any restart, and reconnects with backoff and jitter.
+
+What events become is the sink's business: `sink(conn, fetched)` runs inside that transaction (the
+inbound seam's CDC source plugs in here; nothing calls this module yet, see docs/cdc.md).
+
+    subscriber = Subscriber(db, lambda: PubSubClient(settings), "/data/ChangeEvents", sink)
+    threading.Thread(target=subscriber.run, daemon=True).start(); ...; subscriber.stop()
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+from typing import Callable
+
+import psycopg
+
+from core.cdc import reconnect_delay
+from gateway.db import QUERIES, Database
+from gateway.pubsub import Fetched, PubSubError, ReplayIdRefused
+
+log = logging.getLogger("forcebridge.cdc")
+STANDBY_SECONDS = 2.0            # how often a worker that is not the subscriber asks for the lock
+
+Sink = Callable[[psycopg.Connection, Fetched], None]
+
+
+class LostElection(Exception):
+    """The connection that held the subscriber lock is gone: another worker may be subscribing now."""
+
+
+class Subscriber:
+    def __init__(self, db: Database, client_factory: Callable, topic: str, sink: Sink, *,
+                 on_refused: Callable[[psycopg.Connection, ReplayIdRefused], None] | None = None,
+                 preset: str = "LATEST", batch: int = 100, standby_seconds: float = STANDBY_SECONDS,
+                 backoff_base: float = 1.0, backoff_cap: float = 60.0, rng: random.Random | None = None):
+        self.db, self.client_factory, self.topic, self.sink = db, client_factory, topic, sink
+        self.on_refused = on_refused
+        self.preset, self.batch, self.standby_seconds = preset, batch, standby_seconds
+        self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
+        self.rng = rng or random.Random()
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.elected = threading.Event()
+        self.terms = 0                  # how many times this one was elected
+        self._stopping = threading.Event()
+        self._client = None
+        self._client_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def stop(self) -> None:
+        """Ends run() soon: a stream blocked waiting for events is cancelled by closing its channel."""
+        self._stopping.set()
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+
+    def run(self) -> None:
+        """Stand by until elected, then subscribe until stopped or the lock's connection is lost."""
+        while not self._stopping.is_set():
+            lock_conn = self._elect()
+            if lock_conn is None:
+                self._stopping.wait(self.standby_seconds)
+                continue
+            self.terms += 1
+            self.elected.set()
+            try:
+                self._serve(lock_conn)
+            except LostElection:
+                log.warning("CDC %s: lost the subscriber lock; standing by", self.topic)
+            finally:
+                self.elected.clear()
+                lock_conn.close()
+
+    def _elect(self) -> psycopg.Connection | None:
+        try:
+            conn = psycopg.connect(self.db.url, autocommit=True)
+        except psycopg.Error as exc:
+            log.warning("CDC %s: cannot reach Postgres to elect a subscriber: %s", self.topic, exc)
+            return None
+        if conn.execute(QUERIES["cdc_try_elect"], {"topic": self.topic}).fetchone()[0]:
+            log.info("CDC %s: this worker (%s) is the subscriber", self.topic, self.name)
+            return conn
+        conn.close()
+        return None
+
+    @staticmethod
+    def _still_elected(lock_conn: psycopg.Connection) -> None:
+        try:
+            lock_conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            raise LostElection(str(exc)) from None
+
+    # ------------------------------------------------------------------ subscribing
+
+    def _serve(self, lock_conn: psycopg.Connection) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            client = stream = None
+            try:
+                self._still_elected(lock_conn)
+                position = self.db.fetchone("cdc_position", {"topic": self.topic})["replay_id"]
+                client = self._new_client()
+                stream = client.subscribe(self.topic, replay_id=bytes(position) if position else None,
+                                          preset=self.preset, batch=self.batch)
+                for fetched in stream:
+                    self._still_elected(lock_conn)
+                    self._store(fetched)
+                    attempt = 0
+                    if self._stopping.is_set():
+                        break
+            except ReplayIdRefused as exc:
+                log.error("CDC %s: Salesforce refused the stored replay id (%s); starting again from %s, what "
+                          "was missed needs a poll", self.topic, exc.error_code, self.preset)
+                with self.db.transaction() as conn:
+                    self.db.run(conn, "cdc_replay_refused", {"topic": self.topic, "error": str(exc)})
+                    if self.on_refused is not None:
+                        self.on_refused(conn, exc)
+            except LostElection:
+                raise
+            except Exception as exc:          # noqa: BLE001 - Salesforce, Postgres or the sink: retry later
+                if self._stopping.is_set():
+                    break
+                delay = reconnect_delay(attempt, self.rng.random(), base=self.backoff_base, cap=self.backoff_cap)
+                attempt += 1
+                if isinstance(exc, PubSubError):
+                    log.warning("CDC %s: %s; reconnecting in %.1f s", self.topic, exc, delay)
+                else:
+                    log.exception("CDC %s: failed; starting again from the stored position in %.1f s", self.topic,
+                                  delay)
+                self._set_state("reconnecting", f"{type(exc).__name__}: {exc}")
+                self._stopping.wait(delay)
+            finally:
+                if stream is not None:
+                    stream.close()
+                if client is not None:
+                    self._drop_client(client)
+        self._set_state("stopped", None)
+
+    def _store(self, fetched: Fetched) -> None:
+        """The sink's writes and the new position in one transaction: both or neither."""
+        commits = [c.stamp.committed_at for c in fetched.changes]
+        with self.db.transaction() as conn:
+            if fetched.changes or fetched.failed:
+                self.sink(conn, fetched)
+            self.db.run(conn, "cdc_advance", {
+                "topic": self.topic, "replay_id": fetched.latest_replay_id, "subscriber": self.name,
+                "events": len(fetched.changes) + len(fetched.failed),
+                "last_commit_at": max(commits) if commits else None})
+
+    def _set_state(self, state: str, error: str | None) -> None:
+        try:
+            self.db.execute("cdc_set_state", {"topic": self.topic, "state": state, "error": error,
+                                              "subscriber": self.name})
+        except psycopg.Error as exc:
+            log.warning("CDC %s: cannot record state %s: %s", self.topic, state, exc)
+
+    def _new_client(self):
+        client = self.client_factory()
+        with self._client_lock:
+            self._client = client
+        if self._stopping.is_set():
+            client.close()
+        return client
+
+    def _drop_client(self, client) -> None:
+        with self._client_lock:
+            if self._client is client:
+                self._client = None
+        client.close()
