@@ -3,15 +3,11 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, jsonify, request
 
-from webapp.api import bad_request, not_found, require_token
 from core.change_states import Action
 from gateway import change_log
 from webapp.context import ctx
 
-bp = Blueprint("sync_errors", __name__, url_prefix="/api/v1")
-bp.before_request(require_token)
-bp.register_error_handler(400, bad_request)
-bp.register_error_handler(404, not_found)
+bp = Blueprint("sync_errors", __name__)   # nested in webapp/api.py's /api/v1 tree (its gate, its errors)
 STATES = ("FAILED", "REQUEUED", "IGNORED")
 
 

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql as pgsql
 
-from gateway import capture, mapping_store
+from gateway import mapping_store
 from gateway.db import Database, migrate
 from jobs.drain import drain
 from jobs.inbound import apply_pending
@@ -298,8 +298,8 @@ def test_migration_converts_existing_mapped_tables_keeping_every_value(tmp_path)
         upgrader = Database(url)
         try:
             # as jobs/worker.py calls it: the capture functions are re-created as today's
-            assert mapping_store.bring_up_to_date(upgrader, hook=capture.sync_with_mapping) == ["salesforce.invoice__c"]
-            assert mapping_store.bring_up_to_date(upgrader, hook=capture.sync_with_mapping) == []
+            assert mapping_store.bring_up_to_date(upgrader) == ["salesforce.invoice__c"]
+            assert mapping_store.bring_up_to_date(upgrader) == []
         finally:
             upgrader.close()
         assert sql(url, "SELECT count(*) FROM salesforce._trigger_log") == [(0,)]
