@@ -18,7 +18,7 @@ from tests.conftest import OUTBOUND_TOKEN
 from tests.integration.test_capture import sql, writing_mapping
 from tests.integration.test_write_path import FAST, db, invoices, sf, sf_api, sf_app, sf_settings  # noqa: F401
 from tests.support.messages import envelope
-from tests.support.postgres import create_database
+from tests.support.postgres import create_database, move_captured_changes
 
 FIELDS = {"Name": {}, "Amount__c": {}, "Quantity__c": {}, "Status__c": {}, "External_Id__c": {}, "Paid_At__c": {},
           "Notes__c": {}}
@@ -329,3 +329,28 @@ def test_mappings_that_cannot_get_heroku_connects_objects_are_refused_whole(sf_a
     r = sf_api.post("/api/v1/mappings", json=entry)
     assert r.status_code == 400 and "adopt" in r.get_json()["message"]
     assert sql(url, "SELECT relkind FROM pg_class WHERE oid = 'salesforce._trigger_log'::regclass") == [("r",)]
+
+
+@pytest.mark.parametrize("to", ["NEW", "IGNORED"])
+def test_trigger_log_updates_move_entries_exactly_as_the_state_machine_decides(hc_app, sf_settings, to):
+    """forcebridge.trigger_log_update() (plpgsql: an app's UPDATE runs inside Postgres) mirrors
+    core.change_states; this keeps the two in step for every state."""
+    from core.change_states import Action, State, requested
+
+    url = sf_settings.database_url
+    app_write(url, "INSERT INTO salesforce.invoice__c (name, external_id__c) VALUES ('a', 'A')")
+    move_captured_changes(url)
+    (log_id,), = sql(url, "SELECT id FROM forcebridge.change_log")
+    action = Action.RETRY if to == "NEW" else Action.IGNORE
+    for state in State:
+        if state == to:
+            continue
+        sql(url, f"UPDATE forcebridge.change_log SET state = '{state}' WHERE id = {log_id}")
+        allowed = requested(state, action, via_trigger_log=True) == State(to)
+        try:
+            app_write(url, f"UPDATE salesforce._trigger_log SET state = '{to}' WHERE id = {log_id}")
+            moved = True
+        except psycopg.errors.FeatureNotSupported:
+            moved = False
+        assert moved == allowed, (state, to)
+        assert sql(url, f"SELECT state FROM forcebridge.change_log WHERE id = {log_id}") == [(to if moved else state,)]
