@@ -236,7 +236,7 @@ def finish(db: Database, mapping: Mapping | None, finished: list[RecordResult], 
                 "mapping_id": mapping.id, "record_ids": [r.record_id for r in settled.resolved],
                 "carriers": [r.carrier_id for r in settled.resolved],
                 "fields": [",".join(r.fields) for r in settled.resolved],
-                "from_state": State.FAILED, "to_state": State.MERGED})
+                "from_state": str(State.FAILED), "to_state": str(State.MERGED)})
         if mapping and settled.marks:
             change_log.write_back_results(conn, mapping, **settled.marks_params())
         stats.add(db, conn, "pg_to_sf", [(mapping.id if mapping else 0, state.lower(), n)

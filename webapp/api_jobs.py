@@ -17,9 +17,9 @@ def start(kind: str, mapping_id: int, params: dict | None = None, requested_by: 
     return job
 
 
-def accepted(job: dict, **extra):
+def accepted(job: dict):
     """202 with the job and where to look it up."""
-    return jsonify({**extra, **job} if not extra else {**extra, "job": job}), 202, {"Location": job["url"]}
+    return jsonify(job), 202, {"Location": job["url"]}
 
 
 @bp.get("/jobs")

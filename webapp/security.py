@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, abort, current_app, g, jsonify, redirect, render_template, request, url_for
 
+from webapp import api
 from webapp.context import ctx
 
 SESSION_COOKIE = "fb_session"
@@ -85,8 +86,6 @@ def _same_origin() -> bool:
 
 
 def _guard():
-    from webapp import api
-
     endpoint = request.endpoint or ""
     if endpoint in PUBLIC_ENDPOINTS or api.is_api_request():
         return None                        # its own gate decides
