@@ -182,7 +182,8 @@ FROM unnest(%(record_ids)s::bigint[], %(sfids)s::text[], %(winners)s::text[], %(
 UPDATE forcebridge.change_log
 SET state = %(to_state)s, finished_at = now(),
     error = '{"reason": "conflict: Salesforce won"}'::jsonb
-WHERE mapping_id = %(mapping_id)s AND record_id = ANY(%(record_ids)s) AND state = ANY(%(from_states)s);
+WHERE mapping_id = %(mapping_id)s AND record_id = ANY(%(record_ids)s) AND state = ANY(%(from_states)s)
+  AND state IN ('NEW', 'PENDING', 'REQUEUED');   -- change_log_open's predicate: a generic plan still uses it
 
 -- name: resend_over_in_flight
 -- Salesforce won over a record whose local change is in flight (PENDING): that write will still land, so
