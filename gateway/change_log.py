@@ -94,7 +94,6 @@ def link_rows_by_external_id(conn: psycopg.Connection, m: Mapping, ext_column: s
                  {"sfids": sfids, "exts": exts})
 
 
-
 def act(db: Database, change_id: int, action: Action) -> dict | None:
     """A person's retry or ignore of one entry, moved as core.change_states decides; the entry's
     (id, mapping_id, record_id, state), or None when its state does not allow it (or it does not exist)."""
