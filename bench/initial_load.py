@@ -64,7 +64,7 @@ def create_mapping(env: dict) -> None:
             "with app.app_context():\n"
             f"    m = from_entry({{'object_name': 'Account', 'config': {{'fields': {{n: {{}} for n in {FIELDS!r}}}}}}},"
             " describe=c.describe('Account'))\n"
-            "    mapping_store.create(c.db, m, on_created=c.mapping_hooks.created)")
+            "    mapping_store.create(c.db, m)")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True)
 
 

@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from core.mapping import from_entry
-from gateway import capture, change_log, mapping_store
+from gateway import change_log, mapping_store
 from gateway.db import Database, migrate
 from gateway.salesforce import Salesforce
 from jobs.drain import DrainOptions, drain
@@ -42,7 +42,7 @@ def setup_mapping(db: Database, sf: Salesforce, object_name: str, direction: str
     entry = {"object_name": object_name, "direction": direction,
              "config": {"fields": FIELDS, "upsert_field": "External_Id__c"}}
     return mapping_store.create(db, from_entry(entry, describe=sf.describe("Invoice__c") if object_name == "Invoice__c"
-                                               else None), on_created=capture.sync_with_mapping)
+                                               else None), start_sync=False)
 
 
 def latency(url: str, db: Database, sf: Salesforce, seconds: float, rate: float) -> tuple[float, float]:
@@ -205,7 +205,7 @@ def main() -> None:
             entry = {"object_name": name, "direction": direction, "config": {
                 "fields": {"Name": {"type": "string", "length": 80}, "Amount__c": {"type": "currency"},
                            "External_Id__c": {"type": "string", "length": 64}}, "upsert_field": "External_Id__c"}}
-            mapping_store.create(db, from_entry(entry), on_created=capture.sync_with_mapping)
+            mapping_store.create(db, from_entry(entry), start_sync=False)
         ratio_insert, ratio_copy = capture_cost(url)
     finally:
         db.close()

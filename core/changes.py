@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from core.change_states import State, retry_delay  # noqa: F401  (retry_delay: where callers found it)
 from core.convert import FieldSpec, to_salesforce
 from core.mapping import Mapping, is_relationship, reference_field, relationship_name, relationship_parts
 
@@ -205,7 +206,7 @@ def plan_batches(writes: list[Write], size: int = MAX_BATCH) -> list[list[Write]
 
 @dataclass(frozen=True)
 class Outcome:
-    state: str                    # SUCCESS | FAILED | REQUEUED
+    state: State                  # SUCCESS | FAILED | REQUEUED (what it does to the change: core.change_states)
     sfid: str | None = None
     error: list | dict | None = None
 
@@ -213,17 +214,11 @@ class Outcome:
 def outcome_of(write: Write, item: dict) -> Outcome:
     """Read one per-record result of a Collections call."""
     if item.get("success"):
-        return Outcome("SUCCESS", item.get("id") or write.body.get("Id"))
+        return Outcome(State.SUCCESS, item.get("id") or write.body.get("Id"))
     errors = item.get("errors") or []
     codes = {e.get("statusCode") or e.get("errorCode") for e in errors}
     if write.op == "delete" and codes and codes <= GONE_CODES:
-        return Outcome("SUCCESS", write.body.get("Id"))
+        return Outcome(State.SUCCESS, write.body.get("Id"))
     if codes & TRANSIENT_CODES:
-        return Outcome("REQUEUED", error=errors)
-    return Outcome("FAILED", error=errors)
-
-
-def retry_delay(attempts: int, base: float = 1.0, cap: float = 600.0) -> float:
-    """Exponential backoff: base, 2*base, 4*base ... capped (attempts counts tries so far, from 1)."""
-    return min(cap, base * (2 ** max(0, attempts - 1)))
-
+        return Outcome(State.REQUEUED, error=errors)
+    return Outcome(State.FAILED, error=errors)

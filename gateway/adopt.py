@@ -60,8 +60,7 @@ def adopt(db: Database, schema: str, steps: list | None = None, request_load=Non
         conn.execute(_q("adopt_copy_log", schema=sql.Identifier(schema)))
         _drop_hc_objects(db, conn, schema, hc_triggers, result)
         if steps:
-            mapping_store.save_steps(db, conn, steps, capture.sync_with_mapping, capture.sync_with_mapping,
-                                     adopting=True)
+            mapping_store.save_steps(db, conn, steps, adopting=True)
         if connection:
             db.run(conn, "save_connection_config", {"connection": Jsonb(connection), "version": 1})
         mappings = [mapping_store.from_row(r) for r in db.run(conn, "list_mappings").fetchall()]

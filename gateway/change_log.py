@@ -4,6 +4,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
+from core.change_states import Action, State, from_states, target
 from core.changes import ChangeLogEntry
 from core.mapping import Mapping
 from gateway.db import QUERIES, Database
@@ -91,3 +92,16 @@ def link_rows_by_external_id(conn: psycopg.Connection, m: Mapping, ext_column: s
                              exts: list) -> None:
     conn.execute(_template("link_rows_by_external_id", m, ext=sql.Identifier(ext_column)),
                  {"sfids": sfids, "exts": exts})
+
+
+def act(db: Database, change_id: int, action: Action) -> dict | None:
+    """A person's retry or ignore of one entry, moved as core.change_states decides; the entry's
+    (id, mapping_id, record_id, state), or None when its state does not allow it (or it does not exist)."""
+    query = "retry_change" if action is Action.RETRY else "ignore_change"
+    return db.fetchone(query, {"id": change_id, "from_states": from_states(action), "to_state": str(target(action))})
+
+
+def retry_all_failed(db: Database) -> int:
+    """The console's "retry all": every FAILED entry, as a retry of each would move it."""
+    return len(db.fetchall("retry_failed_changes", {"from_state": str(State.FAILED),
+                                                    "to_state": str(target(Action.RETRY))}))

@@ -1,4 +1,6 @@
-"""Mappings in the connector schema, kept in step with the mapped tables they describe."""
+"""Mappings in the connector schema, kept in step with the mapped tables they describe. Every way of saving a
+mapping (console form, JSON API, configuration import, adopt, the worker's start) goes through here, and
+here, in the save's own transaction, the capture triggers are installed or removed (gateway/capture.py)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -8,7 +10,7 @@ from psycopg.types.json import Jsonb
 
 from core.convert import FieldSpec
 from core.mapping import Mapping, MappingError
-from gateway import hc_schema, mapped_tables
+from gateway import capture, hc_schema, mapped_tables, staging
 from gateway.db import Database
 
 
@@ -59,42 +61,52 @@ def reading_mappings(db: Database) -> dict[str, Mapping]:
     return {r["object_name"].lower(): from_row(r) for r in db.fetchall("active_reading_mappings")}
 
 
-def create(db: Database, m: Mapping, on_created=None) -> Mapping:
+def create(db: Database, m: Mapping, start_sync: bool = True) -> Mapping:
     """Insert the mapping and create its table in one transaction; waiting notifications for the object
-    become pending again. `on_created(conn, mapping)` lets later features (capture triggers) join in."""
+    become pending again. `start_sync`: queue its first load and the push of rows without sfid."""
     with db.transaction() as conn:
         if db.run(conn, "get_mapping_by_object", {"object_name": m.object_name}).fetchone():
             raise MappingExists(f"a mapping for {m.object_name} exists already")
-        return _saved(db, conn, db.run(conn, "insert_mapping", _params(m)).fetchone(), on_created)
+        return _saved(db, conn, db.run(conn, "insert_mapping", _params(m)).fetchone(), start_sync)
 
 
-def update(db: Database, m: Mapping, on_updated=None) -> Mapping:
+def update(db: Database, m: Mapping) -> Mapping:
     """Save changes; new fields add columns (ALTER TABLE), removed fields keep theirs (no data loss)."""
     with db.transaction() as conn:
         row = db.run(conn, "update_mapping", _params(m)).fetchone()
         if row is None:
             raise KeyError(m.id)
-        return _saved(db, conn, row, on_updated)
+        return _saved(db, conn, row)
 
 
-def _saved(db: Database, conn, row: dict, hook) -> Mapping:
-    """What follows every save, in its transaction: the table in step, the hook, unmapped replayed."""
+def _saved(db: Database, conn, row: dict, start_sync: bool = False) -> Mapping:
+    """What follows every save, in its transaction: the table in step, the capture triggers (present exactly
+    while the mapping is active and writes), a new mapping's first sync queued, unmapped replayed."""
     saved = from_row(row)
     mapped_tables.create_table(conn, saved)
     hc_schema.ensure_hc_objects(conn, saved.table_schema)
-    if hook:
-        hook(conn, saved)
+    capture.sync_with_mapping(conn, saved)
+    if start_sync:
+        _queue_first_sync(db, conn, saved)
     if saved.reads and saved.active:
         db.run(conn, "requeue_notifications", {"states": ["unmapped"], "object_name": saved.object_name})
     return saved
 
 
-def bring_up_to_date(db: Database, hook=None) -> list[str]:
+def _queue_first_sync(db: Database, conn, m: Mapping) -> None:
+    """A new mapping's first load (reading) and the rows already in its table (writing: logged as inserts
+    for the write path), in the mapping's own transaction; the worker's mapping_ready task runs them."""
+    if m.reads and m.active:
+        db.run(conn, "request_load", {"mapping_id": m.id, "requested_by": "mapping created"})
+    if m.writes and m.active:
+        staging.enqueue_push(conn, m)
+
+
+def bring_up_to_date(db: Database) -> list[str]:
     """Give every mapped table the indexes and every mapped schema the Heroku Connect objects it lacks: a
     deployment from before migration 0060 gets them at the worker's start instead of at the next save of each
     mapping. A cheap check per mapping; DDL (one transaction, one upgrader at a time) only where something is
-    missing; `hook(conn, mapping)` (the capture triggers) joins in then. Returns the tables brought up to
-    date."""
+    missing, the capture triggers reinstalled then. Returns the tables brought up to date."""
     done = []
     for m in list_all(db):
         with db.transaction() as conn:
@@ -105,26 +117,27 @@ def bring_up_to_date(db: Database, hook=None) -> list[str]:
             db.run(conn, "lock_hc_upgrade")     # workers starting together take turns
             mapped_tables.create_table(conn, m)
             hc_schema.ensure_hc_objects(conn, m.table_schema)
-            if hook:
-                hook(conn, m)
+            capture.sync_with_mapping(conn, m)
         done.append(f"{m.table_schema}.{m.table_name}")
     return done
-def import_all(db: Database, steps: list, on_created=None, on_updated=None, connection: dict | None = None,
-               version: int = 1) -> list[Mapping]:
+
+
+def import_all(db: Database, steps: list, connection: dict | None = None, version: int = 1) -> list[Mapping]:
     """A whole configuration in ONE transaction: mappings, their tables, capture triggers and queued loads,
     and the connection block. Any error rolls all of it back (core.configuration.plan_import has checked the
     entries; this catches what only Postgres can say, e.g. a table whose columns do not fit)."""
     with db.transaction() as conn:
-        saved = save_steps(db, conn, steps, on_created, on_updated)
+        saved = save_steps(db, conn, steps)
         if connection is not None:
             db.run(conn, "save_connection_config", {"connection": Jsonb(connection), "version": version})
     return saved
 
 
-def save_steps(db: Database, conn, steps: list, on_created=None, on_updated=None, adopting: bool = False) -> list[Mapping]:
+def save_steps(db: Database, conn, steps: list, adopting: bool = False) -> list[Mapping]:
     """Save an import plan in the caller's transaction; raises ImportFailed naming the mapping. A schema
     Heroku Connect still manages (its _trigger_log is a table) is refused unless it is being adopted: both
-    its triggers and ours would capture every change."""
+    its triggers and ours would capture every change. Created mappings queue their first sync, except when
+    adopting (the adopted table already holds the data; adopt decides per table)."""
     schemas = sorted({s.mapping.table_schema for s in steps if s.action != "unchanged"})
     if schemas and not adopting:
         busy = [r["schema"] for r in db.run(conn, "hc_schema_pending_adoption", {"schemas": schemas}).fetchall()]
@@ -143,10 +156,10 @@ def save_steps(db: Database, conn, steps: list, on_created=None, on_updated=None
                     if db.run(conn, "get_mapping_by_object", {"object_name": step.mapping.object_name}).fetchone():
                         raise MappingExists(f"a mapping for {step.mapping.object_name} exists already")
                     row = db.run(conn, "insert_mapping", _params(step.mapping)).fetchone()
-                    saved.append(_saved(db, conn, row, on_created))
+                    saved.append(_saved(db, conn, row, start_sync=not adopting))
                 else:
                     row = db.run(conn, "update_mapping", _params(step.mapping)).fetchone()
-                    saved.append(_saved(db, conn, row, on_updated))
+                    saved.append(_saved(db, conn, row))
         except (psycopg.Error, MappingExists, MappingError) as exc:
             message = getattr(getattr(exc, "diag", None), "message_primary", None) or str(exc)
             raise ImportFailed(f"mapping {step.mapping.object_name}: {message}") from exc
@@ -158,14 +171,14 @@ def connection_config(db: Database) -> dict | None:
     return row["connection"] if row else None
 
 
-def delete(db: Database, mapping_id: int, drop_table: bool = False, on_deleted=None) -> Mapping | None:
+def delete(db: Database, mapping_id: int, drop_table: bool = False) -> Mapping | None:
+    """Delete the mapping; a table that stays stops capturing (nobody would drain its changes)."""
     with db.transaction() as conn:
         row = db.run(conn, "delete_mapping", {"id": mapping_id}).fetchone()
         if row is None:
             return None
         gone = from_row(row)
-        if on_deleted:
-            on_deleted(conn, gone)
+        capture.on_deleted(conn, gone)
         if drop_table:
             mapped_tables.drop_table(conn, gone)
     return gone

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import psycopg
 
+from core.change_states import OVERRIDDEN_BY_SALESFORCE, State
 from core.conflicts import is_echo, sent_values, winner
 from core.inbound import UpsertBatch
 from gateway import change_log
@@ -39,14 +41,16 @@ def settle(db: Database, conn: psycopg.Connection, batch: UpsertBatch) -> Upsert
         if any(is_echo(incoming, ours, row) for ours in sent.get(sfid) or [{}]):
             continue   # our write coming back; the newer local change is on its way to Salesforce
         side = winner(m.conflict_rule, row["fb_changed_at"], batch.modstamps[i])
-        found.append((row, sfid, side, incoming, batch.modstamps[i]))
+        found.append(Conflict(row, sfid, side, incoming, batch.modstamps[i]))
         if side == "salesforce":
             keep.append(i)
             salesforce_won.append(row["id"])
     if found:
         _record(db, conn, m, found)
     if salesforce_won:
-        db.run(conn, "drop_open_changes", {"mapping_id": m.id, "record_ids": salesforce_won})
+        db.run(conn, "drop_open_changes", {"mapping_id": m.id, "record_ids": salesforce_won,
+                                           "from_states": sorted(OVERRIDDEN_BY_SALESFORCE),
+                                           "to_state": str(State.IGNORED)})
         # A local change already in flight cannot be stopped: it lands after Salesforce's change, so the
         # winning values are sent again once it finishes (its echo is recognised and dropped meanwhile).
         db.run(conn, "resend_over_in_flight", {"mapping_id": m.id, "record_ids": salesforce_won,
@@ -75,15 +79,25 @@ def _link_by_external_id(conn: psycopg.Connection, batch: UpsertBatch) -> None:
                                         [None if v is None else str(v) for v in values])
 
 
-def _record(db, conn, m, found) -> None:
+@dataclass(frozen=True)
+class Conflict:
+    """One record changed on both sides: the local row, Salesforce's values, who won."""
+    row: dict                     # the mapped row with fb_changed_at, its newest open local change
+    sfid: str
+    winner: str                   # salesforce | postgres (core.conflicts.winner)
+    incoming: dict                # column -> Salesforce's value
+    sf_changed_at: object         # the notification's SystemModstamp
+
+
+def _record(db, conn, m, found: list[Conflict]) -> None:
     columns = [f.column for f in m.fields]
     db.run(conn, "insert_conflicts", {
         "mapping_id": m.id, "rule": m.conflict_rule,
-        "record_ids": [r["id"] for r, *_ in found], "sfids": [s for _, s, *_ in found],
-        "winners": [w for _, _, w, *_ in found],
-        "pg_values": [json.dumps({c: r.get(c) for c in columns}, default=str) for r, *_ in found],
-        "sf_values": [json.dumps(v, default=str) for *_, v, _ in found],
-        "pg_at": [r["fb_changed_at"] for r, *_ in found], "sf_at": [t for *_, t in found],
+        "record_ids": [c.row["id"] for c in found], "sfids": [c.sfid for c in found],
+        "winners": [c.winner for c in found],
+        "pg_values": [json.dumps({col: c.row.get(col) for col in columns}, default=str) for c in found],
+        "sf_values": [json.dumps(c.incoming, default=str) for c in found],
+        "pg_at": [c.row["fb_changed_at"] for c in found], "sf_at": [c.sf_changed_at for c in found],
     })
 
 

@@ -112,10 +112,10 @@ def main(argv=None) -> None:
     runtime.configure(settings)
     if settings.database_url:
         migrate(settings.database_url)  # a worker may start before the web app on a fresh database
-        from gateway import capture, mapping_store
+        from gateway import mapping_store
 
         # Heroku Connect's indexes and objects, capture functions of today (deployments before migration 0060)
-        upgraded = mapping_store.bring_up_to_date(runtime.db(), hook=capture.sync_with_mapping)
+        upgraded = mapping_store.bring_up_to_date(runtime.db())
         if upgraded:
             log.info("gave Heroku Connect's indexes and objects to %s", ", ".join(upgraded))
     queue = create_queue(settings)

@@ -9,9 +9,9 @@ from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
+from core.change_states import FINISHED, Backoff, RecordResult, State, settle
 from core.changes import (ChangeLogEntry, Fields, Outcome, RecordChange, Write, coalesce, outcome_of,
-                          plan_batches, plan_writes, references_parents, retry_delay, sent_columns,
-                          writable_fields)
+                          plan_batches, plan_writes, references_parents, writable_fields)
 from core.mapping import Mapping
 from gateway import change_log, mapping_store
 from gateway.db import Database
@@ -29,6 +29,10 @@ class DrainOptions:
     concurrency: int = 4          # Collections calls in flight at once
     retry_base_seconds: float = 2.0
     retry_cap_seconds: float = 900.0
+
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(self.retry_base_seconds, self.retry_cap_seconds)
 
 
 @dataclass
@@ -92,7 +96,7 @@ def _start(db: Database, sf: Salesforce, entries: list[ChangeLogEntry], pool: Th
         changes = coalesce(group)
         mapping = mappings.get(mapping_id)
         if mapping is None:   # the mapping was deleted or stopped writing: nothing to send
-            finish(db, None, [(c, Outcome("IGNORED", error={"reason": "mapping no longer writes"}), None)
+            finish(db, None, [RecordResult(c, Outcome(State.IGNORED, error={"reason": "mapping no longer writes"}))
                                for c in changes], options, token)
             continue
         writes, nothing = plan(db, sf, mapping, changes)
@@ -122,15 +126,15 @@ def _complete(db: Database, flight: _InFlight, options: DrainOptions, result: Dr
     while running:
         _, running = wait(running, timeout=max(1.0, options.lease_seconds / 3), return_when=FIRST_COMPLETED)
         renew_lease(db, options, flight.token)
-    outcomes: dict[int, list] = {m.id: [(c, Outcome("MERGED"), None) for c in nothing]
-                                 for m, _, nothing in flight.planned}
+    outcomes: dict[int, list[RecordResult]] = {m.id: [RecordResult(c, Outcome(State.MERGED)) for c in nothing]
+                                               for m, _, nothing in flight.planned}
     for mapping, _batch, future in flight.calls:
-        outcomes[mapping.id].extend((w.change, o, w) for w, o in future.result())
+        outcomes[mapping.id].extend(RecordResult(w.change, o, w) for w, o in future.result())
     result.calls += len(flight.calls)
     for mapping, _, _ in flight.planned:
         finish(db, mapping, outcomes[mapping.id], options, flight.token)
     for finished in outcomes.values():
-        result.outcomes.update(o.state for _, o, _ in finished)
+        result.outcomes.update(str(r.outcome.state) for r in finished)
 
 
 def plan(db: Database, sf: Salesforce, mapping: Mapping, changes: list[RecordChange]):
@@ -201,76 +205,46 @@ def send(sf: Salesforce, batch: list[Write]) -> list[tuple[Write, Outcome]]:
         else:
             items = sf.delete_records([w.body["Id"] for w in batch])
     except TransientError as exc:
-        return [(w, Outcome("REQUEUED", error=exc.as_errors())) for w in batch]
+        return [(w, Outcome(State.REQUEUED, error=exc.as_errors())) for w in batch]
     except PermanentError as exc:
-        return [(w, Outcome("FAILED", error=exc.body if isinstance(exc.body, list) else exc.as_errors()))
+        return [(w, Outcome(State.FAILED, error=exc.body if isinstance(exc.body, list) else exc.as_errors()))
                 for w in batch]
     except Exception as exc:   # not Salesforce's answer (a body that is not JSON, a broken stream): try later
         log.warning("%s call for %s records failed: %r", first.op, len(batch), exc)
         error = [{"statusCode": "CALL_FAILED", "message": f"{type(exc).__name__}: {exc}"[:500]}]
-        return [(w, Outcome("REQUEUED", error=error)) for w in batch]
+        return [(w, Outcome(State.REQUEUED, error=error)) for w in batch]
     if not isinstance(items, list) or len(items) != len(batch):
         error = [{"statusCode": "UNEXPECTED_RESPONSE", "message": "result count differs from records sent"}]
-        return [(w, Outcome("REQUEUED", error=error)) for w in batch]
+        return [(w, Outcome(State.REQUEUED, error=error)) for w in batch]
     return [(w, outcome_of(w, item)) for w, item in zip(batch, items)]
 
 
-def finish(db: Database, mapping: Mapping | None, finished: list, options: DrainOptions, token: str) -> None:
-    """One transaction: change-log states, sfid write-back and row marks (as the sync: not captured), stats.
-    Only changes still claimed under `token` are recorded: a drain whose lease lapsed and was taken over
-    must not overwrite the new owner's results."""
+def finish(db: Database, mapping: Mapping | None, finished: list[RecordResult], options: DrainOptions,
+           token: str) -> None:
+    """One transaction: store what core.change_states.settle decides (change-log states, sfid write-back and
+    row marks, as the sync: not captured), stats. Only changes still claimed under `token` are recorded: a
+    drain whose lease lapsed and was taken over must not overwrite the new owner's results."""
     change_log.absorb(db)       # a newer change waiting keeps its row marked PENDING (write_back_results)
     with db.transaction(origin="salesforce") as conn:
         held = {r["id"] for r in db.run(conn, "held_claims", {
-            "claim": token, "ids": [c.carrier_id for c, _, _ in finished]}).fetchall()}
-        finished = [f for f in finished if f[0].carrier_id in held]
-        entries, rows_back = _entries(mapping, finished, options)
-        db.run(conn, "finish_changes", {"entries": json.dumps(entries, default=str), "claim": token})
-        resolved = [(c.record_id, c.carrier_id, ",".join(sent_columns(mapping, w.body)))
-                    for c, o, w in finished if mapping and w and w.op != "delete" and o.state == "SUCCESS"]
-        if resolved:
-            db.run(conn, "resolve_failed_changes", {"mapping_id": mapping.id,
-                                                    "record_ids": [r[0] for r in resolved],
-                                                    "carriers": [r[1] for r in resolved],
-                                                    "fields": [r[2] for r in resolved]})
-        if mapping and rows_back["ids"]:
-            change_log.write_back_results(conn, mapping, **rows_back)
-        counts = Counter(o.state for _, o, _ in finished)
+            "claim": token, "ids": [r.change.carrier_id for r in finished]}).fetchall()}
+        finished = [r for r in finished if r.change.carrier_id in held]
+        settled = settle(mapping, finished, options.backoff)
+        db.run(conn, "finish_changes", {"entries": settled.entries_json(), "claim": token})
+        if mapping and settled.resolved:
+            db.run(conn, "resolve_failed_changes", {
+                "mapping_id": mapping.id, "record_ids": [r.record_id for r in settled.resolved],
+                "carriers": [r.carrier_id for r in settled.resolved],
+                "fields": [",".join(r.fields) for r in settled.resolved],
+                "from_state": str(State.FAILED), "to_state": str(State.MERGED)})
+        if mapping and settled.marks:
+            change_log.write_back_results(conn, mapping, **settled.marks_params())
         stats.add(db, conn, "pg_to_sf", [(mapping.id if mapping else 0, state.lower(), n)
-                                         for state, n in counts.items()])
-    for change, outcome, _ in finished:
-        if outcome.state == "FAILED":
-            log.warning("record %s of mapping %s failed: %s", change.record_id, change.mapping_id, outcome.error)
-
-
-def _entries(mapping: Mapping | None, finished: list, options: DrainOptions) -> tuple[list[dict], dict]:
-    """The change-log updates for finished changes, and the rows to mark."""
-    entries: list[dict] = []
-
-    def entry(i, state, sfid=None, error=None, sent_values=None, columns=None, delay=0.0):
-        entries.append({"id": i, "state": state, "sfid": sfid, "error": error, "sent": sent_values,
-                        "fields": ",".join(columns) if columns else None, "delay": delay})
-
-    rows_back = {"ids": [], "sfids": [], "errs": [], "lastops": []}
-    for change, outcome, write in finished:
-        if outcome.state == "REQUEUED":
-            delay = retry_delay(change.attempts + 1, options.retry_base_seconds, options.retry_cap_seconds)
-            for i in change.entry_ids:
-                entry(i, "REQUEUED", error=outcome.error, delay=delay)
-            continue
-        for i in change.entry_ids[:-1]:
-            entry(i, "MERGED")
-        body = {k: v for k, v in (write.body if write else {}).items() if k != "Id"}
-        columns = sent_columns(mapping, body) if mapping and write else None
-        entry(change.carrier_id, outcome.state, sfid=outcome.sfid, error=outcome.error,
-              sent_values=body if outcome.state == "SUCCESS" and write and write.op != "delete" else None,
-              columns=columns)
-        if write and write.op != "delete" and outcome.state in ("SUCCESS", "FAILED"):
-            rows_back["ids"].append(change.record_id)
-            rows_back["sfids"].append(outcome.sfid if outcome.state == "SUCCESS" else None)
-            rows_back["errs"].append(json.dumps(outcome.error) if outcome.state == "FAILED" else None)
-            rows_back["lastops"].append("UPDATED" if write.op == "update" else "INSERTED")   # Heroku Connect's marks
-    return entries, rows_back
+                                         for state, n in settled.counts.items()])
+    for r in finished:
+        if r.outcome.state == State.FAILED:
+            log.warning("record %s of mapping %s failed: %s", r.change.record_id, r.change.mapping_id,
+                        r.outcome.error)
 
 
 def options_from(settings) -> DrainOptions:
@@ -295,7 +269,7 @@ def next_retry_in(db: Database) -> float | None:
 def archive(db: Database, after_hours: int, purge_days: int) -> None:
     """Finished entries leave the live table after a day and the archive after 30 (both configurable)."""
     with db.transaction() as conn:
-        db.run(conn, "archive_changes", {"after_seconds": after_hours * 3600})
+        db.run(conn, "archive_changes", {"after_seconds": after_hours * 3600, "states": sorted(FINISHED)})
         db.run(conn, "purge_archive", {"after_seconds": purge_days * 86400})
         db.run(conn, "purge_conflicts", {"after_seconds": purge_days * 86400})
         db.run(conn, "purge_salesforce_deletes", {"after_seconds": purge_days * 86400})

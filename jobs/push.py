@@ -9,6 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from core.change_states import RecordResult, State
 from core.changes import ChangeLogEntry, Outcome, coalesce, outcome_of, references_parents
 from core.loading import bulk_error
 from core.mapping import Mapping
@@ -81,18 +82,18 @@ def _push_bulk(db: Database, sf: Salesforce, m: Mapping, entries: list[ChangeLog
     plain = [w for w in writes if not references_parents([w])]
     upserts = [w for w in plain if w.op == "upsert"]
     others = [w for w in plain if w.op != "upsert"]         # gained an sfid meanwhile: Collections calls
-    finished = [(c, Outcome("MERGED"), None) for c in nothing]
+    finished = [RecordResult(c, Outcome(State.MERGED)) for c in nothing]
     for batch in drain.plan_batches(others):
-        finished.extend((w.change, o, w) for w, o in drain.send(sf, batch))
+        finished.extend(RecordResult(w.change, o, w) for w, o in drain.send(sf, batch))
     if upserts:
         # the job may outlast the lease: it is renewed while the push polls the job
         finished.extend(_ingest(sf, m, upserts, options, lambda: drain.renew_lease(db, drain_options, token)))
     for batch in drain.plan_batches(referencing):
-        finished.extend((w.change, o, w) for w, o in drain.send(sf, batch))
+        finished.extend(RecordResult(w.change, o, w) for w, o in drain.send(sf, batch))
     drain.finish(db, m, finished, drain_options, token)
     counts: dict = {}
-    for _, outcome, _ in finished:
-        counts[outcome.state] = counts.get(outcome.state, 0) + 1
+    for r in finished:
+        counts[str(r.outcome.state)] = counts.get(str(r.outcome.state), 0) + 1
     log.info("initial push of %s: %s records in one ingest job: %s", m.object_name, len(upserts), counts)
     return counts
 
@@ -112,14 +113,14 @@ def _ingest(sf: Salesforce, m: Mapping, upserts: list, options: PushOptions, ren
             raise SalesforceError(500, "BULK_JOB_FAILED", job.get("errorMessage") or job["state"])
         results = _results(sf, job["id"], ext)
     except SalesforceError as exc:
-        return [(w.change, Outcome("REQUEUED", error=exc.as_errors()), w) for w in upserts]
+        return [RecordResult(w.change, Outcome(State.REQUEUED, error=exc.as_errors()), w) for w in upserts]
     finished = []
     for w in upserts:
         item = results.get(str(w.body.get(ext)))
         if item is None:   # unprocessed: another try later
             item = {"success": False, "errors": [{"statusCode": "SERVER_UNAVAILABLE",
                                                   "message": "not processed by the ingest job"}]}
-        finished.append((w.change, outcome_of(w, item), w))
+        finished.append(RecordResult(w.change, outcome_of(w, item), w))
     return finished
 
 

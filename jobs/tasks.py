@@ -7,7 +7,7 @@ import logging
 from huey import crontab
 
 from gateway import salesforce
-from jobs import drain, inbound, runtime, sync_tasks
+from jobs import api_jobs, drain, inbound, runtime, sync_tasks
 from jobs.listener import Listener
 
 log = logging.getLogger("forcebridge.tasks")
@@ -72,4 +72,19 @@ def register(huey) -> dict:
     tasks["drain_backstop"] = huey.periodic_task(every_minute)(drain_backstop)
     tasks["archive_changes"] = huey.periodic_task(crontab(minute="17"))(archive_changes)
     tasks.update(sync_tasks.register(huey))
+
+    def run_api_job(job_id: int):
+        """A long operation the API queued (jobs/api_jobs.py); a push's logged rows are then drained."""
+        done = api_jobs.run(runtime.db(), runtime.settings(), job_id)
+        if done and done["kind"] == "push" and done["state"] == api_jobs.DONE:
+            tasks["drain_outbound"]()
+        return done and done["state"]
+
+    def api_jobs_backstop():
+        """Jobs whose doorbell was lost or whose worker died are run again."""
+        for job_id in api_jobs.waiting(runtime.db()):
+            tasks["run_api_job"](job_id)
+
+    tasks["run_api_job"] = huey.task()(run_api_job)
+    tasks["api_jobs_backstop"] = huey.periodic_task(every_minute)(api_jobs_backstop)
     return tasks

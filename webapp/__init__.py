@@ -6,14 +6,13 @@ import logging
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from gateway import capture, salesforce
+from gateway import salesforce
 from gateway.db import Database, migrate
 from jobs import runtime
 from jobs.queue import create_queue
 from settings import Settings
 from webapp import access_log, connection, slow_clients
-from webapp import sync
-from webapp.context import Context, MappingHooks
+from webapp.context import Context
 
 
 def create_app(settings: Settings | None = None, *, enqueue=None, migrate_on_start: bool = True) -> Flask:
@@ -40,15 +39,12 @@ def create_app(settings: Settings | None = None, *, enqueue=None, migrate_on_sta
     app.extensions["forcebridge"] = Context(settings=settings, db=db, enqueue=enqueue,
                                             describe=salesforce.describer(settings),
                                             salesforce_status=connection.status_reader(settings),
-                                            count_records=connection.record_counter(settings),
-                                            mapping_hooks=MappingHooks(
-                                                created=sync.on_mapping_created,
-                                                updated=capture.sync_with_mapping, deleted=capture.on_deleted))
+                                            count_records=connection.record_counter(settings))
 
-    from webapp import api, cli, health, openapi, outbound, sync_errors
+    from webapp import api, cli, health, outbound
     from webapp import assets, auth, dashboard, errors, mappings, metrics, security, setup, trends
 
-    for blueprint in (outbound.bp, api.bp, health.bp, sync_errors.bp, sync.bp, openapi.bp):
+    for blueprint in (outbound.bp, api.bp, health.bp):     # api.bp: the whole /api/v1 tree
         app.register_blueprint(blueprint)
     for blueprint in (auth.bp, assets.bp, dashboard.bp, mappings.bp, trends.bp, errors.bp, setup.bp, metrics.bp):
         app.register_blueprint(blueprint)

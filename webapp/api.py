@@ -1,20 +1,38 @@
-"""The JSON API under /api/v1, for scripts and CI: bearer token auth (API_TOKEN)."""
+"""The JSON API under /api/v1, for scripts and CI: ONE blueprint tree (this one and the blueprints nested in it
+at the bottom) behind ONE gate, the bearer token (API_TOKEN). The mapping and configuration routes live here."""
 from __future__ import annotations
 
 import hmac
 
 from flask import Blueprint, abort, jsonify, request
 
-from core.mapping import MappingError, check_object_name, from_entry, patched, to_entry
+from core.mapping import MappingError, check_object_name, patched, to_entry
 from gateway import mapping_store
+from gateway.salesforce import SalesforceError
+from webapp import api_jobs, mappings, openapi, sync, sync_errors
 from webapp.context import ctx
 from webapp.mappings import export_document, import_document, parent_describes
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
+PREFIX = "/api/v1"
+bp = Blueprint("api", __name__, url_prefix=PREFIX)
+# The tree: every other /api/v1 blueprint hangs here, under this one's gate and error answers.
+for _child in (sync.bp, sync_errors.bp, api_jobs.bp, openapi.bp):
+    bp.register_blueprint(_child)
+# The one route of the tree anybody may read: the API's own description holds no data.
+PUBLIC_ENDPOINTS = {"api.openapi.openapi"}
+
+
+def is_api_request() -> bool:
+    """Did the request match a route of this tree? (The console's gate leaves those to this one.)"""
+    return bool(request.blueprints) and request.blueprints[-1] == bp.name
 
 
 @bp.before_request
 def require_token():
+    """The gate of every route in the tree, nested blueprints included (Flask runs a parent's
+    before_request for its children); also asked for requests under PREFIX that match no route."""
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
     token = ctx().settings.api_token
     given = request.headers.get("Authorization", "")
     if not token or not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
@@ -65,6 +83,16 @@ def not_found(exc):
     return jsonify(error="not_found", message=exc.description), 404
 
 
+@bp.errorhandler(409)
+def conflict(exc):
+    return jsonify(error="conflict", message=exc.description), 409
+
+
+@bp.errorhandler(SalesforceError)
+def salesforce_refused(exc):
+    return jsonify(error="salesforce_error", message=str(exc)), 502
+
+
 @bp.app_errorhandler(405)
 def method_not_allowed(exc):
     """A method no route takes: under /api/ the answer is JSON like every other API answer (404s: see
@@ -87,16 +115,11 @@ def create_mapping():
     entry = _json_body()
     try:
         # The name goes into Salesforce's URL: checked before the describe, never after.
-        describe = ctx().describe(check_object_name(entry.get("object_name")))
-        config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
-        mapping = from_entry(entry, describe=describe, parents=parent_describes(config.get("fields"), describe))
-        created = mapping_store.create(ctx().db, mapping, on_created=ctx().mapping_hooks.created)
+        created = mappings.create_mapping(entry, ctx().describe(check_object_name(entry.get("object_name"))))
     except MappingError as exc:
         return _invalid(exc)
     except mapping_store.MappingExists as exc:
         return jsonify(error="invalid_mapping", message=str(exc)), 409
-    ctx().enqueue("apply_inbound")  # notifications kept as unmapped are pending again
-    ctx().enqueue("mapping_ready", created.id)  # the first load, the push of rows without sfid
     return jsonify(to_entry(created)), 201
 
 
@@ -121,8 +144,7 @@ def patch_mapping(mapping_id: int):
         describe = ctx().describe(m.object_name) if isinstance(config, dict) and "fields" in config else None
         parents = parent_describes(config.get("fields"), describe) if describe else None
         # Validated exactly as POST validates (core.mapping.patched): nothing is saved unless all of it is valid.
-        saved = mapping_store.update(ctx().db, patched(m, body, describe, parents),
-                                     on_updated=ctx().mapping_hooks.updated)
+        saved = mapping_store.update(ctx().db, patched(m, body, describe, parents))
     except MappingError as exc:
         return _invalid(exc)
     ctx().enqueue("apply_inbound")
@@ -132,7 +154,7 @@ def patch_mapping(mapping_id: int):
 @bp.delete("/mappings/<int:mapping_id>")
 def delete_mapping(mapping_id: int):
     drop = request.args.get("drop_table", "false").lower() == "true"
-    gone = mapping_store.delete(ctx().db, mapping_id, drop_table=drop, on_deleted=ctx().mapping_hooks.deleted)
+    gone = mapping_store.delete(ctx().db, mapping_id, drop_table=drop)
     if gone is None:
         abort(404, description=f"no mapping {mapping_id}")
     return jsonify(deleted=to_entry(gone), table_dropped=drop)
@@ -174,3 +196,4 @@ def hourly_stats():
     return jsonify(hours=hours, buckets=[
         {"hour": r["hour"].isoformat(), "mapping_id": r["mapping_id"], "direction": r["direction"],
          "outcome": r["outcome"], "count": r["count"]} for r in rows])
+

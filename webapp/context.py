@@ -1,25 +1,13 @@
 """What every view needs: settings, the database and a way to ring the worker's doorbell."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from flask import current_app
 
 from gateway.db import Database
 from settings import Settings
-
-
-def _no_hook(conn, mapping) -> None:
-    return None
-
-
-@dataclass
-class MappingHooks:
-    """Called inside the mapping's own transaction; the write path installs capture triggers here."""
-    created: Callable = _no_hook
-    updated: Callable = _no_hook
-    deleted: Callable = _no_hook
 
 
 @dataclass
@@ -32,7 +20,6 @@ class Context:
     # (API usage from Sforce-Limit-Info) and SELECT COUNT() FROM <object>. None means "not connected".
     salesforce_status: Callable[[], dict | None] = lambda: None
     count_records: Callable[[str], int | None] = lambda object_name: None
-    mapping_hooks: MappingHooks = field(default_factory=MappingHooks)
 
 
 def ctx() -> Context:

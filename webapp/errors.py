@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 
 from gateway import mapping_store
-from webapp import sync, write_path
+from webapp import api_jobs, sync, write_path
 from webapp.context import ctx
 
 bp = Blueprint("errors", __name__, url_prefix="/errors")
@@ -134,6 +134,6 @@ def check_drift(mapping_id: int):
     if m is None:
         abort(404, description=f"There is no mapping {mapping_id}.")
     repair = request.form.get("repair") == "yes"
-    ctx().enqueue("reconcile_mapping", mapping_id, repair)
+    api_jobs.start("reconcile", mapping_id, {"repair": repair}, "console")   # followed at /api/v1/jobs
     return redirect(url_for(".index", message=f"{'Repair' if repair else 'Check'} of {m.object_name} queued; "
                                                "reload this page in a moment."), 303)

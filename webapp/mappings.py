@@ -53,6 +53,27 @@ def parent_describes(fields, describe: dict | None) -> dict:
     return found
 
 
+def create_mapping(entry: dict, describe: dict | None) -> Mapping:
+    """The one way a mapping is created from an entry (console form, JSON API): validated against describe
+    and the parents its relationship fields name, saved with its table and capture triggers and its first
+    sync queued (gateway/mapping_store.py), then the worker rung. Raises MappingError naming the field, or
+    mapping_store.MappingExists."""
+    config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+    mapping = from_entry(entry, describe=describe, parents=parent_describes(config.get("fields"), describe))
+    created = mapping_store.create(ctx().db, mapping)
+    ring_worker(created=[created])
+    return created
+
+
+def ring_worker(created: list[Mapping] = (), saved: bool = False) -> None:
+    """After mappings were saved: notifications kept as unmapped are pending again; a created mapping's first
+    load and the push of rows without sfid start (the `mapping_ready` task)."""
+    if created or saved:
+        ctx().enqueue("apply_inbound")
+    for m in created:
+        ctx().enqueue("mapping_ready", m.id)
+
+
 def _postgres_rows(m: Mapping) -> int | None:
     db = ctx().db
     estimate = db.fetchone("table_row_estimate", {"schema": m.table_schema, "table": m.table_name})
@@ -202,15 +223,11 @@ def create():
     describe = None
     try:
         describe = None if form.get("from_wsdl") else _describe(object_name)
-        entry = _entry_from_form(form, describe)
-        mapping = from_entry(entry, describe=describe, parents=parent_describes(entry["config"]["fields"], describe))
-        created = mapping_store.create(ctx().db, mapping, on_created=ctx().mapping_hooks.created)
+        created = create_mapping(_entry_from_form(form, describe), describe)
     except (MappingError, mapping_store.MappingExists) as exc:
         wsdl_fields = {n: form.get(f"type:{n}", "") for n in form.getlist("field")} if form.get("from_wsdl") else None
         return _render_form(object_name=object_name, describe=describe, wsdl_fields=wsdl_fields, error=str(exc),
                             form=form, status=422)
-    ctx().enqueue("apply_inbound")   # notifications kept as unmapped for this object are pending again
-    ctx().enqueue("mapping_ready", created.id)   # its first load and the push of rows without sfid
     return redirect(url_for(".index", message=f"Mapping for {created.object_name} created "
                                               f"(table {created.table_schema}.{created.table_name})."), 303)
 
@@ -253,7 +270,7 @@ def update(mapping_id: int):
                              parents=parent_describes(entry["config"]["fields"], describe))
         candidate = replace(m, fields=checked.fields, direction=checked.direction,
                             conflict_rule=checked.conflict_rule, upsert_field=checked.upsert_field)
-        mapping_store.update(ctx().db, candidate, on_updated=ctx().mapping_hooks.updated)
+        mapping_store.update(ctx().db, candidate)
     except MappingError as exc:
         return _render_form(object_name=m.object_name, mapping=m, describe=describe, error=str(exc), form=form,
                             status=422)
@@ -270,15 +287,13 @@ def _row_response(m: Mapping, message: str | None = None):
 
 @bp.post("/<int:mapping_id>/pause")
 def pause(mapping_id: int):
-    m = mapping_store.update(ctx().db, replace(_mapping_or_404(mapping_id), active=False),
-                             on_updated=ctx().mapping_hooks.updated)
+    m = mapping_store.update(ctx().db, replace(_mapping_or_404(mapping_id), active=False))
     return _row_response(m, f"{m.object_name} paused: notifications wait as unmapped until you resume.")
 
 
 @bp.post("/<int:mapping_id>/resume")
 def resume(mapping_id: int):
-    m = mapping_store.update(ctx().db, replace(_mapping_or_404(mapping_id), active=True),
-                             on_updated=ctx().mapping_hooks.updated)
+    m = mapping_store.update(ctx().db, replace(_mapping_or_404(mapping_id), active=True))
     ctx().enqueue("apply_inbound")
     return _row_response(m, f"{m.object_name} resumed.")
 
@@ -302,7 +317,7 @@ def row(mapping_id: int):
 @bp.post("/<int:mapping_id>/delete")
 def delete(mapping_id: int):
     drop = request.form.get("drop_table") == "yes"
-    gone = mapping_store.delete(ctx().db, mapping_id, drop_table=drop, on_deleted=ctx().mapping_hooks.deleted)
+    gone = mapping_store.delete(ctx().db, mapping_id, drop_table=drop)
     if gone is None:
         abort(404, description=f"There is no mapping {mapping_id}.")
     table = f"{gone.table_schema}.{gone.table_name}"
@@ -404,15 +419,11 @@ def import_document(doc) -> dict:
     first), then saved in one transaction with every table, trigger and queued load. Raises MappingError or
     mapping_store.ImportFailed naming the mapping (and field); nothing is kept then."""
     connection, steps = plan_document(doc)
-    hooks = ctx().mapping_hooks
     stored = configuration.connection_to_store(connection) if connection else None
-    saved = mapping_store.import_all(ctx().db, steps, on_created=hooks.created, on_updated=hooks.updated,
-                                     connection=stored, version=doc.get("version", 1))
+    saved = mapping_store.import_all(ctx().db, steps, connection=stored, version=doc.get("version", 1))
     done = {"created": [], "updated": [], "unchanged": []}
     for step, m in zip(steps, saved):
         done[{"create": "created", "update": "updated"}.get(step.action, step.action)].append(m.object_name)
-        if step.action == "create":
-            ctx().enqueue("mapping_ready", m.id)     # its first load and the push of rows without sfid
-    if done["created"] or done["updated"]:
-        ctx().enqueue("apply_inbound")               # notifications kept as unmapped are pending again
+    ring_worker(created=[m for step, m in zip(steps, saved) if step.action == "create"],
+                saved=bool(done["updated"]))
     return done

@@ -1,10 +1,14 @@
-"""GET /api/v1/openapi.json: the JSON API (webapp/api.py, sync_errors.py, sync.py) described in OpenAPI 3.0.
-Public (the document holds no data); tests/integration/test_openapi.py keeps it in step with the routes."""
+"""GET /api/v1/openapi.json: the JSON API (webapp/api.py and the blueprints nested in it: sync_errors.py,
+sync.py, api_jobs.py) described in OpenAPI 3.0. Public (the document holds no data); tests/integration/
+test_openapi.py keeps it in step with the routes."""
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
+from core.change_states import Action, State, target
+from jobs.api_jobs import KINDS as JOB_KINDS
+
+bp = Blueprint("openapi", __name__)   # nested in webapp/api.py's tree, its one public route
 
 MAX_ID = 2_147_483_647   # ids are Postgres integers / bigints; larger ones name nothing
 
@@ -43,7 +47,7 @@ CONFIG = {
 }
 DIRECTION = {"type": "string", "enum": ["sf_to_pg", "pg_to_sf", "bidirectional"]}
 CONFLICT_RULE = {"type": "string", "enum": ["last_writer_wins", "salesforce_wins", "postgres_wins"]}
-CHANGE_STATE = {"type": "string", "enum": ["NEW", "PENDING", "SUCCESS", "FAILED", "IGNORED", "MERGED", "REQUEUED"]}
+CHANGE_STATE = {"type": "string", "enum": [str(s) for s in State]}
 TIMESTAMP = {"type": "string", "format": "date-time"}
 
 SCHEMAS = {
@@ -176,14 +180,14 @@ PATHS = {
         "parameters": [CHANGE_ID],
         "post": {"summary": "Send a failed change again", "operationId": "retryError",
                  "responses": {"200": _json({"type": "object", "required": ["id", "state"], "properties": {
-                     "id": {"type": "integer"}, "state": {"type": "string", "enum": ["REQUEUED"]}}}, "Requeued"),
+                     "id": {"type": "integer"}, "state": {"type": "string", "enum": [str(target(Action.RETRY))]}}}, "Requeued"),
                      **_errors(404, 409)}},
     },
     "/errors/{change_id}/ignore": {
         "parameters": [CHANGE_ID],
         "post": {"summary": "Give up on a failed change", "operationId": "ignoreError",
                  "responses": {"200": _json({"type": "object", "required": ["id", "state"], "properties": {
-                     "id": {"type": "integer"}, "state": {"type": "string", "enum": ["IGNORED"]}}}, "Ignored"),
+                     "id": {"type": "integer"}, "state": {"type": "string", "enum": [str(target(Action.IGNORE))]}}}, "Ignored"),
                      **_errors(404, 409)}},
     },
     "/conflicts": {
@@ -205,18 +209,33 @@ DRIFT = {"type": "object", "description": "one drift check: counts and the recor
                         "salesforce_records": {"type": "integer"}, "postgres_rows": {"type": "integer"},
                         "missing_in_postgres": {"type": "integer"}, "deleted_in_salesforce": {"type": "integer"},
                         "older_in_postgres": {"type": "integer"}, "not_yet_in_salesforce": {"type": "integer"}}}
-QUEUED = {"type": "object", "required": ["queued", "mapping_id"],
-          "properties": {"queued": {"type": "boolean"}, "mapping_id": {"type": "integer"}, "repair": {"type": "boolean"}}}
+JOB = {"type": "object", "description": "a long operation run by the worker: follow it at `url` until done or failed",
+       "required": ["id", "kind", "mapping_id", "state", "url"],
+       "properties": {"id": {"type": "integer"}, "kind": {"type": "string", "enum": list(JOB_KINDS)},
+                      "mapping_id": {"type": "integer"}, "params": {"type": "object"},
+                      "state": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
+                      "result": {"type": "object", "nullable": True,
+                                 "description": "when done: poll counts, push counts, the drift report, the load"},
+                      "error": {"type": "string", "nullable": True}, "attempts": {"type": "integer"},
+                      "requested_by": {"type": "string"}, "created_at": TIMESTAMP,
+                      "started_at": {**TIMESTAMP, "nullable": True}, "finished_at": {**TIMESTAMP, "nullable": True},
+                      "url": {"type": "string"}}}
+LOCATION = {"Location": {"description": "the job's URL", "schema": {"type": "string"}}}
+
+
+def _accepted(description: str) -> dict:
+    return {"202": {**_json(JOB, description), "headers": LOCATION}}
 FLAG = {"type": "boolean"}
 LIST_LIMIT = {"name": "limit", "in": "query", "schema": {"type": "integer"},
               "description": "at most this many (default 20); clamped to 1..1000, an unreadable value means the default"}
 MAPPING_FILTER = {"name": "mapping_id", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
-SALESFORCE_DOWN = {"502": _json(_ref("Error"), "Salesforce refused or failed the call")}
 SYNC_PATHS = {
     "/mappings/{mapping_id}/reload": {
         "parameters": [MAPPING_ID],
         "post": {"summary": "Load the object again from Salesforce (queued for the worker)", "operationId": "reloadMapping",
-                 "responses": {"202": _json(LOAD, "Queued"), **_errors(404, 409)}}},
+                 "responses": {"202": {**_json({**LOAD, "properties": {**LOAD["properties"], "job": JOB}},
+                                               "The load queued, and the job that runs it"), "headers": LOCATION},
+                               **_errors(404, 409)}}},
     "/loads": {
         "get": {"summary": "Loads, newest first", "operationId": "listLoads", "parameters": [MAPPING_FILTER, LIST_LIMIT],
                 "responses": {"200": _json({"type": "object", "required": ["loads"], "properties": {
@@ -227,32 +246,39 @@ SYNC_PATHS = {
                 "responses": {"200": _json(LOAD, "The load"), **_errors(404)}}},
     "/mappings/{mapping_id}/poll": {
         "parameters": [MAPPING_ID],
-        "post": {"summary": "Poll Salesforce for this mapping now", "operationId": "pollMapping",
-                 "responses": {"200": _json({"type": "object", "required": ["mapping_id"], "properties": {
-                     "mapping_id": {"type": "integer"}, "changed": {"type": "integer"}, "deleted": {"type": "integer"},
-                     "failed": {"type": "integer"}, "api_calls": {"type": "integer"},
-                     "skipped": {"type": "string", "nullable": True}}}, "What the poll found"),
-                     **_errors(404, 409), **SALESFORCE_DOWN}}},
+        "post": {"summary": "Poll Salesforce for this mapping now (a job: its result has changed, deleted, failed, "
+                            "api_calls, skipped)", "operationId": "pollMapping",
+                 "responses": {**_accepted("Queued for the worker"), **_errors(404, 409)}}},
     "/polls": {
         "get": {"summary": "Polling state per mapping", "operationId": "listPolls",
                 "responses": {"200": _json({"type": "object", "required": ["polls"], "properties": {
                     "polls": {"type": "array", "items": {"type": "object"}}}}, "Poll state"), **_errors()}}},
     "/mappings/{mapping_id}/push": {
         "parameters": [MAPPING_ID],
-        "post": {"summary": "Send rows that have no sfid yet to Salesforce", "operationId": "pushMapping",
-                 "responses": {"200": _json({"type": "object"}, "What was queued or sent"),
-                               **_errors(404, 409), **SALESFORCE_DOWN}}},
+        "post": {"summary": "Send rows that have no sfid yet to Salesforce (a job: its result says what was queued "
+                            "or sent)", "operationId": "pushMapping",
+                 "responses": {**_accepted("Queued for the worker"), **_errors(404, 409)}}},
     "/mappings/{mapping_id}/reconcile": {
         "parameters": [MAPPING_ID,
                        {"name": "repair", "in": "query", "schema": FLAG, "description": "also repair what differs"},
-                       {"name": "async", "in": "query", "schema": FLAG, "description": "hand the check to the worker"}],
-        "post": {"summary": "Drift check: compare Salesforce and Postgres record by record", "operationId": "reconcileMapping",
-                 "responses": {"200": _json(DRIFT, "The report"), "202": _json(QUEUED, "Queued for the worker"),
-                               **_errors(404, 409), **SALESFORCE_DOWN}}},
+                       {"name": "async", "in": "query", "schema": FLAG,
+                        "description": "read for older clients; every check runs in the worker"}],
+        "post": {"summary": "Drift check: compare Salesforce and Postgres record by record (a job: its result is "
+                            "the report)", "operationId": "reconcileMapping",
+                 "responses": {**_accepted("Queued for the worker"), **_errors(400, 404, 409)}}},
     "/drift": {
         "get": {"summary": "Drift reports, newest first", "operationId": "listDrift", "parameters": [MAPPING_FILTER, LIST_LIMIT],
                 "responses": {"200": _json({"type": "object", "required": ["reports"], "properties": {
                     "reports": {"type": "array", "items": DRIFT}}}, "Reports"), **_errors(400)}}},
+    "/jobs": {
+        "get": {"summary": "Jobs the API queued for the worker, newest first", "operationId": "listJobs",
+                "parameters": [MAPPING_FILTER, LIST_LIMIT],
+                "responses": {"200": _json({"type": "object", "required": ["jobs"], "properties": {
+                    "jobs": {"type": "array", "items": JOB}}}, "Jobs"), **_errors(400)}}},
+    "/jobs/{job_id}": {
+        "parameters": [_id_param("job_id", "the job's id")],
+        "get": {"summary": "One job: queued, running, done (with its result) or failed (with its error)",
+                "operationId": "getJob", "responses": {"200": _json(JOB, "The job"), **_errors(404)}}},
 }
 PATHS.update(SYNC_PATHS)
 

@@ -8,16 +8,18 @@ from urllib.parse import urlsplit
 
 from flask import Flask, abort, current_app, g, jsonify, redirect, render_template, request, url_for
 
+from webapp import api
 from webapp.context import ctx
 
 SESSION_COOKIE = "fb_session"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
-# These look after themselves: Salesforce posts Outbound Messages with a URL token, everything under
-# /api/ takes a bearer token, /metrics either, health checks are anonymous, and the sign-in page is how
-# one gets a session at all. tests/integration/test_console_security.py walks every route to prove it.
+# These look after themselves: Salesforce posts Outbound Messages with a URL token, /metrics takes a bearer
+# token, health checks are anonymous, and the sign-in page is how one gets a session at all. The /api/v1
+# tree (webapp/api.py) has its own gate, found by blueprint, not by path. tests/integration/
+# test_console_security.py walks every route to prove it.
 PUBLIC_ENDPOINTS = {"outbound.receive", "health.healthz", "auth.login", "static", "assets.vendor", "metrics.metrics"}
-BEARER_PREFIX = "/api/"
+BEARER_PREFIX = "/api/"      # how refusals are answered (JSON); never what is let through
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
@@ -85,9 +87,11 @@ def _same_origin() -> bool:
 
 def _guard():
     endpoint = request.endpoint or ""
-    # Under /api/ even a path no route takes is the API's to answer (a JSON 404 or 405), never the sign-in page.
-    if endpoint in PUBLIC_ENDPOINTS or request.path.startswith(BEARER_PREFIX):
-        return None
+    if endpoint in PUBLIC_ENDPOINTS or api.is_api_request():
+        return None                        # its own gate decides
+    if request.routing_exception is not None and request.path.startswith(BEARER_PREFIX):
+        # No route: nothing to protect, but the API's gate still answers first (then a JSON 404 or 405).
+        return api.require_token()
     if not signed_in():
         if request.method in SAFE_METHODS and not request.headers.get("HX-Request"):
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))

@@ -9,31 +9,23 @@ import click
 from flask import Blueprint, abort, jsonify, request
 
 from core.loading import poll_settings, progress, progress_bar
-from gateway import capture, mapping_store, staging
-from gateway.salesforce import SalesforceError, for_settings
+from gateway import mapping_store
+from gateway.salesforce import for_settings
 from jobs import drift, load, poll, push
 from jobs.sync_tasks import load_options, push_options
-from webapp import api
+from webapp import api_jobs
 from webapp.context import ctx
 
-bp = Blueprint("sync", __name__, url_prefix="/api/v1", cli_group="sync")
-bp.before_request(api.require_token)
+# Nested in webapp/api.py's /api/v1 tree (its gate and error answers); the CLI group is `flask sync`.
+bp = Blueprint("sync", __name__, cli_group="sync")
 
 
 # -- for the console and the API ------------------------------------------------------------------------
-def on_mapping_created(conn, m) -> None:
-    """Mapping hook: capture triggers (write path), then the first load queued in the same transaction."""
-    capture.sync_with_mapping(conn, m)
-    load.request_in(conn, m, "mapping created")
-    if m.writes and m.active:
-        staging.enqueue_push(conn, m)   # rows already in the table: the write path sends them
-
-
 def reload_mapping(mapping_id: int, requested_by: str = "console") -> dict:
-    """Queue a (re)load and ring the worker; returns the load's progress row."""
+    """Queue a (re)load and a job that runs it (the worker); returns the load's progress row and the job."""
     row = load.request(ctx().db, mapping_id, requested_by)
-    ctx().enqueue("run_loads")
-    return load.progress_of(row)
+    job = api_jobs.start("reload", mapping_id, {"load_id": row["id"]}, requested_by)
+    return {**load.progress_of(row), "job": job}
 
 
 def load_progress(mapping_id: int | None = None, limit: int = 20) -> list[dict]:
@@ -105,27 +97,13 @@ def _flag(name: str) -> bool:
 
 
 # -- the JSON API ---------------------------------------------------------------------------------------
-@bp.errorhandler(409)
-def conflict(exc):
-    return jsonify(error="conflict", message=exc.description), 409
-
-
-@bp.errorhandler(404)
-def not_found(exc):
-    return jsonify(error="not_found", message=exc.description), 404
-
-
-@bp.errorhandler(SalesforceError)
-def salesforce_refused(exc):
-    return jsonify(error="salesforce_error", message=str(exc)), 502
-
-
 @bp.post("/mappings/<int:mapping_id>/reload")
 def reload(mapping_id: int):
     m = _mapping(mapping_id)
     if not m.reads:
         abort(409, description=f"mapping {mapping_id} does not read from Salesforce")
-    return jsonify(reload_mapping(mapping_id, "api")), 202
+    queued = reload_mapping(mapping_id, "api")
+    return jsonify(queued), 202, {"Location": queued["job"]["url"]}
 
 
 def _list_args() -> tuple[int | None, int]:
@@ -134,11 +112,6 @@ def _list_args() -> tuple[int | None, int]:
     if mapping_id is not None and not 0 <= mapping_id <= 2_147_483_647:
         abort(400, description="mapping_id is not a mapping's id")
     return mapping_id, max(1, min(request.args.get("limit", 20, type=int), 1000))
-
-
-@bp.errorhandler(400)
-def bad_request(exc):
-    return jsonify(error="bad_request", message=exc.description), 400
 
 
 @bp.get("/loads")
@@ -154,11 +127,11 @@ def one_load(load_id: int):
     return jsonify(load.progress_of(row))
 
 
+# Poll, push and reconcile run in the worker (jobs/api_jobs.py): 202 with the job to follow at /api/v1/jobs/<id>.
 @bp.post("/mappings/<int:mapping_id>/poll")
 def poll_now(mapping_id: int):
-    result = poll.poll(ctx().db, _salesforce(), _mapping(mapping_id), force=True)
-    return jsonify(mapping_id=mapping_id, changed=result.changed, deleted=result.deleted,
-                   failed=result.failed, api_calls=result.api_calls, skipped=result.skipped)
+    _salesforce()
+    return api_jobs.accepted(api_jobs.start("poll", _mapping(mapping_id).id))
 
 
 @bp.get("/polls")
@@ -171,21 +144,18 @@ def push_now(mapping_id: int):
     m = _mapping(mapping_id)
     if not m.writes:
         abort(409, description=f"mapping {mapping_id} does not write to Salesforce")
-    result = push.initial_push(ctx().db, for_settings(ctx().settings), m, push_options(ctx().settings))
-    ctx().enqueue("drain_outbound")
-    return jsonify(result)
+    return api_jobs.accepted(api_jobs.start("push", m.id))
 
 
 @bp.post("/mappings/<int:mapping_id>/reconcile")
 def reconcile(mapping_id: int):
-    """Runs the check now and answers with the report; `"async": true` hands it to the worker instead."""
+    """The check runs in the worker; its report is the job's result. `"async"` is still read (a real boolean)
+    for clients of the release that ran the check in the request: every check is asynchronous now."""
     m = _mapping(mapping_id)
     repair = _flag("repair")
-    if _flag("async"):
-        ctx().enqueue("reconcile_mapping", mapping_id, repair)
-        return jsonify(queued=True, mapping_id=mapping_id, repair=repair), 202
-    report = drift.check(ctx().db, _salesforce(), m, repair=repair, options=load_options(ctx().settings))
-    return jsonify(drift.as_json({**report, "object_name": m.object_name}))
+    _flag("async")
+    _salesforce()
+    return api_jobs.accepted(api_jobs.start("reconcile", m.id, {"repair": repair}))
 
 
 @bp.get("/drift")

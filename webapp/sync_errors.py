@@ -3,13 +3,11 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, jsonify, request
 
-from webapp.api import bad_request, not_found, require_token
+from core.change_states import Action
+from gateway import change_log
 from webapp.context import ctx
 
-bp = Blueprint("sync_errors", __name__, url_prefix="/api/v1")
-bp.before_request(require_token)
-bp.register_error_handler(400, bad_request)
-bp.register_error_handler(404, not_found)
+bp = Blueprint("sync_errors", __name__)   # nested in webapp/api.py's /api/v1 tree (its gate, its errors)
 STATES = ("FAILED", "REQUEUED", "IGNORED")
 
 
@@ -33,28 +31,29 @@ def list_errors():
     return jsonify(errors=[_entry(r) for r in rows])
 
 
-def _act(query: str, change_id: int, wanted: str):
-    row = ctx().db.fetchone(query, {"id": change_id})
+def _act(action: Action, change_id: int, wanted: str):
+    """The entry moved as core.change_states decides; 404 when there is none, 409 when its state refuses."""
+    row = change_log.act(ctx().db, change_id, action)
     if row is None:
         if ctx().db.fetchone("get_change", {"id": change_id}) is None:
             abort(404, description=f"no change {change_id}")
-        return jsonify(error="conflict", message=f"change {change_id} cannot be {wanted} in its state"), 409
-    return None
+        return None, (jsonify(error="conflict", message=f"change {change_id} cannot be {wanted} in its state"), 409)
+    return row, None
 
 
 @bp.post("/errors/<int:change_id>/retry")
 def retry(change_id: int):
-    refused = _act("retry_change", change_id, "retried")
+    row, refused = _act(Action.RETRY, change_id, "retried")
     if refused:
         return refused
     ctx().enqueue("drain_outbound")
-    return jsonify(id=change_id, state="REQUEUED")
+    return jsonify(id=change_id, state=row["state"])
 
 
 @bp.post("/errors/<int:change_id>/ignore")
 def ignore(change_id: int):
-    refused = _act("ignore_change", change_id, "ignored")
-    return refused or jsonify(id=change_id, state="IGNORED")
+    row, refused = _act(Action.IGNORE, change_id, "ignored")
+    return refused or jsonify(id=change_id, state=row["state"])
 
 
 @bp.get("/conflicts")

@@ -1,6 +1,8 @@
 """What the console shows of Postgres -> Salesforce writes, from the write path's change log and conflicts."""
 from __future__ import annotations
 
+from core.change_states import Action
+from gateway import change_log
 from webapp.context import ctx
 
 
@@ -28,12 +30,12 @@ def conflicts(days: int, limit: int, excerpt: int = 2048) -> list[dict]:
 
 
 def retry_write(change_id: int) -> bool:
-    return bool(ctx().db.fetchone("retry_change", {"id": change_id}))
+    return bool(change_log.act(ctx().db, change_id, Action.RETRY))
 
 
 def ignore_write(change_id: int) -> bool:
-    return bool(ctx().db.fetchone("ignore_change", {"id": change_id}))
+    return bool(change_log.act(ctx().db, change_id, Action.IGNORE))
 
 
 def retry_all_writes() -> int:
-    return len(ctx().db.fetchall("retry_failed_changes"))
+    return change_log.retry_all_failed(ctx().db)

@@ -70,20 +70,20 @@ WHERE id = ANY(%(ids)s) AND state = 'PENDING' AND claim = %(claim)s
 FOR UPDATE;
 
 -- name: finish_changes
--- One JSON document for the whole batch: cheaper to send than seven arrays of thousands of values.
--- Only entries still claimed by this drain are touched: an entry retried, ignored or taken over by
--- another drain meanwhile keeps its new state.
+-- Stores what core/change_states.py `settle` decided. One JSON document for the whole batch: cheaper to send
+-- than seven arrays of thousands of values. Only entries still claimed by this drain are touched: an entry
+-- retried, ignored or taken over by another drain meanwhile keeps its new state.
 UPDATE forcebridge.change_log c
 SET state = u.state,
     sfid = coalesce(u.sfid, c.sfid),
     error = u.error,
     sent = u.sent,
     fields = coalesce(string_to_array(u.fields, ','), c.fields),
-    next_attempt_at = CASE WHEN u.state = 'REQUEUED' THEN now() + make_interval(secs => u.delay) END,
+    next_attempt_at = CASE WHEN u.delay IS NOT NULL THEN now() + make_interval(secs => u.delay) END,
     lease_until = NULL,
-    finished_at = CASE WHEN u.state <> 'REQUEUED' THEN now() END
+    finished_at = CASE WHEN u.finished THEN now() END
 FROM jsonb_to_recordset(%(entries)s::jsonb)
-     AS u(id bigint, state text, sfid text, error jsonb, sent jsonb, fields text, delay float8)
+     AS u(id bigint, state text, sfid text, error jsonb, sent jsonb, fields text, delay float8, finished boolean)
 WHERE c.id = u.id AND c.state = 'PENDING' AND c.claim = %(claim)s;
 
 -- name: mark_sending
@@ -118,22 +118,23 @@ LIMIT %(limit)s;
 SELECT * FROM forcebridge.change_log WHERE id = %(id)s;
 
 -- name: retry_change
+-- States from core/change_states.py (`requested`, `from_states`): a retry waits for the drain, due now.
 UPDATE forcebridge.change_log
-SET state = 'REQUEUED', next_attempt_at = now(), error = NULL, finished_at = NULL, lease_until = NULL
-WHERE id = %(id)s AND state IN ('FAILED', 'IGNORED')
-RETURNING id, mapping_id, record_id;
+SET state = %(to_state)s, next_attempt_at = now(), error = NULL, finished_at = NULL, lease_until = NULL
+WHERE id = %(id)s AND state = ANY(%(from_states)s)
+RETURNING id, mapping_id, record_id, state;
 
 -- name: ignore_change
 UPDATE forcebridge.change_log
-SET state = 'IGNORED', finished_at = now(), lease_until = NULL
-WHERE id = %(id)s AND state IN ('FAILED', 'REQUEUED', 'NEW')
-RETURNING id, mapping_id, record_id;
+SET state = %(to_state)s, finished_at = now(), lease_until = NULL
+WHERE id = %(id)s AND state = ANY(%(from_states)s)
+RETURNING id, mapping_id, record_id, state;
 
 -- name: archive_changes
 -- FAILED entries stay in the live table until retried or ignored: a failure stays visible.
 WITH moved AS (
     DELETE FROM forcebridge.change_log
-    WHERE state IN ('SUCCESS', 'MERGED', 'IGNORED')
+    WHERE state = ANY(%(states)s)     -- core/change_states.py FINISHED
       AND finished_at < now() - make_interval(secs => %(after_seconds)s)
     RETURNING *
 )
@@ -177,10 +178,12 @@ FROM unnest(%(record_ids)s::bigint[], %(sfids)s::text[], %(winners)s::text[], %(
 
 -- name: drop_open_changes
 -- Salesforce won: the local changes it overrode are not sent (entries in flight finish on their own).
+-- States from core/change_states.py (OVERRIDDEN_BY_SALESFORCE -> IGNORED).
 UPDATE forcebridge.change_log
-SET state = 'IGNORED', finished_at = now(),
+SET state = %(to_state)s, finished_at = now(),
     error = '{"reason": "conflict: Salesforce won"}'::jsonb
-WHERE mapping_id = %(mapping_id)s AND record_id = ANY(%(record_ids)s) AND state IN ('NEW', 'REQUEUED');
+WHERE mapping_id = %(mapping_id)s AND record_id = ANY(%(record_ids)s) AND state = ANY(%(from_states)s)
+  AND state IN ('NEW', 'PENDING', 'REQUEUED');   -- change_log_open's predicate: a generic plan still uses it
 
 -- name: resend_over_in_flight
 -- Salesforce won over a record whose local change is in flight (PENDING): that write will still land, so
@@ -240,8 +243,9 @@ WHERE u.ext IS NOT NULL AND t.{ext}::text = u.ext AND t.sfid IS NULL
 
 -- name: resolve_failed_changes
 -- A record that synced since its failure, carrying the failed fields, is no longer in error.
+-- States from core/change_states.py (Resolution: FAILED -> MERGED).
 UPDATE forcebridge.change_log c
-SET state = 'MERGED', finished_at = now(), error = c.error || jsonb_build_object('resolved_by', u.carrier)
+SET state = %(to_state)s, finished_at = now(), error = c.error || jsonb_build_object('resolved_by', u.carrier)
 FROM unnest(%(record_ids)s::bigint[], %(carriers)s::bigint[], %(fields)s::text[]) AS u(record_id, carrier, fields)
-WHERE c.mapping_id = %(mapping_id)s AND c.record_id = u.record_id AND c.state = 'FAILED' AND c.id < u.carrier
+WHERE c.mapping_id = %(mapping_id)s AND c.record_id = u.record_id AND c.state = %(from_state)s AND c.id < u.carrier
   AND (c.fields IS NULL OR c.fields <@ string_to_array(u.fields, ','));

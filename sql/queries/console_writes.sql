@@ -24,9 +24,10 @@ ORDER BY c.id DESC
 LIMIT %(limit)s;
 
 -- name: retry_failed_changes
+-- States from core/change_states.py (a retry of each FAILED entry).
 UPDATE forcebridge.change_log
-SET state = 'REQUEUED', next_attempt_at = now(), error = NULL, finished_at = NULL, lease_until = NULL
-WHERE state = 'FAILED'
+SET state = %(to_state)s, next_attempt_at = now(), error = NULL, finished_at = NULL, lease_until = NULL
+WHERE state = %(from_state)s
 RETURNING id;
 
 -- name: console_conflicts

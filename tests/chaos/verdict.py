@@ -146,6 +146,20 @@ def explain(system: System, found: Drift, also: list[str] = (), limit: int = 3) 
     return stories
 
 
+def _job_result(system: System, response, timeout: float = 600.0) -> dict:
+    """The check runs in the worker (202 and a job to follow); the older synchronous answer is taken as it is."""
+    if response.status_code != 202:
+        return response.json()
+    url = response.json()["url"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = system.api("GET", url).json()
+        if job["state"] in ("done", "failed"):
+            return job["result"] or {"error": job["error"]}
+        time.sleep(1.0)
+    return {"error": f"{url} did not finish in {timeout:.0f} s"}
+
+
 def reconcile(system: System) -> dict:
     """The product's own drift check (issue 6, POST /api/v1/mappings/<id>/reconcile): counts and per-record
     SystemModstamp, beside this suite's field-by-field comparison."""
@@ -154,7 +168,7 @@ def reconcile(system: System) -> dict:
         r = system.api("POST", f"/api/v1/mappings/{m['id']}/reconcile")
         if r.status_code == 404 and "reconcile" not in r.text:
             return {"available": False}
-        body = r.json()
+        body = _job_result(system, r)
         reports[m["object_name"]] = {k: body.get(k) for k in (
             "in_sync", "salesforce_records", "postgres_rows", "missing_in_postgres", "deleted_in_salesforce",
             "older_in_postgres", "not_yet_in_salesforce")}

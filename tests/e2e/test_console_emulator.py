@@ -211,9 +211,8 @@ def test_the_first_load_and_a_reload_show_their_progress_in_the_row(page, consol
 
 def test_a_drift_check_from_the_errors_page_finds_and_repairs_a_missing_record(page, console, console_settings,
                                                                                emulator):
-    from gateway import mapping_store
     from gateway.salesforce import Salesforce
-    from jobs import drift, load
+    from jobs import api_jobs, load
 
     page.goto(f"{console.url}/mappings/new?object=Lead")
     page.check("input[name=field][value=LastName]")
@@ -228,8 +227,9 @@ def test_a_drift_check_from_the_errors_page_finds_and_repairs_a_missing_record(p
         page.goto(f"{console.url}/errors")
         page.click("#drift tr[data-object=Lead] button:text-is('Check and repair')")
         page.wait_for_selector("text=Repair of Lead queued")
-        assert console.ctx.enqueue.calls[-1] == ("reconcile_mapping", (1, True))
-        drift.check(console.db, sf, mapping_store.get(console.db, 1), repair=True)   # what the worker runs
+        name, (job_id,) = console.ctx.enqueue.calls[-1]
+        assert name == "run_api_job" and api_jobs.get(console.db, job_id)["params"] == {"repair": True}
+        assert api_jobs.run(console.db, console_settings, job_id)["state"] == "done"   # what the worker runs
     finally:
         sf.close()
     page.reload()

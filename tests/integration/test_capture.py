@@ -142,3 +142,31 @@ def test_an_outbound_message_applied_before_any_drain_sees_the_apps_changes(clie
     assert sql(url, "SELECT sfid, name FROM salesforce.invoice__c") == [(kept, "app")]
     assert sql(url, "SELECT winner FROM forcebridge.conflicts") == [("postgres",)]
     assert sql(url, "SELECT op, state FROM forcebridge.change_log ORDER BY id") == [("update", "NEW"), ("delete", "NEW")]
+
+
+def test_every_save_through_the_mapping_store_keeps_capture_in_step(settings):
+    """No hook to pass: a new entry point that saves through gateway.mapping_store cannot forget the triggers."""
+    from dataclasses import replace
+
+    from core.mapping import from_entry
+    from gateway import mapping_store
+
+    url = settings.database_url
+    db = Database(url, max_size=2)
+    try:
+        m = mapping_store.create(db, from_entry({"object_name": "Invoice__c", "direction": "pg_to_sf",
+                                                 "config": {"fields": INVOICE_FIELDS}}))
+        triggers = "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'salesforce.invoice__c'::regclass AND NOT tgisinternal"
+        assert sql(url, triggers) == [(4,)]
+        sql(url, "INSERT INTO salesforce.invoice__c (name) VALUES ('a')")
+        assert [r[0] for r in log(url)] == ["insert"]
+        mapping_store.update(db, replace(m, active=False))
+        assert sql(url, triggers) == [(0,)]
+        mapping_store.update(db, replace(m, active=True))
+        assert sql(url, triggers) == [(4,)]
+        mapping_store.delete(db, m.id)
+        assert sql(url, triggers) == [(0,)]
+        sql(url, "INSERT INTO salesforce.invoice__c (name) VALUES ('b')")
+        assert len(log(url)) == 1
+    finally:
+        db.close()

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql as pgsql
 
-from gateway import capture, mapping_store
+from gateway import mapping_store
 from gateway.db import Database, migrate
 from jobs.drain import drain
 from jobs.inbound import apply_pending
@@ -18,7 +18,7 @@ from tests.conftest import OUTBOUND_TOKEN
 from tests.integration.test_capture import sql, writing_mapping
 from tests.integration.test_write_path import FAST, db, invoices, sf, sf_api, sf_app, sf_settings  # noqa: F401
 from tests.support.messages import envelope
-from tests.support.postgres import create_database
+from tests.support.postgres import create_database, move_captured_changes
 
 FIELDS = {"Name": {}, "Amount__c": {}, "Quantity__c": {}, "Status__c": {}, "External_Id__c": {}, "Paid_At__c": {},
           "Notes__c": {}}
@@ -298,8 +298,8 @@ def test_migration_converts_existing_mapped_tables_keeping_every_value(tmp_path)
         upgrader = Database(url)
         try:
             # as jobs/worker.py calls it: the capture functions are re-created as today's
-            assert mapping_store.bring_up_to_date(upgrader, hook=capture.sync_with_mapping) == ["salesforce.invoice__c"]
-            assert mapping_store.bring_up_to_date(upgrader, hook=capture.sync_with_mapping) == []
+            assert mapping_store.bring_up_to_date(upgrader) == ["salesforce.invoice__c"]
+            assert mapping_store.bring_up_to_date(upgrader) == []
         finally:
             upgrader.close()
         assert sql(url, "SELECT count(*) FROM salesforce._trigger_log") == [(0,)]
@@ -329,3 +329,28 @@ def test_mappings_that_cannot_get_heroku_connects_objects_are_refused_whole(sf_a
     r = sf_api.post("/api/v1/mappings", json=entry)
     assert r.status_code == 400 and "adopt" in r.get_json()["message"]
     assert sql(url, "SELECT relkind FROM pg_class WHERE oid = 'salesforce._trigger_log'::regclass") == [("r",)]
+
+
+@pytest.mark.parametrize("to", ["NEW", "IGNORED"])
+def test_trigger_log_updates_move_entries_exactly_as_the_state_machine_decides(hc_app, sf_settings, to):
+    """forcebridge.trigger_log_update() (plpgsql: an app's UPDATE runs inside Postgres) mirrors
+    core.change_states; this keeps the two in step for every state."""
+    from core.change_states import Action, State, requested
+
+    url = sf_settings.database_url
+    app_write(url, "INSERT INTO salesforce.invoice__c (name, external_id__c) VALUES ('a', 'A')")
+    move_captured_changes(url)
+    (log_id,), = sql(url, "SELECT id FROM forcebridge.change_log")
+    action = Action.RETRY if to == "NEW" else Action.IGNORE
+    for state in State:
+        if state == to:
+            continue
+        sql(url, f"UPDATE forcebridge.change_log SET state = '{state}' WHERE id = {log_id}")
+        allowed = requested(state, action, via_trigger_log=True) == State(to)
+        try:
+            app_write(url, f"UPDATE salesforce._trigger_log SET state = '{to}' WHERE id = {log_id}")
+            moved = True
+        except psycopg.errors.FeatureNotSupported:
+            moved = False
+        assert moved == allowed, (state, to)
+        assert sql(url, f"SELECT state FROM forcebridge.change_log WHERE id = {log_id}") == [(to if moved else state,)]

@@ -83,6 +83,15 @@ def create_mapping(api, object_name="Account", fields=ACCOUNT_FIELDS, **config):
     return r.get_json()
 
 
+def run_job(db, settings, response) -> dict:
+    """Run the job a 202 named, as the worker would; its result."""
+    from jobs import api_jobs
+
+    done = api_jobs.run(db, settings, response.get_json()["id"])
+    assert done["state"] == "done", done
+    return done["result"]
+
+
 def sql(url, statement, params=None):
     with psycopg.connect(url) as conn:
         cur = conn.execute(statement, params)
@@ -280,7 +289,8 @@ def test_reload_endpoint_queues_one_load_and_rings_the_worker(api, db, emulator,
     again = api.post(f"/api/v1/mappings/{mapping['id']}/reload")
     assert first.status_code == again.status_code == 202
     assert first.get_json()["id"] == again.get_json()["id"]                  # one open load per mapping
-    assert ("run_loads", ()) in enqueued.calls and ("mapping_ready", (mapping["id"],)) in enqueued.calls
+    assert ("run_api_job", (first.get_json()["job"]["id"],)) in enqueued.calls
+    assert ("mapping_ready", (mapping["id"],)) in enqueued.calls
     assert api.post("/api/v1/mappings/999/reload").status_code == 404
 
 
@@ -488,8 +498,8 @@ def test_drift_introduced_by_hand_is_reported_and_repaired(api, sf_app, db, sf, 
                      "('001000000000000AAA', 'ghost', now())")                                       # never existed
     users.Account.delete(ids[4])                                                                      # deleted, not polled
     r = api.post(f"/api/v1/mappings/{m.id}/reconcile")
-    report = r.get_json()
-    assert r.status_code == 200, report
+    assert r.status_code == 202, r.get_json()
+    report = run_job(db, sf_settings, r)
     assert (report["salesforce_records"], report["postgres_rows"]) == (39, 39)
     assert (report["missing_in_postgres"], report["older_in_postgres"], report["deleted_in_salesforce"]) == (2, 2, 2)
     assert sorted(report["samples"]["missing"]) == ids[:2] and sorted(report["samples"]["stale"]) == ids[2:4]
@@ -497,7 +507,7 @@ def test_drift_introduced_by_hand_is_reported_and_repaired(api, sf_app, db, sf, 
     assert not report["in_sync"] and report["repaired"] is None
     assert sql(url, "SELECT count(*) FROM salesforce.account") == [(39,)]                              # a check changes nothing
 
-    repaired = api.post(f"/api/v1/mappings/{m.id}/reconcile", json={"repair": True}).get_json()
+    repaired = run_job(db, sf_settings, api.post(f"/api/v1/mappings/{m.id}/reconcile", json={"repair": True}))
     assert repaired["repaired"] == {"requested": 6, "written": 4, "deleted": 2, "failed": 0}
     assert_same_as_salesforce(url, sf)
     cli = sf_app.test_cli_runner().invoke(args=["sync", "reconcile", "Account"])

@@ -6,6 +6,7 @@ import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from core.change_states import RecordResult
 from core.changes import Outcome, coalesce
 from jobs.drain import DrainResult, _complete, _start, claim, drain, finish, plan, renew_lease
 from jobs.inbound import apply_pending
@@ -71,7 +72,7 @@ def test_a_drain_whose_lease_lapsed_does_not_overwrite_the_new_owner(sf_api, sf_
         flight = _start(db, sf, claim(db, FAST, "new"), pool, FAST, "new")    # another drain takes it over
         old_writes, _ = plan(db, sf, flight.planned[0][0], coalesce(lapsed))
         # the old drain's call timed out: it would requeue the change the new owner is sending
-        finish(db, flight.planned[0][0], [(w.change, Outcome("REQUEUED", error=[{"statusCode": "TIMEOUT"}]), w)
+        finish(db, flight.planned[0][0], [RecordResult(w.change, Outcome("REQUEUED", error=[{"statusCode": "TIMEOUT"}]), w)
                                            for w in old_writes], FAST, "old")
         _complete(db, flight, FAST, DrainResult())
     assert sql(url, "SELECT state FROM forcebridge.change_log ORDER BY id DESC LIMIT 1") == [("SUCCESS",)]
