@@ -18,6 +18,12 @@ POLL_OVERLAP = dt.timedelta(seconds=60)
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*")
 
 
+def is_record_id(text) -> bool:
+    """Could this be a Salesforce record Id (15 or 18 ASCII letters and digits)? Salesforce refuses a whole
+    query naming one that cannot."""
+    return isinstance(text, str) and len(text) in (15, 18) and text.isascii() and text.isalnum()
+
+
 def name(text: str) -> str:
     """An object or field API name, refused (ValueError) if it could be anything else."""
     if not isinstance(text, str) or not _NAME.fullmatch(text):
@@ -35,8 +41,10 @@ def select(object_name: str, fields: Iterable[str], where: str = "", order_by: s
     return text
 
 
-def count(object_name: str) -> str:
-    return f"SELECT COUNT() FROM {name(object_name)}"
+def count(object_name: str, where: str = "") -> str:
+    """How many records (`where`, if any, built with format_soql)."""
+    text = f"SELECT COUNT() FROM {name(object_name)}"
+    return f"{text} WHERE {where}" if where else text
 
 
 def record_fields(m: Mapping) -> list[str]:
@@ -70,7 +78,8 @@ def recycle_bin(m: Mapping, since: dt.datetime) -> str:
 
 
 def by_ids(m: Mapping, ids: list[str]) -> str:
-    """These records (a drift repair), whatever their ids hold: every id is quoted, none is dropped."""
+    """These records (a drift repair): every id quoted, none dropped (the caller leaves out what
+    `is_record_id` refuses, Salesforce would refuse the query)."""
     return select(m.object_name, record_fields(m), format_soql("Id IN {}", list(ids)))
 
 

@@ -68,7 +68,12 @@ def _repair(db: Database, sf: Salesforce, m: Mapping, name: str, report: dict) -
 
 def fetch_by_ids(db: Database, sf: Salesforce, m: Mapping, ids: list[str], result: poll.PollResult) -> None:
     """Bring these records up to date (the drift repair source): queryAll by Id, applied like a poll's pages; a
-    record Salesforce no longer has at all is deleted like one in the recycle bin."""
+    record Salesforce no longer has at all (or whose sfid cannot be an Id) is deleted like one in the recycle bin."""
+    not_ids = [sources.deleted(m.object_name, sfid, None, "drift") for sfid in ids if not soql.is_record_id(sfid)]
+    if not_ids:     # rows whose sfid cannot name a Salesforce record: not in Salesforce
+        with applying(db) as conn:
+            poll.apply_changes(db, conn, m, not_ids, result)
+    ids = [sfid for sfid in ids if soql.is_record_id(sfid)]
     for i in range(0, len(ids), IDS_PER_QUERY):
         chunk = ids[i:i + IDS_PER_QUERY]
         records = []
