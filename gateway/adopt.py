@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 
 from core.mapping import Mapping
 from gateway import capture, hc_schema, mapping_store
-from gateway.db import QUERIES, Database, template as _q
+from gateway.db import Database, template as _q
 from gateway.mapped_tables import table_ident
 
 log = logging.getLogger("forcebridge.adopt")
