@@ -38,7 +38,7 @@ def load_queries(directory: pathlib.Path = SQL_DIR / "queries") -> dict[str, str
 QUERIES = load_queries()
 
 
-def template(name: str, **parts) -> sql.Composed:
+def template(name: str, /, **parts) -> sql.Composed:
     """A named query whose {placeholders} (tables, columns, fragments) are filled with psycopg.sql objects:
     identifiers never pass through Python string formatting."""
     return sql.SQL(QUERIES[name]).format(**parts)
