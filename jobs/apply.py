@@ -31,6 +31,9 @@ class Applied:
     done: list[str] = field(default_factory=list)          # keys settled: written, or rightly left out
     failed: dict[str, str] = field(default_factory=dict)    # key -> reason
     unmapped: list[str] = field(default_factory=list)       # keys of objects without an active reading mapping
+    # changes carrying only some fields (complete=False) of records Postgres does not hold: not written (a row
+    # of those fields alone would be wrong); the source reads the records whole (by Id) and applies them
+    refetch: list[SalesforceChange] = field(default_factory=list)
     synced: Counter = field(default_factory=Counter)        # mapping id -> changes settled (written or left out)
     written: int = 0                                        # rows upserted
     deleted: int = 0                                        # rows deleted (or marked deleted)
@@ -51,6 +54,7 @@ def apply_changes(db: Database, conn: psycopg.Connection, changes: list[Salesfor
     `mappings`: lowercase object name -> active reading Mapping. Changes are in arrival order."""
     out = Applied()
     changes = _without_held(conn, changes, mappings, out)
+    changes = _without_partial_unknown(conn, changes, mappings, out)
     plan = plan_apply(changes, mappings)
     out.failed.update(plan.failed)
     out.unmapped = list(plan.unmapped)
@@ -92,6 +96,25 @@ def _without_held(conn, changes: list[SalesforceChange], mappings: dict[str, Map
         return changes
     out.done.extend(held)
     return [c for c in changes if c.key not in held]
+
+
+def _without_partial_unknown(conn, changes: list[SalesforceChange], mappings: dict[str, Mapping],
+                             out: Applied) -> list[SalesforceChange]:
+    """Changes that carry only the changed fields apply to rows Postgres holds; for a record it lacks they go
+    back to the source in `out.refetch`."""
+    partial: dict[str, list[SalesforceChange]] = {}
+    for c in changes:
+        m = mappings.get(c.object_name.lower())
+        if m is not None and not c.complete and not c.deletes:
+            partial.setdefault(m.object_name.lower(), []).append(c)
+    unknown = set()
+    for name, group in partial.items():
+        known = staging.known_rows(conn, mappings[name], [c.record_id for c in group])
+        unknown.update(c.key for c in group if c.record_id not in known)
+    if not unknown:
+        return changes
+    out.refetch.extend(c for c in changes if c.key in unknown)
+    return [c for c in changes if c.key not in unknown]
 
 
 def _holds(row: dict | None, change: SalesforceChange, m: Mapping) -> bool:

@@ -66,10 +66,13 @@ def _repair(db: Database, sf: Salesforce, m: Mapping, name: str, report: dict) -
     return db.fetchone("set_drift_repaired", {"id": report["id"], "repaired": Jsonb(repaired)})
 
 
-def fetch_by_ids(db: Database, sf: Salesforce, m: Mapping, ids: list[str], result: poll.PollResult) -> None:
-    """Bring these records up to date (the drift repair source): queryAll by Id, applied like a poll's pages; a
-    record Salesforce no longer has at all (or whose sfid cannot be an Id) is deleted like one in the recycle bin."""
-    not_ids = [sources.deleted(m.object_name, sfid, None, "drift") for sfid in ids if not soql.is_record_id(sfid)]
+def fetch_by_ids(db: Database, sf: Salesforce, m: Mapping, ids: list[str], result: poll.PollResult,
+                 source_name: str = "drift") -> None:
+    """Bring these records up to date (the drift repair; any source that must read records whole, e.g. after
+    a gap): queryAll by Id, applied like a poll's pages; a record Salesforce no longer has at all (or whose sfid
+    cannot be an Id) is deleted like one in the recycle bin."""
+    not_ids = [sources.deleted(m.object_name, sfid, None, source_name) for sfid in ids
+               if not soql.is_record_id(sfid)]
     if not_ids:     # rows whose sfid cannot name a Salesforce record: not in Salesforce
         with applying(db) as conn:
             poll.apply_changes(db, conn, m, not_ids, result)
@@ -84,9 +87,9 @@ def fetch_by_ids(db: Database, sf: Salesforce, m: Mapping, ids: list[str], resul
                 break
             page = sf.query_page(next_url=page["nextRecordsUrl"])
         seen = {r["Id"] for r in records}
-        vanished = [sources.deleted(m.object_name, sfid, None, "drift") for sfid in chunk if sfid not in seen]
+        vanished = [sources.deleted(m.object_name, sfid, None, source_name) for sfid in chunk if sfid not in seen]
         with applying(db) as conn:
-            poll.apply_records(db, conn, m, records, "drift", result)
+            poll.apply_records(db, conn, m, records, source_name, result)
             poll.apply_changes(db, conn, m, vanished, result)
 
 
