@@ -1,19 +1,11 @@
-"""Plan how a batch of stored notifications lands in mapped tables: typed rows, grouped, deduplicated."""
+"""Plan how a batch of Salesforce changes (core.sources) lands in mapped tables: typed rows, grouped, deduplicated."""
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 
-from core.convert import ConversionError, FieldSpec, from_salesforce, parse_datetime
+from core.convert import ConversionError, FieldSpec, from_salesforce
 from core.mapping import Mapping
-
-
-@dataclass(frozen=True)
-class InboxItem:
-    notification_id: str
-    object_name: str
-    sfid: str
-    fields: dict  # API name -> text or None, as received
+from core.sources import SalesforceChange
 
 
 @dataclass
@@ -25,50 +17,64 @@ class UpsertBatch:
     modstamps: list = field(default_factory=list)
     isdeleted: list = field(default_factory=list)
     values: list = field(default_factory=list)  # one list per column, aligned with sfids
-    notification_ids: list = field(default_factory=list)
+    keys: list = field(default_factory=list)    # the changes' keys (notification Ids, record Ids), aligned
+
+    @property
+    def notification_ids(self) -> list:
+        return self.keys
+
+    def subset(self, keep: list[int]) -> "UpsertBatch":
+        """The batch cut to the rows at these positions (in this order); itself when it keeps them all."""
+        if list(keep) == list(range(len(self.sfids))):
+            return self
+        return UpsertBatch(mapping=self.mapping, columns=self.columns, sfids=[self.sfids[i] for i in keep],
+                           modstamps=[self.modstamps[i] for i in keep], isdeleted=[self.isdeleted[i] for i in keep],
+                           values=[[col[i] for i in keep] for col in self.values], keys=[self.keys[i] for i in keep])
+
+    def without(self, keys) -> "UpsertBatch":
+        """The batch without the rows of these change keys."""
+        drop = set(keys)
+        return self.subset([i for i, k in enumerate(self.keys) if k not in drop]) if drop else self
+
+
+@dataclass
+class DeleteBatch:
+    """Records of one mapping that Salesforce deleted: one statement (and their tombstones)."""
+    mapping: Mapping
+    sfids: list = field(default_factory=list)
+    stamps: list = field(default_factory=list)     # when deleted, as the source knows it (None: unknown)
+    keys: list = field(default_factory=list)
 
 
 @dataclass
 class ApplyPlan:
     batches: list[UpsertBatch] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)     # notification id -> reason
-    unmapped: list[str] = field(default_factory=list)        # notification ids with no active mapping
-    superseded: list[str] = field(default_factory=list)      # a newer notification for the record came in the same batch
+    deletes: list[DeleteBatch] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)     # change key -> reason
+    unmapped: list[str] = field(default_factory=list)        # change keys with no active mapping
+    superseded: list[str] = field(default_factory=list)      # a newer change for the record came in the same batch
 
 
-def modstamp_of(fields: dict) -> dt.datetime | None:
-    """The record's change time: SystemModstamp, else LastModifiedDate (setup docs ask for SystemModstamp)."""
-    for name in ("SystemModstamp", "LastModifiedDate"):
-        text = fields.get(name)
-        if text:
-            return parse_datetime(text)
-    return None
-
-
-def _typed(item: InboxItem, mapping: Mapping):
-    """(modstamp, isdeleted, {FieldSpec: value}) or raises ConversionError / ValueError."""
-    try:
-        stamp = modstamp_of(item.fields)
-    except ValueError as exc:
-        raise ConversionError("SystemModstamp", item.fields.get("SystemModstamp") or "", str(exc)) from None
-    deleted_text = item.fields.get("IsDeleted")
+def _typed(change: SalesforceChange, mapping: Mapping):
+    """(isdeleted, {FieldSpec: value}) or raises ConversionError / ValueError."""
+    deleted_text = change.fields.get("IsDeleted")
     isdeleted = deleted_text is not None and deleted_text.strip().lower() == "true"
     values = {}
     by_lower = None
     for spec in mapping.read_fields:
-        if spec.name in item.fields:
-            values[spec] = from_salesforce(spec, item.fields[spec.name])
+        if spec.name in change.fields:
+            values[spec] = from_salesforce(spec, change.fields[spec.name])
             continue
         # Outbound Messages name fields case-insensitively in some captures (e.g. UNIT__C). One dict of the
         # notification's names, built once: the lookup stays linear whatever the sizes (a scan per mapped
         # field cost seconds for a 5 MB notification against a 200-field mapping).
         if by_lower is None:
             by_lower = {}
-            for name, text in item.fields.items():
+            for name, text in change.fields.items():
                 by_lower.setdefault(name.lower(), text)
         if spec.name.lower() in by_lower:
             values[spec] = from_salesforce(spec, by_lower[spec.name.lower()])
-    return stamp, isdeleted, values
+    return isdeleted, values
 
 
 def within_budget(sizes: list[int], max_bytes: int) -> int:
@@ -81,43 +87,53 @@ def within_budget(sizes: list[int], max_bytes: int) -> int:
     return len(sizes)
 
 
-def plan_apply(items: list[InboxItem], mappings: dict[str, Mapping]) -> ApplyPlan:
-    """Group items into upsert batches. `mappings` maps lowercase object name -> active reading Mapping.
-    Items are given in arrival order; for one record only the newest state is kept (ties: the later one)."""
+def plan_apply(changes: list[SalesforceChange], mappings: dict[str, Mapping]) -> ApplyPlan:
+    """Group changes into upsert and delete batches. `mappings` maps lowercase object name -> active reading
+    Mapping. Changes are given in arrival order; for one record only the newest is kept (ties: the later one)."""
     plan = ApplyPlan()
     newest: dict[tuple[str, str], tuple] = {}
-    for item in items:
-        mapping = mappings.get(item.object_name.lower())
+    for change in changes:
+        mapping = mappings.get(change.object_name.lower())
         if mapping is None:
-            plan.unmapped.append(item.notification_id)
+            plan.unmapped.append(change.key)
             continue
         try:
-            stamp, isdeleted, values = _typed(item, mapping)
+            isdeleted, values = (False, {}) if change.deletes else _typed(change, mapping)
         except ConversionError as exc:
-            plan.failed[item.notification_id] = str(exc)
+            plan.failed[change.key] = str(exc)
             continue
-        key = (mapping.object_name.lower(), item.sfid)
+        key = (mapping.object_name.lower(), change.record_id)
         previous = newest.get(key)
         if previous is not None:
-            prev_item, prev_stamp = previous[0], previous[1]
-            if prev_stamp is not None and stamp is not None and stamp < prev_stamp:
-                plan.superseded.append(item.notification_id)
+            prev, stamp = previous[0], change.stamp
+            if prev.stamp is not None and stamp is not None and stamp < prev.stamp:
+                plan.superseded.append(change.key)
                 continue
-            plan.superseded.append(prev_item.notification_id)
-        newest[key] = (item, stamp, isdeleted, values, mapping)
+            plan.superseded.append(prev.key)
+        newest[key] = (change, isdeleted, values, mapping)
 
     groups: dict[tuple, UpsertBatch] = {}
-    for item, stamp, isdeleted, values, mapping in newest.values():
+    deletes: dict[str, DeleteBatch] = {}
+    for change, isdeleted, values, mapping in newest.values():
+        if change.deletes:
+            gone = deletes.get(mapping.object_name.lower())
+            if gone is None:
+                gone = deletes[mapping.object_name.lower()] = DeleteBatch(mapping=mapping)
+            gone.sfids.append(change.record_id)
+            gone.stamps.append(change.stamp)
+            gone.keys.append(change.key)
+            continue
         columns = tuple(spec for spec in mapping.fields if spec in values)
         gkey = (mapping.object_name.lower(), tuple(c.name for c in columns))
         batch = groups.get(gkey)
         if batch is None:
             batch = groups[gkey] = UpsertBatch(mapping=mapping, columns=columns, values=[[] for _ in columns])
-        batch.sfids.append(item.sfid)
-        batch.modstamps.append(stamp)
+        batch.sfids.append(change.record_id)
+        batch.modstamps.append(change.stamp)
         batch.isdeleted.append(isdeleted)
         for i, spec in enumerate(columns):
             batch.values[i].append(values[spec])
-        batch.notification_ids.append(item.notification_id)
+        batch.keys.append(change.key)
     plan.batches = list(groups.values())
+    plan.deletes = list(deletes.values())
     return plan

@@ -1,4 +1,4 @@
-"""Loads, polls and drift checks decided without I/O: SOQL text, poll settings, progress, value shapes."""
+"""Loads, polls and drift checks decided without I/O: poll settings, progress, value shapes (SOQL: core/soql.py)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -7,54 +7,18 @@ from dataclasses import dataclass
 from core.convert import FieldSpec, parse_datetime
 from core.mapping import Mapping
 
-SYSTEM_SELECT = ("Id", "SystemModstamp", "IsDeleted")
 DEFAULT_POLL_SECONDS = 600      # Heroku Connect's default
 MIN_POLL_SECONDS = 60
-# SystemModstamp is stamped when a transaction starts, so a slow one commits "in the past": each poll
-# looks this far behind its watermark. The never-backwards guard makes the overlap harmless.
-POLL_OVERLAP = dt.timedelta(seconds=60)
 DELETE_MODES = ("queryAll", "getDeleted")
 
 
-def select_fields(m: Mapping) -> list[str]:
-    """The API names a load or poll selects, system fields first (the staging table's column order)."""
-    return [*SYSTEM_SELECT, *(f.name for f in m.read_fields)]
-
-
 def staging_columns(m: Mapping) -> list[str]:
+    """The staging table's columns, in the order core.soql.record_fields selects their fields."""
     return ["sfid", "systemmodstamp", "isdeleted", *(f.column for f in m.read_fields)]
-
-
-def load_soql(m: Mapping) -> str:
-    return f"SELECT {', '.join(select_fields(m))} FROM {m.object_name}"
-
-
-def soql_datetime(moment: dt.datetime) -> str:
-    """A SOQL datetime literal, whole seconds rounded down (the comparison is '>', so down is safe)."""
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def rest_datetime(moment: dt.datetime) -> str:
     return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
-
-
-def changed_since_soql(m: Mapping, watermark: dt.datetime | None, ordered: bool = True) -> str:
-    """Records changed after the watermark (less the overlap), oldest first, so a poll cut short still
-    moves the watermark forward correctly (a Bulk job is applied whole, unordered)."""
-    where = f" WHERE SystemModstamp > {soql_datetime(watermark - POLL_OVERLAP)}" if watermark else ""
-    return f"{load_soql(m)}{where}" + (" ORDER BY SystemModstamp" if ordered else "")
-
-
-def recycle_bin_soql(m: Mapping, since: dt.datetime) -> str:
-    """Records deleted from `since` on, oldest first: getDeleted's stand-in when its window is older than
-    Salesforce keeps. From `since` inclusive: a delete seen twice is harmless, one skipped is not."""
-    return (f"SELECT Id, SystemModstamp, IsDeleted FROM {m.object_name} WHERE IsDeleted = true"
-            f" AND SystemModstamp >= {soql_datetime(since)} ORDER BY SystemModstamp")
-
-
-def by_ids_soql(m: Mapping, ids: list[str]) -> str:
-    quoted = ", ".join(f"'{i}'" for i in ids if i.isalnum())
-    return f"{load_soql(m)} WHERE Id IN ({quoted})"
 
 
 @dataclass(frozen=True)
@@ -95,22 +59,6 @@ def poll_settings(m: Mapping) -> PollSettings:
     mode = m.extra.get("sf_delete_detection", "queryAll")
     return PollSettings(seconds=seconds, delete_mode=mode if mode in DELETE_MODES else "queryAll",
                         keep_deleted=m.extra.get("keep_deleted_rows") is True)
-
-
-def rest_text(value) -> str | None:
-    """A REST JSON value as the text an Outbound Message would carry (core.inbound converts text)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        raise ValueError("compound fields are not mapped")
-    return str(value)
-
-
-def record_fields(record: dict) -> dict:
-    """A REST query record -> {API name: text}, without `attributes`."""
-    return {k: rest_text(v) for k, v in record.items() if k != "attributes" and not isinstance(v, (dict, list))}
 
 
 def newest_modstamp(records: list[dict]) -> dt.datetime | None:

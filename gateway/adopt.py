@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 
 from core.mapping import Mapping
 from gateway import capture, hc_schema, mapping_store
-from gateway.db import QUERIES, Database
+from gateway.db import Database, template as _q
 from gateway.mapped_tables import table_ident
 
 log = logging.getLogger("forcebridge.adopt")
@@ -36,10 +36,6 @@ class Adoption:
     watermarks: dict = field(default_factory=dict)     # object -> ISO SystemModstamp, None: a load is queued
     loads_requested: list[int] = field(default_factory=list)
     already_adopted: bool = False
-
-
-def _q(name: str, **parts) -> sql.Composed:
-    return sql.SQL(QUERIES[name]).format(**parts)
 
 
 def adopt(db: Database, schema: str, steps: list | None = None, request_load=None,

@@ -5,7 +5,7 @@ import psycopg
 from psycopg import sql
 
 from core.mapping import Mapping
-from gateway.db import QUERIES
+from gateway.db import QUERIES, template
 from gateway.mapped_tables import table_ident
 
 _TRIGGERS = {
@@ -17,7 +17,7 @@ _TRIGGERS = {
 
 
 def _run(conn: psycopg.Connection, query: str, **parts) -> None:
-    conn.execute(sql.SQL(QUERIES[query]).format(**parts))
+    conn.execute(template(query, **parts))
 
 
 def _function(m: Mapping) -> sql.Identifier:

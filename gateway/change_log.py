@@ -7,12 +7,12 @@ from psycopg import sql
 from core.change_states import Action, State, from_states, target
 from core.changes import ChangeLogEntry
 from core.mapping import Mapping
-from gateway.db import QUERIES, Database
+from gateway.db import QUERIES, Database, template
 from gateway.mapped_tables import table_ident
 
 
 def _template(name: str, m: Mapping, **parts) -> sql.Composed:
-    return sql.SQL(QUERIES[name]).format(table=table_ident(m), **parts)
+    return template(name, table=table_ident(m), **parts)
 
 
 ABSORB_SLICE = 50_000

@@ -7,6 +7,7 @@ import re
 import threading
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -35,6 +36,12 @@ def load_queries(directory: pathlib.Path = SQL_DIR / "queries") -> dict[str, str
 
 
 QUERIES = load_queries()
+
+
+def template(name: str, /, **parts) -> sql.Composed:
+    """A named query whose {placeholders} (tables, columns, fragments) are filled with psycopg.sql objects:
+    identifiers never pass through Python string formatting."""
+    return sql.SQL(QUERIES[name]).format(**parts)
 
 
 def _configure(conn: psycopg.Connection) -> None:

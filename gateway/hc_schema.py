@@ -7,7 +7,7 @@ import psycopg
 from psycopg import sql
 
 from core.mapping import MappingError
-from gateway.db import QUERIES
+from gateway.db import QUERIES, template
 
 
 class HcSchemaError(MappingError):
@@ -18,7 +18,7 @@ _CAPTURE_FROM_ROW = ("hc_capture_insert_from_row", "hc_capture_update_from_row")
 
 
 def _run(conn: psycopg.Connection, name: str, **parts) -> None:
-    conn.execute(sql.SQL(QUERIES[name]).format(**parts))
+    conn.execute(template(name, **parts))
 
 
 def ensure_hc_objects(conn: psycopg.Connection, schema: str) -> None:

@@ -8,15 +8,11 @@ from core.convert import pg_array_type, pg_type
 from core.hc_schema import table_indexes
 from core.inbound import UpsertBatch
 from core.mapping import Mapping, MappingError
-from gateway.db import QUERIES
+from gateway.db import QUERIES, template as _template
 
 
 def table_ident(m: Mapping) -> sql.Identifier:
     return sql.Identifier(m.table_schema, m.table_name)
-
-
-def _template(name: str, **parts) -> sql.Composed:
-    return sql.SQL(QUERIES[name]).format(**parts)
 
 
 def create_table(conn: psycopg.Connection, m: Mapping) -> None:

@@ -15,6 +15,7 @@ from requests.adapters import HTTPAdapter
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 from simple_salesforce.login import SalesforceLogin, token_login
 
+from core import soql
 from core.mapping import MappingError, check_object_name
 from settings import Settings
 
@@ -245,7 +246,7 @@ class Salesforce:
 
     def count(self, sobject: str, where: str = "") -> int:
         check_object_name(sobject)
-        return int(self.query_page(f"SELECT COUNT() FROM {sobject}{' WHERE ' + where if where else ''}")["totalSize"])
+        return int(self.query_page(soql.count(sobject, where))["totalSize"])
 
     def get_deleted(self, sobject: str, start: str, end: str) -> dict:
         """getDeleted over REST: {deletedRecords: [{id, deletedDate}], earliestDateAvailable, latestDateCovered}."""

@@ -10,15 +10,11 @@ from core.convert import pg_type
 from core.loading import staging_columns
 from core.mapping import Mapping
 from gateway import change_log
-from gateway.db import QUERIES, SCHEMA
+from gateway.db import QUERIES, SCHEMA, template as _q
 from gateway.mapped_tables import table_ident
 
 # Only the keys and change stamps: what a drift check compares.
 KEY_COLUMNS = ["sfid", "systemmodstamp", "isdeleted"]
-
-
-def _q(name: str, **parts) -> sql.Composed:
-    return sql.SQL(QUERIES[name]).format(**parts)
 
 
 def ident(name: str) -> sql.Identifier:
@@ -96,7 +92,8 @@ def merge(conn: psycopg.Connection, name: str, m: Mapping, fresh: bool = False) 
     """One statement from staging into the mapped table, under a lock that makes writers wait: a plain INSERT
     when the table is empty (the first load), else link rows by external id and INSERT .. ON CONFLICT with
     the never-backwards guard. `fresh`: the staged state was read just now (a poll), so at an equal stamp it
-    wins, as an Outbound Message does. Returns rows written."""
+    wins, as an Outbound Message does. Records deleted in Salesforce at or after their staged state (tombstones)
+    are not brought back. Callers go through jobs/apply.py `apply_staged`. Returns rows written."""
     table, staging = table_ident(m), ident(name)
     _hold_writers(conn, m)
     cols = [sql.Identifier(f.column) for f in m.read_fields]
@@ -105,7 +102,7 @@ def merge(conn: psycopg.Connection, name: str, m: Mapping, fresh: bool = False) 
     s_columns = lead + sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in cols)
     if conn.execute(_q("mapped_table_is_empty", table=table)).fetchone()["empty"]:
         return conn.execute(_q("insert_staging_into_empty", table=table, staging=staging, columns=columns,
-                               s_columns=s_columns)).rowcount
+                               s_columns=s_columns, mapping_id=sql.Literal(m.id or 0))).rowcount
     if m.upsert_field and m.field(m.upsert_field):
         conn.execute(_q("link_staging_by_external_id", table=table, staging=staging,
                         ext=sql.Identifier(m.field(m.upsert_field).column)))
@@ -131,9 +128,10 @@ def delete_rows(conn: psycopg.Connection, m: Mapping, sfids: list[str], stamps: 
 
 
 def apply_staged_deletes(conn: psycopg.Connection, name: str, m: Mapping, keep: bool) -> int:
-    """Rows the staging table lists as deleted: deleted (or marked) in the mapped table, then removed from
-    staging so the merge that follows sees live records only."""
+    """Rows the staging table lists as deleted: remembered (tombstones), deleted (or marked) in the mapped table,
+    then removed from staging so the merge that follows sees live records only."""
     parts = {"table": table_ident(m), "staging": ident(name)}
+    conn.execute(_q("record_staged_deletes", staging=ident(name), mapping_id=sql.Literal(m.id or 0)))
     done = conn.execute(_q("mark_staged_deletes" if keep else "delete_staged_deletes", **parts)).rowcount
     conn.execute(_q("drop_staged_deletes", staging=ident(name)))
     return done

@@ -102,9 +102,4 @@ def _record(db, conn, m, found: list[Conflict]) -> None:
 
 
 def _subset(batch: UpsertBatch, keep: list[int]) -> UpsertBatch:
-    if len(keep) == len(batch.sfids):
-        return batch
-    return UpsertBatch(mapping=batch.mapping, columns=batch.columns, sfids=[batch.sfids[i] for i in keep],
-                       modstamps=[batch.modstamps[i] for i in keep], isdeleted=[batch.isdeleted[i] for i in keep],
-                       values=[[col[i] for i in keep] for col in batch.values],
-                       notification_ids=[batch.notification_ids[i] for i in keep])
+    return batch.subset(keep)

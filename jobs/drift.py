@@ -6,15 +6,18 @@ import logging
 
 from psycopg.types.json import Jsonb
 
-from core.loading import SYSTEM_SELECT, poll_settings
+from core import soql, sources
 from core.mapping import Mapping
 from gateway import staging
 from gateway.db import Database
-from gateway.salesforce import Salesforce, SalesforceError
+from gateway.salesforce import Salesforce
 from jobs import load, poll
+from jobs.apply import applying
+from jobs.staged_read import stage_bulk_query, stage_rest_query
 
 log = logging.getLogger("forcebridge.drift")
 REPAIR_LIMIT = 1_000_000
+IDS_PER_QUERY = 200          # keeps a SOQL "Id IN (...)" well under the URL length limit
 
 
 def staging_name(m: Mapping) -> str:
@@ -44,33 +47,11 @@ def check(db: Database, sf: Salesforce, m: Mapping, repair: bool = False,
 
 
 def _fetch_keys(db: Database, sf: Salesforce, m: Mapping, name: str, options: load.LoadOptions) -> None:
-    soql = f"SELECT {', '.join(SYSTEM_SELECT)} FROM {m.object_name}"
-    total = sf.count(m.object_name)
-    if total > options.rest_max:
-        job_id = sf.bulk_query_create(soql)["id"]
-        try:
-            job = load._wait_for_job(sf, job_id, options)
-            if job["state"] != load.JOB_DONE:
-                raise SalesforceError(0, "BULK_JOB_FAILED", job.get("errorMessage") or job["state"])
-            locator = None
-            expected = [n.lower() for n in SYSTEM_SELECT]
-            while locator != load.LAST_PAGE:
-                with db.transaction() as conn:
-                    locator, _ = load.copy_bulk_page(conn, sf, name, job_id, locator, staging.KEY_COLUMNS,
-                                                     expected, options)
-        finally:
-            try:
-                sf.bulk_query_delete(job_id)
-            except SalesforceError:
-                pass
-        return
-    page = sf.query_page(soql)
-    while True:
-        with db.transaction() as conn:
-            locator, _ = load.copy_rest_page(conn, name, staging.KEY_COLUMNS, [], page)
-        if locator == load.LAST_PAGE:
-            return
-        page = sf.query_page(next_url=locator)
+    """Every record's keys into the staging table: a Bulk job above options.rest_max records, else REST pages."""
+    if sf.count(m.object_name) > options.rest_max:
+        stage_bulk_query(db, sf, name, soql.keys(m), staging.KEY_COLUMNS, list(soql.SYSTEM_FIELDS), options)
+    else:
+        stage_rest_query(db, sf, name, soql.keys(m), staging.KEY_COLUMNS, [])
 
 
 def _repair(db: Database, sf: Salesforce, m: Mapping, name: str, report: dict) -> dict:
@@ -78,11 +59,38 @@ def _repair(db: Database, sf: Salesforce, m: Mapping, name: str, report: dict) -
         ids = [sfid for kind in ("missing", "stale", "extra")
                for sfid in staging.drift_ids(conn, name, m, kind, REPAIR_LIMIT)]
     result = poll.PollResult(m.id)
-    poll.fetch_by_ids(db, sf, m, ids, poll_settings(m).keep_deleted, result)
+    fetch_by_ids(db, sf, m, ids, result)
     repaired = {"requested": len(ids), "written": result.changed, "deleted": result.deleted,
                 "failed": len(result.failed)}
     log.info("drift repair of %s: %s", m.object_name, repaired)
     return db.fetchone("set_drift_repaired", {"id": report["id"], "repaired": Jsonb(repaired)})
+
+
+def fetch_by_ids(db: Database, sf: Salesforce, m: Mapping, ids: list[str], result: poll.PollResult,
+                 source_name: str = "drift") -> None:
+    """Bring these records up to date (the drift repair; any source that must read records whole, e.g. after
+    a gap): queryAll by Id, applied like a poll's pages; a record Salesforce no longer has at all (or whose sfid
+    cannot be an Id) is deleted like one in the recycle bin."""
+    not_ids = [sources.deleted(m.object_name, sfid, None, source_name) for sfid in ids
+               if not soql.is_record_id(sfid)]
+    if not_ids:     # rows whose sfid cannot name a Salesforce record: not in Salesforce
+        with applying(db) as conn:
+            poll.apply_changes(db, conn, m, not_ids, result)
+    ids = [sfid for sfid in ids if soql.is_record_id(sfid)]
+    for i in range(0, len(ids), IDS_PER_QUERY):
+        chunk = ids[i:i + IDS_PER_QUERY]
+        records = []
+        page = sf.query_page(soql.by_ids(m, chunk), include_deleted=True)
+        while True:
+            records.extend(page.get("records", []))
+            if page.get("done", True) or not page.get("nextRecordsUrl"):
+                break
+            page = sf.query_page(next_url=page["nextRecordsUrl"])
+        seen = {r["Id"] for r in records}
+        vanished = [sources.deleted(m.object_name, sfid, None, source_name) for sfid in chunk if sfid not in seen]
+        with applying(db) as conn:
+            poll.apply_records(db, conn, m, records, source_name, result)
+            poll.apply_changes(db, conn, m, vanished, result)
 
 
 def as_json(report: dict) -> dict:

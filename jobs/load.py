@@ -10,17 +10,17 @@ from typing import Callable
 
 import psycopg
 
-from core.convert import from_salesforce, parse_datetime
-from core.loading import load_soql, progress, record_fields, select_fields, staging_columns
+from core import soql
+from core.convert import parse_datetime
+from core.loading import progress, staging_columns
 from core.mapping import Mapping
 from gateway import mapping_store, staging
 from gateway.db import QUERIES, Database
 from gateway.salesforce import PermanentError, Salesforce, SalesforceError, TransientError
+from jobs import apply
+from jobs.staged_read import JOB_DEAD, LAST_PAGE, copy_bulk_pages, copy_rest_page, wait_for_job
 
 log = logging.getLogger("forcebridge.load")
-LAST_PAGE = "null"          # Bulk 2.0's Sforce-Locator on the last page; we store the same for REST
-JOB_DONE = "JobComplete"
-JOB_DEAD = ("Failed", "Aborted")
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def _begin(db: Database, sf: Salesforce, m: Mapping, row: dict, options: LoadOpt
     total = sf.count(m.object_name)
     method, job_id, snapshot = "rest", None, None
     if total > options.rest_max:
-        job = sf.bulk_query_create(load_soql(m))
+        job = sf.bulk_query_create(soql.records(m))
         method, job_id, snapshot = "bulk", job["id"], parse_datetime(job["createdDate"])
     with db.transaction() as conn:
         name = staging_name(row["id"])
@@ -150,23 +150,6 @@ def _begin(db: Database, sf: Salesforce, m: Mapping, row: dict, options: LoadOpt
     log.info("load %s of %s: %s records by %s", row["id"], m.object_name, total, method)
     return {**row, "method": method, "sf_job_id": job_id, "total": total, "snapshot_at": snapshot,
             "locator": None, "loaded": 0, "pages": 0}
-
-
-def _wait_for_job(sf: Salesforce, job_id: str, options: LoadOptions, renew=None) -> dict:
-    """Until the job is done; `renew()` keeps the runner's lease meanwhile (a job can run for minutes)."""
-    delay, waited = 0.05, 0.0
-    while True:
-        if renew:
-            renew()
-        job = sf.bulk_query_job(job_id)
-        if job["state"] == JOB_DONE or job["state"] in JOB_DEAD:
-            return job
-        if waited > options.job_wait_seconds:
-            raise TransientError(0, "JOB_TIMEOUT", f"query job {job_id} still {job['state']}")
-        time.sleep(delay)
-        waited += delay
-        # quick checks while a small job may finish any moment, then gentle on the API allowance
-        delay = min(delay * 1.5, 0.5 if waited < 30 else 5.0)
 
 
 def _renew(db: Database, row: dict, options: LoadOptions) -> None:
@@ -180,7 +163,7 @@ def _renew(db: Database, row: dict, options: LoadOptions) -> None:
 def _fetch_bulk(db: Database, sf: Salesforce, m: Mapping, row: dict, options: LoadOptions) -> dict:
     waited = time.monotonic()
     try:
-        job = _wait_for_job(sf, row["sf_job_id"], options, renew=lambda: _renew(db, row, options))
+        job = wait_for_job(sf, row["sf_job_id"], options.job_wait_seconds, renew=lambda: _renew(db, row, options))
     except PermanentError as exc:
         if exc.status != 404:
             raise
@@ -198,17 +181,16 @@ def _fetch_bulk(db: Database, sf: Salesforce, m: Mapping, row: dict, options: Lo
     if total is not None and total != row["total"]:
         db.execute("set_load_total", {"id": row["id"], "total": total})
         row = {**row, "total": total}
-    columns = staging_columns(m)
-    expected = [n.lower() for n in select_fields(m)]
-    locator = row["locator"]
     fetching = time.monotonic()
-    while locator != LAST_PAGE:
-        with db.transaction() as conn:
-            locator, rows = copy_bulk_page(conn, sf, staging_name(row["id"]), row["sf_job_id"], locator, columns,
-                                           expected, options)
-            row = _record_page(db, conn, row, {"locator": locator, "rows": rows, "total": None}, options)
-        if options.on_page:
-            options.on_page(row)
+    current = [row]
+
+    def record(conn, locator: str, rows: int) -> None:
+        current[0] = _record_page(db, conn, current[0], {"locator": locator, "rows": rows, "total": None}, options)
+
+    copy_bulk_pages(db, sf, staging_name(row["id"]), row["sf_job_id"], staging_columns(m), soql.record_fields(m),
+                    options, locator=row["locator"], on_page=record,
+                    committed=(lambda: options.on_page(current[0])) if options.on_page else None)
+    row = current[0]
     log.info("load %s: results pages fetched in %.1fs (%s pages staged)", row["id"], time.monotonic() - fetching,
              row["pages"])
     return row
@@ -226,39 +208,13 @@ def _record_page(db: Database, conn, row: dict, page: dict, options: LoadOptions
     return updated
 
 
-def copy_bulk_page(conn, sf: Salesforce, name: str, job_id: str, locator: str | None, columns: list[str],
-                   expected: list[str], options: LoadOptions) -> tuple[str, int]:
-    """COPY one Bulk results page into a staging table as it arrives; returns (next locator, rows)."""
-    response = sf.bulk_query_results(job_id, locator, options.page_size)
-    try:
-        staging.copy_csv(conn, name, columns, _checked(response.iter_content(options.chunk_bytes), expected))
-        return (response.headers.get("Sforce-Locator") or LAST_PAGE,
-                int(response.headers.get("Sforce-NumberOfRecords") or 0))
-    finally:
-        response.close()
-
-
-def _checked(chunks, expected: list[str]):
-    """Pass the CSV through, checking its header names the columns in the order the staging table has
-    them (API v49 and older sort them alphabetically)."""
-    first = True
-    for chunk in chunks:
-        if first:
-            header = chunk.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
-            names = [h.strip().strip('"').lower() for h in header.split(",")]
-            if names != expected:
-                raise PermanentError(0, "UNEXPECTED_COLUMNS", f"results columns {names} differ from {expected}")
-            first = False
-        yield chunk
-
-
 def _fetch_rest(db: Database, sf: Salesforce, m: Mapping, row: dict, options: LoadOptions) -> dict:
     columns = staging_columns(m)
     specs = list(m.read_fields)
     locator = row["locator"]
     while locator != LAST_PAGE:
         try:
-            page = sf.query_page(None if locator else load_soql(m), next_url=locator)
+            page = sf.query_page(None if locator else soql.records(m), next_url=locator)
         except PermanentError as exc:
             if exc.error_code != "INVALID_QUERY_LOCATOR":
                 raise
@@ -275,22 +231,6 @@ def _fetch_rest(db: Database, sf: Salesforce, m: Mapping, row: dict, options: Lo
     return row
 
 
-def copy_rest_page(conn, name: str, columns: list[str], specs, page: dict) -> tuple[str, int]:
-    """COPY one REST query page into a staging table; returns (next page URL or LAST_PAGE, rows)."""
-    records = page.get("records", [])
-    staging.copy_rows(conn, name, columns, (_typed_row(r, specs) for r in records))
-    locator = page.get("nextRecordsUrl") if not page.get("done", True) else None
-    return locator or LAST_PAGE, len(records)
-
-
-def _typed_row(record: dict, specs) -> tuple:
-    fields = record_fields(record)
-    modstamp = fields.get("SystemModstamp")
-    return (record["Id"], parse_datetime(modstamp) if modstamp else None,
-            (fields.get("IsDeleted") or "false") == "true",
-            *(from_salesforce(s, fields.get(s.name)) for s in specs))
-
-
 # -- merging ---------------------------------------------------------------------------------------------
 def _merge(db: Database, sf: Salesforce, m: Mapping, row: dict) -> dict:
     name = staging_name(row["id"])
@@ -299,7 +239,7 @@ def _merge(db: Database, sf: Salesforce, m: Mapping, row: dict) -> dict:
         raise LoadBusy(f"load {row['id']} was taken over by another runner")
     with db.transaction(origin="salesforce") as conn:
         lacking = staging.oldest_missing_modstamp(conn, name, m)
-        merged = staging.merge(conn, name, m)
+        _, merged = apply.apply_staged(conn, name, m, "load")
         # REST loads have no job time: the newest record loaded is where polls start (less their overlap).
         # Rows the snapshot lacks (Outbound Messages that came before the load; found by the chaos suite)
         # move the start back, so the poll sees a delete that happened before the snapshot.

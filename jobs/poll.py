@@ -2,24 +2,22 @@
 made while we were down) is fetched by SystemModstamp above each mapping's watermark."""
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from core.convert import from_salesforce, parse_datetime, utc_naive
-from core.inbound import InboxItem, plan_apply
-from core.loading import (by_ids_soql, changed_since_soql, newest_modstamp, poll_settings, record_fields,
-                          recycle_bin_soql, rest_datetime, select_fields, staging_columns)
+from core import soql, sources
+from core.convert import parse_datetime
+from core.loading import newest_modstamp, poll_settings, rest_datetime, staging_columns
 from core.mapping import Mapping
-from gateway import change_log, mapping_store, staging
+from gateway import mapping_store, staging
 from gateway.db import Database
 from gateway.salesforce import PermanentError, Salesforce
-from jobs import conflicts, load, stats
-from jobs.inbound import upsert_isolating_failures
+from jobs import apply, load, stats
+from jobs.apply import applying
+from jobs.staged_read import stage_bulk_query
 
 log = logging.getLogger("forcebridge.poll")
-IDS_PER_QUERY = 200          # keeps a SOQL "Id IN (...)" well under the URL length limit
 # Like Heroku Connect: more changed records than this come through a Bulk API 2.0 job, not REST pages.
 BULK_ABOVE = 10_000
 
@@ -82,14 +80,14 @@ def poll(db: Database, sf: Salesforce, m: Mapping, force: bool = False, bulk_abo
 def _poll_changes(db, sf, m, state, settings, result, bulk_above: int) -> None:
     """Changed records oldest first, a page per transaction; queryAll brings deleted ones in the same calls."""
     include_deleted = settings.delete_mode == "queryAll"
-    page = sf.query_page(changed_since_soql(m, state["watermark"]), include_deleted=include_deleted)
+    page = sf.query_page(soql.changed_since(m, state["watermark"]), include_deleted=include_deleted)
     if page.get("totalSize", 0) > bulk_above and not page.get("done", True):
         _poll_changes_bulk(db, sf, m, state, settings, result, include_deleted)
         return
     while True:
         records = page.get("records", [])
-        with _applying(db) as conn:
-            apply_records(db, conn, m, records, settings.keep_deleted, result)
+        with applying(db) as conn:
+            apply_records(db, conn, m, records, "poll", result)
             db.run(conn, "advance_poll", {"mapping_id": m.id, "watermark": newest_modstamp(records),
                                           "deleted_since": None})
         if page.get("done", True) or not page.get("nextRecordsUrl"):
@@ -101,31 +99,21 @@ def _poll_changes_bulk(db, sf, m, state, settings, result, include_deleted: bool
     """Many changes (a long outage, a mass update): one Bulk job into a staging table, deletes applied, the
     rest merged in one statement by the load's rule (rows with local changes waiting keep their values)."""
     name = f"poll_staging_{m.id}"
-    job_id = sf.bulk_query_create(changed_since_soql(m, state["watermark"], ordered=False), include_deleted)["id"]
     with db.transaction() as conn:
         staging.drop(conn, name)
         staging.create(conn, name, m)
     try:
-        job = load._wait_for_job(sf, job_id, load.LoadOptions())
-        if job["state"] != load.JOB_DONE:
-            raise PermanentError(500, "BULK_JOB_FAILED", job.get("errorMessage") or job["state"])
-        locator, expected = None, [n.lower() for n in select_fields(m)]
-        while locator != load.LAST_PAGE:
-            with db.transaction() as conn:
-                locator, _ = load.copy_bulk_page(conn, sf, name, job_id, locator, staging_columns(m), expected,
-                                                 load.LoadOptions())
+        stage_bulk_query(db, sf, name, soql.changed_since(m, state["watermark"], ordered=False), staging_columns(m),
+                         soql.record_fields(m), load.LoadOptions(), include_deleted)
         with db.transaction(origin="salesforce") as conn:
             newest = staging.newest_modstamp(conn, name)
-            result.deleted += staging.apply_staged_deletes(conn, name, m, settings.keep_deleted)
-            result.changed += staging.merge(conn, name, m, fresh=True)
+            deleted, changed = apply.apply_staged(conn, name, m, "poll", deletes=True)
+            result.deleted += deleted
+            result.changed += changed
             db.run(conn, "advance_poll", {"mapping_id": m.id, "watermark": newest, "deleted_since": None})
     finally:
         with db.transaction() as conn:
             staging.drop(conn, name)
-        try:
-            sf.bulk_query_delete(job_id)
-        except PermanentError:
-            pass
 
 
 def _poll_deletes(db, sf, m, state, settings, result) -> None:
@@ -143,12 +131,11 @@ def _poll_deletes(db, sf, m, state, settings, result) -> None:
         log.warning("getDeleted %s failed (%s); asking queryAll", m.object_name, exc)
         _poll_recycle_bin(db, sf, m, start, settings, result)
         return
-    gone = answer.get("deletedRecords") or []
+    gone = [sources.deleted(m.object_name, g["id"], parse_datetime(g["deletedDate"]), "poll")
+            for g in answer.get("deletedRecords") or []]
     with db.transaction(origin="salesforce") as conn:
         if gone:
-            result.deleted += staging.delete_rows(
-                conn, m, [g["id"] for g in gone], [parse_datetime(g["deletedDate"]) for g in gone],
-                settings.keep_deleted)
+            apply_changes(db, conn, m, gone, result)
         covered = answer.get("latestDateCovered")
         db.run(conn, "advance_poll", {"mapping_id": m.id, "watermark": None,
                                       "deleted_since": parse_datetime(covered) if covered else None})
@@ -157,11 +144,11 @@ def _poll_deletes(db, sf, m, state, settings, result) -> None:
 def _poll_recycle_bin(db, sf, m, start, settings, result) -> None:
     """Deleted records from `start` on, every page; each page moves deleted_since forward in its own
     transaction, so the next poll neither reads them again nor misses any."""
-    page = sf.query_page(recycle_bin_soql(m, start), include_deleted=True)
+    page = sf.query_page(soql.recycle_bin(m, start), include_deleted=True)
     while True:
         records = page.get("records", [])
-        with _applying(db) as conn:
-            apply_records(db, conn, m, records, settings.keep_deleted, result)
+        with applying(db) as conn:
+            apply_records(db, conn, m, records, "poll", result)
             newest = newest_modstamp(records)
             if newest and newest > start:
                 db.run(conn, "advance_poll", {"mapping_id": m.id, "watermark": None, "deleted_since": newest})
@@ -170,73 +157,24 @@ def _poll_recycle_bin(db, sf, m, start, settings, result) -> None:
         page = sf.query_page(next_url=page["nextRecordsUrl"])
 
 
-@contextlib.contextmanager
-def _applying(db: Database):
-    """The transaction that applies Salesforce's records, opened after captured changes moved into the change
-    log, where apply_records' guards (conflicts.settle) look for local changes."""
-    change_log.absorb(db)
-    with db.transaction(origin="salesforce") as conn:
-        yield conn
-
-
-def apply_records(db: Database, conn, m: Mapping, records: list[dict], keep_deleted: bool,
+def apply_records(db: Database, conn, m: Mapping, records: list[dict], source_name: str,
                   result: PollResult) -> None:
-    """REST records into the mapped table through the inbound path's rules: newest wins, echoes of our
-    own writes dropped, conflicts with local changes settled; deleted records deleted (or marked)."""
-    live = [r for r in records if not r.get("IsDeleted")]
-    gone = [r for r in records if r.get("IsDeleted")]
-    if live:
-        # the overlap brings back records Postgres already holds in that very state: leave those rows alone
-        known = staging.known_rows(conn, m, [r["Id"] for r in live])
-        live = [r for r in live if not _holds(known.get(r["Id"]), r, m)]
-    if live:
-        items = [InboxItem(f"poll:{r['Id']}", m.object_name, r["Id"], record_fields(r)) for r in live]
-        plan = plan_apply(items, {m.object_name.lower(): m})
-        result.failed.update({i.split(":", 1)[1]: reason for i, reason in plan.failed.items()})
-        for batch in plan.batches:
-            batch = conflicts.settle(db, conn, batch)
-            if batch.sfids:
-                failures = upsert_isolating_failures(conn, batch)
-                result.failed.update({i.split(":", 1)[1]: reason for i, reason in failures.items()})
-                result.changed += len(batch.sfids) - len(failures)
-    if gone:
-        stamps = [parse_datetime(r["SystemModstamp"]) if r.get("SystemModstamp") else None for r in gone]
-        result.deleted += staging.delete_rows(conn, m, [r["Id"] for r in gone], stamps, keep_deleted)
+    """REST records (query or queryAll pages) through the one apply path: newest wins, echoes of our own
+    writes dropped, conflicts with local changes settled, deleted records deleted (or marked)."""
+    collected = sources.collect(((r["Id"], r) for r in records),
+                                lambda r: sources.from_rest_record(m.object_name, r, source_name))
+    result.failed.update(collected.failed)
+    apply_changes(db, conn, m, collected.changes, result)
 
 
-def _holds(row: dict | None, record: dict, m: Mapping) -> bool:
-    """Postgres has this record in exactly this state. SystemModstamp has whole seconds only, so two
-    changes in one second share a stamp: the values decide."""
-    if row is None or row["_hc_err"] or not record.get("SystemModstamp") or row["isdeleted"]:
-        return False
-    if row["systemmodstamp"] != utc_naive(parse_datetime(record["SystemModstamp"])):   # UTC, no zone
-        return False
-    fields = record_fields(record)
-    try:
-        return all(row.get(f.column) == from_salesforce(f, fields.get(f.name)) for f in m.read_fields if f.name in fields)
-    except ValueError:
-        return False
-
-
-def fetch_by_ids(db: Database, sf: Salesforce, m: Mapping, ids: list[str], keep_deleted: bool,
-                 result: PollResult) -> None:
-    """Bring these records up to date (drift repair): queryAll by Id; a record Salesforce no longer has at
-    all is deleted like one in the recycle bin."""
-    for i in range(0, len(ids), IDS_PER_QUERY):
-        chunk = ids[i:i + IDS_PER_QUERY]
-        records = []
-        page = sf.query_page(by_ids_soql(m, chunk), include_deleted=True)
-        while True:
-            records.extend(page.get("records", []))
-            if page.get("done", True) or not page.get("nextRecordsUrl"):
-                break
-            page = sf.query_page(next_url=page["nextRecordsUrl"])
-        seen = {r["Id"] for r in records}
-        vanished = [sfid for sfid in chunk if sfid not in seen]
-        with _applying(db) as conn:
-            apply_records(db, conn, m, records, keep_deleted, result)
-            if vanished:
-                result.deleted += staging.delete_rows(conn, m, vanished, [None] * len(vanished), keep_deleted)
+def apply_changes(db: Database, conn, m: Mapping, changes: list, result: PollResult) -> None:
+    """Changes of one mapping's object, counted in the poll's result."""
+    if not changes:
+        return
+    applied = apply.apply_changes(db, conn, changes, {m.object_name.lower(): m})
+    result.failed.update(applied.failed)
+    result.changed += applied.written
+    result.deleted += applied.deleted
 
 
 def _finish(m: Mapping, result: PollResult, interval: int, sf: Salesforce | None = None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
+from core import soql
 from core.mapping import MappingError, check_object_name
 from gateway import salesforce
 from settings import Settings
@@ -58,7 +59,7 @@ def _limits(sf) -> dict:
 
 
 def record_counter(settings: Settings):
-    """Context.count_records: SELECT COUNT() FROM <object>, or None when not configured or not answering."""
+    """Context.count_records: core.soql.count(<object>), or None when not configured or not answering."""
     cache = _Cache(COUNT_SECONDS)
 
     def count(object_name: str) -> int | None:
@@ -72,7 +73,7 @@ def record_counter(settings: Settings):
 
         def ask():
             try:
-                return sf.call("GET", "/query", params={"q": f"SELECT COUNT() FROM {object_name}"}).json()["totalSize"]
+                return sf.call("GET", "/query", params={"q": soql.count(object_name)}).json()["totalSize"]
             except Exception:  # noqa: BLE001 - unknown counts show as "—"
                 return None
         return cache.get(object_name.lower(), ask)

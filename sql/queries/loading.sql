@@ -157,13 +157,17 @@ WHERE t.sfid IS NULL AND t.{ext} IS NOT NULL AND t.{ext}::text = s.{ext}::text
   AND NOT EXISTS (SELECT 1 FROM {table} o WHERE o.sfid = s.sfid);
 
 -- name: merge_staging
--- Never backwards (jobs/inbound.py's rule): a row changes only for a state at least as new as its own,
--- rows still waiting to go to Salesforce keep their local values, identical rows are not rewritten.
+-- Never backwards (forcebridge.not_backwards, migration 0100): a row changes only for a state at least as new
+-- as its own, rows still waiting to go to Salesforce keep their local values, identical rows are not rewritten,
+-- records deleted in Salesforce at or after the staged state are not brought back (their tombstones).
 -- Staged SystemModstamps are instants (timestamptz); mapped tables hold UTC wall time (AT TIME ZONE 'UTC'
 -- here and below: right whatever the session's TimeZone).
 INSERT INTO {table} AS t (sfid, systemmodstamp, isdeleted, _hc_lastop, _hc_err{columns})
 SELECT s.sfid, (s.systemmodstamp AT TIME ZONE 'UTC'), coalesce(s.isdeleted, false), 'SYNCED', NULL{s_columns}
 FROM {staging} s
+WHERE NOT EXISTS (SELECT 1 FROM forcebridge.salesforce_deletes d
+                  WHERE d.mapping_id = {mapping_id} AND d.sfid = s.sfid
+                    AND forcebridge.not_backwards(s.systemmodstamp, d.deleted_at))
 ON CONFLICT (sfid) DO UPDATE
 SET systemmodstamp = EXCLUDED.systemmodstamp, isdeleted = EXCLUDED.isdeleted,
     -- our own write coming back with the values the row holds keeps its INSERTED/UPDATED mark (apps wait
@@ -171,7 +175,7 @@ SET systemmodstamp = EXCLUDED.systemmodstamp, isdeleted = EXCLUDED.isdeleted,
     _hc_lastop = CASE WHEN t._hc_lastop IN ('INSERTED', 'UPDATED') AND NOT (false{differs}) THEN t._hc_lastop
                       ELSE 'SYNCED' END,
     _hc_err = NULL{set_columns}
-WHERE (t.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp >= t.systemmodstamp)
+WHERE forcebridge.not_backwards(t.systemmodstamp, EXCLUDED.systemmodstamp)
   AND (t.systemmodstamp IS DISTINCT FROM EXCLUDED.systemmodstamp OR t.isdeleted IS DISTINCT FROM EXCLUDED.isdeleted
        OR t._hc_err IS NOT NULL{differs})
   AND NOT EXISTS (SELECT 1 FROM forcebridge.change_log c
@@ -189,7 +193,10 @@ SELECT NOT EXISTS (SELECT 1 FROM {table}) AS empty;
 -- The first load into an empty table (locked by lock_for_merge): nothing to guard against, a plain INSERT.
 INSERT INTO {table} (sfid, systemmodstamp, isdeleted, _hc_lastop, _hc_err{columns})
 SELECT s.sfid, (s.systemmodstamp AT TIME ZONE 'UTC'), coalesce(s.isdeleted, false), 'SYNCED', NULL{s_columns}
-FROM {staging} s;
+FROM {staging} s
+WHERE NOT EXISTS (SELECT 1 FROM forcebridge.salesforce_deletes d
+                  WHERE d.mapping_id = {mapping_id} AND d.sfid = s.sfid
+                    AND forcebridge.not_backwards(s.systemmodstamp, d.deleted_at));
 
 -- name: max_staging_modstamp
 SELECT max(systemmodstamp) AS newest FROM {staging};
@@ -198,14 +205,14 @@ SELECT max(systemmodstamp) AS newest FROM {staging};
 -- Deletes found by a poll: gone in Postgres too, unless the row changed again after the delete.
 DELETE FROM {table} AS t
 USING unnest(%(sfids)s::text[], %(stamps)s::timestamptz[]) AS d(sfid, stamp)
-WHERE t.sfid = d.sfid AND (t.systemmodstamp IS NULL OR d.stamp IS NULL OR t.systemmodstamp <= (d.stamp AT TIME ZONE 'UTC'));
+WHERE t.sfid = d.sfid AND forcebridge.not_backwards(t.systemmodstamp, d.stamp AT TIME ZONE 'UTC');
 
 -- name: mark_deleted_from_salesforce
 UPDATE {table} AS t
 SET isdeleted = true, systemmodstamp = coalesce(d.stamp AT TIME ZONE 'UTC', t.systemmodstamp), _hc_lastop = 'SYNCED',
     _hc_err = NULL
 FROM unnest(%(sfids)s::text[], %(stamps)s::timestamptz[]) AS d(sfid, stamp)
-WHERE t.sfid = d.sfid AND (t.systemmodstamp IS NULL OR d.stamp IS NULL OR t.systemmodstamp <= (d.stamp AT TIME ZONE 'UTC'));
+WHERE t.sfid = d.sfid AND forcebridge.not_backwards(t.systemmodstamp, d.stamp AT TIME ZONE 'UTC');
 
 -- name: drift_counts
 SELECT (SELECT count(*) FROM {staging}) AS sf_count,
@@ -272,13 +279,13 @@ SELECT * FROM {table} WHERE sfid = ANY(%(sfids)s);
 -- name: delete_staged_deletes
 -- A poll through Bulk: records the job lists as deleted leave the mapped table (unless changed since).
 DELETE FROM {table} AS t USING {staging} s
-WHERE s.isdeleted AND t.sfid = s.sfid AND (t.systemmodstamp IS NULL OR t.systemmodstamp <= (s.systemmodstamp AT TIME ZONE 'UTC'));
+WHERE s.isdeleted AND t.sfid = s.sfid AND forcebridge.not_backwards(t.systemmodstamp, s.systemmodstamp AT TIME ZONE 'UTC');
 
 -- name: mark_staged_deletes
 UPDATE {table} AS t
 SET isdeleted = true, systemmodstamp = (s.systemmodstamp AT TIME ZONE 'UTC'), _hc_lastop = 'SYNCED', _hc_err = NULL
 FROM {staging} s
-WHERE s.isdeleted AND t.sfid = s.sfid AND (t.systemmodstamp IS NULL OR t.systemmodstamp <= (s.systemmodstamp AT TIME ZONE 'UTC'));
+WHERE s.isdeleted AND t.sfid = s.sfid AND forcebridge.not_backwards(t.systemmodstamp, s.systemmodstamp AT TIME ZONE 'UTC');
 
 -- name: drop_staged_deletes
 DELETE FROM {staging} WHERE isdeleted;

@@ -41,7 +41,7 @@ CREATE SCHEMA IF NOT EXISTS {schema};
 DROP TABLE IF EXISTS {table};
 
 -- name: upsert_from_salesforce
--- Never backwards: a stored row changes only for a state at least as new as the one it holds.
+-- Never backwards (forcebridge.not_backwards): a stored row changes only for a state at least as new as its own.
 -- SystemModstamp comes as an instant and is stored as UTC wall time, whatever the session's TimeZone.
 INSERT INTO {table} AS t (sfid, systemmodstamp, isdeleted, _hc_lastop, _hc_err{columns})
 SELECT u.sfid, u.systemmodstamp AT TIME ZONE 'UTC', u.isdeleted, 'SYNCED', NULL{u_columns}
@@ -52,8 +52,7 @@ SET systemmodstamp = EXCLUDED.systemmodstamp, isdeleted = EXCLUDED.isdeleted,
     _hc_lastop = CASE WHEN t._hc_lastop IN ('INSERTED', 'UPDATED') AND NOT (false{differs}) THEN t._hc_lastop
                       ELSE 'SYNCED' END,
     _hc_err = NULL{set_columns}
-WHERE t.systemmodstamp IS NULL OR EXCLUDED.systemmodstamp IS NULL
-   OR EXCLUDED.systemmodstamp >= t.systemmodstamp;
+WHERE forcebridge.not_backwards(t.systemmodstamp, EXCLUDED.systemmodstamp);
 
 -- name: count_mapped_rows
 SELECT count(*) AS n FROM {table};

@@ -23,7 +23,7 @@ SET deleted_at = greatest(forcebridge.salesforce_deletes.deleted_at, excluded.de
 SELECT u.notification_id
 FROM unnest(%(sfids)s::text[], %(stamps)s::timestamptz[], %(ids)s::text[]) AS u(sfid, stamp, notification_id)
 JOIN forcebridge.salesforce_deletes d ON d.mapping_id = %(mapping_id)s AND d.sfid = u.sfid
-WHERE u.stamp IS NULL OR d.deleted_at IS NULL OR u.stamp <= d.deleted_at;
+WHERE forcebridge.not_backwards(u.stamp, d.deleted_at);   -- the delete is not older than the notification
 
 -- name: purge_salesforce_deletes
 DELETE FROM forcebridge.salesforce_deletes WHERE recorded_at < now() - make_interval(secs => %(after_seconds)s);
@@ -34,3 +34,10 @@ DELETE FROM forcebridge.salesforce_deletes WHERE recorded_at < now() - make_inte
 -- Stored as UTC wall time (a column still timestamptz, kept by migration 0060, reads as UTC in our sessions).
 SELECT min(t.systemmodstamp)::timestamp AT TIME ZONE 'UTC' AS oldest FROM {table} t
 WHERE t.sfid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {staging} s WHERE s.sfid = t.sfid);
+
+-- name: record_staged_deletes
+-- The deletes a staged Bulk read lists (a poll), remembered like the ones read page by page.
+INSERT INTO forcebridge.salesforce_deletes (mapping_id, sfid, deleted_at)
+SELECT {mapping_id}, s.sfid, max(s.systemmodstamp) FROM {staging} s WHERE s.isdeleted GROUP BY s.sfid
+ON CONFLICT (mapping_id, sfid) DO UPDATE
+SET deleted_at = greatest(forcebridge.salesforce_deletes.deleted_at, excluded.deleted_at), recorded_at = now();

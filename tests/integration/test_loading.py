@@ -601,3 +601,60 @@ def test_a_poll_keeps_an_app_change_that_no_drain_has_moved_into_the_log(api, db
         ("changed by the app", "PENDING")]
     assert sql(url, "SELECT winner FROM forcebridge.conflicts") == [("postgres",)]
     assert sql(url, "SELECT op, state FROM forcebridge.change_log") == [("update", "NEW")]
+
+
+def test_a_reload_does_not_bring_back_a_record_a_poll_saw_deleted_after_its_snapshot(api, db, sf, emulator,
+                                                                                       sf_settings):
+    """The reload's snapshot still holds the record; the poll deleted its row (and remembered the delete) before
+    the merge: the merge must not insert the older state again (no later poll would ever see the delete)."""
+    m = loaded_mapping(api, db, sf, emulator, count=50)
+    reload_id = load.request(db, m.id, "api")["id"]
+    options = load.LoadOptions(page_size=20, rest_max=10)
+    with pytest.raises(Crash):                 # every page staged, the merge not run yet
+        load.run(db, sf, reload_id, dataclasses.replace(options, on_page=crash_after(3)))
+    gone = sorted(salesforce_accounts(sf))[0]
+    emulator.salesforce(client="user").Account.delete(gone)
+    assert poll.poll(db, sf, m, force=True).deleted == 1
+    url = sf_settings.database_url
+    assert sql(url, "SELECT count(*) FROM salesforce.account WHERE sfid = %s", (gone,)) == [(0,)]
+    done = load.run(db, sf, reload_id, options)
+    assert (done["state"], done["loaded"]) == ("done", 50)
+    assert sql(url, "SELECT count(*) FROM salesforce.account WHERE sfid = %s", (gone,)) == [(0,)]
+    assert_same_as_salesforce(url, sf)
+
+
+def test_a_drift_repair_of_rows_whose_sfid_is_no_salesforce_id_treats_them_as_gone(api, db, sf, emulator,
+                                                                                   sf_settings):
+    """Ids that cannot be Salesforce Ids (a quote, a dash, too short) are never sent in a query (Salesforce
+    refuses the whole query for one of them) nor silently left out: those rows are not in Salesforce."""
+    m = loaded_mapping(api, db, sf, emulator, count=10)
+    url = sf_settings.database_url
+    ids = sorted(salesforce_accounts(sf))
+    with psycopg.connect(url) as conn:
+        conn.execute("SELECT set_config('forcebridge.origin', 'salesforce', true)")
+        conn.execute("DELETE FROM salesforce.account WHERE sfid = %s", (ids[0],))                    # lost row
+        conn.execute("INSERT INTO salesforce.account (sfid, name, systemmodstamp) VALUES "
+                     "('abc', 'short', now()), ('001''x-y', 'quoted', now())")                       # not ids
+    repaired = api.post(f"/api/v1/mappings/{m.id}/reconcile", json={"repair": True}).get_json()
+    assert repaired["repaired"] == {"requested": 3, "written": 1, "deleted": 2, "failed": 0}, repaired
+    assert_same_as_salesforce(url, sf)
+
+
+def test_a_late_outbound_message_does_not_bring_back_a_record_a_bulk_poll_deleted(sf_app, api, db, sf, emulator,
+                                                                                  sf_settings):
+    """A poll through a Bulk job remembers the deletes it applies, as a poll through REST pages does."""
+    m = loaded_mapping(api, db, sf, emulator, count=2100)
+    users = emulator.salesforce(client="user")
+    before = salesforce_accounts(sf)
+    ids = sorted(before)
+    users.bulk2.Account.update(records=[{"Id": i, "Name": "mass update"} for i in ids[:2050]])
+    gone = ids[-1]
+    users.Account.delete(gone)
+    result = poll.poll(db, sf, m, force=True, bulk_above=1000)
+    assert (result.changed, result.deleted) == (2050, 1)
+    late = {k: v for k, v in before[gone].items() if k != "attributes"}        # built before the delete
+    om_post(sf_app.test_client(), emulator.org_id, [late])
+    inbound.apply_pending(db)
+    url = sf_settings.database_url
+    assert sql(url, "SELECT count(*) FROM salesforce.account WHERE sfid = %s", (gone,)) == [(0,)]
+    assert_same_as_salesforce(url, sf)

@@ -115,8 +115,9 @@ def test_values_at_the_edge_of_their_column_still_convert(t, text, value):
 def test_the_case_insensitive_field_lookup_is_linear():
     """A notification naming fields in another case (UNIT__C) is matched without a scan per mapped field:
     200 mapped fields against 100,000 sent names cost one lower() per name, not 20 million."""
-    from core.inbound import InboxItem, plan_apply
+    from core.inbound import plan_apply
     from core.mapping import Mapping
+    from core.sources import from_fields
 
     lowered = []
 
@@ -129,7 +130,8 @@ def test_the_case_insensitive_field_lookup_is_linear():
     mapping = Mapping("Thing__c", "salesforce", "thing__c", "sf_to_pg", specs, id=1)
     sent = {Name(f"OTHER{i}__C"): "1" for i in range(100_000)}
     sent.update({Name("Id"): "a00000000000001AAA", Name("FIELD7__C"): "7"})
-    plan = plan_apply([InboxItem("n1", "Thing__c", "a00000000000001AAA", sent)], {"thing__c": mapping})
+    plan = plan_apply([from_fields("Thing__c", "a00000000000001AAA", sent, "outbound", key="n1")],
+                      {"thing__c": mapping})
     assert not plan.failed and plan.batches[0].columns == (specs[7],) and plan.batches[0].values == [[7]]
     assert len(lowered) <= len(sent) + 10
 

@@ -2,8 +2,9 @@
 import datetime as dt
 
 from core.convert import FieldSpec
-from core.loading import (bulk_error, changed_since_soql, load_soql, poll_settings, progress, progress_bar,
-                          record_fields, staging_columns)
+from core.loading import bulk_error, poll_settings, progress, progress_bar, staging_columns
+from core.soql import changed_since, records as load_soql
+from core.sources import rest_fields as record_fields
 from core.mapping import Mapping
 
 
@@ -33,8 +34,8 @@ def test_soql_selects_system_fields_first_and_polls_behind_the_watermark():
     assert load_soql(m) == "SELECT Id, SystemModstamp, IsDeleted, Name, AnnualRevenue FROM Account"
     assert staging_columns(m) == ["sfid", "systemmodstamp", "isdeleted", "name", "annualrevenue"]
     mark = dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=dt.timezone.utc)
-    assert changed_since_soql(m, mark).endswith("WHERE SystemModstamp > 2026-01-02T03:03:05Z ORDER BY SystemModstamp")
-    assert "WHERE" not in changed_since_soql(m, None)
+    assert changed_since(m, mark).endswith("WHERE SystemModstamp > 2026-01-02T03:03:05+00:00 ORDER BY SystemModstamp")
+    assert "WHERE" not in changed_since(m, None)
 
 
 def test_progress_rate_eta_and_bar():

@@ -4,7 +4,8 @@ import pytest
 
 from core.changes import (ChangeLogEntry, coalesce, plan_writes, references_parents, sent_columns,
                           writable_fields)
-from core.loading import load_soql, staging_columns
+from core.loading import staging_columns
+from core.soql import records as load_soql
 from core.mapping import MappingError, from_entry, relationship_parents
 
 CONTACT = {"name": "Contact", "fields": [

@@ -1,0 +1,89 @@
+"""Every SOQL query the product sends, built in one place. Values (ids, external ids, date-times) are quoted
+by simple-salesforce's formatter; names (objects, fields) are checked to be API names and written as they are."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Iterable
+
+from simple_salesforce.format import format_soql
+
+from core.mapping import Mapping
+
+SYSTEM_FIELDS = ("Id", "SystemModstamp", "IsDeleted")
+# SystemModstamp is stamped when a transaction starts, so a slow one commits "in the past": each poll
+# looks this far behind its watermark. The never-backwards rule makes the overlap harmless.
+POLL_OVERLAP = dt.timedelta(seconds=60)
+# An API name, or a relationship path of them (Account.External_Id__c): what may stand unquoted in a query.
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*")
+
+
+def is_record_id(text) -> bool:
+    """Could this be a Salesforce record Id (15 or 18 ASCII letters and digits)? Salesforce refuses a whole
+    query naming one that cannot."""
+    return isinstance(text, str) and len(text) in (15, 18) and text.isascii() and text.isalnum()
+
+
+def name(text: str) -> str:
+    """An object or field API name, refused (ValueError) if it could be anything else."""
+    if not isinstance(text, str) or not _NAME.fullmatch(text):
+        raise ValueError(f"not a Salesforce API name: {text!r}")
+    return text
+
+
+def select(object_name: str, fields: Iterable[str], where: str = "", order_by: str | None = None) -> str:
+    """SELECT <fields> FROM <object> [WHERE <where>] [ORDER BY <field>]. `where` comes from format_soql."""
+    text = f"SELECT {', '.join(name(f) for f in fields)} FROM {name(object_name)}"
+    if where:
+        text += f" WHERE {where}"
+    if order_by:
+        text += f" ORDER BY {name(order_by)}"
+    return text
+
+
+def count(object_name: str, where: str = "") -> str:
+    """How many records (`where`, if any, built with format_soql)."""
+    text = f"SELECT COUNT() FROM {name(object_name)}"
+    return f"{text} WHERE {where}" if where else text
+
+
+def record_fields(m: Mapping) -> list[str]:
+    """The API names a load or poll selects, system fields first (the staging table's column order)."""
+    return [*SYSTEM_FIELDS, *(f.name for f in m.read_fields)]
+
+
+def records(m: Mapping) -> str:
+    """Every record of the mapping's object with the fields Salesforce -> Postgres reads (a load)."""
+    return select(m.object_name, record_fields(m))
+
+
+def keys(m: Mapping) -> str:
+    """Every record's Id, SystemModstamp and IsDeleted only (a drift check)."""
+    return select(m.object_name, SYSTEM_FIELDS)
+
+
+def changed_since(m: Mapping, watermark: dt.datetime | None, ordered: bool = True) -> str:
+    """Records changed after the watermark (less the overlap), oldest first, so a poll cut short still
+    moves the watermark forward correctly (a Bulk job is applied whole, unordered). Whole seconds, rounded
+    down by the formatter: the comparison is '>', so down is safe."""
+    where = format_soql("SystemModstamp > {}", watermark - POLL_OVERLAP) if watermark else ""
+    return select(m.object_name, record_fields(m), where, "SystemModstamp" if ordered else None)
+
+
+def recycle_bin(m: Mapping, since: dt.datetime) -> str:
+    """Records deleted from `since` on, oldest first: getDeleted's stand-in when its window is older than
+    Salesforce keeps. From `since` inclusive: a delete seen twice is harmless, one skipped is not."""
+    return select(m.object_name, SYSTEM_FIELDS, format_soql("IsDeleted = true AND SystemModstamp >= {}", since),
+                  "SystemModstamp")
+
+
+def by_ids(m: Mapping, ids: list[str]) -> str:
+    """These records (a drift repair): every id quoted, none dropped (the caller leaves out what
+    `is_record_id` refuses, Salesforce would refuse the query)."""
+    return select(m.object_name, record_fields(m), format_soql("Id IN {}", list(ids)))
+
+
+def by_external_ids(object_name: str, field: str, values: list[str]) -> str:
+    """Id and external id of the records holding these external-id values (the drain's lookup of records
+    whose sfid never came back)."""
+    return select(object_name, ["Id", field], format_soql(f"{name(field)} IN {{}}", list(values)))

@@ -1,0 +1,176 @@
+"""The one apply path of Salesforce -> Postgres. Every source hands it `core.sources.SalesforceChange`s (or, for
+large reads, rows it staged: `apply_staged`); this module alone decides what lands: tombstones of Salesforce
+deletes, echoes of our own writes and conflicts with local changes (jobs/conflicts.settle), the typed upsert
+and deletes under the never-backwards rule (forcebridge.not_backwards, migration 0100)."""
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from dataclasses import dataclass, field
+
+import psycopg
+
+from core.convert import from_salesforce, utc_naive
+from core.inbound import DeleteBatch, UpsertBatch, plan_apply
+from core.loading import poll_settings
+from core.mapping import Mapping
+from core.sources import SalesforceChange, source
+from gateway import change_log, mapped_tables, staging
+from gateway.db import QUERIES, Database
+from jobs import conflicts
+
+# A value Postgres refuses (too long, say) or a constraint of the user's own on the mapped table (NOT NULL,
+# UNIQUE, FK, CHECK, or an index of theirs a value is too large for): either fails only the offending
+# change, never the whole batch, which would otherwise be claimed again forever and stop all
+# Salesforce -> Postgres sync.
+REFUSED = (psycopg.errors.DataError, psycopg.errors.IntegrityError, psycopg.errors.ProgramLimitExceeded)
+
+
+@dataclass
+class Applied:
+    done: list[str] = field(default_factory=list)          # keys settled: written, or rightly left out
+    failed: dict[str, str] = field(default_factory=dict)    # key -> reason
+    unmapped: list[str] = field(default_factory=list)       # keys of objects without an active reading mapping
+    # changes carrying only some fields (complete=False) of records Postgres does not hold: not written (a row
+    # of those fields alone would be wrong); the source reads the records whole (by Id) and applies them
+    refetch: list[SalesforceChange] = field(default_factory=list)
+    synced: Counter = field(default_factory=Counter)        # mapping id -> changes settled (written or left out)
+    written: int = 0                                        # rows upserted
+    deleted: int = 0                                        # rows deleted (or marked deleted)
+
+
+@contextlib.contextmanager
+def applying(db: Database):
+    """The transaction that applies Salesforce's changes, opened after captured changes moved into the change
+    log, where the conflict rules look for local changes."""
+    change_log.absorb(db)
+    with db.transaction(origin="salesforce") as conn:
+        yield conn
+
+
+def apply_changes(db: Database, conn: psycopg.Connection, changes: list[SalesforceChange],
+                  mappings: dict[str, Mapping]) -> Applied:
+    """Apply the changes in the caller's transaction (opened with origin = salesforce: `applying`).
+    `mappings`: lowercase object name -> active reading Mapping. Changes are in arrival order."""
+    out = Applied()
+    changes = _without_held(conn, changes, mappings, out)
+    changes = _without_partial_unknown(conn, changes, mappings, out)
+    plan = plan_apply(changes, mappings)
+    out.failed.update(plan.failed)
+    out.unmapped = list(plan.unmapped)
+    for batch in plan.batches:
+        batch = batch.without(_deleted_in_salesforce(conn, batch))
+        # the write path's hook: echoes of our own writes dropped, conflicts with local changes settled
+        batch = conflicts.settle(db, conn, batch)
+        if batch.sfids:
+            failures = upsert_isolating_failures(conn, batch)
+            out.failed.update(failures)
+            out.written += len(batch.sfids) - len(failures)
+    for gone in plan.deletes:
+        out.deleted += delete(conn, gone)
+    for batch in plan.batches:
+        keys = [k for k in batch.keys if k not in out.failed]
+        out.done.extend(keys)
+        out.synced[batch.mapping.id] += len(keys)
+    for gone in plan.deletes:
+        out.done.extend(gone.keys)
+    out.done.extend(plan.superseded)
+    return out
+
+
+def _without_held(conn, changes: list[SalesforceChange], mappings: dict[str, Mapping],
+                  out: Applied) -> list[SalesforceChange]:
+    """A source that reads overlapping windows (a poll) brings back records Postgres already holds in that very
+    state: those rows are left alone (counted done, not written)."""
+    rereading: dict[str, list[SalesforceChange]] = {}
+    for c in changes:
+        m = mappings.get(c.object_name.lower())
+        if m is not None and not c.deletes and source(c.source).rereads:
+            rereading.setdefault(m.object_name.lower(), []).append(c)
+    held = set()
+    for name, group in rereading.items():
+        m = mappings[name]
+        known = staging.known_rows(conn, m, [c.record_id for c in group])
+        held.update(c.key for c in group if _holds(known.get(c.record_id), c, m))
+    if not held:
+        return changes
+    out.done.extend(held)
+    return [c for c in changes if c.key not in held]
+
+
+def _without_partial_unknown(conn, changes: list[SalesforceChange], mappings: dict[str, Mapping],
+                             out: Applied) -> list[SalesforceChange]:
+    """Changes that carry only the changed fields apply to rows Postgres holds; for a record it lacks they go
+    back to the source in `out.refetch`."""
+    partial: dict[str, list[SalesforceChange]] = {}
+    for c in changes:
+        m = mappings.get(c.object_name.lower())
+        if m is not None and not c.complete and not c.deletes:
+            partial.setdefault(m.object_name.lower(), []).append(c)
+    unknown = set()
+    for name, group in partial.items():
+        known = staging.known_rows(conn, mappings[name], [c.record_id for c in group])
+        unknown.update(c.key for c in group if c.record_id not in known)
+    if not unknown:
+        return changes
+    out.refetch.extend(c for c in changes if c.key in unknown)
+    return [c for c in changes if c.key not in unknown]
+
+
+def _holds(row: dict | None, change: SalesforceChange, m: Mapping) -> bool:
+    """Postgres has this record in exactly this state. SystemModstamp has whole seconds only, so two
+    changes in one second share a stamp: the values decide."""
+    if row is None or row["_hc_err"] or change.stamp is None or row["isdeleted"]:
+        return False
+    if row["systemmodstamp"] != utc_naive(change.stamp):   # UTC, no zone
+        return False
+    try:
+        return all(row.get(f.column) == from_salesforce(f, change.fields.get(f.name))
+                   for f in m.read_fields if f.name in change.fields)
+    except ValueError:
+        return False
+
+
+def _deleted_in_salesforce(conn: psycopg.Connection, batch: UpsertBatch) -> set[str]:
+    """Keys of changes a delete already superseded (tombstones): built before the delete and delivered after
+    it, they would bring the row back (found by the chaos suite)."""
+    if not batch.sfids:
+        return set()
+    return {r["notification_id"] for r in conn.execute(QUERIES["deleted_in_salesforce"], {
+        "mapping_id": batch.mapping.id, "sfids": batch.sfids, "stamps": batch.modstamps,
+        "ids": batch.keys}).fetchall()}
+
+
+def delete(conn: psycopg.Connection, gone: DeleteBatch) -> int:
+    """Records Salesforce deleted: their tombstones recorded, rows deleted (or marked, keep_deleted_rows)
+    unless they changed again after the delete."""
+    return staging.delete_rows(conn, gone.mapping, gone.sfids, gone.stamps, poll_settings(gone.mapping).keep_deleted)
+
+
+def upsert_isolating_failures(conn: psycopg.Connection, batch: UpsertBatch) -> dict[str, str]:
+    """Upsert the batch in one statement; if Postgres refuses it, find the offending rows one by one
+    so that the others still land. Returns change key -> reason."""
+    try:
+        with conn.transaction():
+            mapped_tables.upsert_batch(conn, batch)
+        return {}
+    except REFUSED:
+        pass
+    failures = {}
+    for i in range(len(batch.sfids)):
+        try:
+            with conn.transaction():
+                mapped_tables.upsert_batch(conn, batch.subset([i]))
+        except REFUSED as exc:
+            failures[batch.keys[i]] = f"Postgres refused the row: {exc.diag.message_primary}"
+    return failures
+
+
+def apply_staged(conn: psycopg.Connection, name: str, m: Mapping, source_name: str,
+                 deletes: bool = False) -> tuple[int, int]:
+    """What a source staged (a Bulk or REST read into staging table `name`) into the mapped table, in the
+    caller's transaction (origin = salesforce): deleted records first (`deletes`: the read was a queryAll),
+    then one merge statement under the never-backwards rule, the tombstones and the local changes' guard.
+    Returns (rows deleted, rows written)."""
+    gone = staging.apply_staged_deletes(conn, name, m, poll_settings(m).keep_deleted) if deletes else 0
+    return gone, staging.merge(conn, name, m, fresh=source(source_name).fresh)
