@@ -237,6 +237,19 @@ def test_wrong_json_type_fails_the_whole_request(api, field, value, words):
     assert list(api.org.query("SELECT Id FROM Widget__c")) == []      # nothing of the call was written
 
 
+def test_wrong_json_type_in_collections_update_and_composite(api):
+    _, created = api("POST", "/sobjects/Widget__c", {"Name": "a"})
+    status, body = api("PATCH", "/composite/sobjects", {"records": [rec(id=created["id"], Name="b"),
+                                                                    rec(id=created["id"], Amount__c="lots")]})
+    assert status == 400 and body[0]["errorCode"] == "JSON_PARSER_ERROR"
+    assert [r["Name"] for r in api.org.query("SELECT Name FROM Widget__c")] == ["a"]
+    status, body = api("POST", "/composite", {"compositeRequest": [
+        {"method": "PATCH", "url": f"{V}/sobjects/Widget__c/{created['id']}", "referenceId": "r1",
+         "body": {"Due__c": "someday"}}]})
+    sub = body["compositeResponse"][0]
+    assert sub["httpStatusCode"] == 400 and sub["body"][0]["errorCode"] == "JSON_PARSER_ERROR"
+
+
 def test_numeric_text_is_read_as_a_number(api):
     status, _ = api("POST", "/sobjects/Widget__c", {"Name": "a", "Amount__c": "12.5"})
     assert status == 201
