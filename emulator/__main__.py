@@ -18,7 +18,7 @@ def parse_args(argv=None):
     parser.add_argument("--data", default=".emulator-data", help="directory for the org's SQLite file and TLS files")
     parser.add_argument("--no-tls", action="store_true", help="serve plain HTTP")
     parser.add_argument("--time-scale", type=float, default=1.0, help="emulated seconds per real second")
-    parser.add_argument("--session-seconds", type=int, default=7200, help="session lifetime (emulated seconds)")
+    parser.add_argument("--session-seconds", type=int, default=7200, help="session timeout after inactivity (emulated seconds)")
     parser.add_argument("--daily-api-limit", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0, help="seed for fault injection")
     parser.add_argument("--verbose", action="store_true", help="log every request")

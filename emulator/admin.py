@@ -65,6 +65,28 @@ def clear_faults():
     return jsonify(current_app.config["FAULTS"].snapshot())
 
 
+@bp.get("/rules")
+def get_rules():
+    return jsonify(org().rules.snapshot())
+
+
+@bp.put("/rules")
+@bp.post("/rules")
+def set_rules():
+    """Validation rules, duplicate rules and trigger-like failures per object (see emulator/org_rules.py):
+    {"Account": {"validationRules": [{"name", "condition", "message", "field"}], "duplicateRules":
+    [{"name", "fields": [...]}], "triggers": [{"name", "condition", "message"}], "lockRate": 0.1}}"""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ValueError("rules: a JSON object keyed by sObject name")
+    return jsonify(org().configure_rules(body))
+
+
+@bp.delete("/rules")
+def clear_rules():
+    return jsonify(org().configure_rules({}))
+
+
 @bp.post("/sessions/expire")
 def expire_sessions():
     return jsonify({"expired": org().expire_sessions()})

@@ -4,7 +4,7 @@ import logging
 
 from flask import Flask, request
 
-from emulator import admin, auth, composite, rest
+from emulator import admin, auth, composite, org_rules, rest
 from emulator.faults import Faults
 from emulator.store import Org
 
@@ -39,6 +39,10 @@ def create_app(org: Org, *, faults_seed: int = 0, pubsub: dict | None = None) ->
         if init is not None:
             init(app)
     app.after_request(auth.add_limit_info)
+
+    @app.before_request
+    def duplicate_rule_header():
+        org_rules.ALLOW_SAVE.set(org_rules.allow_save_from(request.headers.get("Sforce-Duplicate-Rule-Header")))
 
     @app.before_request
     def admin_not_from_web_pages():

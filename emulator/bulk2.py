@@ -512,6 +512,9 @@ def create_query_job(version):
         raise BulkError("API_ERROR", "Aggregate queries are not supported by Bulk API 2.0 query jobs")
     if plan.offset:
         raise BulkError("API_ERROR", "OFFSET is not supported by Bulk API 2.0 query jobs")
+    if plan.children:
+        raise BulkError("API_ERROR", "Parent-to-child relationship queries (subqueries) are not supported by "
+                                     "Bulk API 2.0 query jobs")
     job = _new_job(version, body, "V2Query", plan.sobject.name, operation)
     job.update(_query=text, _columns=[".".join(column.path) for column in plan.columns])
     job = _jobs().put(job)
@@ -585,6 +588,7 @@ def delete_query_job(version, job_id):
 @bp.get("/query/<job_id>/results")
 def query_results(version, job_id):
     job = _jobs().get(job_id, "V2Query") or _raise(NOT_FOUND)
+    _same_version(job, version)
     if job["state"] != "JobComplete":
         raise BulkError("INVALIDJOBSTATE", f"Job is in state {job['state']}; results are available "
                                            "once it is JobComplete")
@@ -740,6 +744,7 @@ RESULT_FILES = {"successfulresults": "successfulResults.csv", "failedresults": "
 def ingest_results(version, job_id, kind):
     job = _jobs().get(job_id, "V2Ingest") or _raise(NOT_FOUND)
     name = RESULT_FILES.get(kind.lower()) or _raise(NOT_FOUND)
+    _same_version(job, version)
     path = _jobs().dir(job_id) / name
     if job["state"] not in FINISHED:
         raise BulkError("INVALIDJOBSTATE", f"Job is in state {job['state']}; results are available "
@@ -750,6 +755,17 @@ def ingest_results(version, job_id, kind):
     response.headers["Content-Type"] = "text/csv; charset=UTF-8"
     response.headers["Content-Length"] = str(path.stat().st_size)
     return response
+
+
+def _same_version(job: dict, version: str) -> None:
+    """Results are read under the API version the job was created with; another version gets 409."""
+    try:
+        same = float(version) == float(job["apiVersion"])
+    except (TypeError, ValueError):
+        same = False
+    if not same:
+        raise BulkError("INVALIDJOBSTATE", f"Job {job['id']} was created with API version {job['apiVersion']}; "
+                                           f"read its results with the same version, not {version}", 409)
 
 
 def _results_of_a_job_that_never_ran(job: dict, kind: str):

@@ -6,7 +6,7 @@ import urllib.parse
 from flask import Blueprint, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from emulator import ids
+from emulator import ids, validation
 from emulator.auth import org, require_session
 from emulator.errors import SalesforceError
 from emulator.rest import json_response, parse_version, read_json_body, sf_error_response, with_attributes
@@ -41,6 +41,19 @@ def _records_body() -> tuple[list, bool]:
         raise SalesforceError(400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records "
                               "into this call")
     return records, bool(body.get("allOrNone", False))
+
+
+def _check_json_types(records: list) -> None:
+    """A value of the wrong JSON type or an unknown field in any record fails the whole call, as the API
+    reads the entire body before it processes a record (validation.check_json_types)."""
+    the_org = org()
+    for record in records:
+        if not isinstance(record, dict):
+            continue
+        sobj = the_org.types.get(str((record.get("attributes") or {}).get("type") or "").lower())
+        if sobj is not None:
+            validation.check_json_types(sobj, {k: v for k, v in record.items() if k.lower() != "id"
+                                               or not isinstance(v, str)})
 
 
 def _run_items(items: list, all_or_none: bool, operation) -> list[dict]:
@@ -99,6 +112,7 @@ def _values(record: dict) -> dict:
 def collection_create(version):
     parse_version(version)
     records, all_or_none = _records_body()
+    _check_json_types(records)
     the_org = org()
     client, user_id = g.client, g.user_id
 
@@ -114,6 +128,7 @@ def collection_create(version):
 def collection_update(version):
     parse_version(version)
     records, all_or_none = _records_body()
+    _check_json_types(records)
     the_org = org()
     client, user_id = g.client, g.user_id
 
@@ -141,6 +156,7 @@ def collection_upsert(version, sobject, field):
     ext = sobj.field(field)
     if ext is None:
         raise SalesforceError(404, "NOT_FOUND", "The requested resource does not exist")
+    _check_json_types(records)
     values = [_ext_value(record, ext["name"]) for record in records]
     seen: dict[str, int] = {}
     for value in values:

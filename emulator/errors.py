@@ -14,17 +14,18 @@ class SalesforceError(Exception):
         self.message = message
         self.fields = None if fields is None else list(fields)     # None: the body has no "fields" key
         self.matches = matches
+        self.extra: dict = {}      # more keys of the error body, e.g. DUPLICATES_DETECTED's duplicateResult
 
     def envelope(self) -> list[dict]:
         """The REST single-call body: [{"message", "errorCode", "fields"}]."""
         body = {"message": self.message, "errorCode": self.error_code}
         if self.fields is not None:
             body["fields"] = self.fields
-        return [body]
+        return [{**self.extra, **body}]
 
     def item_error(self) -> dict:
         """The error inside sObject Collections results, which says statusCode instead of errorCode."""
-        return {"statusCode": self.error_code, "message": self.message, "fields": self.fields or []}
+        return {**self.extra, "statusCode": self.error_code, "message": self.message, "fields": self.fields or []}
 
 
 class NotFound(SalesforceError):

@@ -92,6 +92,7 @@ class Emulator:
     def reset(self) -> None:
         self.admin("POST", "/_emulator/reset")
         self.admin("DELETE", "/_emulator/faults")
+        self.admin("DELETE", "/_emulator/rules")
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -7,7 +7,7 @@ import time
 
 from flask import Blueprint, current_app, g, make_response, request
 
-from emulator import ids
+from emulator import ids, validation
 from emulator.auth import error_response, org, require_session
 from emulator.errors import NotFound, SalesforceError
 from emulator.soql import SoqlError, format_datetime, parse_datetime
@@ -223,6 +223,7 @@ def create_record(version: str, sobject: str, body) -> tuple[int, dict, dict]:
         raise SalesforceError(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of sObject from the request body")
     the_org = org()
     sobj = the_org.sobject_type(sobject)
+    validation.check_json_types(sobj, body)
     record = the_org.create(sobj.name, body, client=g.client, user_id=g.user_id, full=False)
     return 201, {"id": record["Id"], "success": True, "errors": []}, {
         "Location": record_url(version, sobj.name, record["Id"])}
@@ -279,6 +280,7 @@ def update_record(version: str, sobject: str, record_id: str, body) -> tuple[int
     the_org = org()
     sobj = the_org.sobject_type(sobject)
     _id_or_not_found(sobj, record_id)
+    validation.check_json_types(sobj, body)
     the_org.update(sobj.name, record_id, body, client=g.client, user_id=g.user_id, full=False)
     return 204, None, {}
 
@@ -315,6 +317,7 @@ def upsert_record(version: ApiVersion, sobject: str, field: str, value: str, bod
         raise SalesforceError(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of sObject from the request body")
     the_org = org()
     sobj = the_org.sobject_type(sobject)
+    validation.check_json_types(sobj, body)
     record, created = the_org.upsert(sobj.name, field, value, body, client=g.client, user_id=g.user_id,
                                      update_only=update_only, full=False)
     result = {"id": record["Id"], "success": True, "errors": []}
@@ -382,19 +385,37 @@ def sobject_delete_by_external_id(version, sobject, field, value):
 
 # ------------------------------------------------------------ deleted / updated
 
-def _window() -> tuple[dt.datetime, dt.datetime]:
+REPLICATION_DAYS = 30
+
+
+def _minute(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def _window() -> tuple[dt.datetime, dt.datetime, dt.datetime]:
+    """getDeleted/getUpdated's window: the API ignores the seconds of start and end (12:30:15 is 12:30:00).
+    Returns (start, end of the rows, latestDateCovered). An end in the current minute answers what the org
+    has up to now, but covers only up to the minute's start: a change made later in that minute is in the
+    next window, which starts at latestDateCovered (a change early in it may come twice; none is missed)."""
     try:
-        start = parse_datetime(request.args["start"])
-        end = parse_datetime(request.args["end"])
+        start = _minute(parse_datetime(request.args["start"]))
+        end = _minute(parse_datetime(request.args["end"]))
     except (KeyError, ValueError):
         raise SalesforceError(400, "MALFORMED_QUERY", "start and end must be ISO 8601 date-times") from None
     if start > end:
         raise SalesforceError(400, "INVALID_REPLICATION_DATE", "start date cannot be after end date")
+    if start < _earliest_available():
+        raise SalesforceError(400, "INVALID_REPLICATION_DATE", "start date must be within the last "
+                              f"{REPLICATION_DAYS} days")
     now = org().clock.now()
-    # Salesforce answers getDeleted/getUpdated only for the last 30 days
-    if start < now - dt.timedelta(days=30):
-        raise SalesforceError(400, "INVALID_REPLICATION_DATE", "start date must be within the last 30 days")
-    return start, min(end, now)
+    if end <= _minute(now):
+        return start, end, end
+    return start, now, max(start, _minute(now))
+
+
+def _earliest_available() -> dt.datetime:
+    """The earliest time the org still answers for: it keeps delete and update history for 30 days."""
+    return _minute(org().clock.now() - dt.timedelta(days=REPLICATION_DAYS))
 
 
 @bp.get("/services/data/<version>/sobjects/<sobject>/deleted")
@@ -402,12 +423,11 @@ def _window() -> tuple[dt.datetime, dt.datetime]:
 @require_session
 def sobject_deleted(version, sobject):
     parse_version(version)
-    start, end = _window()
-    the_org = org()
-    rows = the_org.deleted_records(sobject, start, end)
-    earliest = the_org.earliest_deleted(sobject) or format_datetime(start)
+    start, end, covered = _window()
+    rows = org().deleted_records(sobject, start, end)
     return json_response({"deletedRecords": [{"id": rid, "deletedDate": when} for rid, when in rows],
-                          "earliestDateAvailable": earliest, "latestDateCovered": format_datetime(end)})
+                          "earliestDateAvailable": format_datetime(_earliest_available()),
+                          "latestDateCovered": format_datetime(covered)})
 
 
 @bp.get("/services/data/<version>/sobjects/<sobject>/updated")
@@ -415,8 +435,9 @@ def sobject_deleted(version, sobject):
 @require_session
 def sobject_updated(version, sobject):
     parse_version(version)
-    start, end = _window()
-    return json_response({"ids": org().updated_ids(sobject, start, end), "latestDateCovered": format_datetime(end)})
+    start, end, covered = _window()
+    return json_response({"ids": org().updated_ids(sobject, start, end),
+                          "latestDateCovered": format_datetime(covered)})
 
 
 # ------------------------------------------------------------ SOQL

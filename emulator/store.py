@@ -39,7 +39,7 @@ import time
 import uuid
 from typing import Callable, Iterator
 
-from emulator import ids, validation
+from emulator import ids, org_rules, validation
 from emulator.clock import Clock
 from emulator.errors import NotFound, SalesforceError
 from emulator.limits import ApiUsage
@@ -207,6 +207,7 @@ class Org:
         try:
             self.session_seconds = session_seconds
             self.types = load_types(self.data_dir / "objects")
+            self.rules = org_rules.OrgRules(self.data_dir)
             self.db_path = self.data_dir / "org.sqlite3"
             self._write_lock = threading.RLock()
             self._depth = 0
@@ -527,11 +528,6 @@ class Org:
             "\"_deleted_at\" < ? AND \"IsDeleted\" = 1 ORDER BY \"_deleted_at\", \"Id\"",
             (format_datetime(start), format_datetime(end))).fetchall()
 
-    def earliest_deleted(self, sobject: str) -> str | None:
-        sobj = self.sobject_type(sobject)
-        row = self._reader().execute(_sql('SELECT MIN("_deleted_at") FROM {}', sobj.table)).fetchone()
-        return row[0]
-
     # ------------------------------------------------------------ writes
 
     def _check_references(self, sobj: SObjectType, stored: dict, lookups: dict) -> None:
@@ -594,6 +590,7 @@ class Org:
         row.update({"Id": record_id, "IsDeleted": 0, "CreatedDate": now, "CreatedById": user_id,
                     "LastModifiedDate": now, "LastModifiedById": user_id, "SystemModstamp": now})
         self._compound_name(sobj, row)
+        self._check_org_rules(sobj, row, None)
         cols = tuple(row)
         self._conn.execute(_insert_sql(sobj.table, cols), [row[c] for c in cols])
         self._record_change(sobj, record_id, "created", client, user_id, self.now(), row)
@@ -641,6 +638,10 @@ class Org:
             merged = {**current, **stored}
             self._compound_name(sobj, merged)
             stored["Name"] = merged["Name"]
+        if self.rules.for_object(sobj.name):
+            prior = self._load(self._conn, sobj, current["Id"])
+            self._check_org_rules(sobj, {**prior, **{k: to_json_value(sobj.field(k), v) for k, v in stored.items()}},
+                                  prior)
         self._conn.execute(_update_sql(sobj.table, tuple(stored)), [*stored.values(), current["Id"]])
         self._record_change(sobj, current["Id"], "updated", client, user_id, self.now(), stored)
         if not full:
@@ -681,6 +682,48 @@ class Org:
                                             child.table, field["name"]), (now, child_id))
                     self._record_change(child, child_id, "updated", client, user_id, self.now(),
                                         {field["name"]: None})
+
+    def _check_org_rules(self, sobj: SObjectType, row: dict, prior: dict | None) -> None:
+        """Validation rules, triggers and duplicate rules (emulator/org_rules.py) on the record as it would be
+        stored; `row` holds stored values on an insert, JSON values on an update (`prior`: the stored record)."""
+        if not self.rules.for_object(sobj.name):
+            return
+        if prior is None:
+            row = {name: to_json_value(sobj.field(name), value) for name, value in row.items()}
+        record_id = row.get("Id")
+
+        def find_duplicate(names: list[str], record: dict) -> str | None:
+            where, params = [], []
+            for name in names:
+                field = sobj.field(name)
+                value = record.get(field["name"]) if field else None
+                if value is None or value == "":
+                    return None     # a blank never matches (matching rules leave blank fields out)
+                where.append(f"{quote(field['name'])} = ? COLLATE NOCASE" if isinstance(value, str)
+                             else f"{quote(field['name'])} = ?")
+                params.append(int(value) if isinstance(value, bool) else value)
+            found = self._conn.execute(
+                f"SELECT \"Id\" FROM {quote(sobj.table)} WHERE {' AND '.join(where)} AND \"IsDeleted\" = 0 "
+                "AND \"Id\" IS NOT ? LIMIT 1", [*params, record_id]).fetchone()
+            return found[0] if found else None
+        self.rules.check(sobj.name, row, prior, find_duplicate)
+
+    def configure_rules(self, config: dict) -> dict:
+        """Replace the org's rules (admin API); ValueError for an unknown object or field."""
+        compiled = org_rules.compile_rules(config)
+        for key, entry in compiled.items():
+            sobj = self.types.get(key)
+            if sobj is None:
+                raise ValueError(f"rules: no sObject {entry['name']}")
+            names = set()
+            for rule in entry["validationRules"] + [t for t in entry["triggers"] if t["formula"]]:
+                names |= rule["formula"].fields()
+            for rule in entry["duplicateRules"]:
+                names |= {f.lower() for f in rule["fields"]}
+            unknown = sorted(n for n in names if sobj.field(n) is None)
+            if unknown:
+                raise ValueError(f"rules.{entry['name']}: no field {', '.join(unknown)} on {sobj.name}")
+        return self.rules.configure(config)
 
     def _joins_transaction(self) -> bool:
         """True inside this thread's open transaction, which a nested transaction() would only join."""
@@ -887,13 +930,21 @@ class Org:
         return Session(token, user_id, expires), refresh
 
     def session(self, token: str) -> Session | None:
-        """The live session for a bearer token; sessions expire session_seconds after they were issued."""
+        """The live session for a bearer token. A session ends after session_seconds without a call (Salesforce's
+        timeout counts inactivity): each call moves its end forward, written at most once a minute."""
         row = self._reader().execute("SELECT user_id, expires_at FROM sessions WHERE token = ?", (token,)).fetchone()
         if row is None:
             return None
         expires = dt.datetime.fromisoformat(row[1])
-        if expires <= self.clock.now():
+        now = self.clock.now()
+        if expires <= now:
             return None
+        renewed = now + dt.timedelta(seconds=self.session_seconds)
+        if renewed - expires >= dt.timedelta(seconds=min(60, self.session_seconds / 2)):
+            with self.transaction() as conn:
+                conn.execute("UPDATE sessions SET expires_at = ? WHERE token = ? AND expires_at > ?",
+                             (renewed.isoformat(), token, now.isoformat()))
+            expires = renewed
         return Session(token, row[0], expires)
 
     def refresh_session(self, refresh_token: str) -> Session | None:

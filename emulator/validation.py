@@ -189,3 +189,82 @@ def _lookup(rel: dict, value: dict, types: dict | None):
 def defaults(sobject: SObjectType) -> dict:
     """Values an insert gets when the body leaves the field out: boolean and picklist defaults."""
     return dict(sobject.insert_defaults)
+
+
+_TYPE_NAMES = {"double": "double", "currency": "double", "percent": "double", "int": "int", "long": "long",
+               "boolean": "boolean", "date": "date", "datetime": "datetime"}
+
+
+def _token(value) -> str:
+    """The JSON token a value was read from, as the REST API's parser names it."""
+    if isinstance(value, bool):
+        return "VALUE_TRUE" if value else "VALUE_FALSE"
+    if isinstance(value, int):
+        return "VALUE_NUMBER_INT"
+    if isinstance(value, float):
+        return "VALUE_NUMBER_FLOAT"
+    if isinstance(value, dict):
+        return "START_OBJECT"
+    if isinstance(value, list):
+        return "START_ARRAY"
+    return "VALUE_STRING"
+
+
+def _deserializes(field: dict, value) -> bool:
+    """False when the REST API's JSON reader cannot turn `value` into the field's type at all."""
+    if value is None:
+        return True
+    if isinstance(value, (dict, list)):
+        return False
+    kind = field["type"]
+    if kind in _NUMBER or kind in ("int", "long"):
+        if isinstance(value, bool):
+            return False
+        if isinstance(value, str):
+            if value.strip() == "":
+                return True
+            try:
+                number = float(value)
+            except ValueError:
+                return False
+            return not (math.isnan(number) or math.isinf(number))
+        return True
+    if kind == "boolean":
+        return isinstance(value, bool) or (isinstance(value, str) and value.lower() in ("true", "false", ""))
+    if kind in ("date", "datetime"):
+        if not isinstance(value, str):
+            return False
+        try:
+            convert(field, value)
+        except SalesforceError:
+            return False
+    return True
+
+
+def check_json_types(sobject: SObjectType, values: dict) -> None:
+    """The checks the REST API makes while it reads a JSON body, before any record is processed: a value
+    that cannot be read as its field's type (a string in a number field, an unparseable date) and a field
+    the object does not have. Either fails the whole request (JSON_PARSER_ERROR / INVALID_FIELD), inside
+    an sObject Collections call too; per-record checks (`check`) come later."""
+    for key, value in values.items():
+        if key == "attributes":
+            continue
+        field = sobject.field(key)
+        if field is None:
+            if sobject.relationship(key) is not None and isinstance(value, dict):
+                continue
+            raise _bad("INVALID_FIELD", f"No such column '{key}' on sobject of type {sobject.name}", None)
+        if not _deserializes(field, value):
+            shown = json_text(value)
+            raise SalesforceError(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of "
+                                  f"{_TYPE_NAMES.get(field['type'], 'string')} from {_token(value)} value {shown} "
+                                  f"or request may be missing a required field", None)
+
+
+def json_text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return "[" if isinstance(value, list) else "{"
+    text = str(value)
+    return text if len(text) <= 100 else text[:100] + "..."

@@ -15,7 +15,7 @@ from requests.adapters import HTTPAdapter
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 from simple_salesforce.login import SalesforceLogin, token_login
 
-from core import soql
+from core import soql, wire_values
 from core.mapping import MappingError, check_object_name
 from settings import Settings
 
@@ -25,6 +25,11 @@ CLIENT_NAME = "forcebridge"
 RETRY_NOW_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"})
 RETRY_LATER_CODES = frozenset({"REQUEST_LIMIT_EXCEEDED"})
 _LIMIT_RE = re.compile(r"api-usage=(\d+)/(\d+)")
+# A Collections call Salesforce refuses as a whole while it reads the body, although the cause is one
+# record's data: the call is split (halved) until that record is alone, and only it fails.
+RECORD_DATA_CODES = frozenset({"JSON_PARSER_ERROR", "INVALID_FIELD", "MALFORMED_ID", "INVALID_TYPE",
+                               "INVALID_TYPE_ON_FIELD_IN_RECORD", "STRING_TOO_LONG"})
+_NO_SUCH_COLUMN = re.compile(r"No such column '([^']+)'")
 
 
 class SalesforceError(Exception):
@@ -95,8 +100,10 @@ class Salesforce:
     """Thread-safe: several collection calls may be in flight at once on one instance."""
 
     def __init__(self, settings: Settings, *, timeout: float = 30.0, retries: int = 3, backoff: float = 0.25,
-                 pool_size: int = 8):
+                 pool_size: int = 8, max_split_calls: int = 48):
         self.settings = settings
+        self.max_split_calls = max_split_calls     # extra calls one Collections call may cost when split
+        self.split_calls = 0                       # extra calls spent splitting, since the start
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         self.session = _Session()
         self.session.verify = settings.sf_ca_bundle or True
@@ -312,9 +319,82 @@ class Salesforce:
                          params={"ids": ",".join(ids), "allOrNone": "false"}).json()
 
     def _collection(self, method: str, path: str, sobject: str, records: list[dict], retry: bool = True) -> list[dict]:
+        """One sObject Collections call, answered record by record (allOrNone false). Values go in the JSON
+        type describe gives (a value that cannot be one fails alone, before the call), and a call refused as a
+        whole for one record's data is split until that record is alone (split_records)."""
         _check_size(records)
-        body = {"allOrNone": False, "records": [{"attributes": {"type": sobject}, **r} for r in records]}
-        return self.call(method, path, json=body, retry=retry).json()
+        fields = self._fields(sobject)
+        results: list[dict | None] = [None] * len(records)
+        to_send: list[tuple[int, dict]] = []
+        for i, record in enumerate(records):
+            typed, error = wire_values.typed_record(record, fields) if fields else (record, None)
+            if error is not None:
+                results[i] = error
+            else:
+                to_send.append((i, typed))
+        if to_send:
+            def one_call(part: list[dict]) -> list[dict]:
+                body = {"allOrNone": False, "records": [{"attributes": {"type": sobject}, **r} for r in part]}
+                return self.call(method, path, json=body, retry=retry).json()
+            sent = self.split_records([r for _, r in to_send], one_call)
+            for (i, _), item in zip(to_send, sent):
+                results[i] = item
+        return results
+
+    def _fields(self, sobject: str) -> dict[str, dict]:
+        """describe's fields by lower-case name; empty (values go as they are) when describe is unavailable."""
+        try:
+            return wire_values.fields_by_name(self.describe(sobject))
+        except (SalesforceError, MappingError) as exc:
+            log.warning("describe %s failed (%s); values are sent untyped", sobject, exc)
+            return {}
+
+    def split_records(self, records: list, one_call) -> list[dict]:
+        """`one_call(records) -> per-record results`, split in halves while Salesforce refuses the whole call
+        for one record's data (RECORD_DATA_CODES); a record alone gets that error as its own. At most
+        max_split_calls extra calls: records still unsent then get a retryable error (tried again later)."""
+        budget = [self.max_split_calls]
+        results = self._split(records, one_call, budget)
+        spent = self.max_split_calls - budget[0]
+        if spent:
+            failed = sum(1 for r in results if not r.get("success"))
+            log.warning("a call of %s records was refused as a whole; %s extra calls isolated %s failing records",
+                        len(records), spent, failed)
+        return results
+
+    def _split(self, records: list, one_call, budget: list) -> list[dict]:
+        try:
+            return one_call(records)
+        except PermanentError as exc:
+            if exc.status != 400 or exc.error_code not in RECORD_DATA_CODES:
+                raise
+            refused = exc
+        if len(records) == 1:
+            return [{"success": False, "errors": _item_errors(refused)}]
+        column = _NO_SUCH_COLUMN.search(refused.message or "")
+        if column:
+            # an unknown field fails exactly the records that carry it: no halving needed
+            name = column.group(1).lower()
+            carrying = [any(isinstance(k, str) and k.lower() == name for k in r) for r in records]
+            if any(carrying):
+                rest = [r for r, has in zip(records, carrying) if not has]
+                sent = iter(self._more(rest, one_call, budget) if rest else [])
+                return [{"success": False, "errors": _item_errors(refused)} if has else next(sent)
+                        for has in carrying]
+        half = len(records) // 2
+        return self._more(records[:half], one_call, budget) + self._more(records[half:], one_call, budget)
+
+    def _more(self, records: list, one_call, budget: list) -> list[dict]:
+        """One more call for `records` (counted), or a retryable error for each when the budget is spent."""
+        if budget[0] <= 0:
+            return [{"success": False, "errors": [{"statusCode": "SERVER_UNAVAILABLE", "fields": [],
+                                                   "message": "not sent: the call was split to isolate records "
+                                                              "Salesforce refused, up to its limit; tried again "
+                                                              "later"}]} for _ in records]
+        budget[0] -= 1
+        with self._lock:
+            self.split_calls += 1
+        return self._split(records, one_call, budget)
 
     # single-record calls: what a naive sync does (kept for the benchmark's comparison)
     def create_record(self, sobject: str, values: dict) -> dict:
@@ -333,6 +413,15 @@ class _Session(requests.Session):
     def request(self, method, url, *args, **kwargs):
         kwargs.setdefault("verify", self.verify)
         return super().request(method, url, *args, **kwargs)
+
+
+def _item_errors(error: SalesforceError) -> list[dict]:
+    """A whole-call refusal as one record's Collections-shaped errors (Salesforce's message kept)."""
+    body = error.body if isinstance(error.body, list) else []
+    items = [{"statusCode": e.get("errorCode") or e.get("statusCode") or error.error_code,
+              "message": e.get("message") or error.message, "fields": e.get("fields") or []}
+             for e in body if isinstance(e, dict)]
+    return items or error.as_errors()
 
 
 def _check_size(items) -> None:

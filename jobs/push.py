@@ -15,7 +15,7 @@ from core.loading import bulk_error
 from core.mapping import Mapping
 from gateway import change_log, staging
 from gateway.db import Database
-from gateway.salesforce import Salesforce, SalesforceError
+from gateway.salesforce import PermanentError, Salesforce, SalesforceError
 from jobs import drain
 
 log = logging.getLogger("forcebridge.push")
@@ -109,9 +109,17 @@ def _ingest(sf: Salesforce, m: Mapping, upserts: list, options: PushOptions, ren
     try:
         job = sf.bulk_ingest(m.object_name, "upsert", out.getvalue().encode(), external_id=ext)
         job = _wait(sf, job["id"], options, renew)
+        if job["state"] == "Failed":
+            raise PermanentError(400, "BULK_JOB_FAILED", job.get("errorMessage") or job["state"])
         if job["state"] != "JobComplete":
             raise SalesforceError(500, "BULK_JOB_FAILED", job.get("errorMessage") or job["state"])
         results = _results(sf, job["id"], ext)
+    except PermanentError as exc:
+        # Refused as a whole (one record's value can fail a job): record by record through Collections
+        # calls instead, which isolate the records Salesforce refuses (gateway/salesforce.py split_records).
+        log.warning("ingest job for %s records of %s refused as a whole (%s); sending them by Collections",
+                    len(upserts), m.object_name, exc)
+        return [(w.change, o, w) for batch in drain.plan_batches(upserts) for w, o in drain.send(sf, batch)]
     except SalesforceError as exc:
         return [RecordResult(w.change, Outcome(State.REQUEUED, error=exc.as_errors()), w) for w in upserts]
     finished = []

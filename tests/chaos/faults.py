@@ -47,7 +47,18 @@ KINDS = {
     "huey_file_deleted": (False, True),
     "huey_file_unwritable": (False, True),
     "slow_clients": (False, False),
+    "validation_rule": (False, False),
+    "duplicate_rule": (False, False),
 }
+# An org's own refusals (issue 15), on Invoice__c while the fault lasts: the records refused stay FAILED
+# with Salesforce's message on the row (the verdict counts them as failed with reason, not lost).
+ORG_RULES = {
+    "validation_rule": {"validationRules": [{"name": "Chaos_Amount_Approval", "condition": "Amount__c > 8000",
+                                             "message": "Amounts over 8,000 need an approval",
+                                             "field": "Amount__c"}]},
+    "duplicate_rule": {"duplicateRules": [{"name": "Chaos_Same_Status", "fields": ["Status__c"]}]},
+}
+REFUSAL_CODES = ("FIELD_CUSTOM_VALIDATION_EXCEPTION", "DUPLICATES_DETECTED")
 
 
 def available_kinds(has_poll: bool, sqlite_huey: bool = True) -> list[str]:
@@ -78,6 +89,7 @@ class Injector(threading.Thread):
         self.injected: Counter = Counter()
         self.stopping = threading.Event()
         self._active_rules: dict[int, dict] = {}   # injection index -> emulator fault rule part
+        self._org_rules: dict[int, dict] = {}      # injection index -> Invoice__c rules part (ORG_RULES)
         self._lock = threading.Lock()
         self._timers: list[threading.Timer] = []
         self._slow: list[socket.socket] = []
@@ -102,7 +114,9 @@ class Injector(threading.Thread):
             t.cancel()
         with self._lock:
             self._active_rules.clear()
+            self._org_rules.clear()
         self._push_rules()
+        self._push_org_rules()
         e = self.system.emulator
         e.admin("PUT", "/_emulator/outbound/chaos", {"seed": self.seed, "redeliver": 0.0, "reorder": False})
         e.admin("POST", "/_emulator/outbound/resume")
@@ -147,6 +161,11 @@ class Injector(threading.Thread):
                 self._active_rules[index] = rule
             self._push_rules()
             self.later(f.duration, lambda: self._end_rule(index))
+        elif f.kind in ORG_RULES:
+            with self._lock:
+                self._org_rules[index] = ORG_RULES[f.kind]
+            self._push_org_rules()
+            self.later(f.duration, lambda: self._end_org_rule(index))
         elif f.kind == "expire_sessions":
             e.admin("POST", "/_emulator/sessions/expire")
         elif f.kind == "om_duplicate_reorder":
@@ -212,6 +231,19 @@ class Injector(threading.Thread):
                         merged.setdefault(key, {}).update(rule[key])
         rules = {pattern: merged for pattern in SYNC_ROUTES} if merged else {}
         self.system.emulator.admin("POST", "/_emulator/faults", {"seed": self.seed, "rules": rules})
+
+    def _end_org_rule(self, index: int) -> None:
+        with self._lock:
+            self._org_rules.pop(index, None)
+        self._push_org_rules()
+
+    def _push_org_rules(self) -> None:
+        with self._lock:
+            merged: dict = {}
+            for part in self._org_rules.values():
+                for key, rules in part.items():
+                    merged.setdefault(key, []).extend(r for r in rules if r not in merged.get(key, []))
+        self.system.emulator.admin("PUT", "/_emulator/rules", {"Invoice__c": merged} if merged else {})
 
     def _huey_writable(self) -> None:
         os.chmod(self.system.huey_path.parent, 0o700)

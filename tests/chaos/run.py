@@ -60,6 +60,7 @@ def run(scenario: Scenario, database_url: str, work_dir: pathlib.Path) -> dict:
             "faults": sum(injector.injected.values()), "faults_by_kind": dict(sorted(injector.injected.items())),
             "planned_faults": len(plan), "converge_seconds": converged_in,
             "lost": found.lost, "duplicated": found.duplicated,
+            "failed_with_reason": len(found.failed_with_reason), "refused": found.failed_with_reason,
             "not_applied": acks["not_applied"] + acks["acked_but_not_stored"],
             "unexplained_conflicts": conflicts["unexplained"],
             "reconcile_differ": checked.get("records_differ"), "reconcile": checked,

@@ -21,7 +21,7 @@ def chaos_db():
 
 
 def test_short_chaos_run_loses_nothing_and_duplicates_nothing(chaos_db, tmp_path):
-    scenario = Scenario(seconds=18, rate=4, seed=8, fault_every=1.0, converge_limit=40)
+    scenario = Scenario(seconds=20, rate=4, seed=8, fault_every=1.0, converge_limit=40)
     result = run(scenario, chaos_db, tmp_path)
     logs = result.pop("logs", "")
     print(json.dumps(result, sort_keys=True, default=str))
@@ -29,6 +29,8 @@ def test_short_chaos_run_loses_nothing_and_duplicates_nothing(chaos_db, tmp_path
     assert result["changes"] > 50 and result["faults"] == result["planned_faults"]
     assert set(result["faults_by_kind"]) == set(faults.available_kinds(result["poll"]))   # each kind at least once
     assert (result["lost"], result["duplicated"], result["not_applied"]) == (0, 0, 0)
+    # what the org refused (validation and duplicate rules) waits on its row with Salesforce's reason
+    assert all(any(code in reason for code in faults.REFUSAL_CODES) for _, reason in result["refused"])
 
 
 def test_the_fault_schedule_is_the_same_for_the_same_seed():

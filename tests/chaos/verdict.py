@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from psycopg import sql
 
+from tests.chaos.faults import REFUSAL_CODES
 from tests.chaos.load import TABLE, Ledger
 from tests.chaos.system import System
 
@@ -22,6 +23,9 @@ class Drift:
     differ: list = field(default_factory=list)                 # (sfid, field, salesforce value, postgres value)
     duplicated_in_salesforce: list = field(default_factory=list)   # external ids on several records
     duplicated_in_postgres: list = field(default_factory=list)
+    # records the org refused (validation or duplicate rule): FAILED with Salesforce's message on the row,
+    # waiting for someone to fix the data; (external id or sfid, the row's _hc_err)
+    failed_with_reason: list = field(default_factory=list)
 
     @property
     def lost(self) -> int:
@@ -67,7 +71,28 @@ def drift(system: System) -> Drift:
             if not _same(rec[name], pg_value):
                 found.differ.append((rec["Id"], name, rec[name], pg_value))
     found.missing_in_salesforce += sorted(str(r[4] or r[0]) for r in local.values())   # external id, else sfid
+    _set_apart_refused(system, found)
     return found
+
+
+def _set_apart_refused(system: System, found: Drift) -> None:
+    """A record the org refused is not lost when its row says so: FAILED, with Salesforce's refusal in
+    _hc_err (the console lists it; it is sent again once the data is changed)."""
+    pattern = "|".join(REFUSAL_CODES)
+    rows = system.sql(sql.SQL("SELECT external_id__c, sfid, _hc_err FROM {} WHERE _hc_lastop = 'FAILED' "
+                              "AND _hc_err ~ %s").format(TABLE), (pattern,))
+    reasons = {}
+    for ext, sfid, err in rows:
+        for key in (ext, sfid):
+            if key:
+                reasons[str(key)] = err
+    if not reasons:
+        return
+    found.failed_with_reason = sorted({(k, reasons[k]) for k in found.missing_in_salesforce if k in reasons}
+                                      | {(d[0], reasons[d[0]]) for d in found.differ if d[0] in reasons})
+    apart = {k for k, _ in found.failed_with_reason}
+    found.missing_in_salesforce = [k for k in found.missing_in_salesforce if k not in apart]
+    found.differ = [d for d in found.differ if d[0] not in apart]
 
 
 def quiet(system: System) -> bool:
