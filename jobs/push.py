@@ -119,7 +119,7 @@ def _ingest(sf: Salesforce, m: Mapping, upserts: list, options: PushOptions, ren
         # calls instead, which isolate the records Salesforce refuses (gateway/salesforce.py split_records).
         log.warning("ingest job for %s records of %s refused as a whole (%s); sending them by Collections",
                     len(upserts), m.object_name, exc)
-        return [(w.change, o, w) for batch in drain.plan_batches(upserts) for w, o in drain.send(sf, batch)]
+        return [RecordResult(w.change, o, w) for batch in drain.plan_batches(upserts) for w, o in drain.send(sf, batch)]
     except SalesforceError as exc:
         return [RecordResult(w.change, Outcome(State.REQUEUED, error=exc.as_errors()), w) for w in upserts]
     finished = []

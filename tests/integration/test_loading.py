@@ -635,7 +635,7 @@ def test_a_drift_repair_of_rows_whose_sfid_is_no_salesforce_id_treats_them_as_go
         conn.execute("DELETE FROM salesforce.account WHERE sfid = %s", (ids[0],))                    # lost row
         conn.execute("INSERT INTO salesforce.account (sfid, name, systemmodstamp) VALUES "
                      "('abc', 'short', now()), ('001''x-y', 'quoted', now())")                       # not ids
-    repaired = api.post(f"/api/v1/mappings/{m.id}/reconcile", json={"repair": True}).get_json()
+    repaired = run_job(db, sf_settings, api.post(f"/api/v1/mappings/{m.id}/reconcile", json={"repair": True}))
     assert repaired["repaired"] == {"requested": 3, "written": 1, "deleted": 2, "failed": 0}, repaired
     assert_same_as_salesforce(url, sf)
 
