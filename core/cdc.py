@@ -1,4 +1,4 @@
-"""Change Data Capture events -> `SalesforceChange`: the ChangeEventHeader decoded against the event's Avro
+"""Change Data Capture events -> `ChangeEvent`: the ChangeEventHeader decoded against the event's Avro
 schema (field bitmaps into names), compound fields flattened into the column names loads use.
 
 Pure: takes the decoded Avro record (a dict, as fastavro returns it) and the schema (the parsed JSON that
@@ -35,8 +35,9 @@ class ChangeStamp:
 
 
 @dataclass(frozen=True)
-class SalesforceChange:
-    """A change Salesforce told us about, whatever carried it (here: one CDC event)."""
+class ChangeEvent:
+    """One CDC event: a change to one or more records of one object in one transaction. It becomes one
+    core.sources.SalesforceChange per record for the apply path (docs/architecture.md, "How CDC plugs in")."""
     object_name: str
     record_ids: tuple[str, ...]
     operation: str                 # create | update | delete | undelete | gap | gap_overflow
@@ -230,8 +231,8 @@ def _operation(change_type: str) -> str:
 
 
 def parse_change(record: dict, schema: dict, *, replay_id: bytes | None = None,
-                 event_id: str | None = None) -> SalesforceChange:
-    """One decoded CDC event -> SalesforceChange.
+                 event_id: str | None = None) -> ChangeEvent:
+    """One decoded CDC event -> ChangeEvent.
 
     What it carries, by operation (Pub/Sub API bodies have every field, unchanged ones null):
     create, undelete: every column (None where empty); update: the changed columns with their values (None
@@ -259,7 +260,7 @@ def parse_change(record: dict, schema: dict, *, replay_id: bytes | None = None,
                             int(header.get("sequenceNumber") or 0))
     except (TypeError, ValueError):
         raise EventError("ChangeEventHeader commit fields are not numbers") from None
-    return SalesforceChange(
+    return ChangeEvent(
         object_name=str(header["entityName"]), record_ids=tuple(str(i) for i in header["recordIds"]),
         operation=operation, fields=columns, nulled=nulled_columns,
         changed=tuple(_columns_of(changed, record, by_name)), diff=tuple(_columns_of(diff, record, by_name)),
@@ -274,7 +275,7 @@ def reconnect_delay(attempt: int, draw: float, *, base: float = 1.0, cap: float 
     return draw * min(cap, base * 2 ** min(attempt, 30))
 
 
-def in_commit_order(changes) -> list[SalesforceChange]:
+def in_commit_order(changes) -> list[ChangeEvent]:
     """Changes sorted as Salesforce committed them (stable for equal stamps)."""
     return sorted(changes, key=lambda c: c.stamp)
 
@@ -303,7 +304,7 @@ def text_value(value, sf_type: str | None) -> str | None:
     return str(value)
 
 
-def text_fields(change: SalesforceChange, types: dict) -> dict:
+def text_fields(change: ChangeEvent, types: dict) -> dict:
     """change.fields as {column: text}, `types` = {column: Salesforce field type} (from the describe)."""
     return {name: text_value(value, types.get(name)) for name, value in change.fields.items()}
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import fastavro
 
-from core.cdc import EventError, SalesforceChange, parse_change
+from core.cdc import EventError, ChangeEvent, parse_change
 from settings import Settings
 
 log = logging.getLogger("forcebridge.pubsub")
@@ -53,7 +53,7 @@ class ReplayIdRefused(PubSubError):
 @dataclass
 class Fetched:
     """One FetchResponse: its events as changes (an empty batch is a keepalive), and the stream position."""
-    changes: list[SalesforceChange]
+    changes: list[ChangeEvent]
     latest_replay_id: bytes
     pending: int                                          # credit the server still holds
     rpc_id: str = ""
@@ -151,8 +151,8 @@ class PubSubClient:
             self.schema_fetches += 1
             return self._schemas.setdefault(schema_id, cached)
 
-    def decode(self, consumer_event) -> SalesforceChange:
-        """One ConsumerEvent -> SalesforceChange; EventError when its payload does not match its schema."""
+    def decode(self, consumer_event) -> ChangeEvent:
+        """One ConsumerEvent -> ChangeEvent; EventError when its payload does not match its schema."""
         schema, parsed = self.schema(consumer_event.event.schema_id)
         try:
             record = fastavro.schemaless_reader(io.BytesIO(consumer_event.event.payload), parsed)

@@ -9,6 +9,7 @@ from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
+from core import soql
 from core.change_states import FINISHED, Backoff, RecordResult, State, settle
 from core.changes import (ChangeLogEntry, Fields, Outcome, RecordChange, Write, coalesce, outcome_of,
                           plan_batches, plan_writes, references_parents, writable_fields)
@@ -159,10 +160,8 @@ def _resolve_deleted_ids(sf: Salesforce, mapping: Mapping, changes: list[RecordC
     ordered = sorted(wanted)
     for i in range(0, len(ordered), 100):
         chunk = ordered[i:i + 100]
-        quoted = ", ".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in chunk)
-        soql = f"SELECT Id, {mapping.upsert_field} FROM {mapping.object_name} WHERE {mapping.upsert_field} IN ({quoted})"
         try:
-            for rec in sf.query(soql):
+            for rec in sf.query(soql.by_external_ids(mapping.object_name, mapping.upsert_field, chunk)):
                 found[str(rec.get(mapping.upsert_field))] = rec["Id"]
         except SalesforceError as exc:
             log.warning("could not look up external ids on %s: %s", mapping.object_name, exc)

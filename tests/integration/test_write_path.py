@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 
+import psycopg
 import pytest
 
 from gateway.salesforce import Salesforce
@@ -255,3 +256,23 @@ def test_session_expiring_mid_drain_costs_one_login_and_no_retry(sf_api, sf_sett
     assert expired.is_set() and result.outcomes == {"SUCCESS": 1000} and result.calls == 5
     assert sf.logins == 2                                  # the first one and exactly one more
     assert len(invoices(sf)) == 1000
+
+
+def test_a_delete_whose_sfid_never_came_back_finds_the_record_by_its_external_id(sf_api, sf_settings, db, sf,
+                                                                                  emulator):
+    """The worker died after Salesforce created the record, before the sfid was written back: the app's delete
+    is sent by the record's external id, found with one query (values quoted by simple-salesforce's formatter,
+    so an id with a quote or a backslash is found too)."""
+    writing_mapping(sf_api, fields=FIELDS, upsert_field="External_Id__c")
+    url = sf_settings.database_url
+    users = emulator.salesforce()
+    created = [ext for ext in ("plain", "it's", "back\\slash")
+               if users.Invoice__c.create({"Name": ext, "External_Id__c": ext})["success"]]
+    assert len(invoices(sf)) == 3
+    with psycopg.connect(url) as conn:    # the rows as a killed drain left them: no sfid, not captured again
+        conn.execute("SET LOCAL xmlbinary = 'hex'")
+        for ext in created:
+            conn.execute("INSERT INTO salesforce.invoice__c (name, external_id__c) VALUES (%s, %s)", (ext, ext))
+    sql(url, "DELETE FROM salesforce.invoice__c")
+    assert drain(db, sf, FAST).outcomes == {"SUCCESS": 3}
+    assert invoices(sf) == {}

@@ -1,10 +1,10 @@
-"""core.cdc: Change Data Capture events (Avro, as the Pub/Sub API delivers them) -> SalesforceChange."""
+"""core.cdc: Change Data Capture events (Avro, as the Pub/Sub API delivers them) -> ChangeEvent."""
 import io
 
 import fastavro
 import pytest
 
-from core.cdc import (ChangeStamp, EventError, SalesforceChange, column_name, decode_bitmap, in_commit_order,
+from core.cdc import (ChangeStamp, EventError, ChangeEvent, column_name, decode_bitmap, in_commit_order,
                       origin_client, parse_change, text_value)
 
 HEADER_SCHEMA = {
@@ -200,7 +200,7 @@ def test_bad_events_are_refused_with_a_reason():
 
 def test_commit_order_is_timestamp_then_commit_number_then_sequence():
     def change(ts, commit, seq):
-        return SalesforceChange("Contact", ("x",), "update", {}, frozenset(), (), (), ChangeStamp(ts, commit, seq),
+        return ChangeEvent("Contact", ("x",), "update", {}, frozenset(), (), (), ChangeStamp(ts, commit, seq),
                                 "t", "", "", "UPDATE")
     a, b, c, d = change(2, 1, 1), change(1, 9, 2), change(1, 9, 1), change(1, 3, 5)
     assert in_commit_order([a, b, c, d]) == [d, c, b, a]
