@@ -283,7 +283,8 @@ def drain_now(stop: threading.Event | None = None) -> DrainResult:
     sf = for_settings(s)
     if sf is None:
         return DrainResult()
-    return drain(runtime.db(), sf, options_from(s), stop=stop)
+    with sf.work("writes"):
+        return drain(runtime.db(), sf, options_from(s), stop=stop)
 
 
 def next_retry_in(db: Database) -> float | None:

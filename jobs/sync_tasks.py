@@ -28,7 +28,8 @@ def run_loads():
     sf = for_settings(s)
     if sf is None:
         return []
-    return [r["id"] for r in load.run_pending(runtime.db(), sf, load_options(s))]
+    with sf.work("loads"):
+        return [r["id"] for r in load.run_pending(runtime.db(), sf, load_options(s))]
 
 
 def mapping_ready(mapping_id: int):
@@ -39,9 +40,11 @@ def mapping_ready(mapping_id: int):
     if m is None or sf is None:
         return None
     if m.writes and m.active:
-        push.initial_push(runtime.db(), sf, m, push_options(s))
+        with sf.work("writes"):
+            push.initial_push(runtime.db(), sf, m, push_options(s))
     if m.reads:
-        load.run_pending(runtime.db(), sf, load_options(s))
+        with sf.work("loads"):
+            load.run_pending(runtime.db(), sf, load_options(s))
     return mapping_id
 
 
@@ -51,7 +54,8 @@ def reconcile_mapping(mapping_id: int, repair: bool = False):
     sf = for_settings(s)
     if m is None or sf is None:
         return None
-    return drift.check(runtime.db(), sf, m, repair=repair, options=load_options(s))["id"]
+    with sf.work("drift"):
+        return drift.check(runtime.db(), sf, m, repair=repair, options=load_options(s))["id"]
 
 
 def loads_waiting() -> bool:
@@ -64,7 +68,9 @@ def poll_backstop():
     sf = for_settings(runtime.settings())
     if sf is None:
         return
-    for result in poll.poll_due(runtime.db(), sf, bulk_above=runtime.settings().load_rest_max):
+    with sf.work("polls"):
+        results = poll.poll_due(runtime.db(), sf, bulk_above=runtime.settings().load_rest_max)
+    for result in results:
         if result.changed or result.deleted:
             log.info("poll of mapping %s: %s changed, %s deleted, %s API calls", result.mapping_id,
                      result.changed, result.deleted, result.api_calls)
