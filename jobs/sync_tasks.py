@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 from huey import crontab
+from huey.exceptions import RetryTask
 
 from gateway import mapping_store
 from gateway.salesforce import for_settings
-from jobs import drift, load, poll, push, runtime
+from jobs import budget, drift, load, poll, push, runtime
 
 log = logging.getLogger("forcebridge.tasks")
 
@@ -54,6 +55,10 @@ def reconcile_mapping(mapping_id: int, repair: bool = False):
     sf = for_settings(s)
     if m is None or sf is None:
         return None
+    wait = budget.drift_put_off_for(runtime.db())
+    if wait is not None:   # the API budget pauses drift checks: this one runs when it allows them again
+        log.info("drift check of %s put off %.0f s by the API budget", m.object_name, wait)
+        raise RetryTask("drift checks are paused by the API budget", delay=wait)
     with sf.work("drift"):
         return drift.check(runtime.db(), sf, m, repair=repair, options=load_options(s))["id"]
 
@@ -68,6 +73,7 @@ def poll_backstop():
     sf = for_settings(runtime.settings())
     if sf is None:
         return
+    budget.put_off_polls(runtime.db())
     with sf.work("polls"):
         results = poll.poll_due(runtime.db(), sf, bulk_above=runtime.settings().load_rest_max)
     for result in results:

@@ -47,3 +47,13 @@ SELECT value FROM forcebridge.documents WHERE key = %(key)s;
 -- name: put_document
 INSERT INTO forcebridge.documents (key, value, updated_at) VALUES (%(key)s, %(value)s, now())
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
+
+-- name: budget_polls_due
+-- Polls the budget may space out or pause: those due now, with when they last ran.
+SELECT p.mapping_id, p.last_polled_at, p.next_poll_at FROM forcebridge.poll_state p
+JOIN forcebridge.mappings m ON m.id = p.mapping_id
+WHERE m.active AND m.direction IN ('sf_to_pg', 'bidirectional')
+  AND (p.next_poll_at IS NULL OR p.next_poll_at <= now());
+
+-- name: put_off_poll
+UPDATE forcebridge.poll_state SET next_poll_at = %(at)s WHERE mapping_id = %(mapping_id)s;
