@@ -7,7 +7,7 @@ import logging
 from huey import crontab
 
 from gateway import salesforce
-from jobs import api_usage, drain, inbound, runtime, sync_tasks
+from jobs import alerts, api_usage, drain, inbound, runtime, sync_tasks
 from jobs.listener import Listener
 
 log = logging.getLogger("forcebridge.tasks")
@@ -67,6 +67,11 @@ def api_usage_tick():
     api_usage.refresh_limits(runtime.db(), salesforce.for_settings(runtime.settings()))
 
 
+def check_alerts():
+    """Each minute: every alert condition, what is due goes out (jobs/alerts.py)."""
+    return [a.condition for a in alerts.check(runtime.db(), runtime.settings())]
+
+
 def register(huey) -> dict:
     """Put every task on `huey`; returns them by name (what the web app's enqueue(name) rings). Their
     names in the queue stay jobs.tasks.<name> and jobs.sync_tasks.<name>, so tasks queued by the previous
@@ -86,6 +91,7 @@ def register(huey) -> dict:
     tasks["drain_backstop"] = huey.periodic_task(every_minute)(drain_backstop)
     tasks["archive_changes"] = huey.periodic_task(crontab(minute="17"))(archive_changes)
     tasks["api_usage_tick"] = huey.periodic_task(every_minute)(api_usage_tick)
+    tasks["check_alerts"] = huey.periodic_task(every_minute)(check_alerts)
     huey.post_execute("flush_api_usage")(flush_api_usage)
     tasks.update(sync_tasks.register(huey))
     return tasks

@@ -47,13 +47,14 @@ def create_app(settings: Settings | None = None, *, enqueue=None, migrate_on_sta
 
     from webapp import api, cli, health, openapi, outbound, sync_errors
     from webapp import assets, auth, dashboard, errors, mappings, metrics, security, setup, trends
-    from webapp import budget
+    from webapp import alerting, api_alerts, budget
 
     for blueprint in (outbound.bp, api.bp, health.bp, sync_errors.bp, sync.bp, openapi.bp):
         app.register_blueprint(blueprint)
     for blueprint in (auth.bp, assets.bp, dashboard.bp, mappings.bp, trends.bp, errors.bp, setup.bp, metrics.bp):
         app.register_blueprint(blueprint)
-    app.register_blueprint(budget.bp)
+    for blueprint in (budget.bp, alerting.bp, api_alerts.bp):
+        app.register_blueprint(blueprint)
     security.init_app(app)
     auth.init_app(app, settings.admin_password, settings.secret_key)
     cli.init_app(app)
