@@ -215,8 +215,13 @@ def decide(observations: list[Observation], states: dict, thresholds: Thresholds
             out.alerts.append(alert("open"))
             out.states[o.condition] = State(o.condition, True, o.since or now, o.count, o.detail, o.watermark,
                                             now, None)
+        elif o.active and state.last_sent_at is None:
+            # opened while no channel took it: it goes out as new until one does
+            out.alerts.append(alert("open", since=state.since))
+            out.states[o.condition] = replace(state, count=o.count, detail=o.detail, watermark=o.watermark,
+                                              last_sent_at=now)
         elif o.active:
-            due = state.last_sent_at is None or now - state.last_sent_at >= repeat
+            due = now - state.last_sent_at >= repeat
             if o.condition in NEW_SINCE_LAST:
                 new = o.watermark > state.watermark
                 if due and new:

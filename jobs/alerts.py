@@ -3,6 +3,7 @@
 worker", by the web process; one evaluator at a time (advisory lock)."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import uuid
@@ -101,7 +102,13 @@ def check(db: Database, settings: Settings, now: dt.datetime | None = None) -> l
         for alert in decision.alerts:
             errors = deliver(settings, cfg["channels"], alert)
             if cfg["channels"] and len(errors) == len(cfg["channels"]):
-                decision.states.pop(alert.condition, None)      # nobody heard it: try again next time
+                # nobody heard it: an opening is kept (the console and the API show it) but not marked sent;
+                # a repeat or a recovery is not recorded; each goes again at the next check
+                if alert.status == "open":
+                    decision.states[alert.condition] = dataclasses.replace(
+                        decision.states[alert.condition], last_sent_at=None)
+                else:
+                    decision.states.pop(alert.condition, None)
                 continue
             sent.append(alert)
         for state in decision.states.values():

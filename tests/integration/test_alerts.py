@@ -162,8 +162,11 @@ def test_an_alert_no_channel_took_is_sent_again_next_time(api, alert_settings, d
     alerts.add_channel(db, {"kind": "webhook", "target": f"{http.url}/hook"})
     http.status = 500
     assert alerts.check(db, alert_settings) == []          # no worker: the receiver refused it
+    shown = {a["condition"]: a for a in alerts.as_json(db)["alerts"]}["no_worker"]
+    assert shown["open"] and shown["last_sent_at"] is None   # the console and the API show it all the same
     http.status = 200
-    assert [a.condition for a in alerts.check(db, alert_settings)] == ["no_worker"]
+    assert [(a.condition, a.status) for a in alerts.check(db, alert_settings)] == [("no_worker", "open")]
+    assert alerts.check(db, alert_settings) == []
     assert len(http.posted("/hook")) == 2
 
 

@@ -42,6 +42,14 @@ def test_an_open_alert_is_repeated_no_sooner_than_the_interval():
     assert sent == {("no_worker", "still open")} and out[0].since == NOW
 
 
+def test_an_opening_no_channel_took_goes_out_as_new_next_time():
+    _, states, _ = run(Facts(workers_alive=0), {})
+    unsent = {"no_worker": State("no_worker", True, NOW, 0, "", 0, None)}
+    assert states["no_worker"].last_sent_at == NOW
+    sent, states, _ = run(Facts(workers_alive=0), unsent, NOW + dt.timedelta(minutes=1))
+    assert sent == {("no_worker", "open")} and states["no_worker"].since == NOW
+
+
 def test_failures_repeat_only_when_new_ones_arrived():
     _, states, _ = run(Facts(failed_writes=2, failed_writes_newest=7, workers_alive=1), {})
     later = NOW + dt.timedelta(hours=2)
