@@ -308,9 +308,13 @@ class Salesforce:
             self._save(kind, obj, math.ceil(rows / COLLECTION_SIZE))
         elif job_type == "query" and method == "GET" and _is_json(response):
             answer = _json_or_none(response)
-            if isinstance(answer, dict) and answer.get("state") == "JobComplete" and job_id in self._objects \
-                    and not self._objects[job_id][2:]:
-                self._objects[job_id] = (obj, kind, True)    # credited once
+            if not (isinstance(answer, dict) and answer.get("state") == "JobComplete"):
+                return
+            with self._usage_lock:
+                first = job_id in self._objects and not self._objects[job_id][2:]
+                if first:
+                    self._objects[job_id] = (obj, kind, True)    # credited once, however often it is asked
+            if first:
                 self._save(kind, obj, math.ceil(int(answer.get("numberRecordsProcessed") or 0) / REST_QUERY_PAGE))
 
     def _remember(self, key: str, obj: str, kind: str) -> None:
