@@ -13,13 +13,13 @@ from gateway.salesforce import Salesforce, SalesforceError
 
 log = logging.getLogger("forcebridge.api_usage")
 # /limits costs a call; Sforce-Limit-Info brings the daily count for free, so /limits (Bulk jobs, platform
-# events) is read at most this often, and doubles as the probe that notices an unreachable Salesforce
-# when nothing else calls it.
+# events) is read at most this often, and only when other calls were made since the last read: an idle
+# system makes no Salesforce calls.
 LIMITS_SECONDS = 900
 # What /limits reports that the budget and the console show.
 TRACKED_LIMITS = ("DailyApiRequests", "DailyBulkV2QueryJobs", "DailyBulkV2QueryFileStorageMB",
                   "DailyBulkApiBatches", "DailyDeliveredPlatformEvents")
-_last_limits = {"at": 0.0}
+_last_limits = {"at": 0.0, "calls": -1}
 _limits_lock = threading.Lock()
 
 
@@ -56,11 +56,13 @@ def store_limits(db: Database, limits: dict) -> None:
 
 
 def refresh_limits(db: Database, sf: Salesforce | None, every: float = LIMITS_SECONDS, force: bool = False) -> bool:
-    """Read /limits when the last read is older than `every` seconds (per process). True when it read."""
+    """Read /limits when the last read is older than `every` seconds and this process has called Salesforce
+    since (per process). True when it read."""
     if sf is None:
         return False
     with _limits_lock:
-        if not force and time.monotonic() - _last_limits["at"] < every and _last_limits["at"]:
+        if not force and ((time.monotonic() - _last_limits["at"] < every and _last_limits["at"])
+                          or sf.calls == _last_limits["calls"]):
             return False
         _last_limits["at"] = time.monotonic()
     try:
@@ -70,6 +72,7 @@ def refresh_limits(db: Database, sf: Salesforce | None, every: float = LIMITS_SE
         log.warning("GET /limits failed: %s", exc)
     finally:
         flush(db, sf)
+        _last_limits["calls"] = sf.calls
     return True
 
 

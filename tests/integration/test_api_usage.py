@@ -87,6 +87,9 @@ def test_limits_are_read_at_most_every_so_often(sf_settings, emulator, db):
     try:
         assert api_usage.refresh_limits(db, sf, force=True)
         assert not api_usage.refresh_limits(db, sf, every=3600)
+        assert not api_usage.refresh_limits(db, sf, every=0)       # idle since: no call at all
+        sf.query("SELECT Id FROM Account LIMIT 1")
+        assert api_usage.refresh_limits(db, sf, every=0)
     finally:
         sf.close()
     limits = api_usage.limits(db)
