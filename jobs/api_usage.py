@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 
 from psycopg.types.json import Jsonb
 
@@ -21,6 +22,7 @@ TRACKED_LIMITS = ("DailyApiRequests", "DailyBulkV2QueryJobs", "DailyBulkV2QueryF
                   "DailyBulkApiBatches", "DailyDeliveredPlatformEvents")
 _last_limits = {"at": 0.0, "calls": -1}
 _limits_lock = threading.Lock()
+_written: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # gateway -> (database, usage, health) stored
 
 
 def flush(db: Database, sf: Salesforce | None) -> int:
@@ -38,12 +40,15 @@ def flush(db: Database, sf: Salesforce | None) -> int:
         except Exception:
             sf.give_back_usage(used, saved)
             raise
-    if sf.api_usage is not None:
-        db.execute("put_api_limit", {"name": "DailyApiRequests", "max": sf.api_usage.limit,
-                                     "remaining": max(sf.api_usage.limit - sf.api_usage.used, 0)})
-    if sf.health is not None:
-        db.execute("put_document", {"key": "salesforce_health", "value": Jsonb({
-            "state": sf.health.state, "since": sf.health.since.isoformat(), "message": sf.health.message})})
+    seen = (db.url, sf.api_usage, sf.health)
+    if seen != _written.get(sf):        # a web request flushes too: write only what changed
+        if sf.api_usage is not None:
+            db.execute("put_api_limit", {"name": "DailyApiRequests", "max": sf.api_usage.limit,
+                                         "remaining": max(sf.api_usage.limit - sf.api_usage.used, 0)})
+        if sf.health is not None:
+            db.execute("put_document", {"key": "salesforce_health", "value": Jsonb({
+                "state": sf.health.state, "since": sf.health.since.isoformat(), "message": sf.health.message})})
+        _written[sf] = seen
     return sum(used.values())
 
 
