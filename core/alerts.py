@@ -87,7 +87,8 @@ class Facts:
     oldest_pending_pg: dt.datetime | None = None     # oldest change waiting to be sent
     workers_alive: int | None = None
     workers_last_seen: dt.datetime | None = None
-    cdc_connected: bool | None = None                # None until a CDC subscriber reports (a stub for now)
+    # None until a CDC subscriber reports: it writes forcebridge.documents 'cdc_subscriber' = {connected, since}
+    cdc_connected: bool | None = None
     cdc_since: dt.datetime | None = None
     drift_differences: int = 0
     drift_objects: tuple[str, ...] = ()
@@ -174,7 +175,7 @@ def observe(facts: Facts, thresholds: Thresholds, now: dt.datetime) -> list[Obse
         out.append(Observation(key, share >= level, facts.budget_since, int(math.floor(share * 100)),
                                f"ForceBridge used {share:.0%} of its API budget in the last 24 hours."))
     sf = facts.salesforce or {}
-    since = _parse_time(sf.get("since"))
+    since = parse_time(sf.get("since"))
     out.append(Observation("salesforce_unreachable", sf.get("state") == "unreachable", since, 0,
                            str(sf.get("message", ""))[:300]))
     out.append(Observation("credentials_refused", sf.get("state") == "refused", since, 0,
@@ -182,7 +183,7 @@ def observe(facts: Facts, thresholds: Thresholds, now: dt.datetime) -> list[Obse
     return out
 
 
-def _parse_time(value) -> dt.datetime | None:
+def parse_time(value) -> dt.datetime | None:
     if isinstance(value, dt.datetime) or value is None:
         return value
     try:

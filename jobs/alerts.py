@@ -57,6 +57,8 @@ def facts(db: Database, now: dt.datetime) -> core.Facts:
     workers = db.fetchone("live_workers", {"seconds": ALIVE_SECONDS})
     drift = db.fetchall("alert_drift")
     plan = budget.current_plan(db, fresh=True)
+    cdc = db.fetchone("get_document", {"key": "cdc_subscriber"})   # written by the CDC subscriber, when there is one
+    cdc = cdc["value"] if cdc else {}
     return core.Facts(
         failed_writes=f["failed_writes"], failed_writes_newest=f["failed_writes_newest"],
         failed_writes_since=f["failed_writes_since"], failed_notifications=f["failed_notifications"],
@@ -67,7 +69,8 @@ def facts(db: Database, now: dt.datetime) -> core.Facts:
         drift_differences=sum(r["differences"] for r in drift), drift_objects=tuple(r["object_name"] for r in drift),
         drift_since=min((r["checked_at"] for r in drift), default=None),
         budget_share=plan.share_of_budget if plan.budget else None, budget_since=None,
-        salesforce=api_usage.health(db))
+        salesforce=api_usage.health(db),
+        cdc_connected=cdc.get("connected"), cdc_since=core.parse_time(cdc.get("since")))
 
 
 def states(db: Database) -> dict:

@@ -213,3 +213,19 @@ def test_the_web_process_notices_that_no_worker_runs(alert_settings, db, receive
         assert [b["condition"] for b in http.posted("/hook")] == ["no_worker"]
     finally:
         app.extensions["forcebridge"].db.close()
+
+
+def test_a_disconnected_cdc_subscriber_is_raised_and_cleared(alert_settings, db, receivers):
+    """The CDC subscriber reports through the 'cdc_subscriber' document; until one exists nothing is raised."""
+    from psycopg.types.json import Jsonb
+
+    http, _ = receivers
+    alerts.add_channel(db, {"kind": "webhook", "target": f"{http.url}/hook"})
+    sql(alert_settings.database_url, "INSERT INTO forcebridge.worker_heartbeats (worker) VALUES ('test:1')")
+    assert alerts.check(db, alert_settings) == []
+    db.execute("put_document", {"key": "cdc_subscriber", "value": Jsonb({"connected": False,
+                                                                          "since": "2026-03-01T08:00:00+00:00"})})
+    assert [(a.condition, a.status) for a in alerts.check(db, alert_settings)] == [("cdc_disconnected", "open")]
+    db.execute("put_document", {"key": "cdc_subscriber", "value": Jsonb({"connected": True})})
+    assert [(a.condition, a.status) for a in alerts.check(db, alert_settings)] == [("cdc_disconnected", "recovered")]
+    assert http.posted("/hook")[0]["since"].startswith("2026-03-01T08:00")
