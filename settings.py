@@ -85,6 +85,16 @@ class Settings:
     embedded_worker: bool = False      # gunicorn's master also runs one worker (Render's free plan)
     # Not a user setting: the pid gunicorn's master hands to the worker it embeds (jobs/embedded.py)
     parent_pid: int = 0
+    # Alerts by email (issue 16): the SMTP server and its credentials; SMTP_TLS is starttls, ssl or none
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_from: str = ""
+    smtp_tls: str = "starttls"
+    smtp_ca_bundle: str = ""           # a private CA to trust (else the system's)
+    # The web process checks alerts each minute too (who else notices that no worker runs?)
+    web_alert_checks: bool = True
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -135,6 +145,14 @@ class Settings:
             web_graceful_seconds=_int("WEB_GRACEFUL_SECONDS", 20),
             embedded_worker=_flag("FORCEBRIDGE_EMBEDDED_WORKER", False),
             parent_pid=_int("FORCEBRIDGE_PARENT_PID", 0),
+            smtp_host=os.environ.get("SMTP_HOST", ""),
+            smtp_port=_int("SMTP_PORT", 587),
+            smtp_username=os.environ.get("SMTP_USERNAME", ""),
+            smtp_password=os.environ.get("SMTP_PASSWORD", ""),
+            smtp_from=os.environ.get("SMTP_FROM", ""),
+            smtp_tls=os.environ.get("SMTP_TLS", "starttls").strip().lower(),
+            smtp_ca_bundle=os.environ.get("SMTP_CA_BUNDLE", ""),
+            web_alert_checks=_flag("WEB_ALERT_CHECKS", True),
         )
         values.update(overrides)
         return cls(**values)

@@ -518,6 +518,7 @@ def create_query_job(version):
     job = _new_job(version, body, "V2Query", plan.sobject.name, operation)
     job.update(_query=text, _columns=[".".join(column.path) for column in plan.columns])
     job = _jobs().put(job)
+    _jobs().org.usage.count_bulk_query_job()
     threading.Thread(target=_run_query_job, args=(_jobs(), job["id"]), daemon=True,
                      name=f"bulk2-query-{job['id']}").start()
     created = _public(job)
@@ -716,6 +717,7 @@ def _run_ingest_job(jobs: Jobs, job_id: str) -> None:
             jobs.org, job, directory / "upload.csv", directory,
             lambda: (jobs.get(job_id, "V2Ingest") or {}).get("state") == "Aborted",
             client=job["_client"], user_id=job["_user_id"])
+        jobs.org.usage.count_ingest_records(outcome.get("numberRecordsProcessed", 0))
     except Exception as exc:          # a job that dies reports why, like Salesforce's errorMessage
         log.exception("bulk ingest job %s failed", job_id)
         outcome = {"state": "Failed", "errorMessage": f"InternalServerError : {exc}"}

@@ -19,11 +19,31 @@ class ApiUsage:
         self.per_route: collections.Counter = collections.Counter()
         self.per_client: collections.Counter = collections.Counter()
         self.per_route_client: collections.Counter = collections.Counter()
+        # Other daily limits /limits reports (they roll over with the day too)
+        self.bulk_query_jobs = 0
+        self.bulk_batches = 0            # Bulk ingest: a batch per 10,000 records processed
+        self.delivered_events = 0        # platform events (CDC) delivered to subscribers
 
     def _roll(self) -> None:
         today = self.clock.now().date()
         if today != self._day:
             self._day, self.used = today, 0
+            self.bulk_query_jobs = self.bulk_batches = self.delivered_events = 0
+
+    def count_bulk_query_job(self) -> None:
+        with self._lock:
+            self._roll()
+            self.bulk_query_jobs += 1
+
+    def count_ingest_records(self, records: int) -> None:
+        with self._lock:
+            self._roll()
+            self.bulk_batches += max(1, -(-records // 10_000))
+
+    def count_delivered_events(self, events: int) -> None:
+        with self._lock:
+            self._roll()
+            self.delivered_events += events
 
     def exhausted(self) -> bool:
         with self._lock:
@@ -59,6 +79,8 @@ class ApiUsage:
             for (route, client), n in self.per_route_client.items():
                 by_route.setdefault(route, {})[client] = n
             return {"day": self._day.isoformat(), "used": self.used, "dailyLimit": self.daily_limit,
+                    "bulkQueryJobs": self.bulk_query_jobs, "bulkBatches": self.bulk_batches,
+                    "deliveredEvents": self.delivered_events,
                     "total": self.total, "perRoute": dict(self.per_route), "perClient": dict(self.per_client),
                     "perRouteClient": by_route}
 

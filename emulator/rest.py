@@ -140,15 +140,17 @@ def resources(version):
 def limits(version):
     parse_version(version)
     usage = org().usage
+    usage.exhausted()                  # rolls the day over first
     remaining = max(usage.daily_limit - usage.used, 0)
     body = {
         "ConcurrentAsyncGetReportInstances": {"Max": 200, "Remaining": 200},
         "ConcurrentSyncReportRuns": {"Max": 20, "Remaining": 20},
         "DailyApiRequests": {"Max": usage.daily_limit, "Remaining": remaining},
         "DailyAsyncApexExecutions": {"Max": 250000, "Remaining": 250000},
-        "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
+        "DailyBulkApiBatches": {"Max": 15000, "Remaining": max(15000 - usage.bulk_batches, 0)},
         "DailyBulkV2QueryFileStorageMB": {"Max": 976562, "Remaining": 976562},
-        "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
+        "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": max(10000 - usage.bulk_query_jobs, 0)},
+        "DailyDeliveredPlatformEvents": {"Max": 50000, "Remaining": max(50000 - usage.delivered_events, 0)},
         "DailyGenericStreamingApiEvents": {"Max": 10000, "Remaining": 10000},
         "DailyStreamingApiEvents": {"Max": 1000000, "Remaining": 1000000},
         "DailyWorkflowEmails": {"Max": 2000000, "Remaining": 2000000},

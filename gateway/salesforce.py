@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
+import datetime as dt
 import logging
+import math
 import re
 import threading
 import time
@@ -30,6 +33,15 @@ _LIMIT_RE = re.compile(r"api-usage=(\d+)/(\d+)")
 RECORD_DATA_CODES = frozenset({"JSON_PARSER_ERROR", "INVALID_FIELD", "MALFORMED_ID", "INVALID_TYPE",
                                "INVALID_TYPE_ON_FIELD_IN_RECORD", "STRING_TOO_LONG"})
 _NO_SUCH_COLUMN = re.compile(r"No such column '([^']+)'")
+# The kinds of work API calls are counted under (forcebridge.api_usage_hourly); `Salesforce.work(kind)` sets
+# the current thread's, a call's path gives the rest (core/budget.py ranks them).
+KINDS = ("writes", "loads", "polls", "drift", "gap_fetches", "logins", "other")
+_FROM_RE = re.compile(r"\bFROM\s+(\w+)", re.I)
+_OBJECT_PATH_RE = re.compile(r"/(?:composite/)?sobjects/(\w+)")
+_JOB_RE = re.compile(r"/jobs/(query|ingest)/(\w+)")
+_QUERY_PAGE_RE = re.compile(r"/query(?:All)?/([\w-]+)")
+REST_QUERY_PAGE = 2000      # records a REST query page brings (what a Bulk query job saves against)
+COLLECTION_SIZE = 200       # records a Collections call takes (what a Bulk ingest job saves against)
 
 
 class SalesforceError(Exception):
@@ -56,6 +68,14 @@ class PermanentError(SalesforceError):
 class ApiUsage:
     used: int
     limit: int
+
+
+@dataclass(frozen=True)
+class Health:
+    """How the last exchange with Salesforce went: ok, unreachable or refused (credentials), and since when."""
+    state: str
+    since: dt.datetime
+    message: str = ""
 
 
 def configured(settings: Settings) -> bool:
@@ -118,6 +138,38 @@ class Salesforce:
         self.calls = 0
         self.logins = 0
         self._tally = threading.local()
+        self._work = threading.local()
+        self._usage_lock = threading.Lock()
+        self._usage: collections.Counter = collections.Counter()    # (hour, kind, object) -> calls
+        self._saved: collections.Counter = collections.Counter()    # (hour, kind, object) -> calls saved
+        self._objects: collections.OrderedDict = collections.OrderedDict()  # job id or query locator -> (object, kind)
+        self.health: Health | None = None
+
+    @contextlib.contextmanager
+    def work(self, kind: str):
+        """The calls this thread makes inside the block are counted as `kind` (one of KINDS)."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind of work {kind!r}")
+        outer = getattr(self._work, "kind", None)
+        self._work.kind = kind
+        try:
+            yield
+        finally:
+            self._work.kind = outer
+
+    def take_usage(self) -> tuple[dict, dict]:
+        """The calls (and calls saved) counted since the last take, by (hour, kind, object); cleared."""
+        with self._usage_lock:
+            used, saved = dict(self._usage), dict(self._saved)
+            self._usage.clear()
+            self._saved.clear()
+        return used, saved
+
+    def give_back_usage(self, used: dict, saved: dict) -> None:
+        """Counts a flush could not store: kept for the next one."""
+        with self._usage_lock:
+            self._usage.update(used)
+            self._saved.update(saved)
 
     @contextlib.contextmanager
     def tally(self):
@@ -152,13 +204,17 @@ class Salesforce:
                     client_id=CLIENT_NAME,
                     scratch_url=s.sf_instance_url.rstrip("/") if explicit else None)
         except SalesforceAuthenticationFailed as exc:
+            self._count("logins", "")
+            self._set_health("refused", f"{exc.code}: {exc.message}")
             raise PermanentError(401, str(exc.code), str(exc.message)) from None
         except (requests.ConnectionError, requests.Timeout) as exc:
+            self._set_health("unreachable", str(exc))
             raise TransientError(0, "CONNECTION_ERROR", str(exc)) from None
         scheme = explicit.scheme if explicit else "https"
         self._token, self._base = token, f"{scheme}://{instance.rstrip('/')}"
         self.calls += 1
         self.logins += 1
+        self._count("logins", "")
 
     def _credentials(self) -> tuple[str, str]:
         with self._lock:
@@ -182,11 +238,12 @@ class Salesforce:
 
     # -- the choke point ----------------------------------------------------------------------------
     def call(self, method: str, path: str, *, params=None, json=None, headers=None, data=None,
-             stream: bool = False, retry: bool = True) -> requests.Response:
+             stream: bool = False, retry: bool = True, kind: str | None = None) -> requests.Response:
         """One REST call: `path` under /services/data/vXX.X (or absolute from /services/...).
         `stream=True` leaves the body unread (Bulk results go straight into COPY); close the response.
         `retry=False` for calls that are not idempotent (creates without an external id): after a timeout
-        or a 5xx the records may exist already, so the error goes to the caller instead of a second try."""
+        or a 5xx the records may exist already, so the error goes to the caller instead of a second try.
+        `kind` names the work the call is for (KINDS); else the thread's `work(kind)`, else the path's."""
         relogged = False
         attempt = 0
         while True:
@@ -200,8 +257,9 @@ class Salesforce:
                                                 headers=sent_headers, timeout=self.timeout, stream=stream)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 error = TransientError(0, "CONNECTION_ERROR", str(exc))
+                self._set_health("unreachable", str(exc))
             else:
-                self._account(response)
+                self._account(response, method, path, params, json, data, kind, stream)
                 if response.status_code < 300:
                     return response
                 error = _error_of(response)
@@ -215,7 +273,8 @@ class Salesforce:
             attempt += 1
             time.sleep(self.backoff * 2 ** (attempt - 1))
 
-    def _account(self, response: requests.Response) -> None:
+    def _account(self, response: requests.Response, method: str = "GET", path: str = "", params=None,
+                 json=None, data=None, kind: str | None = None, stream: bool = False) -> None:
         self.calls += 1
         tally = getattr(self._tally, "counter", None)
         if tally is not None:
@@ -223,6 +282,76 @@ class Salesforce:
         m = _LIMIT_RE.search(response.headers.get("Sforce-Limit-Info", ""))
         if m:
             self.api_usage = ApiUsage(int(m.group(1)), int(m.group(2)))
+        if response.status_code < 500:
+            self._set_health("ok")
+        try:
+            self._count_call(response, method, path, params, json, data, kind, stream)
+        except Exception:  # noqa: BLE001 - accounting never breaks a call
+            log.exception("API usage accounting failed for %s %s", method, path.split("?")[0])
+
+    def _count_call(self, response, method, path, params, body, data, kind, stream) -> None:
+        """One call under its kind and object; a Bulk job's calls are weighed against the REST calls
+        the same records would have taken (what choosing Bulk saved)."""
+        known = None
+        job = _JOB_RE.search(path)
+        page = _QUERY_PAGE_RE.search(path)
+        if job:
+            known = self._objects.get(job.group(2))
+        elif page:
+            known = self._objects.get(page.group(1).rsplit("-", 1)[0])
+        kind = kind or getattr(self._work, "kind", None) or (known[1] if known else None) or _default_kind(method, path)
+        obj = known[0] if known else _object_of(path, params, body)
+        self._count(kind, obj)
+        if response.status_code >= 300:
+            return
+        if job:
+            self._weigh_job(response, method, job.group(1), job.group(2), kind, obj, data)
+        elif path.endswith("/jobs/query") or path.endswith("/jobs/ingest"):
+            answer = _json_or_none(response)
+            if isinstance(answer, dict) and answer.get("id"):
+                self._remember(answer["id"], obj, kind)
+                self._save(kind, obj, -1)       # the job's own calls count against what it saves
+        elif "/query" in path:
+            answer = None if stream else _json_or_none(response)
+            next_url = answer.get("nextRecordsUrl") if isinstance(answer, dict) else None
+            locator = _QUERY_PAGE_RE.search(next_url or "")
+            if locator:
+                self._remember(locator.group(1).rsplit("-", 1)[0], obj, kind)
+
+    def _weigh_job(self, response, method, job_type, job_id, kind, obj, data) -> None:
+        self._save(kind, obj, -1)
+        if job_type == "ingest" and method == "PUT" and data:
+            rows = max(bytes(data).count(b"\n") - 1, 0) if isinstance(data, (bytes, bytearray)) else 0
+            self._save(kind, obj, math.ceil(rows / COLLECTION_SIZE))
+        elif job_type == "query" and method == "GET" and _is_json(response):
+            answer = _json_or_none(response)
+            if not (isinstance(answer, dict) and answer.get("state") == "JobComplete"):
+                return
+            with self._usage_lock:
+                first = job_id in self._objects and not self._objects[job_id][2:]
+                if first:
+                    self._objects[job_id] = (obj, kind, True)    # credited once, however often it is asked
+            if first:
+                self._save(kind, obj, math.ceil(int(answer.get("numberRecordsProcessed") or 0) / REST_QUERY_PAGE))
+
+    def _remember(self, key: str, obj: str, kind: str) -> None:
+        with self._usage_lock:
+            self._objects[key] = (obj, kind)
+            while len(self._objects) > 1000:
+                self._objects.popitem(last=False)
+
+    def _count(self, kind: str, obj: str) -> None:
+        with self._usage_lock:
+            self._usage[(_hour(), kind, obj or "")] += 1
+
+    def _save(self, kind: str, obj: str, calls: int) -> None:
+        with self._usage_lock:
+            self._saved[(_hour(), kind, obj or "")] += calls
+
+    def _set_health(self, state: str, message: str = "") -> None:
+        current = self.health
+        if current is None or current.state != state:
+            self.health = Health(state, dt.datetime.now(dt.timezone.utc), message[:500])
 
     # -- resources ----------------------------------------------------------------------------------
     def describe(self, sobject: str, max_age: float = 600.0) -> dict:
@@ -422,6 +551,50 @@ def _item_errors(error: SalesforceError) -> list[dict]:
               "message": e.get("message") or error.message, "fields": e.get("fields") or []}
              for e in body if isinstance(e, dict)]
     return items or error.as_errors()
+def _hour() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+def _default_kind(method: str, path: str) -> str:
+    """A call made outside any `work(kind)` block: writes are recognised by their path, the rest is other."""
+    if "/composite/sobjects" in path or "/jobs/ingest" in path or (
+            method in ("POST", "PATCH", "DELETE") and "/sobjects/" in path and not path.endswith("/describe")):
+        return "writes"
+    return "other"
+
+
+def _object_of(path: str, params, body) -> str:
+    """The sObject a call is about, from its path, its SOQL or its body; '' when it names none."""
+    m = _OBJECT_PATH_RE.search(path)
+    if m and not path.endswith("/composite/sobjects"):
+        return m.group(1)
+    if isinstance(body, dict):
+        if body.get("object"):
+            return str(body["object"])
+        if body.get("query"):
+            q = _FROM_RE.search(str(body["query"]))
+            return q.group(1) if q else ""
+        records = body.get("records")
+        if isinstance(records, list) and records and isinstance(records[0], dict):
+            return str((records[0].get("attributes") or {}).get("type") or "")
+    if isinstance(params, dict) and params.get("q"):
+        q = _FROM_RE.search(str(params["q"]))
+        return q.group(1) if q else ""
+    return ""
+
+
+def _is_json(response) -> bool:
+    """A job's status (JSON), not its results (CSV, streamed to the caller)."""
+    return "json" in response.headers.get("Content-Type", "")
+
+
+def _json_or_none(response):
+    if not _is_json(response):
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _check_size(items) -> None:

@@ -18,7 +18,7 @@ from gateway import change_log, mapping_store
 from gateway.db import Database
 from gateway.salesforce import PermanentError, Salesforce, SalesforceError, TransientError
 from gateway.salesforce import for_settings
-from jobs import runtime, stats
+from jobs import budget, runtime, stats
 
 log = logging.getLogger("forcebridge.drain")
 
@@ -254,9 +254,10 @@ def drain_now(stop: threading.Event | None = None) -> DrainResult:
     """Drain with the worker's settings; without Salesforce credentials there is nothing to send to."""
     s = runtime.settings()
     sf = for_settings(s)
-    if sf is None:
+    if sf is None or budget.writes_delayed(runtime.db()):
         return DrainResult()
-    return drain(runtime.db(), sf, options_from(s), stop=stop)
+    with sf.work("writes"):
+        return drain(runtime.db(), sf, options_from(s), stop=stop)
 
 
 def next_retry_in(db: Database) -> float | None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 from huey import crontab
+from huey.exceptions import RetryTask
 
 from gateway import mapping_store
 from gateway.salesforce import for_settings
-from jobs import drift, load, poll, push, runtime
+from jobs import budget, drift, load, poll, push, runtime
 
 log = logging.getLogger("forcebridge.tasks")
 
@@ -28,7 +29,8 @@ def run_loads():
     sf = for_settings(s)
     if sf is None:
         return []
-    return [r["id"] for r in load.run_pending(runtime.db(), sf, load_options(s))]
+    with sf.work("loads"):
+        return [r["id"] for r in load.run_pending(runtime.db(), sf, load_options(s))]
 
 
 def mapping_ready(mapping_id: int):
@@ -39,9 +41,11 @@ def mapping_ready(mapping_id: int):
     if m is None or sf is None:
         return None
     if m.writes and m.active:
-        push.initial_push(runtime.db(), sf, m, push_options(s))
+        with sf.work("writes"):
+            push.initial_push(runtime.db(), sf, m, push_options(s))
     if m.reads:
-        load.run_pending(runtime.db(), sf, load_options(s))
+        with sf.work("loads"):
+            load.run_pending(runtime.db(), sf, load_options(s))
     return mapping_id
 
 
@@ -51,7 +55,12 @@ def reconcile_mapping(mapping_id: int, repair: bool = False):
     sf = for_settings(s)
     if m is None or sf is None:
         return None
-    return drift.check(runtime.db(), sf, m, repair=repair, options=load_options(s))["id"]
+    wait = budget.drift_put_off_for(runtime.db())
+    if wait is not None:   # the API budget pauses drift checks: this one runs when it allows them again
+        log.info("drift check of %s put off %.0f s by the API budget", m.object_name, wait)
+        raise RetryTask("drift checks are paused by the API budget", delay=wait)
+    with sf.work("drift"):
+        return drift.check(runtime.db(), sf, m, repair=repair, options=load_options(s))["id"]
 
 
 def loads_waiting() -> bool:
@@ -64,7 +73,10 @@ def poll_backstop():
     sf = for_settings(runtime.settings())
     if sf is None:
         return
-    for result in poll.poll_due(runtime.db(), sf, bulk_above=runtime.settings().load_rest_max):
+    budget.put_off_polls(runtime.db())
+    with sf.work("polls"):
+        results = poll.poll_due(runtime.db(), sf, bulk_above=runtime.settings().load_rest_max)
+    for result in results:
         if result.changed or result.deleted:
             log.info("poll of mapping %s: %s changed, %s deleted, %s API calls", result.mapping_id,
                      result.changed, result.deleted, result.api_calls)

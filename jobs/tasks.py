@@ -7,7 +7,7 @@ import logging
 from huey import crontab
 
 from gateway import salesforce
-from jobs import api_jobs, drain, inbound, runtime, sync_tasks
+from jobs import alerts, api_jobs, api_usage, drain, inbound, runtime, sync_tasks
 from jobs.listener import Listener
 
 log = logging.getLogger("forcebridge.tasks")
@@ -53,6 +53,25 @@ def archive_changes():
     drain.archive(runtime.db(), s.archive_after_hours, s.archive_purge_days)
 
 
+def flush_api_usage(task=None, value=None, exception=None):
+    """After every task (Huey's post-execute hook) and each minute: the calls counted go to Postgres."""
+    try:
+        api_usage.flush(runtime.db(), salesforce.for_settings(runtime.settings()))
+    except Exception:  # noqa: BLE001 - the counts stay in the gateway for the next flush
+        log.exception("could not store API usage")
+
+
+def api_usage_tick():
+    """Each minute: store the counts; read /limits when the last read is old (api_usage.LIMITS_SECONDS)."""
+    flush_api_usage()
+    api_usage.refresh_limits(runtime.db(), salesforce.for_settings(runtime.settings()))
+
+
+def check_alerts():
+    """Each minute: every alert condition, what is due goes out (jobs/alerts.py)."""
+    return [a.condition for a in alerts.check(runtime.db(), runtime.settings())]
+
+
 def register(huey) -> dict:
     """Put every task on `huey`; returns them by name (what the web app's enqueue(name) rings). Their
     names in the queue stay jobs.tasks.<name> and jobs.sync_tasks.<name>, so tasks queued by the previous
@@ -71,6 +90,9 @@ def register(huey) -> dict:
     tasks["drain_outbound"] = huey.task()(drain_outbound)
     tasks["drain_backstop"] = huey.periodic_task(every_minute)(drain_backstop)
     tasks["archive_changes"] = huey.periodic_task(crontab(minute="17"))(archive_changes)
+    tasks["api_usage_tick"] = huey.periodic_task(every_minute)(api_usage_tick)
+    tasks["check_alerts"] = huey.periodic_task(every_minute)(check_alerts)
+    huey.post_execute("flush_api_usage")(flush_api_usage)
     tasks.update(sync_tasks.register(huey))
 
     def run_api_job(job_id: int):

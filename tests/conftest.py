@@ -43,6 +43,7 @@ def settings(clean_db, tmp_path):
     return Settings.from_env(
         database_url=clean_db, secret_key="test-secret", huey_url=f"sqlite:///{tmp_path / 'huey.db'}",
         instance_path=tmp_path, salesforce_org_id=ORG_ID, outbound_token=OUTBOUND_TOKEN, api_token=API_TOKEN,
+        web_alert_checks=False,   # tests run alert checks themselves (tests/integration/test_alerts.py)
     )
 
 

@@ -43,10 +43,13 @@ def create_app(settings: Settings | None = None, *, enqueue=None, migrate_on_sta
 
     from webapp import api, cli, health, outbound
     from webapp import assets, auth, dashboard, errors, mappings, metrics, security, setup, trends
+    from webapp import alerting, budget
 
     for blueprint in (outbound.bp, api.bp, health.bp):     # api.bp: the whole /api/v1 tree
         app.register_blueprint(blueprint)
     for blueprint in (auth.bp, assets.bp, dashboard.bp, mappings.bp, trends.bp, errors.bp, setup.bp, metrics.bp):
+        app.register_blueprint(blueprint)
+    for blueprint in (budget.bp, alerting.bp):
         app.register_blueprint(blueprint)
     security.init_app(app)
     auth.init_app(app, settings.admin_password, settings.secret_key)

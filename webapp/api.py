@@ -9,14 +9,14 @@ from flask import Blueprint, abort, jsonify, request
 from core.mapping import MappingError, check_object_name, patched, to_entry
 from gateway import mapping_store
 from gateway.salesforce import SalesforceError
-from webapp import api_jobs, mappings, openapi, sync, sync_errors
+from webapp import api_alerts, api_jobs, mappings, openapi, sync, sync_errors
 from webapp.context import ctx
 from webapp.mappings import export_document, import_document, parent_describes
 
 PREFIX = "/api/v1"
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
 # The tree: every other /api/v1 blueprint hangs here, under this one's gate and error answers.
-for _child in (sync.bp, sync_errors.bp, api_jobs.bp, openapi.bp):
+for _child in (sync.bp, sync_errors.bp, api_jobs.bp, api_alerts.bp, openapi.bp):
     bp.register_blueprint(_child)
 # The one route of the tree anybody may read: the API's own description holds no data.
 PUBLIC_ENDPOINTS = {"api.openapi.openapi"}

@@ -6,7 +6,7 @@ import datetime as dt
 from flask import Blueprint, render_template, request
 
 from jobs.heartbeat import ALIVE_SECONDS
-from webapp import sync, write_path
+from webapp import budget, sync, write_path
 from webapp.context import ctx
 
 bp = Blueprint("dashboard", __name__)
@@ -40,7 +40,8 @@ def status() -> dict:
             "salesforce": salesforce, "writes": write_path.backlog() if postgres else None,
             "last_at": {"sf_to_pg": backlog["last_applied"] if backlog else None,
                         "pg_to_sf": write_path.last_success() if postgres else None},
-            "polls": sync.poll_status() if postgres else [], "now": now}
+            "polls": sync.poll_status() if postgres else [], "now": now,
+            "budget": budget.overview(db, now) if postgres else None}
 
 
 @bp.get("/")

@@ -11,7 +11,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from core import trends
 from jobs.heartbeat import ALIVE_SECONDS
-from webapp import security, write_path
+from webapp import budget, security, write_path
 from webapp.context import ctx
 
 bp = Blueprint("metrics", __name__)
@@ -53,6 +53,7 @@ class _Collector:
         workers.add_metric([], db.fetchone("live_workers", {"seconds": ALIVE_SECONDS})["alive"])
         yield workers
         yield self._latency(db)
+        yield from budget.metric_families(db)
         status = self.ctx.salesforce_status() or {}
         if status.get("api_used") is not None:
             calls = GaugeMetricFamily("forcebridge_salesforce_api_calls", "API calls used today (Sforce-Limit-Info)",

@@ -282,6 +282,21 @@ SYNC_PATHS = {
 }
 PATHS.update(SYNC_PATHS)
 
+ALERT = {"type": "object", "required": ["condition", "title", "open"], "properties": {
+    "condition": {"type": "string"}, "title": {"type": "string"}, "open": {"type": "boolean"},
+    "since": {**TIMESTAMP, "nullable": True}, "count": {"type": "integer"}, "detail": {"type": "string"},
+    "last_sent_at": {**TIMESTAMP, "nullable": True}, "cleared_at": {**TIMESTAMP, "nullable": True}}}
+ALERT_PATHS = {   # webapp/api_alerts.py (issue 16)
+    "/alerts": {
+        "get": {"summary": "Each alert condition's state, the thresholds and the channels", "operationId": "getAlerts",
+                "responses": {"200": _json({"type": "object", "required": ["alerts", "thresholds", "channels"],
+                                            "properties": {"alerts": {"type": "array", "items": ALERT},
+                                                           "thresholds": {"type": "object"},
+                                                           "channels": {"type": "array", "items": {"type": "object"}}}},
+                                           "Alert state"), **_errors()}}},
+}
+PATHS.update(ALERT_PATHS)
+
 SPEC = {
     "openapi": "3.0.3",
     "info": {"title": "ForceBridge API", "version": "1",

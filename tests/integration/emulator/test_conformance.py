@@ -379,6 +379,32 @@ def test_limit_info_header_and_limits_resource(sf):
     assert sf.limits()["DailyApiRequests"]["Max"] == 100000
 
 
+def test_allocation_is_configurable_reported_and_refused_when_spent(emulator):
+    """Issue 16: the allocation set through the admin API is what Sforce-Limit-Info and /limits say; past it,
+    every call is REQUEST_LIMIT_EXCEEDED (and still carries the header); Bulk query jobs are counted."""
+    import requests
+
+    emulator.admin("POST", "/_emulator/limits", {"dailyLimit": 15000, "used": 0})
+    try:
+        sf = emulator.salesforce(client="forcebridge")
+        before = sf.limits()["DailyBulkV2QueryJobs"]["Remaining"]
+        sf.query("SELECT Id FROM Account LIMIT 1")
+        assert sf.api_usage["api-usage"].total == 15000
+        job = sf.restful("jobs/query", method="POST", json={"operation": "query", "query": "SELECT Id FROM Account"})
+        limits = sf.limits()
+        assert limits["DailyApiRequests"]["Max"] == 15000
+        assert limits["DailyApiRequests"]["Remaining"] == 15000 - emulator.admin("GET", "/_emulator/stats")["used"]
+        assert limits["DailyBulkV2QueryJobs"]["Remaining"] == before - 1 and job["id"]
+        assert "DailyDeliveredPlatformEvents" in limits
+        emulator.admin("POST", "/_emulator/limits", {"used": 15000})
+        r = requests.get(f"{emulator.url}/services/data/v62.0/limits", verify=str(emulator.ca_path),
+                         headers={"Authorization": f"Bearer {sf.session_id}"})
+        assert r.status_code == 403 and r.json()[0]["errorCode"] == "REQUEST_LIMIT_EXCEEDED"
+        assert r.headers["Sforce-Limit-Info"] == "api-usage=15000/15000"
+    finally:
+        emulator.admin("POST", "/_emulator/limits", {"dailyLimit": 100000, "used": 0})
+
+
 def test_change_remembers_client_and_user(emulator):
     sf = emulator.salesforce(client="forcebridge")
     since = emulator.admin("GET", "/_emulator/changes?since=0&limit=10000")["changes"]

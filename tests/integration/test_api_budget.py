@@ -1,0 +1,77 @@
+"""The API budget holding work back (issue 16), against Postgres and the emulator: a poll spaced from every
+10 minutes to every 30, a drift check put off, writes delayed at the org's floor and sent after it."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from huey.exceptions import RetryTask
+
+from jobs import budget, drain, poll, sync_tasks
+from tests.integration.test_capture import sql, writing_mapping
+from tests.integration.test_loading import api, db, loaded_mapping, route_calls, sf, sf_app, sf_settings  # noqa: F401
+from tests.integration.test_write_path import FIELDS
+
+
+def spend(url, per_hour: int, allocation: int = 15_000, remaining: int | None = None) -> None:
+    """Our calls in each of the 23 hours before this one (none yet in this one, so the minute of the hour
+    the test runs at changes nothing), and the org's DailyApiRequests."""
+    sql(url, "DELETE FROM forcebridge.api_usage_hourly")
+    sql(url, "INSERT INTO forcebridge.api_usage_hourly (hour, kind, object_name, calls) "
+             "SELECT h, 'polls', 'Account', %s FROM generate_series(date_trunc('hour', now()) - interval '23 hours', "
+             "date_trunc('hour', now()) - interval '1 hour', interval '1 hour') h", (per_hour,))
+    used = per_hour * 23 if remaining is None else allocation - remaining
+    sql(url, "INSERT INTO forcebridge.api_limits (name, max, remaining) VALUES ('DailyApiRequests', %s, %s) "
+             "ON CONFLICT (name) DO UPDATE SET max = EXCLUDED.max, remaining = EXCLUDED.remaining",
+        (allocation, allocation - used))
+    budget.forget()
+
+
+@pytest.fixture(autouse=True)
+def fresh_plan():
+    budget.forget()
+    yield
+    budget.forget()
+
+
+def test_polls_are_spaced_to_every_30_minutes_near_the_budget_and_recover(api, db, sf, emulator, sf_settings):
+    m = loaded_mapping(api, db, sf, emulator, count=5)
+    poll.poll(db, sf, m, force=True)
+    url = sf_settings.database_url
+    sql(url, "UPDATE forcebridge.poll_state SET last_polled_at = now() - interval '12 minutes', "
+             "next_poll_at = now() - interval '2 minutes'")
+    spend(url, 270)                       # ~83% of a 7,500-call budget projected: polls every 30 minutes
+    emulator.admin("DELETE", "/_emulator/stats")
+    sync_tasks.poll_backstop()
+    assert route_calls(emulator, "rest.") == 0
+    gap = sql(url, "SELECT next_poll_at - last_polled_at FROM forcebridge.poll_state")[0][0]
+    assert gap == dt.timedelta(minutes=30)
+    plan = budget.current_plan(db, fresh=True)
+    assert "polls spaced out ×3" in plan.hold("polls").describe()
+
+    spend(url, 10)                        # the pressure is gone: the poll runs at its own interval again
+    sql(url, "UPDATE forcebridge.poll_state SET next_poll_at = now() - interval '1 minute'")
+    sync_tasks.poll_backstop()
+    assert route_calls(emulator, "rest.query") >= 1
+
+
+def test_a_drift_check_is_put_off_while_drift_checks_are_paused(api, db, sf, emulator, sf_settings):
+    m = loaded_mapping(api, db, sf, emulator, count=5)
+    spend(sf_settings.database_url, 300)   # ~92%: drift checks paused
+    with pytest.raises(RetryTask) as put_off:
+        sync_tasks.reconcile_mapping(m.id)
+    assert put_off.value.delay >= 60
+    spend(sf_settings.database_url, 10)
+    assert sync_tasks.reconcile_mapping(m.id) is not None
+
+
+def test_writes_wait_at_the_floor_and_are_sent_when_the_org_has_calls_again(api, db, sf, emulator, sf_settings):
+    writing_mapping(api, fields=FIELDS, upsert_field="External_Id__c")
+    url = sf_settings.database_url
+    sql(url, "INSERT INTO salesforce.invoice__c (name) VALUES ('held back')")
+    spend(url, 10, remaining=1000)         # others used the org's calls: 1,000 left, the floor is 1,500
+    assert drain.drain_now().claimed == 0
+    assert budget.current_plan(db).hold("writes").action == "delayed"
+    assert sql(url, "SELECT state FROM forcebridge.open_changes") == [("NEW",)]
+    spend(url, 10, remaining=9000)
+    assert drain.drain_now().outcomes == {"SUCCESS": 1}

@@ -1,0 +1,55 @@
+"""The API budget on the Overview, the Setup page and /metrics (issue 16)."""
+from __future__ import annotations
+
+import psycopg
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import API_TOKEN
+from tests.support.console import BASE, browser_client, console_app, csrf_of, sign_in  # noqa: F401
+
+
+def spend(url, per_hour: int, allocation: int, used: int) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO forcebridge.api_usage_hourly (hour, kind, object_name, calls) "
+                     "SELECT h, 'polls', 'Account', %s FROM generate_series(date_trunc('hour', now()) - "
+                     "interval '23 hours', date_trunc('hour', now()) - interval '1 hour', interval '1 hour') h",
+                     (per_hour,))
+        conn.execute("INSERT INTO forcebridge.api_limits (name, max, remaining) VALUES ('DailyApiRequests', %s, %s)",
+                     (allocation, allocation - used))
+    from jobs import budget
+    budget.forget()
+
+
+def test_overview_shows_use_against_budget_what_is_held_back_and_a_forecast(console_app, browser_client, settings):
+    sign_in(browser_client)
+    db = console_app.extensions["forcebridge"].db
+    browser_client.post("/mappings", base_url=BASE, data={
+        "csrf_token": csrf_of(browser_client), "object_name": "Account", "typed_fields": "Name:string:80"})
+    spend(settings.database_url, 270, 15_000, 8000)
+    page = browser_client.get("/overview/status", base_url=BASE).text
+    assert "15,000 calls a day" in page and "7,500" in page               # allocation and our budget
+    assert "6,210 = 83% of the budget" in page
+    assert "polls spaced out ×3" in page and "drift checks paused until" in page
+    assert 'id="api-forecast"' in page and "Account" in page
+    metrics = browser_client.get("/metrics", base_url=BASE, headers={"Authorization": f"Bearer {API_TOKEN}"}).text
+    values = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for f in text_string_to_metric_families(metrics) for s in f.samples}
+    assert values[("forcebridge_api_budget_calls", (("what", "allocation"),))] == 15_000
+    assert values[("forcebridge_api_budget_calls", (("what", "budget"),))] == 7_500
+    assert values[("forcebridge_api_calls_24h", (("kind", "polls"),))] == 6210
+    assert values[("forcebridge_api_work_held", (("action", "spaced"), ("kind", "polls")))] == 1
+    assert ("forcebridge_api_forecast_calls_per_day", (("mapping", "Account"),)) in values
+    assert db.ping()
+
+
+def test_setup_sets_the_share_and_floor_and_refuses_nonsense(console_app, browser_client):
+    sign_in(browser_client)
+    page = browser_client.get("/setup", base_url=BASE).text
+    assert 'name="share"' in page and 'value="50"' in page
+    bad = browser_client.post("/setup/budget", base_url=BASE, data={
+        "csrf_token": csrf_of(browser_client), "share": "80", "floor": "30"})
+    assert bad.status_code == 400 and 'data-field="floor"' in bad.text
+    ok = browser_client.post("/setup/budget", base_url=BASE, data={
+        "csrf_token": csrf_of(browser_client), "share": "30", "floor": "5"})
+    assert ok.status_code == 200 and "30%" in ok.text
+    assert 'value="30"' in browser_client.get("/setup", base_url=BASE).text
