@@ -473,7 +473,9 @@ class Salesforce:
     def _fields(self, sobject: str) -> dict[str, dict]:
         """describe's fields by lower-case name; empty (values go as they are) when describe is unavailable."""
         try:
-            return wire_values.fields_by_name(self.describe(sobject))
+            # part of the write: counted as one (unless the caller's work says otherwise)
+            with self.work(getattr(self._work, "kind", None) or "writes"):
+                return wire_values.fields_by_name(self.describe(sobject))
         except (SalesforceError, MappingError) as exc:
             log.warning("describe %s failed (%s); values are sent untyped", sobject, exc)
             return {}
