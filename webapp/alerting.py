@@ -13,10 +13,18 @@ from jobs import alerts
 from webapp.context import ctx
 
 bp = Blueprint("alerting", __name__, url_prefix="/setup/alerts")
+
 log = logging.getLogger("forcebridge.alerts")
 WEB_CHECK_SECONDS = 60
 _last_web_check = {"at": 0.0}
 _web_lock = threading.Lock()
+
+
+@bp.record_once
+def _first_check_after_a_minute(state) -> None:
+    """A web process that starts beside its worker (a deploy, a restart) gives the worker a minute to beat
+    before it looks: "no worker" at every start would be noise, followed by a recovery."""
+    _last_web_check["at"] = time.monotonic()
 
 
 def _panel(message: str = "", ok: bool = True, field: str | None = None, results: dict | None = None, status=200):

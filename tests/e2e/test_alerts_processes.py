@@ -31,7 +31,9 @@ def test_no_worker_is_raised_by_the_web_process_and_cleared_by_the_worker(deploy
         web = start_web(env, tmp_path / "web.log")
         try:
             requests.get(f"{web.url}/healthz", timeout=5)
-            wait_for(lambda: receiver.posted("/hook"), timeout=30, what="the web process's alert", logs=[web])
+            # a web process looks a minute after it started (its worker may be starting beside it)
+            wait_for(lambda: requests.get(f"{web.url}/healthz", timeout=5) and receiver.posted("/hook"), timeout=150, interval=1,
+                     what="the web process's alert", logs=[web])
             first = receiver.posted("/hook")[0]
             assert (first["condition"], first["status"], first["link"]) == ("no_worker", "open", "https://fb.example.com/")
             worker = start_worker(env, tmp_path / "worker.log")

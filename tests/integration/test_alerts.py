@@ -4,6 +4,7 @@ making it true in Postgres (and, for Salesforce, by the gateway against the emul
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import psycopg
 import pytest
@@ -229,3 +230,23 @@ def test_a_disconnected_cdc_subscriber_is_raised_and_cleared(alert_settings, db,
     db.execute("put_document", {"key": "cdc_subscriber", "value": Jsonb({"connected": True})})
     assert [(a.condition, a.status) for a in alerts.check(db, alert_settings)] == [("cdc_disconnected", "recovered")]
     assert http.posted("/hook")[0]["since"].startswith("2026-03-01T08:00")
+
+
+def test_a_web_process_gives_its_worker_a_minute_before_it_looks(alert_settings, db, receivers, enqueued):
+    """At a deploy the web process and the worker start together: the web's first check waits a minute, so no
+    "no worker" alert (and its recovery) goes out at every start."""
+    import time
+
+    from webapp import alerting, create_app
+
+    http, _ = receivers
+    alerts.add_channel(db, {"kind": "webhook", "target": f"{http.url}/hook"})
+    alerting._last_web_check["at"] = 0.0
+    app = create_app(dataclasses.replace(alert_settings, web_alert_checks=True), enqueue=enqueued)
+    try:
+        assert time.monotonic() - alerting._last_web_check["at"] < alerting.WEB_CHECK_SECONDS
+        assert app.test_client().get("/healthz").status_code == 200
+        assert not [t for t in threading.enumerate() if t.name == "alerts"]      # no check was started
+    finally:
+        app.extensions["forcebridge"].db.close()
+    assert http.posted("/hook") == []
