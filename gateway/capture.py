@@ -27,7 +27,8 @@ def _function(m: Mapping) -> sql.Identifier:
 def install(conn: psycopg.Connection, m: Mapping) -> None:
     """(Re)create the function and triggers for the mapping's current columns, in the caller's transaction."""
     remove(conn, m)
-    columns = [f.column for f in m.fields]
+    # a Salesforce-owned column is left out: a change to it alone is neither captured nor marks the row
+    columns = [f.column for f in m.sent_fields]
     ext_spec = m.field(m.upsert_field) if m.upsert_field else None
     ext = sql.SQL("r.{}::text").format(sql.Identifier(ext_spec.column)) if ext_spec else sql.SQL("NULL::text")
     changed = sql.SQL(", ").join(

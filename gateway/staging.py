@@ -100,6 +100,8 @@ def merge(conn: psycopg.Connection, name: str, m: Mapping, fresh: bool = False) 
     lead = sql.SQL(", ") if cols else sql.SQL("")
     columns = lead + sql.SQL(", ").join(cols)
     s_columns = lead + sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in cols)
+    # a Postgres-owned column takes Salesforce's value only in a new row
+    overwritten = [sql.Identifier(f.column) for f in m.overwritten_fields]
     if conn.execute(_q("mapped_table_is_empty", table=table)).fetchone()["empty"]:
         return conn.execute(_q("insert_staging_into_empty", table=table, staging=staging, columns=columns,
                                s_columns=s_columns, mapping_id=sql.Literal(m.id or 0))).rowcount
@@ -111,11 +113,11 @@ def merge(conn: psycopg.Connection, name: str, m: Mapping, fresh: bool = False) 
         columns=columns, s_columns=s_columns,
         # SystemModstamp has whole seconds: at an equal stamp the stored row may be the newer one (an Outbound
         # Message for a change in the snapshot's second), so the load only fills what the row lacks
-        set_columns=lead + sql.SQL(", ").join(sql.SQL(
-            "{c} = EXCLUDED.{c}" if fresh else
-            "{c} = CASE WHEN EXCLUDED.systemmodstamp = t.systemmodstamp THEN coalesce(t.{c}, EXCLUDED.{c}) "
-            "ELSE EXCLUDED.{c} END").format(c=c) for c in cols),
-        differs=sql.SQL("").join(sql.SQL(" OR t.{} IS DISTINCT FROM EXCLUDED.{}").format(c, c) for c in cols),
+        set_columns=sql.SQL("").join(sql.SQL(
+            ", {c} = EXCLUDED.{c}" if fresh else
+            ", {c} = CASE WHEN EXCLUDED.systemmodstamp = t.systemmodstamp THEN coalesce(t.{c}, EXCLUDED.{c}) "
+            "ELSE EXCLUDED.{c} END").format(c=c) for c in overwritten),
+        differs=sql.SQL("").join(sql.SQL(" OR t.{} IS DISTINCT FROM EXCLUDED.{}").format(c, c) for c in overwritten),
     )
     return conn.execute(query).rowcount
 

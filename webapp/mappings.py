@@ -11,8 +11,8 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 
 from core import configuration
 from core.convert import SUPPORTED_TYPES
-from core.mapping import (CONFLICT_RULES, DIRECTIONS, IMPLIED_FIELDS, RELATIONSHIP_MARK, Mapping, MappingError,
-                          check_object_name, from_entry, relationship_parents)
+from core.mapping import (CONFLICT_RULES, DIRECTIONS, IMPLIED_FIELDS, OWNERS, RELATIONSHIP_MARK, Mapping,
+                          MappingError, check_object_name, from_entry, relationship_parents)
 from core.outbound_wsdl import WsdlError, read_wsdl
 from gateway import mapped_tables, mapping_store
 from webapp import sync, write_path
@@ -151,7 +151,8 @@ def _relationship_choices(describe: dict) -> list[dict]:
 
 
 def parse_typed_fields(text: str) -> dict[str, dict]:
-    """'Name:string:80' per line (or comma), as typed when Salesforce is not connected."""
+    """'Name:string:80' per line (or comma), as typed when Salesforce is not connected; a fourth part names
+    the field's owner ('Name:string:80:salesforce')."""
     fields: dict[str, dict] = {}
     for raw in text.replace(",", "\n").splitlines():
         parts = [p.strip() for p in raw.split(":")]
@@ -164,8 +165,16 @@ def parse_typed_fields(text: str) -> dict[str, dict]:
             if not parts[2].isdigit():
                 raise MappingError(f"{parts[0]}: length must be a number")
             opts["length"] = int(parts[2])
+        if len(parts) > 3 and parts[3]:
+            opts["owner"] = parts[3]
         fields[parts[0]] = opts
     return fields
+
+
+def _typed_line(f) -> str:
+    """A mapped field as parse_typed_fields reads it back."""
+    parts = [f.name, f.sf_type, str(f.length or "")] + ([f.owner] if f.owner != "both" else [])
+    return ":".join(parts).rstrip(":")
 
 
 def _entry_from_form(form, describe: dict | None) -> dict:
@@ -173,6 +182,10 @@ def _entry_from_form(form, describe: dict | None) -> dict:
     if not describe:
         # Ticked fields carry their type (from a WSDL) in a hidden input; typed ones say it themselves.
         fields = {name: {"type": form.get(f"type:{name}", "")} for name in fields}
+    for name, opts in fields.items():
+        owner = form.get(f"owner:{name}") or "both"
+        if owner != "both":
+            opts["owner"] = owner
     fields.update(parse_typed_fields(form.get("typed_fields", "")))
     return {
         "object_name": form.get("object_name", "").strip(),
@@ -198,10 +211,14 @@ def _render_form(*, object_name="", mapping=None, describe=None, wsdl_fields=Non
     listed = {f["name"] for f in fields}
     typed = ""
     if mapping is not None and form is None:
-        typed = "\n".join(f"{f.name}:{f.sf_type}" + (f":{f.length}" if f.length else "")
-                          for f in mapping.fields if f.name not in listed)
+        typed = "\n".join(_typed_line(f) for f in mapping.fields if f.name not in listed)
+    if form is not None:
+        owners = {f["name"]: form.get(f"owner:{f['name']}") or "both" for f in fields}
+    else:
+        owners = {f.name: f.owner for f in mapping.fields} if mapping is not None else {}
     return render_template(
         "mappings/form.html", object_name=object_name, mapping=mapping, fields=fields, chosen=chosen,
+        owners=owners, owner_choices=OWNERS,
         connected=describe is not None, from_wsdl=bool(wsdl_fields), error=error, form=form or {},
         typed=form.get("typed_fields", "") if form is not None else typed,
         directions=DIRECTIONS, conflict_rules=CONFLICT_RULES, types=sorted(SUPPORTED_TYPES)), status

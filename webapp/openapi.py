@@ -32,8 +32,10 @@ def _id_param(name: str, description: str) -> dict:
             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
 
 
-FIELD = {"type": "object", "description": "Salesforce field type and length; empty when the describe supplies them",
-         "properties": {"type": {"type": "string"}, "length": {"type": "integer", "minimum": 1, "maximum": 131072}}}
+FIELD = {"type": "object", "description": "Salesforce field type and length (empty when the describe supplies them) "
+                                         "and which side owns the field's value (default both)",
+         "properties": {"type": {"type": "string"}, "length": {"type": "integer", "minimum": 1, "maximum": 131072},
+                        "owner": {"type": "string", "enum": ["both", "salesforce", "postgres"]}}}
 CONFIG = {
     "type": "object",
     "description": "Heroku Connect's exported mapping config",

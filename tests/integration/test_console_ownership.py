@@ -1,0 +1,20 @@
+"""The mapping form sets and shows each field's owner."""
+from __future__ import annotations
+
+from gateway import mapping_store
+from tests.support.console import BASE, browser_client, console_app, csrf_of, sign_in  # noqa: F401
+
+
+def test_the_mapping_form_saves_and_shows_field_owners(console_app, browser_client):
+    sign_in(browser_client)
+    response = browser_client.post("/mappings", base_url=BASE, data={
+        "csrf_token": csrf_of(browser_client), "object_name": "Account", "direction": "bidirectional",
+        "typed_fields": "Name:string:80\nRating:picklist:40:salesforce\nPhone:phone::postgres"})
+    assert response.status_code == 303, response.text
+    (m,) = mapping_store.list_all(console_app.extensions["forcebridge"].db)
+    assert {f.name: f.owner for f in m.fields} == {"Name": "both", "Rating": "salesforce", "Phone": "postgres"}
+    page = browser_client.get(f"/mappings/{m.id}/edit", base_url=BASE).text
+    assert "Rating:picklist:40:salesforce" in page and "Phone:phone::postgres" in page and "Name:string:80\n" in page
+    bad = browser_client.post("/mappings", base_url=BASE, data={
+        "csrf_token": csrf_of(browser_client), "object_name": "Contact", "typed_fields": "LastName:string:80:me"})
+    assert bad.status_code == 422 and "owner must be one of" in bad.text
