@@ -34,8 +34,11 @@ def install(conn: psycopg.Connection, m: Mapping) -> None:
     changed = sql.SQL(", ").join(
         sql.SQL("CASE WHEN r.{c} IS DISTINCT FROM o.{c} THEN {name} END").format(
             c=sql.Identifier(c), name=sql.Literal(c)) for c in columns)
+    old = sql.SQL(", ").join(
+        sql.SQL("{name}, CASE WHEN r.{c} IS DISTINCT FROM o.{c} THEN o.{c} END").format(
+            c=sql.Identifier(c), name=sql.Literal(c)) for c in columns)
     _run(conn, "create_capture_function", function=_function(m), mapping_id=sql.Literal(m.id), ext=ext,
-         changed=changed)
+         changed=changed, old=old)
     new_cols = sql.SQL(", ").join(sql.SQL("NEW.{}").format(sql.Identifier(c)) for c in columns)
     old_cols = sql.SQL(", ").join(sql.SQL("OLD.{}").format(sql.Identifier(c)) for c in columns)
     for trigger, query in _TRIGGERS.items():

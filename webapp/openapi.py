@@ -118,8 +118,15 @@ SCHEMAS = {
         "properties": {
             "id": {"type": "integer"}, "mapping_id": {"type": "integer"},
             "record_id": {"type": "integer", "nullable": True}, "sfid": {"type": "string"}, "rule": CONFLICT_RULE,
-            "winner": {"type": "string", "enum": ["salesforce", "postgres"]},
+            "winner": {"type": "string", "enum": ["salesforce", "postgres", "merged"],
+                       "description": "the rule's pick for the fields both sides changed; merged: none were"},
             "pg_values": {"type": "object"}, "sf_values": {"type": "object"},
+            "fields": {"type": "array", "items": {"type": "string"}, "nullable": True,
+                       "description": "columns both sides changed (the rule decided these)"},
+            "sf_fields": {"type": "array", "items": {"type": "string"}, "nullable": True,
+                          "description": "columns Salesforce changed"},
+            "pg_fields": {"type": "array", "items": {"type": "string"}, "nullable": True,
+                          "description": "columns Postgres changed; null: all of them (a new row)"},
             "pg_changed_at": {**TIMESTAMP, "nullable": True}, "sf_changed_at": {**TIMESTAMP, "nullable": True},
             "detected_at": TIMESTAMP}},
 }

@@ -1,4 +1,4 @@
-"""The mapping form sets and shows each field's owner."""
+"""The console for issue 17: field owners on the mapping form, conflicts by field."""
 from __future__ import annotations
 
 from gateway import mapping_store
@@ -18,3 +18,18 @@ def test_the_mapping_form_saves_and_shows_field_owners(console_app, browser_clie
     bad = browser_client.post("/mappings", base_url=BASE, data={
         "csrf_token": csrf_of(browser_client), "object_name": "Contact", "typed_fields": "LastName:string:80:me"})
     assert bad.status_code == 422 and "owner must be one of" in bad.text
+
+
+def test_a_conflict_shows_the_fields_each_side_changed(console_app, browser_client):
+    sign_in(browser_client)
+    db = console_app.extensions["forcebridge"].db
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO forcebridge.mappings (object_name, table_name, direction, fields) "
+                     "VALUES ('Account', 'account', 'bidirectional', '[]')")
+        conn.execute("INSERT INTO forcebridge.conflicts (mapping_id, record_id, sfid, rule, winner, pg_values, "
+                     "sf_values, fields, sf_fields, pg_fields) VALUES (1, 7, '001000000000001AAA', 'postgres_wins', "
+                     "'merged', '{}', '{}', '{}', '{rating}', '{phone}')")
+    page = browser_client.get("/errors", base_url=BASE).text
+    section = page[page.index('id="conflicts"'):page.index('id="drift"')]
+    assert "both: none" in section and "Salesforce: rating" in section and "Postgres: phone" in section
+    assert "<strong>merged</strong>" in section
