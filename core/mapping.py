@@ -276,7 +276,8 @@ def from_entry(entry: dict, describe: dict | None = None, default_schema: str = 
         raise MappingError(f"fields clash with system columns: {', '.join(sorted(clashes))}")
     extra = {k: v for k, v in config.items() if k not in ("fields", "upsert_field", "access")}
     from core.loading import check_poll_options   # core.loading builds on this module
-    problem = check_poll_options(extra)
+    from core.formulas import check_refresh_option   # core.formulas builds on this module
+    problem = check_poll_options(extra) or check_refresh_option(extra)
     if problem:
         raise MappingError(f"{problem[0]} {problem[1]}", problem[0])
     return Mapping(object_name=object_name, table_schema=schema, table_name=table, direction=direction,

@@ -57,6 +57,12 @@ def records(m: Mapping) -> str:
     return select(m.object_name, record_fields(m))
 
 
+def calculated(m: Mapping, fields) -> str:
+    """Every record's keys and the given calculated fields (`FieldSpec`s): a formula refresh. The stamps
+    come along because the staging rows take them; nothing of them is written."""
+    return select(m.object_name, [*SYSTEM_FIELDS, *(f.name for f in fields)])
+
+
 def keys(m: Mapping) -> str:
     """Every record's Id, SystemModstamp and IsDeleted only (a drift check)."""
     return select(m.object_name, SYSTEM_FIELDS)

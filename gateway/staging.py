@@ -171,3 +171,14 @@ def known_rows(conn: psycopg.Connection, m: Mapping, sfids: list[str]) -> dict[s
     """sfid -> the row Postgres holds, for the given records that it has."""
     rows = conn.execute(_q("known_rows", table=table_ident(m)), {"sfids": sfids}).fetchall()
     return {r["sfid"]: r for r in rows}
+
+
+def refresh_calculated(conn: psycopg.Connection, name: str, m: Mapping, specs) -> int:
+    """Calculated columns (`specs`) from staging into the mapped table where they differ; returns rows updated.
+    The caller's transaction has origin = salesforce."""
+    cols = [sql.Identifier(f.column) for f in specs]
+    return conn.execute(_q(
+        "refresh_calculated_fields", table=table_ident(m), staging=ident(name),
+        set_columns=sql.SQL(", ").join(sql.SQL("{c} = s.{c}").format(c=c) for c in cols),
+        differs=sql.SQL(" OR ").join(sql.SQL("t.{c} IS DISTINCT FROM s.{c}").format(c=c) for c in cols),
+    )).rowcount
