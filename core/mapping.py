@@ -277,12 +277,24 @@ def from_entry(entry: dict, describe: dict | None = None, default_schema: str = 
     extra = {k: v for k, v in config.items() if k not in ("fields", "upsert_field", "access")}
     from core.loading import check_poll_options   # core.loading builds on this module
     from core.formulas import check_refresh_option   # core.formulas builds on this module
-    problem = check_poll_options(extra) or check_refresh_option(extra)
+    problem = check_poll_options(extra) or check_refresh_option(extra) or _check_row_filter(extra)
     if problem:
         raise MappingError(f"{problem[0]} {problem[1]}", problem[0])
     return Mapping(object_name=object_name, table_schema=schema, table_name=table, direction=direction,
                    fields=specs, upsert_field=upsert_field, conflict_rule=conflict_rule,
                    active=active, extra=extra)
+
+
+def _check_row_filter(extra: dict) -> tuple[str, str] | None:
+    """`row_filter`: a SOQL condition (null or "" removes it). Salesforce parses it when it is saved."""
+    if "row_filter" not in extra:
+        return None
+    if extra["row_filter"] in (None, ""):
+        del extra["row_filter"]
+        return None
+    from core.soql import check_row_filter   # core.soql builds on this module
+    problem = check_row_filter(extra["row_filter"])
+    return ("config.row_filter", problem) if problem else None
 
 
 ACCESS = {"read_only": "sf_to_pg", "read_write": "bidirectional"}

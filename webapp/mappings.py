@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 
-from core import configuration
+from core import configuration, soql
 from core.convert import SUPPORTED_TYPES
 from core.mapping import (CONFLICT_RULES, DIRECTIONS, IMPLIED_FIELDS, OWNERS, RELATIONSHIP_MARK, Mapping,
                           MappingError, check_object_name, from_entry, relationship_parents)
@@ -60,9 +60,19 @@ def create_mapping(entry: dict, describe: dict | None) -> Mapping:
     mapping_store.MappingExists."""
     config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
     mapping = from_entry(entry, describe=describe, parents=parent_describes(config.get("fields"), describe))
+    check_row_filter(mapping)
     created = mapping_store.create(ctx().db, mapping)
     ring_worker(created=[created])
     return created
+
+
+def check_row_filter(m: Mapping, before: Mapping | None = None) -> None:
+    """A new or changed row filter is parsed by Salesforce (a LIMIT 0 query) before it is saved."""
+    condition = m.extra.get("row_filter")
+    if condition and (before is None or before.extra.get("row_filter") != condition):
+        problem = ctx().check_row_filter(m.object_name, condition)
+        if problem:
+            raise MappingError(f"config.row_filter: {problem}", "config.row_filter")
 
 
 def ring_worker(created: list[Mapping] = (), saved: bool = False) -> None:
@@ -87,7 +97,8 @@ def _postgres_rows(m: Mapping) -> int | None:
 
 def _salesforce_rows(m: Mapping) -> int | None:
     try:
-        return ctx().count_records(m.object_name)
+        condition = soql.filter_condition(m)   # with a row filter: the records it selects
+        return ctx().count_records(m.object_name, condition) if condition else ctx().count_records(m.object_name)
     except Exception:  # noqa: BLE001 - shown as unknown
         return None
 
@@ -194,7 +205,8 @@ def _entry_from_form(form, describe: dict | None) -> dict:
         "direction": form.get("direction") or "sf_to_pg",
         "conflict_rule": form.get("conflict_rule") or "last_writer_wins",
         "active": True,
-        "config": {"fields": fields, "upsert_field": form.get("upsert_field") or None},
+        "config": {"fields": fields, "upsert_field": form.get("upsert_field") or None,
+                   **({"row_filter": form.get("row_filter").strip()} if (form.get("row_filter") or "").strip() else {})},
     }
 
 
@@ -285,8 +297,12 @@ def update(mapping_id: int):
         checked = from_entry({**entry, "object_name": m.object_name, "table": m.table_name,
                               "schema": m.table_schema}, describe=describe,
                              parents=parent_describes(entry["config"]["fields"], describe))
+        extra = {k: v for k, v in m.extra.items() if k != "row_filter"}
+        if checked.extra.get("row_filter"):
+            extra["row_filter"] = checked.extra["row_filter"]
         candidate = replace(m, fields=checked.fields, direction=checked.direction,
-                            conflict_rule=checked.conflict_rule, upsert_field=checked.upsert_field)
+                            conflict_rule=checked.conflict_rule, upsert_field=checked.upsert_field, extra=extra)
+        check_row_filter(candidate, m)
         mapping_store.update(ctx().db, candidate)
     except MappingError as exc:
         return _render_form(object_name=m.object_name, mapping=m, describe=describe, error=str(exc), form=form,

@@ -33,3 +33,22 @@ def test_a_conflict_shows_the_fields_each_side_changed(console_app, browser_clie
     section = page[page.index('id="conflicts"'):page.index('id="drift"')]
     assert "both: none" in section and "Salesforce: rating" in section and "Postgres: phone" in section
     assert "<strong>merged</strong>" in section
+
+
+def test_the_mapping_form_edits_the_row_filter(console_app, browser_client):
+    sign_in(browser_client)
+    response = browser_client.post("/mappings", base_url=BASE, data={
+        "csrf_token": csrf_of(browser_client), "object_name": "Account", "typed_fields": "Name:string:80",
+        "row_filter": "Industry = 'Banking'"})
+    assert response.status_code == 303, response.text
+    (m,) = mapping_store.list_all(console_app.extensions["forcebridge"].db)
+    assert m.extra["row_filter"] == "Industry = 'Banking'"
+    assert "Industry = &#39;Banking&#39;" in browser_client.get(f"/mappings/{m.id}/edit", base_url=BASE).text
+    assert "matching the row filter" in browser_client.get("/mappings", base_url=BASE).text
+    bad = browser_client.post(f"/mappings/{m.id}", base_url=BASE, data={
+        "csrf_token": csrf_of(browser_client), "typed_fields": "Name:string:80", "row_filter": "(Industry"})
+    assert bad.status_code == 422 and "row_filter" in bad.text
+    cleared = browser_client.post(f"/mappings/{m.id}", base_url=BASE, data={
+        "csrf_token": csrf_of(browser_client), "typed_fields": "Name:string:80", "row_filter": ""})
+    assert cleared.status_code == 303
+    assert "row_filter" not in mapping_store.get(console_app.extensions["forcebridge"].db, m.id).extra
