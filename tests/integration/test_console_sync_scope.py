@@ -52,3 +52,21 @@ def test_the_mapping_form_edits_the_row_filter(console_app, browser_client):
         "csrf_token": csrf_of(browser_client), "typed_fields": "Name:string:80", "row_filter": ""})
     assert cleared.status_code == 303
     assert "row_filter" not in mapping_store.get(console_app.extensions["forcebridge"].db, m.id).extra
+
+
+def test_a_described_field_has_an_owner_select(console_app, browser_client):
+    describe = {"name": "Account", "fields": [{"name": "Name", "type": "string", "length": 80},
+                                              {"name": "Rating", "type": "picklist", "length": 40}]}
+    console_app.extensions["forcebridge"].describe = lambda object_name: describe
+    sign_in(browser_client)
+    page = browser_client.get("/mappings/new?object=Account", base_url=BASE).text
+    assert 'name="owner:Rating"' in page and "salesforce owns" in page
+    response = browser_client.post("/mappings", base_url=BASE, data={
+        "csrf_token": csrf_of(browser_client), "object_name": "Account", "field": ["Name", "Rating"],
+        "owner:Name": "both", "owner:Rating": "postgres"})
+    assert response.status_code == 303, response.text
+    (m,) = mapping_store.list_all(console_app.extensions["forcebridge"].db)
+    assert (m.field("Name").owner, m.field("Rating").owner) == ("both", "postgres")
+    edit = browser_client.get(f"/mappings/{m.id}/edit", base_url=BASE).text
+    select = edit[edit.index('name="owner:Rating"'):]
+    assert '<option value="postgres" selected' in select[:select.index("</select>")]
