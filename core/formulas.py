@@ -19,7 +19,8 @@ def check_refresh_option(config: dict) -> tuple[str, str] | None:
         return None
     value = config[CONFIG_KEY]
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_MINUTES:
-        return f"config.{CONFIG_KEY}", f"must be a whole number of minutes (0 turns refreshing off, at most {MAX_MINUTES})"
+        return (f"config.{CONFIG_KEY}",
+                f"must be a whole number of minutes (0 turns refreshing off, at most {MAX_MINUTES})")
     return None
 
 

@@ -26,7 +26,8 @@ def from_row(row: dict) -> Mapping:
     return Mapping(
         id=row["id"], object_name=row["object_name"], table_schema=row["table_schema"],
         table_name=row["table_name"], direction=row["direction"],
-        fields=tuple(FieldSpec(f["name"], f["sf_type"], f.get("length"), f.get("owner") or "both") for f in row["fields"]),
+        fields=tuple(FieldSpec(f["name"], f["sf_type"], f.get("length"), f.get("owner") or "both")
+                     for f in row["fields"]),
         upsert_field=row["upsert_field"], conflict_rule=row["conflict_rule"], active=row["active"],
         extra=row["extra"] or {},
     )

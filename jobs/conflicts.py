@@ -79,7 +79,8 @@ def settle(db: Database, conn: psycopg.Connection, batch: UpsertBatch) -> Upsert
 
 def _local_changes(conn: psycopg.Connection, m, record_ids: list[int]) -> dict[int, tuple[LocalChanges, dict]]:
     """Record id -> (what its open local changes touched, their base values typed as the row)."""
-    changes = {rid: local_changes(entries) for rid, entries in change_log.open_change_bases(conn, m, record_ids).items()}
+    entries = change_log.open_change_bases(conn, m, record_ids)
+    changes = {rid: local_changes(record_entries) for rid, record_entries in entries.items()}
     typed = change_log.typed_bases(conn, m, {rid: c.base for rid, c in changes.items() if c.base})
     return {rid: (c, typed.get(rid, {})) for rid, c in changes.items()}
 

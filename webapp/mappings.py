@@ -198,6 +198,7 @@ def _entry_from_form(form, describe: dict | None) -> dict:
         if owner != "both":
             opts["owner"] = owner
     fields.update(parse_typed_fields(form.get("typed_fields", "")))
+    row_filter = (form.get("row_filter") or "").strip()
     return {
         "object_name": form.get("object_name", "").strip(),
         "table": form.get("table", "").strip() or None,
@@ -206,7 +207,7 @@ def _entry_from_form(form, describe: dict | None) -> dict:
         "conflict_rule": form.get("conflict_rule") or "last_writer_wins",
         "active": True,
         "config": {"fields": fields, "upsert_field": form.get("upsert_field") or None,
-                   **({"row_filter": form.get("row_filter").strip()} if (form.get("row_filter") or "").strip() else {})},
+                   **({"row_filter": row_filter} if row_filter else {})},
     }
 
 
