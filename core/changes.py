@@ -171,13 +171,13 @@ def _write_for(change: RecordChange, row: dict | None, mapping: Mapping, writabl
         return None   # the row is gone: its delete entry comes next
     sfid = row.get("sfid")
     if sfid:
-        specs = mapping.fields if change.full else [f for f in mapping.fields if f.column in change.columns]
+        specs = mapping.sent_fields if change.full else [f for f in mapping.sent_fields if f.column in change.columns]
         specs = [f for f in specs if _writable_spec(f, writable.updateable, writable)]
         body = _body(specs, row, mapping, writable)
         if not body:
             return None
         return Write(change, "update", name, {"Id": sfid, **body})
-    specs = [f for f in mapping.fields if _writable_spec(f, writable.createable, writable)]
+    specs = [f for f in mapping.sent_fields if _writable_spec(f, writable.createable, writable)]
     body = _body(specs, row, mapping, writable)
     if mapping.upsert_field:
         ext = mapping.field(mapping.upsert_field)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from core.convert import FieldSpec, from_salesforce
 
@@ -67,3 +68,71 @@ def is_echo(incoming: dict[str, object], sent: dict[str, object], row: dict) -> 
             continue
         return False
     return True
+
+
+@dataclass(frozen=True)
+class LocalChanges:
+    """What a record's open local changes touched: `columns` (None: every column, a local insert) and, where
+    the capture kept it, the JSON value each column held before the first of them (`base`)."""
+    columns: frozenset[str] | None
+    base: dict
+
+
+def local_changes(entries: list[dict]) -> LocalChanges:
+    """From a record's open change-log entries, oldest first ({op, fields, old_values})."""
+    columns: set[str] | None = set()
+    base: dict = {}
+    unknown: set[str] = set()
+    for e in entries:
+        if e["op"] == "insert":
+            columns = None
+        for c in e.get("fields") or ():
+            if columns is not None:
+                columns.add(c)
+            if c in base or c in unknown:
+                continue   # the oldest entry's value is the base
+            if e.get("old_values") is None:
+                unknown.add(c)          # captured before old values were kept
+            else:
+                base[c] = e["old_values"].get(c)
+    return LocalChanges(None if columns is None else frozenset(columns), base)
+
+
+@dataclass(frozen=True)
+class FieldSettlement:
+    """A record changed on both sides, settled field by field."""
+    sf_fields: tuple[str, ...]          # columns Salesforce changed
+    pg_fields: tuple[str, ...] | None   # columns Postgres changed (None: all of them, a local insert)
+    both: tuple[str, ...]               # changed on both sides: the rule decided these
+    winner: str                         # the rule's pick for `both`, or "merged" when there was nothing to decide
+    take: tuple[str, ...]               # columns the row takes from Salesforce; the others keep Postgres's values
+
+    @property
+    def salesforce_took_all(self) -> bool:
+        """Nothing of Postgres's change is left to send."""
+        return self.winner == "salesforce" and (self.pg_fields is None or set(self.pg_fields) <= set(self.both))
+
+
+def settle_fields(rule: str, incoming: dict, row: dict, local: LocalChanges, base: dict,
+                  pg_changed_at: dt.datetime | None, sf_changed_at: dt.datetime | None) -> FieldSettlement:
+    """Which fields each side changed, and which values the row keeps. `incoming`: column -> Salesforce's value;
+    `row`: the row as Postgres holds it; `base`: column -> the value a locally changed column held before
+    (typed as the row; only the columns whose base is known). Salesforce changed a column when its value
+    differs from the row's and, for a column Postgres changed too, from that column's base (unknown base:
+    counted as changed on both sides). Only columns both changed go by the rule."""
+    pg = local.columns
+    sf_changed = []
+    for column, value in incoming.items():
+        if row.get(column, _MISSING) == value:
+            continue
+        if pg is not None and column not in pg:
+            sf_changed.append(column)
+        elif column in base and base[column] == value:
+            continue      # Salesforce still carries the value both sides started from
+        else:
+            sf_changed.append(column)
+    both = tuple(c for c in sf_changed if pg is None or c in pg)
+    side = winner(rule, pg_changed_at, sf_changed_at) if both else "merged"
+    take = tuple(sf_changed) if side == "salesforce" else tuple(c for c in sf_changed if c not in both)
+    return FieldSettlement(sf_fields=tuple(sf_changed), pg_fields=None if pg is None else tuple(sorted(pg)),
+                           both=both, winner=side, take=take)

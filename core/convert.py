@@ -21,6 +21,9 @@ class FieldSpec:
     name: str            # Salesforce API name, e.g. "Amount"
     sf_type: str         # describe type, e.g. "currency"
     length: int | None = None
+    # who owns the field's value (core.mapping.OWNERS): "both", "salesforce" (Postgres edits are never sent and
+    # are overwritten) or "postgres" (Salesforce's changes never overwrite a stored row's value)
+    owner: str = "both"
 
     @property
     def column(self) -> str:

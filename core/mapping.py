@@ -8,6 +8,8 @@ from core.convert import SUPPORTED_TYPES, FieldSpec
 
 DIRECTIONS = ("sf_to_pg", "pg_to_sf", "bidirectional")
 CONFLICT_RULES = ("last_writer_wins", "salesforce_wins", "postgres_wins")
+# A field's owner (its entry's "owner"): both sides write it, or only Salesforce, or only Postgres.
+OWNERS = ("both", "salesforce", "postgres")
 SYSTEM_COLUMNS = ("id", "sfid", "systemmodstamp", "isdeleted", "_hc_lastop", "_hc_err")
 # Fields every mapping carries whether or not the user lists them: they are the system columns.
 IMPLIED_FIELDS = {"Id": "id", "SystemModstamp": "datetime", "IsDeleted": "boolean"}
@@ -79,6 +81,17 @@ class Mapping:
     def read_fields(self) -> tuple[FieldSpec, ...]:
         """The fields Salesforce -> Postgres writes: relationship external-id columns are the app's alone."""
         return tuple(f for f in self.fields if not is_relationship(f.name))
+
+    @property
+    def sent_fields(self) -> tuple[FieldSpec, ...]:
+        """The fields Postgres -> Salesforce captures and sends: a Salesforce-owned field never goes out."""
+        return tuple(f for f in self.fields if f.owner != "salesforce")
+
+    @property
+    def overwritten_fields(self) -> tuple[FieldSpec, ...]:
+        """The read fields Salesforce's changes overwrite in a stored row: a Postgres-owned field is left alone
+        (a new row still takes Salesforce's value: there is nothing of Postgres's to keep)."""
+        return tuple(f for f in self.read_fields if f.owner != "postgres")
 
     @property
     def reads(self) -> bool:
@@ -157,7 +170,8 @@ def _relationship_spec(name: str, opts: dict, describe: dict | None, parents: di
         rel = ref["relationshipName"]
         base = rel[:-3] if rel.lower().endswith("__r") else rel
         name = f"{base}__r__{ext}"
-    return FieldSpec(name=name, sf_type="string", length=_length(name, length or RELATIONSHIP_DEFAULT_LENGTH))
+    return FieldSpec(name=name, sf_type="string", length=_length(name, length or RELATIONSHIP_DEFAULT_LENGTH),
+                     owner=_owner(name, opts))
 
 
 def field_specs(fields: dict, describe: dict | None, parents: dict | None = None) -> tuple[FieldSpec, ...]:
@@ -194,10 +208,18 @@ def field_specs(fields: dict, describe: dict | None, parents: dict | None = None
         if sf_type not in SUPPORTED_TYPES:
             raise MappingError(f"field {name}: Salesforce type {sf_type!r} is not supported")
         length = _length(name, opts.get("length") or (described or {}).get("length") or None)
-        specs.append(FieldSpec(name=(described or {}).get("name", name), sf_type=sf_type, length=length))
+        specs.append(FieldSpec(name=(described or {}).get("name", name), sf_type=sf_type, length=length,
+                               owner=_owner(name, opts)))
     if len({s.column for s in specs}) != len(specs):
         raise MappingError("two fields map to the same lowercase column name")
     return tuple(specs)
+
+
+def _owner(name: str, opts: dict) -> str:
+    owner = opts.get("owner", "both")
+    if not isinstance(owner, str) or owner not in OWNERS:
+        raise MappingError(f"field {name}: owner must be one of {', '.join(OWNERS)}", f"config.fields.{name}.owner")
+    return owner
 
 
 def _length(name: str, length) -> int | None:
@@ -254,12 +276,25 @@ def from_entry(entry: dict, describe: dict | None = None, default_schema: str = 
         raise MappingError(f"fields clash with system columns: {', '.join(sorted(clashes))}")
     extra = {k: v for k, v in config.items() if k not in ("fields", "upsert_field", "access")}
     from core.loading import check_poll_options   # core.loading builds on this module
-    problem = check_poll_options(extra)
+    from core.formulas import check_refresh_option   # core.formulas builds on this module
+    problem = check_poll_options(extra) or check_refresh_option(extra) or _check_row_filter(extra)
     if problem:
         raise MappingError(f"{problem[0]} {problem[1]}", problem[0])
     return Mapping(object_name=object_name, table_schema=schema, table_name=table, direction=direction,
                    fields=specs, upsert_field=upsert_field, conflict_rule=conflict_rule,
                    active=active, extra=extra)
+
+
+def _check_row_filter(extra: dict) -> tuple[str, str] | None:
+    """`row_filter`: a SOQL condition (null or "" removes it). Salesforce parses it when it is saved."""
+    if "row_filter" not in extra:
+        return None
+    if extra["row_filter"] in (None, ""):
+        del extra["row_filter"]
+        return None
+    from core.soql import check_row_filter   # core.soql builds on this module
+    problem = check_row_filter(extra["row_filter"])
+    return ("config.row_filter", problem) if problem else None
 
 
 ACCESS = {"read_only": "sf_to_pg", "read_write": "bidirectional"}
@@ -315,7 +350,8 @@ def patched(m: Mapping, body: dict, describe: dict | None = None, parents: dict 
 def to_entry(m: Mapping) -> dict:
     """The mapping in Heroku Connect's export shape, with our extras beside it."""
     fields = {"Id": {}, "SystemModstamp": {}, "IsDeleted": {}}
-    fields.update({f.name: {"type": f.sf_type, **({"length": f.length} if f.length else {})} for f in m.fields})
+    fields.update({f.name: {"type": f.sf_type, **({"length": f.length} if f.length else {}),
+                            **({"owner": f.owner} if f.owner != "both" else {})} for f in m.fields})
     config = {**m.extra, "access": "read_only" if m.direction == "sf_to_pg" else "read_write", "fields": fields}
     if m.upsert_field:
         config["upsert_field"] = m.upsert_field

@@ -41,10 +41,68 @@ def select(object_name: str, fields: Iterable[str], where: str = "", order_by: s
     return text
 
 
+def matching(m: Mapping) -> str:
+    """How many records the mapping selects (its row filter's COUNT)."""
+    return count(m.object_name, _filtered(m))
+
+
 def count(object_name: str, where: str = "") -> str:
     """How many records (`where`, if any, built with format_soql)."""
     text = f"SELECT COUNT() FROM {name(object_name)}"
     return f"{text} WHERE {where}" if where else text
+
+
+MAX_FILTER = 4000
+
+
+def check_row_filter(text) -> str | None:
+    """Why a mapping's `row_filter` (a SOQL condition) cannot be stored, else None. Salesforce parses it when
+    it is saved (`filter_probe`); here only what must never reach a query: not text, blank, too long, more
+    than one line, or parentheses outside quotes that do not balance (the condition must stay inside the
+    parentheses the queries put around it)."""
+    if not isinstance(text, str) or not text.strip():
+        return "must be a SOQL condition, e.g. Industry = 'Banking'"
+    if len(text) > MAX_FILTER:
+        return f"is at most {MAX_FILTER} characters"
+    if "\n" in text or "\r" in text:
+        return "must be one line"
+    depth, quoted, escaped = 0, False, False
+    for ch in text:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = quoted
+        elif ch == "'":
+            quoted = not quoted
+        elif not quoted and ch in "()":
+            depth += 1 if ch == "(" else -1
+            if depth < 0:
+                break
+    if quoted or depth != 0:
+        return "has unbalanced quotes or parentheses"
+    return None
+
+
+def row_filter(m: Mapping) -> str:
+    return m.extra.get("row_filter") or ""
+
+
+def _filtered(m: Mapping, where: str = "") -> str:
+    """The mapping's row filter (in parentheses, so its OR cannot escape) joined with `where`."""
+    condition = row_filter(m)
+    if not condition:
+        return where
+    return f"({condition}) AND {where}" if where else f"({condition})"
+
+
+def filter_condition(m: Mapping) -> str:
+    """The WHERE condition of the mapping's row filter ("" without one): what the console's COUNT asks."""
+    return _filtered(m)
+
+
+def filter_probe(object_name: str, condition: str) -> str:
+    """A query Salesforce parses and answers with no rows: how a row filter is checked when saved."""
+    return f"SELECT Id FROM {name(object_name)} WHERE ({condition}) LIMIT 0"
 
 
 def record_fields(m: Mapping) -> list[str]:
@@ -54,12 +112,19 @@ def record_fields(m: Mapping) -> list[str]:
 
 def records(m: Mapping) -> str:
     """Every record of the mapping's object with the fields Salesforce -> Postgres reads (a load)."""
-    return select(m.object_name, record_fields(m))
+    return select(m.object_name, record_fields(m), _filtered(m))
+
+
+def calculated(m: Mapping, fields) -> str:
+    """Every record's keys and the given calculated fields (`FieldSpec`s): a formula refresh. The stamps
+    come along because the staging rows take them; nothing of them is written."""
+    return select(m.object_name, [*SYSTEM_FIELDS, *(f.name for f in fields)], _filtered(m))
 
 
 def keys(m: Mapping) -> str:
-    """Every record's Id, SystemModstamp and IsDeleted only (a drift check)."""
-    return select(m.object_name, SYSTEM_FIELDS)
+    """Every record's Id, SystemModstamp and IsDeleted only (a drift check): within the row filter, so a record
+    outside it is not "missing" (and a row that left it counts as deleted in Salesforce)."""
+    return select(m.object_name, SYSTEM_FIELDS, _filtered(m))
 
 
 def changed_since(m: Mapping, watermark: dt.datetime | None, ordered: bool = True) -> str:
@@ -67,7 +132,7 @@ def changed_since(m: Mapping, watermark: dt.datetime | None, ordered: bool = Tru
     moves the watermark forward correctly (a Bulk job is applied whole, unordered). Whole seconds, rounded
     down by the formatter: the comparison is '>', so down is safe."""
     where = format_soql("SystemModstamp > {}", watermark - POLL_OVERLAP) if watermark else ""
-    return select(m.object_name, record_fields(m), where, "SystemModstamp" if ordered else None)
+    return select(m.object_name, record_fields(m), _filtered(m, where), "SystemModstamp" if ordered else None)
 
 
 def recycle_bin(m: Mapping, since: dt.datetime) -> str:
@@ -78,9 +143,10 @@ def recycle_bin(m: Mapping, since: dt.datetime) -> str:
 
 
 def by_ids(m: Mapping, ids: list[str]) -> str:
-    """These records (a drift repair): every id quoted, none dropped (the caller leaves out what
-    `is_record_id` refuses, Salesforce would refuse the query)."""
-    return select(m.object_name, record_fields(m), format_soql("Id IN {}", list(ids)))
+    """These records (a drift repair, a re-read): every id quoted, none dropped (the caller leaves out what
+    `is_record_id` refuses, Salesforce would refuse the query). Within the row filter: a record outside it is
+    not returned, so the reader deletes its row as it deletes one Salesforce no longer has."""
+    return select(m.object_name, record_fields(m), _filtered(m, format_soql("Id IN {}", list(ids))))
 
 
 def by_external_ids(object_name: str, field: str, values: list[str]) -> str:

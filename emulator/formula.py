@@ -1,6 +1,8 @@
 """A small formula language for validation rules and trigger conditions (pure): parse once, evaluate per record.
 
     Amount < 0 && ISBLANK(Description)          comparisons = == != <> < <= > >=, arithmetic + - * /
+    Name & ' (' & Account__r.Name & ')'         text concatenation (a blank operand is empty text)
+    Parent__r.Field                             a field of the record's parent (formula fields: emulator/calculated.py)
     AND(a, b, ...)  OR(a, b, ...)  NOT(a)        also infix && || and prefix !
     ISBLANK(x)  LEN(x)  ISCHANGED(Field)  ISNEW()  REGEX(text, 'pattern')  PRIORVALUE(Field)
     'text' or "text", numbers, TRUE, FALSE, NULL; field names are case-insensitive.
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 _TOKEN = re.compile(r"""\s*(?:
     (?P<number>\d+(?:\.\d+)?)
   | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
-  | (?P<op>&&|\|\||==|!=|<>|<=|>=|[=<>!+\-*/(),])
+  | (?P<op>&&|\|\||==|!=|<>|<=|>=|[=<>!+\-*/(),&])
   | (?P<name>[A-Za-z_][A-Za-z0-9_.]*)
 )""", re.VERBOSE)
 _FUNCTIONS = {"AND", "OR", "NOT", "ISBLANK", "LEN", "ISCHANGED", "ISNEW", "REGEX", "PRIORVALUE"}
@@ -122,11 +124,18 @@ class _Parser:
         return self.comparison()
 
     def comparison(self):
-        node = self.sum()
+        node = self.concatenation()
         if self._at("=", "==", "!=", "<>", "<", "<=", ">", ">="):
             op = self.take()[1]
             op = {"==": "=", "<>": "!="}.get(op, op)
-            node = ("cmp", op, node, self.sum())
+            node = ("cmp", op, node, self.concatenation())
+        return node
+
+    def concatenation(self):
+        node = self.sum()
+        while self._at("&"):
+            self.take()
+            node = ("concat", node, self.sum())
         return node
 
     def sum(self):
@@ -217,6 +226,9 @@ def _eval(node, record: dict, prior: dict | None):
         return any(_truth(_eval(n, record, prior)) for n in node[1])
     if kind == "cmp":
         return _compare(node[1], _eval(node[2], record, prior), _eval(node[3], record, prior))
+    if kind == "concat":
+        return "".join("" if _blank(v) else _text(v) for v in (_eval(node[1], record, prior),
+                                                                 _eval(node[2], record, prior)))
     if kind == "arith":
         left, right = _eval(node[2], record, prior), _eval(node[3], record, prior)
         if _blank(left) or _blank(right) or not all(_is_number(v) for v in (left, right)):

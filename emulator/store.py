@@ -39,7 +39,7 @@ import time
 import uuid
 from typing import Callable, Iterator
 
-from emulator import ids, org_rules, validation
+from emulator import calculated, ids, org_rules, validation
 from emulator.clock import Clock
 from emulator.errors import NotFound, SalesforceError
 from emulator.limits import ApiUsage
@@ -593,6 +593,7 @@ class Org:
         self._check_org_rules(sobj, row, None)
         cols = tuple(row)
         self._conn.execute(_insert_sql(sobj.table, cols), [row[c] for c in cols])
+        calculated.recalculate(self._conn, self.types, sobj, [record_id])
         self._record_change(sobj, record_id, "created", client, user_id, self.now(), row)
         if not full:
             return {"Id": record_id}
@@ -643,6 +644,7 @@ class Org:
             self._check_org_rules(sobj, {**prior, **{k: to_json_value(sobj.field(k), v) for k, v in stored.items()}},
                                   prior)
         self._conn.execute(_update_sql(sobj.table, tuple(stored)), [*stored.values(), current["Id"]])
+        calculated.recalculate(self._conn, self.types, sobj, [current["Id"]])
         self._record_change(sobj, current["Id"], "updated", client, user_id, self.now(), stored)
         if not full:
             return {"Id": current["Id"]}
@@ -663,6 +665,7 @@ class Org:
                                     '"LastModifiedById" = ?, "SystemModstamp" = ? WHERE "Id" = ?', sobj.table),
                                (now, now, user_id, now, record_id))
             self._record_change(sobj, record_id, "deleted", client, user_id, self.now())
+        calculated.recalculate(self._conn, self.types, sobj, record_ids)
         for relation in sobj.describe.get("childRelationships", []):
             child = self.types.get(relation["childSObject"].lower())
             field = child.field(relation["field"]) if child else None

@@ -27,14 +27,18 @@ def _function(m: Mapping) -> sql.Identifier:
 def install(conn: psycopg.Connection, m: Mapping) -> None:
     """(Re)create the function and triggers for the mapping's current columns, in the caller's transaction."""
     remove(conn, m)
-    columns = [f.column for f in m.fields]
+    # a Salesforce-owned column is left out: a change to it alone is neither captured nor marks the row
+    columns = [f.column for f in m.sent_fields]
     ext_spec = m.field(m.upsert_field) if m.upsert_field else None
     ext = sql.SQL("r.{}::text").format(sql.Identifier(ext_spec.column)) if ext_spec else sql.SQL("NULL::text")
     changed = sql.SQL(", ").join(
         sql.SQL("CASE WHEN r.{c} IS DISTINCT FROM o.{c} THEN {name} END").format(
             c=sql.Identifier(c), name=sql.Literal(c)) for c in columns)
+    old = sql.SQL(", ").join(
+        sql.SQL("{name}, CASE WHEN r.{c} IS DISTINCT FROM o.{c} THEN o.{c} END").format(
+            c=sql.Identifier(c), name=sql.Literal(c)) for c in columns)
     _run(conn, "create_capture_function", function=_function(m), mapping_id=sql.Literal(m.id), ext=ext,
-         changed=changed)
+         changed=changed, old=old)
     new_cols = sql.SQL(", ").join(sql.SQL("NEW.{}").format(sql.Identifier(c)) for c in columns)
     old_cols = sql.SQL(", ").join(sql.SQL("OLD.{}").format(sql.Identifier(c)) for c in columns)
     for trigger, query in _TRIGGERS.items():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from core.change_states import Action, State, from_states, target
 from core.changes import ChangeLogEntry
@@ -81,6 +82,25 @@ def write_back_results(conn: psycopg.Connection, m: Mapping, ids: list[int], sfi
 
 def pending_local_rows(conn: psycopg.Connection, m: Mapping, sfids: list[str]) -> list[dict]:
     return conn.execute(_template("pending_local_rows", m), {"mapping_id": m.id, "sfids": sfids}).fetchall()
+
+
+def open_change_bases(conn: psycopg.Connection, m: Mapping, record_ids: list[int]) -> dict[int, list[dict]]:
+    """Record id -> its open local changes, oldest first (op, fields, old_values)."""
+    out: dict[int, list[dict]] = {}
+    for r in conn.execute(QUERIES["open_change_bases"], {"mapping_id": m.id, "record_ids": record_ids}).fetchall():
+        out.setdefault(r["record_id"], []).append(r)
+    return out
+
+
+def typed_bases(conn: psycopg.Connection, m: Mapping, bases: dict[int, dict]) -> dict[int, dict]:
+    """Record id -> {column: value} with the JSON base values typed by the table's columns (only the columns
+    each base names)."""
+    if not bases:
+        return {}
+    ids = list(bases)
+    rows = conn.execute(_template("typed_bases", m), {"record_ids": ids,
+                                                      "bases": [Jsonb(bases[i]) for i in ids]}).fetchall()
+    return {r["fb_record_id"]: {c: r[c] for c in bases[r["fb_record_id"]] if c in r} for r in rows}
 
 
 def deleted_from_postgres(conn: psycopg.Connection, m: Mapping, sfids: list[str]) -> set[str]:

@@ -68,6 +68,8 @@ def upsert_batch(conn: psycopg.Connection, batch: UpsertBatch) -> int:
     names = [sql.Identifier(f"c{i}") for i in range(len(cols))]
     arrays = [sql.SQL("%s::{}").format(sql.SQL(pg_array_type(c))) for c in batch.columns]
     lead = sql.SQL(", ") if cols else sql.SQL("")
+    # a Postgres-owned column takes Salesforce's value only in a new row
+    overwritten = [sql.Identifier(c.column) for c in batch.columns if c.owner != "postgres"]
     query = _template(
         "upsert_from_salesforce",
         table=table_ident(batch.mapping),
@@ -75,9 +77,8 @@ def upsert_batch(conn: psycopg.Connection, batch: UpsertBatch) -> int:
         u_columns=lead + sql.SQL(", ").join(sql.SQL("u.{}").format(n) for n in names),
         arrays=lead + sql.SQL(", ").join(arrays),
         u_names=lead + sql.SQL(", ").join(names),
-        set_columns=lead + sql.SQL(", ").join(
-            sql.SQL("{} = EXCLUDED.{}").format(c, c) for c in cols),
-        differs=sql.SQL("").join(sql.SQL(" OR t.{} IS DISTINCT FROM EXCLUDED.{}").format(c, c) for c in cols),
+        set_columns=sql.SQL("").join(sql.SQL(", {} = EXCLUDED.{}").format(c, c) for c in overwritten),
+        differs=sql.SQL("").join(sql.SQL(" OR t.{} IS DISTINCT FROM EXCLUDED.{}").format(c, c) for c in overwritten),
     )
     params = [batch.sfids, batch.modstamps, batch.isdeleted, *batch.values]
     return conn.execute(query, params).rowcount

@@ -26,7 +26,8 @@ def from_row(row: dict) -> Mapping:
     return Mapping(
         id=row["id"], object_name=row["object_name"], table_schema=row["table_schema"],
         table_name=row["table_name"], direction=row["direction"],
-        fields=tuple(FieldSpec(f["name"], f["sf_type"], f.get("length")) for f in row["fields"]),
+        fields=tuple(FieldSpec(f["name"], f["sf_type"], f.get("length"), f.get("owner") or "both")
+                     for f in row["fields"]),
         upsert_field=row["upsert_field"], conflict_rule=row["conflict_rule"], active=row["active"],
         extra=row["extra"] or {},
     )
@@ -36,7 +37,8 @@ def _params(m: Mapping) -> dict:
     return {
         "id": m.id, "object_name": m.object_name, "table_schema": m.table_schema, "table_name": m.table_name,
         "direction": m.direction,
-        "fields": Jsonb([{"name": f.name, "sf_type": f.sf_type, "length": f.length} for f in m.fields]),
+        "fields": Jsonb([{"name": f.name, "sf_type": f.sf_type, "length": f.length,
+                                **({"owner": f.owner} if f.owner != "both" else {})} for f in m.fields]),
         "upsert_field": m.upsert_field, "conflict_rule": m.conflict_rule, "active": m.active,
         "extra": Jsonb(m.extra),
     }

@@ -100,6 +100,8 @@ def merge(conn: psycopg.Connection, name: str, m: Mapping, fresh: bool = False) 
     lead = sql.SQL(", ") if cols else sql.SQL("")
     columns = lead + sql.SQL(", ").join(cols)
     s_columns = lead + sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in cols)
+    # a Postgres-owned column takes Salesforce's value only in a new row
+    overwritten = [sql.Identifier(f.column) for f in m.overwritten_fields]
     if conn.execute(_q("mapped_table_is_empty", table=table)).fetchone()["empty"]:
         return conn.execute(_q("insert_staging_into_empty", table=table, staging=staging, columns=columns,
                                s_columns=s_columns, mapping_id=sql.Literal(m.id or 0))).rowcount
@@ -111,11 +113,11 @@ def merge(conn: psycopg.Connection, name: str, m: Mapping, fresh: bool = False) 
         columns=columns, s_columns=s_columns,
         # SystemModstamp has whole seconds: at an equal stamp the stored row may be the newer one (an Outbound
         # Message for a change in the snapshot's second), so the load only fills what the row lacks
-        set_columns=lead + sql.SQL(", ").join(sql.SQL(
-            "{c} = EXCLUDED.{c}" if fresh else
-            "{c} = CASE WHEN EXCLUDED.systemmodstamp = t.systemmodstamp THEN coalesce(t.{c}, EXCLUDED.{c}) "
-            "ELSE EXCLUDED.{c} END").format(c=c) for c in cols),
-        differs=sql.SQL("").join(sql.SQL(" OR t.{} IS DISTINCT FROM EXCLUDED.{}").format(c, c) for c in cols),
+        set_columns=sql.SQL("").join(sql.SQL(
+            ", {c} = EXCLUDED.{c}" if fresh else
+            ", {c} = CASE WHEN EXCLUDED.systemmodstamp = t.systemmodstamp THEN coalesce(t.{c}, EXCLUDED.{c}) "
+            "ELSE EXCLUDED.{c} END").format(c=c) for c in overwritten),
+        differs=sql.SQL("").join(sql.SQL(" OR t.{} IS DISTINCT FROM EXCLUDED.{}").format(c, c) for c in overwritten),
     )
     return conn.execute(query).rowcount
 
@@ -169,3 +171,14 @@ def known_rows(conn: psycopg.Connection, m: Mapping, sfids: list[str]) -> dict[s
     """sfid -> the row Postgres holds, for the given records that it has."""
     rows = conn.execute(_q("known_rows", table=table_ident(m)), {"sfids": sfids}).fetchall()
     return {r["sfid"]: r for r in rows}
+
+
+def refresh_calculated(conn: psycopg.Connection, name: str, m: Mapping, specs) -> int:
+    """Calculated columns (`specs`) from staging into the mapped table where they differ; returns rows updated.
+    The caller's transaction has origin = salesforce."""
+    cols = [sql.Identifier(f.column) for f in specs]
+    return conn.execute(_q(
+        "refresh_calculated_fields", table=table_ident(m), staging=ident(name),
+        set_columns=sql.SQL(", ").join(sql.SQL("{c} = s.{c}").format(c=c) for c in cols),
+        differs=sql.SQL(" OR ").join(sql.SQL("t.{c} IS DISTINCT FROM s.{c}").format(c=c) for c in cols),
+    )).rowcount

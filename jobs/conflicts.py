@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 
 from core.change_states import OVERRIDDEN_BY_SALESFORCE, State
-from core.conflicts import is_echo, sent_values, winner
+from core.conflicts import FieldSettlement, LocalChanges, is_echo, local_changes, sent_values, settle_fields
 from core.inbound import UpsertBatch
 from gateway import change_log
 from gateway.db import Database
@@ -15,8 +15,10 @@ from gateway.db import Database
 
 def settle(db: Database, conn: psycopg.Connection, batch: UpsertBatch) -> UpsertBatch:
     """Return the part of `batch` that may be written. Records without open local changes pass as they
-    are. For the others: our own echo is dropped; a real Salesforce change is settled by the mapping's
-    rule and logged in forcebridge.conflicts."""
+    are. For the others: our own echo is dropped; a real Salesforce change is settled field by field
+    (core.conflicts.settle_fields): fields only Salesforce changed land, fields only Postgres changed keep
+    its values (and are still sent), the mapping's rule decides fields both changed; logged in
+    forcebridge.conflicts."""
     m = batch.mapping
     if not m.writes:
         return batch
@@ -31,7 +33,9 @@ def settle(db: Database, conn: psycopg.Connection, batch: UpsertBatch) -> Upsert
     for r in db.run(conn, "last_sent_values", {"mapping_id": m.id, "sfids": list(local),
                                                 "record_ids": [row["id"] for row in local.values()]}).fetchall():
         sent.setdefault(r["sfid"], []).append(sent_values(m.fields, r["sent"]))
-    keep, found, salesforce_won = [], [], []
+    keep, found, salesforce_won, partly = [], [], [], []
+    values = [list(col) for col in batch.values]
+    locals_ = _local_changes(conn, m, [row["id"] for row in local.values()])
     for i, sfid in enumerate(batch.sfids):
         row = local.get(sfid)
         if row is None:
@@ -40,11 +44,22 @@ def settle(db: Database, conn: psycopg.Connection, batch: UpsertBatch) -> Upsert
         incoming = {c.column: batch.values[j][i] for j, c in enumerate(batch.columns)}
         if any(is_echo(incoming, ours, row) for ours in sent.get(sfid) or [{}]):
             continue   # our write coming back; the newer local change is on its way to Salesforce
-        side = winner(m.conflict_rule, row["fb_changed_at"], batch.modstamps[i])
-        found.append(Conflict(row, sfid, side, incoming, batch.modstamps[i]))
-        if side == "salesforce":
-            keep.append(i)
+        changes, base = locals_.get(row["id"], (LocalChanges(None, {}), {}))
+        settled = settle_fields(m.conflict_rule, incoming, row, changes, base, row["fb_changed_at"],
+                                batch.modstamps[i])
+        if not settled.sf_fields:
+            continue   # Salesforce still carries what both sides started from: Postgres's change stands
+        found.append(Conflict(row, sfid, settled.winner, incoming, batch.modstamps[i], settled))
+        if not settled.take:
+            continue
+        keep.append(i)
+        for j, c in enumerate(batch.columns):       # the merged record: Postgres's values where it keeps them
+            if c.column not in settled.take:
+                values[j][i] = row.get(c.column)
+        if settled.salesforce_took_all:
             salesforce_won.append(row["id"])
+        elif settled.winner == "salesforce":
+            partly.append((row["id"], list(settled.both)))
     if found:
         _record(db, conn, m, found)
     if salesforce_won:
@@ -55,7 +70,19 @@ def settle(db: Database, conn: psycopg.Connection, batch: UpsertBatch) -> Upsert
         # winning values are sent again once it finishes (its echo is recognised and dropped meanwhile).
         db.run(conn, "resend_over_in_flight", {"mapping_id": m.id, "record_ids": salesforce_won,
                                                "fields": [c.column for c in batch.columns]})
-    return _subset(batch, keep)
+    for record_id, fields in partly:
+        # Postgres's other changes are still sent (with the row's values, Salesforce's where it won); a write
+        # in flight carries Postgres's losing values, so those fields go again after it
+        db.run(conn, "resend_over_in_flight", {"mapping_id": m.id, "record_ids": [record_id], "fields": fields})
+    return _subset(replace(batch, values=values), keep)
+
+
+def _local_changes(conn: psycopg.Connection, m, record_ids: list[int]) -> dict[int, tuple[LocalChanges, dict]]:
+    """Record id -> (what its open local changes touched, their base values typed as the row)."""
+    entries = change_log.open_change_bases(conn, m, record_ids)
+    changes = {rid: local_changes(record_entries) for rid, record_entries in entries.items()}
+    typed = change_log.typed_bases(conn, m, {rid: c.base for rid, c in changes.items() if c.base})
+    return {rid: (c, typed.get(rid, {})) for rid, c in changes.items()}
 
 
 def _without_deleted(conn: psycopg.Connection, batch: UpsertBatch) -> UpsertBatch:
@@ -84,9 +111,10 @@ class Conflict:
     """One record changed on both sides: the local row, Salesforce's values, who won."""
     row: dict                     # the mapped row with fb_changed_at, its newest open local change
     sfid: str
-    winner: str                   # salesforce | postgres (core.conflicts.winner)
+    winner: str                   # salesforce | postgres (core.conflicts.winner) | merged (no field in common)
     incoming: dict                # column -> Salesforce's value
     sf_changed_at: object         # the notification's SystemModstamp
+    fields: FieldSettlement       # which fields each side changed, which both did
 
 
 def _record(db, conn, m, found: list[Conflict]) -> None:
@@ -98,6 +126,8 @@ def _record(db, conn, m, found: list[Conflict]) -> None:
         "pg_values": [json.dumps({col: c.row.get(col) for col in columns}, default=str) for c in found],
         "sf_values": [json.dumps(c.incoming, default=str) for c in found],
         "pg_at": [c.row["fb_changed_at"] for c in found], "sf_at": [c.sf_changed_at for c in found],
+        "both": [",".join(c.fields.both) for c in found], "sf_fields": [",".join(c.fields.sf_fields) for c in found],
+        "pg_fields": [None if c.fields.pg_fields is None else ",".join(c.fields.pg_fields) for c in found],
     })
 
 

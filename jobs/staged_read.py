@@ -110,9 +110,11 @@ def _typed_row(record: dict, specs) -> tuple:
             *(from_salesforce(s, fields.get(s.name)) for s in specs))
 
 
-def stage_rest_query(db: Database, sf: Salesforce, name: str, soql: str, columns: list[str], specs) -> None:
-    """Every page of a REST query into the staging table `name`, a transaction per page."""
-    page = sf.query_page(soql)
+def stage_rest_query(db: Database, sf: Salesforce, name: str, soql: str, columns: list[str], specs,
+                     first_page: dict | None = None) -> None:
+    """Every page of a REST query into the staging table `name`, a transaction per page (`first_page`: the
+    query's first page when the caller already asked for it)."""
+    page = first_page if first_page is not None else sf.query_page(soql)
     while True:
         with db.transaction() as conn:
             locator, _ = copy_rest_page(conn, name, columns, specs, page)

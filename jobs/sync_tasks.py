@@ -9,7 +9,7 @@ from huey.exceptions import RetryTask
 
 from gateway import mapping_store
 from gateway.salesforce import for_settings
-from jobs import budget, drift, load, poll, push, runtime
+from jobs import budget, drift, formula_refresh, load, poll, push, runtime
 
 log = logging.getLogger("forcebridge.tasks")
 
@@ -82,6 +82,18 @@ def poll_backstop():
                      result.changed, result.deleted, result.api_calls)
 
 
+def refresh_formulas():
+    """Each minute, refresh the calculated fields of mappings whose `formula_refresh_minutes` has passed.
+    Counted as polls: the budget's ladder spaces and pauses them with the polls."""
+    sf = for_settings(runtime.settings())
+    if sf is None:
+        return
+    if not budget.allows(runtime.db(), "polls"):
+        return
+    with sf.work("polls"):
+        formula_refresh.refresh_due(runtime.db(), sf, bulk_above=runtime.settings().load_rest_max)
+
+
 def register(huey) -> dict:
     """Put these tasks on `huey` (jobs.tasks.register calls this); returns them by name."""
     tasks = {"run_loads": huey.task()(run_loads), "mapping_ready": huey.task()(mapping_ready),
@@ -94,4 +106,5 @@ def register(huey) -> dict:
 
     tasks["loads_backstop"] = huey.periodic_task(crontab(minute="*"))(loads_backstop)
     tasks["poll_backstop"] = huey.periodic_task(crontab(minute="*"))(poll_backstop)
+    tasks["refresh_formulas"] = huey.periodic_task(crontab(minute="*"))(refresh_formulas)
     return tasks

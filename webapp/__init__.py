@@ -39,7 +39,8 @@ def create_app(settings: Settings | None = None, *, enqueue=None, migrate_on_sta
     app.extensions["forcebridge"] = Context(settings=settings, db=db, enqueue=enqueue,
                                             describe=salesforce.describer(settings),
                                             salesforce_status=connection.status_reader(settings),
-                                            count_records=connection.record_counter(settings))
+                                            count_records=connection.record_counter(settings),
+                                            check_row_filter=connection.row_filter_checker(settings))
 
     from webapp import api, cli, health, outbound
     from webapp import assets, auth, dashboard, errors, mappings, metrics, security, setup, trends

@@ -144,7 +144,9 @@ def patch_mapping(mapping_id: int):
         describe = ctx().describe(m.object_name) if isinstance(config, dict) and "fields" in config else None
         parents = parent_describes(config.get("fields"), describe) if describe else None
         # Validated exactly as POST validates (core.mapping.patched): nothing is saved unless all of it is valid.
-        saved = mapping_store.update(ctx().db, patched(m, body, describe, parents))
+        candidate = patched(m, body, describe, parents)
+        mappings.check_row_filter(candidate, m)
+        saved = mapping_store.update(ctx().db, candidate)
     except MappingError as exc:
         return _invalid(exc)
     ctx().enqueue("apply_inbound")

@@ -62,7 +62,8 @@ def record_counter(settings: Settings):
     """Context.count_records: core.soql.count(<object>), or None when not configured or not answering."""
     cache = _Cache(COUNT_SECONDS)
 
-    def count(object_name: str) -> int | None:
+    def count(object_name: str, where: str = "") -> int | None:
+        """`where`: a mapping's row filter condition (core.soql.filter_condition), checked when it was saved."""
         sf = salesforce.for_settings(settings)
         if sf is None:
             return None
@@ -73,8 +74,25 @@ def record_counter(settings: Settings):
 
         def ask():
             try:
-                return sf.call("GET", "/query", params={"q": soql.count(object_name)}).json()["totalSize"]
+                return sf.call("GET", "/query", params={"q": soql.count(object_name, where)}).json()["totalSize"]
             except Exception:  # noqa: BLE001 - unknown counts show as "—"
                 return None
-        return cache.get(object_name.lower(), ask)
+        return cache.get(f"{object_name.lower()} {where}" if where else object_name.lower(), ask)
     return count
+
+
+def row_filter_checker(settings: Settings):
+    """Context.check_row_filter: Salesforce's reason for refusing a row filter (a LIMIT 0 query parses it), or
+    None when it is accepted or Salesforce is not connected (then it is first checked by the load)."""
+    def check(object_name: str, condition: str) -> str | None:
+        sf = salesforce.for_settings(settings)
+        if sf is None:
+            return None
+        try:
+            sf.call("GET", "/query", params={"q": soql.filter_probe(object_name, condition)})
+        except salesforce.PermanentError as exc:
+            return f"Salesforce refused it: {exc}"
+        except salesforce.TransientError:
+            return None
+        return None
+    return check

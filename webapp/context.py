@@ -19,7 +19,9 @@ class Context:
     # The console asks these when Salesforce is connected: {"reachable", "api_used", "api_limit", "message"}
     # (API usage from Sforce-Limit-Info) and SELECT COUNT() FROM <object>. None means "not connected".
     salesforce_status: Callable[[], dict | None] = lambda: None
-    count_records: Callable[[str], int | None] = lambda object_name: None
+    count_records: Callable[..., int | None] = lambda object_name, where="": None
+    # Salesforce's reason for refusing a mapping's row filter (a LIMIT 0 query), None when accepted or unknown
+    check_row_filter: Callable[[str, str], str | None] = lambda object_name, condition: None
 
 
 def ctx() -> Context:

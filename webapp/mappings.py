@@ -9,10 +9,10 @@ from dataclasses import replace
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 
-from core import configuration
+from core import configuration, soql
 from core.convert import SUPPORTED_TYPES
-from core.mapping import (CONFLICT_RULES, DIRECTIONS, IMPLIED_FIELDS, RELATIONSHIP_MARK, Mapping, MappingError,
-                          check_object_name, from_entry, relationship_parents)
+from core.mapping import (CONFLICT_RULES, DIRECTIONS, IMPLIED_FIELDS, OWNERS, RELATIONSHIP_MARK, Mapping,
+                          MappingError, check_object_name, from_entry, relationship_parents)
 from core.outbound_wsdl import WsdlError, read_wsdl
 from gateway import mapped_tables, mapping_store
 from webapp import sync, write_path
@@ -60,9 +60,19 @@ def create_mapping(entry: dict, describe: dict | None) -> Mapping:
     mapping_store.MappingExists."""
     config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
     mapping = from_entry(entry, describe=describe, parents=parent_describes(config.get("fields"), describe))
+    check_row_filter(mapping)
     created = mapping_store.create(ctx().db, mapping)
     ring_worker(created=[created])
     return created
+
+
+def check_row_filter(m: Mapping, before: Mapping | None = None) -> None:
+    """A new or changed row filter is parsed by Salesforce (a LIMIT 0 query) before it is saved."""
+    condition = m.extra.get("row_filter")
+    if condition and (before is None or before.extra.get("row_filter") != condition):
+        problem = ctx().check_row_filter(m.object_name, condition)
+        if problem:
+            raise MappingError(f"config.row_filter: {problem}", "config.row_filter")
 
 
 def ring_worker(created: list[Mapping] = (), saved: bool = False) -> None:
@@ -87,7 +97,8 @@ def _postgres_rows(m: Mapping) -> int | None:
 
 def _salesforce_rows(m: Mapping) -> int | None:
     try:
-        return ctx().count_records(m.object_name)
+        condition = soql.filter_condition(m)   # with a row filter: the records it selects
+        return ctx().count_records(m.object_name, condition) if condition else ctx().count_records(m.object_name)
     except Exception:  # noqa: BLE001 - shown as unknown
         return None
 
@@ -151,7 +162,8 @@ def _relationship_choices(describe: dict) -> list[dict]:
 
 
 def parse_typed_fields(text: str) -> dict[str, dict]:
-    """'Name:string:80' per line (or comma), as typed when Salesforce is not connected."""
+    """'Name:string:80' per line (or comma), as typed when Salesforce is not connected; a fourth part names
+    the field's owner ('Name:string:80:salesforce')."""
     fields: dict[str, dict] = {}
     for raw in text.replace(",", "\n").splitlines():
         parts = [p.strip() for p in raw.split(":")]
@@ -164,8 +176,16 @@ def parse_typed_fields(text: str) -> dict[str, dict]:
             if not parts[2].isdigit():
                 raise MappingError(f"{parts[0]}: length must be a number")
             opts["length"] = int(parts[2])
+        if len(parts) > 3 and parts[3]:
+            opts["owner"] = parts[3]
         fields[parts[0]] = opts
     return fields
+
+
+def _typed_line(f) -> str:
+    """A mapped field as parse_typed_fields reads it back."""
+    parts = [f.name, f.sf_type, str(f.length or "")] + ([f.owner] if f.owner != "both" else [])
+    return ":".join(parts).rstrip(":")
 
 
 def _entry_from_form(form, describe: dict | None) -> dict:
@@ -173,7 +193,12 @@ def _entry_from_form(form, describe: dict | None) -> dict:
     if not describe:
         # Ticked fields carry their type (from a WSDL) in a hidden input; typed ones say it themselves.
         fields = {name: {"type": form.get(f"type:{name}", "")} for name in fields}
+    for name, opts in fields.items():
+        owner = form.get(f"owner:{name}") or "both"
+        if owner != "both":
+            opts["owner"] = owner
     fields.update(parse_typed_fields(form.get("typed_fields", "")))
+    row_filter = (form.get("row_filter") or "").strip()
     return {
         "object_name": form.get("object_name", "").strip(),
         "table": form.get("table", "").strip() or None,
@@ -181,7 +206,8 @@ def _entry_from_form(form, describe: dict | None) -> dict:
         "direction": form.get("direction") or "sf_to_pg",
         "conflict_rule": form.get("conflict_rule") or "last_writer_wins",
         "active": True,
-        "config": {"fields": fields, "upsert_field": form.get("upsert_field") or None},
+        "config": {"fields": fields, "upsert_field": form.get("upsert_field") or None,
+                   **({"row_filter": row_filter} if row_filter else {})},
     }
 
 
@@ -198,10 +224,14 @@ def _render_form(*, object_name="", mapping=None, describe=None, wsdl_fields=Non
     listed = {f["name"] for f in fields}
     typed = ""
     if mapping is not None and form is None:
-        typed = "\n".join(f"{f.name}:{f.sf_type}" + (f":{f.length}" if f.length else "")
-                          for f in mapping.fields if f.name not in listed)
+        typed = "\n".join(_typed_line(f) for f in mapping.fields if f.name not in listed)
+    if form is not None:
+        owners = {f["name"]: form.get(f"owner:{f['name']}") or "both" for f in fields}
+    else:
+        owners = {f.name: f.owner for f in mapping.fields} if mapping is not None else {}
     return render_template(
         "mappings/form.html", object_name=object_name, mapping=mapping, fields=fields, chosen=chosen,
+        owners=owners, owner_choices=OWNERS,
         connected=describe is not None, from_wsdl=bool(wsdl_fields), error=error, form=form or {},
         typed=form.get("typed_fields", "") if form is not None else typed,
         directions=DIRECTIONS, conflict_rules=CONFLICT_RULES, types=sorted(SUPPORTED_TYPES)), status
@@ -268,8 +298,12 @@ def update(mapping_id: int):
         checked = from_entry({**entry, "object_name": m.object_name, "table": m.table_name,
                               "schema": m.table_schema}, describe=describe,
                              parents=parent_describes(entry["config"]["fields"], describe))
+        extra = {k: v for k, v in m.extra.items() if k != "row_filter"}
+        if checked.extra.get("row_filter"):
+            extra["row_filter"] = checked.extra["row_filter"]
         candidate = replace(m, fields=checked.fields, direction=checked.direction,
-                            conflict_rule=checked.conflict_rule, upsert_field=checked.upsert_field)
+                            conflict_rule=checked.conflict_rule, upsert_field=checked.upsert_field, extra=extra)
+        check_row_filter(candidate, m)
         mapping_store.update(ctx().db, candidate)
     except MappingError as exc:
         return _render_form(object_name=m.object_name, mapping=m, describe=describe, error=str(exc), form=form,

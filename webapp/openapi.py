@@ -32,8 +32,10 @@ def _id_param(name: str, description: str) -> dict:
             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
 
 
-FIELD = {"type": "object", "description": "Salesforce field type and length; empty when the describe supplies them",
-         "properties": {"type": {"type": "string"}, "length": {"type": "integer", "minimum": 1, "maximum": 131072}}}
+FIELD = {"type": "object", "description": "Salesforce field type and length (empty when the describe supplies them) "
+                                         "and which side owns the field's value (default both)",
+         "properties": {"type": {"type": "string"}, "length": {"type": "integer", "minimum": 1, "maximum": 131072},
+                        "owner": {"type": "string", "enum": ["both", "salesforce", "postgres"]}}}
 CONFIG = {
     "type": "object",
     "description": "Heroku Connect's exported mapping config",
@@ -116,8 +118,15 @@ SCHEMAS = {
         "properties": {
             "id": {"type": "integer"}, "mapping_id": {"type": "integer"},
             "record_id": {"type": "integer", "nullable": True}, "sfid": {"type": "string"}, "rule": CONFLICT_RULE,
-            "winner": {"type": "string", "enum": ["salesforce", "postgres"]},
+            "winner": {"type": "string", "enum": ["salesforce", "postgres", "merged"],
+                       "description": "the rule's pick for the fields both sides changed; merged: none were"},
             "pg_values": {"type": "object"}, "sf_values": {"type": "object"},
+            "fields": {"type": "array", "items": {"type": "string"}, "nullable": True,
+                       "description": "columns both sides changed (the rule decided these)"},
+            "sf_fields": {"type": "array", "items": {"type": "string"}, "nullable": True,
+                          "description": "columns Salesforce changed"},
+            "pg_fields": {"type": "array", "items": {"type": "string"}, "nullable": True,
+                          "description": "columns Postgres changed; null: all of them (a new row)"},
             "pg_changed_at": {**TIMESTAMP, "nullable": True}, "sf_changed_at": {**TIMESTAMP, "nullable": True},
             "detected_at": TIMESTAMP}},
 }

@@ -26,8 +26,9 @@ BEGIN
         INSERT INTO forcebridge.change_capture (mapping_id, op, record_id, sfid, external_id)
         SELECT {mapping_id}, 'delete', r.id, r.sfid, {ext} FROM fb_old r;
     ELSE
-        INSERT INTO forcebridge.change_capture (mapping_id, op, record_id, sfid, external_id, fields)
-        SELECT {mapping_id}, 'update', r.id, r.sfid, {ext}, f.cols
+        -- old_values: what the changed columns held before, the common base a per-field conflict compares with
+        INSERT INTO forcebridge.change_capture (mapping_id, op, record_id, sfid, external_id, fields, old_values)
+        SELECT {mapping_id}, 'update', r.id, r.sfid, {ext}, f.cols, jsonb_strip_nulls(jsonb_build_object({old}))
         FROM fb_new r JOIN fb_old o ON o.id = r.id
         CROSS JOIN LATERAL (SELECT array_remove(ARRAY[{changed}]::text[], NULL) AS cols) f
         WHERE cardinality(f.cols) > 0;

@@ -21,10 +21,12 @@ WITH moved AS (
            WHERE %(mapping_id)s::integer IS NULL OR mapping_id = %(mapping_id)s::integer
            LIMIT %(limit)s) slice
     WHERE c.ctid = slice.row_id
-    RETURNING c.id, c.mapping_id, c.op, c.record_id, c.sfid, c.external_id, c.fields, c.txid, c.created_at
+    RETURNING c.id, c.mapping_id, c.op, c.record_id, c.sfid, c.external_id, c.fields, c.txid, c.created_at,
+              c.old_values
 )
-INSERT INTO forcebridge.change_log (id, mapping_id, op, record_id, sfid, external_id, fields, txid, created_at)
-SELECT id, mapping_id, op, record_id, sfid, external_id, fields, txid, created_at FROM moved;
+INSERT INTO forcebridge.change_log (id, mapping_id, op, record_id, sfid, external_id, fields, txid, created_at,
+                                    old_values)
+SELECT id, mapping_id, op, record_id, sfid, external_id, fields, txid, created_at, old_values FROM moved;
 
 -- name: analyze_change_log
 -- After a large move: the planner's idea of the change log's size and states is otherwise far off until
@@ -169,12 +171,23 @@ UNION ALL
  ORDER BY u.sfid, c.id DESC);
 
 -- name: insert_conflicts
+-- Field lists travel as comma-joined text (unnest cannot take an array of arrays of different lengths).
 INSERT INTO forcebridge.conflicts
-    (mapping_id, record_id, sfid, rule, winner, pg_values, sf_values, pg_changed_at, sf_changed_at)
-SELECT %(mapping_id)s, u.record_id, u.sfid, %(rule)s, u.winner, u.pg_values, u.sf_values, u.pg_at, u.sf_at
+    (mapping_id, record_id, sfid, rule, winner, pg_values, sf_values, pg_changed_at, sf_changed_at,
+     fields, sf_fields, pg_fields)
+SELECT %(mapping_id)s, u.record_id, u.sfid, %(rule)s, u.winner, u.pg_values, u.sf_values, u.pg_at, u.sf_at,
+       string_to_array(u.both_fields, ','), string_to_array(u.sf_fields, ','), string_to_array(u.pg_fields, ',')
 FROM unnest(%(record_ids)s::bigint[], %(sfids)s::text[], %(winners)s::text[], %(pg_values)s::jsonb[],
-            %(sf_values)s::jsonb[], %(pg_at)s::timestamptz[], %(sf_at)s::timestamptz[])
-     AS u(record_id, sfid, winner, pg_values, sf_values, pg_at, sf_at);
+            %(sf_values)s::jsonb[], %(pg_at)s::timestamptz[], %(sf_at)s::timestamptz[], %(both)s::text[],
+            %(sf_fields)s::text[], %(pg_fields)s::text[])
+     AS u(record_id, sfid, winner, pg_values, sf_values, pg_at, sf_at, both_fields, sf_fields, pg_fields);
+
+-- name: open_change_bases
+-- Each record's open local changes, oldest first: what they changed and the values those columns held before.
+SELECT record_id, op, fields, old_values
+FROM forcebridge.change_log
+WHERE mapping_id = %(mapping_id)s AND record_id = ANY(%(record_ids)s) AND state IN ('NEW', 'PENDING', 'REQUEUED')
+ORDER BY record_id, id;
 
 -- name: drop_open_changes
 -- Salesforce won: the local changes it overrode are not sent (entries in flight finish on their own).
@@ -234,6 +247,12 @@ JOIN LATERAL (
     WHERE c.mapping_id = %(mapping_id)s AND c.record_id = t.id AND c.state IN ('NEW', 'PENDING', 'REQUEUED')
 ) o ON o.changed_at IS NOT NULL
 WHERE t.sfid = ANY(%(sfids)s);
+
+-- name: typed_bases
+-- Base values (JSON, as the capture wrote them) typed by the mapped table's own columns.
+SELECT u.record_id AS fb_record_id, p.*
+FROM unnest(%(record_ids)s::bigint[], %(bases)s::jsonb[]) AS u(record_id, base)
+CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, u.base) AS p;
 
 -- name: link_rows_by_external_id
 UPDATE {table} AS t SET sfid = u.sfid

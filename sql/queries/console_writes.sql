@@ -35,7 +35,7 @@ RETURNING id;
 SELECT c.id, c.mapping_id, m.object_name, c.record_id, c.sfid, c.rule, c.winner,
        left(c.pg_values::text, %(excerpt)s) AS pg_excerpt, left(c.sf_values::text, %(excerpt)s) AS sf_excerpt,
        octet_length(c.pg_values::text) > %(excerpt)s OR octet_length(c.sf_values::text) > %(excerpt)s AS truncated,
-       c.pg_changed_at, c.sf_changed_at, c.detected_at
+       c.pg_changed_at, c.sf_changed_at, c.detected_at, c.fields, c.sf_fields, c.pg_fields
 FROM forcebridge.conflicts c
 LEFT JOIN forcebridge.mappings m ON m.id = c.mapping_id
 WHERE c.detected_at > now() - make_interval(days => %(days)s)

@@ -1,0 +1,79 @@
+"""Formula and roll-up fields refreshed on their schedule against the emulator's real recomputation: only
+changed rows updated, systemmodstamp untouched, no write back, no conflict; REST pages or a Bulk job."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from gateway import mapping_store
+from jobs import formula_refresh, load
+from jobs.drain import drain
+from tests.integration.test_loading import api, db, sf, sf_app, sf_settings, sql  # noqa: F401
+from tests.integration.test_write_path import FAST
+
+PARCEL_FIELDS = {"Name": {}, "Weight__c": {}, "Shipment__c": {}, "Cost__c": {}, "Label__c": {},
+                 "External_Id__c": {}}
+
+
+def loaded(api, db, sf, object_name, fields, **config):
+    r = api.post("/api/v1/mappings", json={"object_name": object_name, "direction": "bidirectional",
+                                           "config": {"fields": fields, **config}})
+    assert r.status_code == 201, r.get_json()
+    load.run_pending(db, sf, load.LoadOptions())
+    return mapping_store.get(db, r.get_json()["id"])
+
+
+@pytest.mark.parametrize("bulk_above", [10_000, 1])
+def test_formulas_whose_inputs_changed_are_refreshed_without_an_echo(api, db, sf, sf_settings, bulk_above):
+    ship = sf.create_record("Shipment__c", {"Name": "S1", "Rate__c": 2})["id"]
+    parcels = sf.create_records("Parcel__c", [
+        {"attributes": {"type": "Parcel__c"}, "Name": f"P{i}", "Weight__c": i, "Shipment__c": ship,
+         "External_Id__c": f"E{i}"} for i in (1, 2, 3)])
+    assert all(p["success"] for p in parcels)
+    m = loaded(api, db, sf, "Parcel__c", PARCEL_FIELDS, upsert_field="External_Id__c")
+    url = sf_settings.database_url
+    assert sql(url, "SELECT name, cost__c, label__c FROM salesforce.parcel__c ORDER BY name") == [
+        ("P1", 2, "P1 (S1)"), ("P2", 4, "P2 (S1)"), ("P3", 6, "P3 (S1)")]
+    before = sql(url, "SELECT sfid, systemmodstamp, _hc_lastop FROM salesforce.parcel__c ORDER BY name")
+
+    stamps = sf.query("SELECT Id, SystemModstamp FROM Parcel__c")
+    sf.update_record("Shipment__c", ship, {"Rate__c": 10})        # the parent changes: the formulas follow
+    assert sf.query("SELECT Id, SystemModstamp FROM Parcel__c") == stamps   # nothing a poll would see
+    with sf.work("polls"):
+        result = formula_refresh.refresh(db, sf, m, bulk_above=bulk_above)
+    assert (sorted(result.fields), result.checked, result.updated) == (["Cost__c", "Label__c"], 3, 3)
+    assert sql(url, "SELECT name, cost__c FROM salesforce.parcel__c ORDER BY name") == [
+        ("P1", 10), ("P2", 20), ("P3", 30)]
+    assert sql(url, "SELECT sfid, systemmodstamp, _hc_lastop FROM salesforce.parcel__c ORDER BY name") == before
+    assert sql(url, "SELECT count(*) FROM forcebridge.change_capture") == [(0,)]
+    assert drain(db, sf, FAST).claimed == 0                       # nothing goes back to Salesforce
+    assert sql(url, "SELECT count(*) FROM forcebridge.conflicts") == [(0,)]
+    with sf.work("polls"):
+        again = formula_refresh.refresh(db, sf, m, bulk_above=bulk_above)
+    assert (again.checked, again.updated) == (3, 0)               # unchanged rows are not written
+    (state,) = sql(url, "SELECT fields, updated, api_calls > 0, next_run_at - last_run_at "
+                        "FROM forcebridge.formula_refresh")
+    assert state == (["Cost__c", "Label__c"], 0, True, dt.timedelta(minutes=15))
+
+
+def test_rollups_are_refreshed_on_the_mappings_schedule(api, db, sf, sf_settings):
+    ship = sf.create_record("Shipment__c", {"Name": "S1", "Rate__c": 1})["id"]
+    m = loaded(api, db, sf, "Shipment__c", {"Name": {}, "Parcel_Count__c": {}, "Total_Weight__c": {}},
+               formula_refresh_minutes=5)
+    url = sf_settings.database_url
+    assert sql(url, "SELECT parcel_count__c, total_weight__c FROM salesforce.shipment__c") == [(0, 0)]
+    sf.create_records("Parcel__c", [{"attributes": {"type": "Parcel__c"}, "Name": "P", "Weight__c": 2.5,
+                                     "Shipment__c": ship}])
+    (done,) = formula_refresh.refresh_due(db, sf)
+    assert done.updated == 1
+    assert sql(url, "SELECT parcel_count__c, total_weight__c FROM salesforce.shipment__c") == [(1, 2.5)]
+    assert formula_refresh.refresh_due(db, sf) == []              # not due again for 5 minutes
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=6)
+    assert [r.mapping_id for r in formula_refresh.refresh_due(db, sf, now=later)] == [m.id]
+
+
+def test_a_bad_refresh_interval_is_refused_naming_it(api):
+    r = api.post("/api/v1/mappings", json={"object_name": "Shipment__c", "config": {
+        "fields": {"Name": {}}, "formula_refresh_minutes": "15"}})
+    assert (r.status_code, r.get_json()["field"]) == (400, "config.formula_refresh_minutes")

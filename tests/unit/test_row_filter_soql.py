@@ -1,0 +1,36 @@
+"""Row filters in the one SOQL builder (core.soql) and their validation (pure)."""
+import datetime as dt
+
+import pytest
+
+from core import soql
+from core.mapping import MappingError, from_entry, to_entry
+
+
+def mapping(**config):
+    return from_entry({"object_name": "Account", "config": {"fields": {"Name": {"type": "string"}}, **config}})
+
+
+def test_every_read_keeps_to_the_filter_in_parentheses():
+    m = mapping(row_filter="Industry = 'Banking' OR Rating = 'Hot'")
+    since = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    for query in (soql.records(m), soql.keys(m), soql.changed_since(m, since), soql.by_ids(m, ["001000000000001AAA"]),
+                  soql.matching(m)):
+        assert "WHERE (Industry = 'Banking' OR Rating = 'Hot')" in query, query
+    assert "(Industry = 'Banking' OR Rating = 'Hot') AND SystemModstamp >" in soql.changed_since(m, since)
+    assert soql.filter_probe("Account", "Industry = 'Banking'").endswith("WHERE (Industry = 'Banking') LIMIT 0")
+    assert "WHERE" not in soql.records(mapping())
+    assert to_entry(m)["config"]["row_filter"] == "Industry = 'Banking' OR Rating = 'Hot'"
+
+
+@pytest.mark.parametrize("bad", ["  ", 5, "Name = 'x') OR (Id != null", "(Name = 'x'", "Name = 'x",
+                                 "Name = 'a'\nLIMIT 1", "x" * 4001])
+def test_a_filter_that_could_leave_its_parentheses_is_refused(bad):
+    with pytest.raises(MappingError) as refused:
+        mapping(row_filter=bad)
+    assert refused.value.field == "config.row_filter"
+
+
+def test_quoted_parentheses_and_escaped_quotes_are_fine_and_null_removes_the_filter():
+    assert mapping(row_filter="Name = 'a (b' AND Name != 'it\\'s)'").extra["row_filter"]
+    assert "row_filter" not in mapping(row_filter=None).extra
