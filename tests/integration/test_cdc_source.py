@@ -1,0 +1,175 @@
+"""Change Data Capture end to end (issue 13): changes made in the emulator reach Postgres through the Pub/Sub API
+(gRPC, TLS), the CDC source on the inbound seam and the one apply path; the replay id is stored with them."""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+import psycopg
+import pytest
+
+from gateway import mapping_store
+from jobs import cdc_source
+from tests.emulator_fixture import start_emulator
+from tests.integration.test_loading import make_app, sql
+
+CONTACT_FIELDS = {"FirstName": {}, "LastName": {}, "Email": {}, "Phone": {}, "MailingCity": {},
+                  "LastModifiedDate": {}}
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory):
+    with start_emulator(tmp_path_factory.mktemp("cdcsrc") / "org", "--pubsub-keepalive", "0.2") as running:
+        yield running
+
+
+def cdc_settings(settings, emu):
+    return dataclasses.replace(
+        settings, sf_instance_url=emu.url, sf_username=emu.username, sf_password=emu.password,
+        sf_security_token=emu.security_token, sf_ca_bundle=str(emu.ca_path), salesforce_org_id=emu.org_id,
+        sf_pubsub_url=emu.pubsub)
+
+
+@pytest.fixture
+def env(settings, emu, enqueued):
+    s = cdc_settings(settings, emu)
+    app = make_app(s, enqueued)
+    db = app.extensions["forcebridge"].db
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {s.api_token}"}
+    r = client.post("/api/v1/mappings", headers=headers, json={
+        "object_name": "Contact", "config": {"access": "read_only", "fields": CONTACT_FIELDS, "sf_source": "cdc",
+                                             "keep_deleted_rows": True}})
+    assert r.status_code == 201, r.get_json()
+    yield s, db, r.get_json()
+    app.extensions["forcebridge"].db.close()
+
+
+class Running:
+    def __init__(self, settings, db):
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=cdc_source.run, args=(settings, self.stop),
+                                       kwargs={"db": db, "check_seconds": 0.2, "standby_seconds": 0.2,
+                                               "backoff_base": 0.05, "backoff_cap": 0.2}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(15)
+
+
+def wait_for(check, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def connected(db):
+    row = db.fetchone("get_document", {"key": "cdc_subscriber"})
+    return row and row["value"].get("connected")
+
+
+def contacts(url):
+    return {r[0]: r[1:] for r in sql(url, "SELECT sfid, firstname, lastname, email, phone, mailingcity, isdeleted "
+                                          "FROM salesforce.contact")}
+
+
+def test_create_update_null_delete_undelete_reach_postgres(env, emu):
+    settings, db, mapping = env
+    url = settings.database_url
+    user = emu.salesforce(client="user")
+    with Running(settings, db):
+        wait_for(lambda: connected(db))
+        cid = user.Contact.create({"FirstName": "Ada", "LastName": "Lovelace", "Email": "ada@example.com",
+                                   "Phone": "555", "MailingCity": "London"})["id"]
+        wait_for(lambda: contacts(url).get(cid) == ("Ada", "Lovelace", "ada@example.com", "555", "London", False))
+        user.Contact.update(cid, {"Phone": None, "MailingCity": "Paris"})        # a nulled field, a compound one
+        wait_for(lambda: contacts(url).get(cid) == ("Ada", "Lovelace", "ada@example.com", None, "Paris", False))
+        user.Contact.delete(cid)
+        wait_for(lambda: (contacts(url).get(cid) or ())[-1:] == (True,))
+        emu.admin("POST", "/_emulator/undelete", {"sobject": "Contact", "id": cid})
+        wait_for(lambda: contacts(url).get(cid) == ("Ada", "Lovelace", "ada@example.com", None, "Paris", False))
+        position = db.fetchone("cdc_subscription_state", {"topic": cdc_source.TOPIC})
+        assert position["replay_id"] is not None and position["events"] >= 4
+
+
+def test_a_transaction_of_several_records_and_echoes(env, emu):
+    settings, db, mapping = env
+    url = settings.database_url
+    user = emu.salesforce(client="user")
+    ours = emu.salesforce(client="forcebridge")
+    with Running(settings, db):
+        wait_for(lambda: connected(db))
+        result = user.restful("composite/sobjects", method="POST", json={"allOrNone": True, "records": [
+            {"attributes": {"type": "Contact"}, "LastName": f"Many {i}", "Email": f"m{i}@example.com"}
+            for i in range(5)]})
+        ids = [r["id"] for r in result]
+        wait_for(lambda: all(contacts(url).get(i) for i in ids))
+        # our own write: its event is an echo, dropped (the row is not touched by it)
+        sql(url, "UPDATE salesforce.contact SET phone = 'local' WHERE sfid = %s", (ids[0],))
+        ours.Contact.update(ids[0], {"Phone": "echo"})
+        user.Contact.update(ids[1], {"Phone": "after"})
+        wait_for(lambda: contacts(url)[ids[1]][3] == "after")
+        assert contacts(url)[ids[0]][3] == "local"
+
+
+def test_gap_events_read_the_records_again_through_rest(env, emu):
+    settings, db, mapping = env
+    url = settings.database_url
+    user = emu.salesforce(client="user")
+    with Running(settings, db):
+        wait_for(lambda: connected(db))
+        cid = user.Contact.create({"LastName": "Gap", "Email": "gap@example.com"})["id"]
+        wait_for(lambda: contacts(url).get(cid))
+        sql(url, "UPDATE salesforce.contact SET email = 'stale' WHERE sfid = %s", (cid,))
+        emu.admin("POST", "/_emulator/pubsub/gap", {"sobject": "Contact", "ids": [cid], "changeType": "GAP_UPDATE"})
+        wait_for(lambda: contacts(url)[cid][2] == "gap@example.com")
+        assert db.fetchone("cdc_pending_count")["n"] == 0
+
+
+def test_an_update_of_a_record_postgres_lacks_is_read_whole(env, emu):
+    settings, db, mapping = env
+    url = settings.database_url
+    user = emu.salesforce(client="user")
+    with Running(settings, db):
+        wait_for(lambda: connected(db))
+        cid = user.Contact.create({"LastName": "Whole", "Email": "w@example.com", "Phone": "1"})["id"]
+        wait_for(lambda: contacts(url).get(cid))
+        sql(url, "DELETE FROM salesforce.contact WHERE sfid = %s", (cid,))
+        user.Contact.update(cid, {"Phone": "2"})
+        wait_for(lambda: (contacts(url).get(cid) or (None,) * 4)[3] == "2")
+        assert contacts(url)[cid][2] == "w@example.com"          # not only the changed field
+
+
+def test_a_refused_replay_id_falls_back_to_a_poll_and_says_so(env, emu):
+    settings, db, mapping = env
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO forcebridge.cdc_subscriptions (topic, replay_id, last_commit_at) "
+                     "VALUES (%s, %s, now() - interval '80 hours')", (cdc_source.TOPIC, b"\x00\x00\x00\x00\xff\xff\xff\xff"))
+    with Running(settings, db):
+        doc = wait_for(lambda: (db.fetchone("get_document", {"key": "cdc_subscriber"}) or {}).get("value", {})
+                       .get("refused"))
+        assert "replay id" in doc and "Contact" in doc
+        wait_for(lambda: connected(db))
+    state = db.fetchone("cdc_subscription_state", {"topic": cdc_source.TOPIC})
+    assert state["refused_at"] is not None
+
+
+def test_no_cdc_mapping_no_subscription(settings, emu, enqueued):
+    s = cdc_settings(settings, emu)
+    app = make_app(s, enqueued)
+    db = app.extensions["forcebridge"].db
+    try:
+        assert not cdc_source.wanted(s, db)
+        m = mapping_store.list_all(db)
+        assert m == []
+    finally:
+        db.close()
