@@ -173,3 +173,86 @@ def test_no_cdc_mapping_no_subscription(settings, emu, enqueued):
         assert m == []
     finally:
         db.close()
+
+
+def worker_env(settings, emu, tmp_path):
+    import os
+    return dict(os.environ, DATABASE_URL=settings.database_url, SF_INSTANCE_URL=emu.url, SF_USERNAME=emu.username,
+                SF_PASSWORD=emu.password, SF_SECURITY_TOKEN=emu.security_token, SF_CA_BUNDLE=str(emu.ca_path),
+                SF_PUBSUB_URL=emu.pubsub, SALESFORCE_ORG_ID=emu.org_id, SECRET_KEY="x",
+                FORCEBRIDGE_INSTANCE=str(tmp_path), HUEY_URL=f"sqlite:///{tmp_path / 'h.db'}")
+
+
+def start_worker(env, tmp_path, n):
+    import subprocess
+    import sys
+
+    from tests.emulator_fixture import REPO
+    log = open(tmp_path / f"worker{n}.log", "w")
+    return subprocess.Popen([sys.executable, "-m", "jobs.worker", "-w", "1", "-n"], cwd=REPO, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+def events_applied(db):
+    row = db.fetchone("cdc_subscription_state", {"topic": cdc_source.TOPIC})
+    return row["events"] if row else 0
+
+
+def test_worker_killed_mid_stream_restarts_and_applies_every_event_exactly_once(env, emu, tmp_path):
+    """The real worker process (jobs.worker) subscribes because a mapping says sf_source cdc; kill -9 it in
+    the middle of a stream of changes, start another: every event applied, none twice (the events counter is
+    stored in the transaction that stores the replay id and what the events brought)."""
+    import signal
+
+    settings, db, mapping = env
+    url = settings.database_url
+    user = emu.salesforce(client="user")
+    environment = worker_env(settings, emu, tmp_path)
+    worker = start_worker(environment, tmp_path, 1)
+    try:
+        wait_for(lambda: connected(db), timeout=40)
+        before = events_applied(db)
+        ids = []
+        for i in range(40):
+            ids.append(user.Contact.create({"LastName": f"Kill {i}", "Email": f"k{i}@example.com"})["id"])
+            user.Contact.update(ids[-1], {"Phone": f"p{i}"})
+            if i == 15:
+                wait_for(lambda: events_applied(db) > before + 4)
+                worker.send_signal(signal.SIGKILL)
+                worker.wait()
+        assert events_applied(db) < before + 80            # the rest came while no worker ran
+        worker = start_worker(environment, tmp_path, 2)
+        wait_for(lambda: events_applied(db) >= before + 80, timeout=60)
+        time.sleep(1.0)                                    # anything more would be a duplicate
+        assert events_applied(db) == before + 80
+        rows = contacts(url)
+        assert all(rows[cid][3] == f"p{i}" for i, cid in enumerate(ids))
+        assert sql(url, "SELECT count(*), count(DISTINCT sfid) FROM salesforce.contact WHERE lastname LIKE 'Kill %%'") \
+            == [(40, 40)]
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+
+
+def test_gap_overflow_polls_the_object(env, emu):
+    from gateway.salesforce import Salesforce
+    from jobs import load
+
+    settings, db, mapping = env
+    url = settings.database_url
+    user = emu.salesforce(client="user")
+    cid = user.Contact.create({"LastName": "Overflow", "Email": "o@example.com"})["id"]
+    sf = Salesforce(settings, backoff=0.01)
+    try:
+        load.run_pending(db, sf, load.LoadOptions())
+    finally:
+        sf.close()
+    assert contacts(url)[cid][2] == "o@example.com"
+    sql(url, "UPDATE salesforce.contact SET email = 'lost' WHERE sfid = %s", (cid,))
+    with Running(settings, db):
+        wait_for(lambda: connected(db))
+        emu.admin("POST", "/_emulator/pubsub/gap", {"sobject": "Contact", "ids": [cid], "changeType": "GAP_OVERFLOW"})
+        wait_for(lambda: contacts(url)[cid][2] == "o@example.com")
+        wait_for(lambda: db.fetchone("cdc_pending_count")["n"] == 0)
+    state = db.fetchone("get_poll_state", {"mapping_id": mapping["id"]})
+    assert state["last_polled_at"] is not None
