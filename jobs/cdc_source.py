@@ -85,7 +85,7 @@ class Sink:
             log.warning("CDC change %s not applied: %s", key, why)
         add_pending(self.db, conn, pending)
         stats.add(self.db, conn, "sf_to_pg", [(mid, "cdc_events", n) for mid, n in counts.items()]
-                  + [(mid, "cdc", n) for mid, n in applied.synced.items()]
+                  + [(mid, "synced", n) for mid, n in applied.synced.items()]
                   + [(0, "failed", len(applied.failed))])
 
 
@@ -230,3 +230,24 @@ def _on_state(db: Database, state: str, error: str | None) -> None:
             write_document(db, conn, state == "connected", **extra)
     except psycopg.Error as exc:
         log.warning("CDC: cannot write the %s document: %s", DOCUMENT, exc)
+
+
+def status(db: Database) -> dict | None:
+    """The subscriber's state for the console's Overview (None: no mapping takes its changes from CDC)."""
+    mappings = cdc_mappings(db)
+    if not mappings:
+        return None
+    row = db.fetchone("cdc_subscription_state", {"topic": TOPIC}) or {}
+    doc = (db.fetchone("get_document", {"key": DOCUMENT}) or {}).get("value") or {}
+    lag = None
+    if row.get("last_event_at") and row.get("last_commit_at"):
+        lag = max(0.0, (row["last_event_at"] - row["last_commit_at"]).total_seconds())
+    since = doc.get("since")
+    return {"objects": sorted(m.object_name for m in mappings.values()), "topic": TOPIC,
+            "connected": bool(doc.get("connected")) and row.get("state") == "connected",
+            "state": row.get("state"), "error": row.get("error"), "subscriber": row.get("subscriber"),
+            "since": dt.datetime.fromisoformat(since) if since else None,
+            "last_event_at": row.get("last_event_at"), "lag_seconds": lag,
+            "replay_id": bytes(row["replay_id"]).hex() if row.get("replay_id") else None,
+            "events_total": row.get("events") or 0, "events_last_hour": db.fetchone("cdc_events_last_hour")["n"],
+            "pending": db.fetchone("cdc_pending_count")["n"], "refused": doc.get("refused")}

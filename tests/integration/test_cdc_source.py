@@ -256,3 +256,33 @@ def test_gap_overflow_polls_the_object(env, emu):
         wait_for(lambda: db.fetchone("cdc_pending_count")["n"] == 0)
     state = db.fetchone("get_poll_state", {"mapping_id": mapping["id"]})
     assert state["last_polled_at"] is not None
+
+
+def test_the_console_shows_the_source_per_mapping_and_the_subscriber(settings, emu, enqueued):
+    from tests.support.console import BASE, PASSWORD, sign_in
+
+    s = dataclasses.replace(cdc_settings(settings, emu), admin_password=PASSWORD)
+    app = make_app(s, enqueued)
+    db = app.extensions["forcebridge"].db
+    try:
+        api = app.test_client()
+        headers = {"Authorization": f"Bearer {s.api_token}"}
+        for name, fields, source in (("Contact", CONTACT_FIELDS, "cdc"), ("Account", {"Name": {}}, None)):
+            config = {"access": "read_only", "fields": fields, **({"sf_source": source} if source else {})}
+            assert api.post("/api/v1/mappings", headers=headers,
+                            json={"object_name": name, "config": config}).status_code == 201
+        browser = app.test_client()
+        sign_in(browser)
+        listing = browser.get("/mappings", base_url=BASE).text
+        assert "from Change Data Capture" in listing and "from Outbound Messages" in listing
+        assert "Change Data Capture" in browser.get("/", base_url=BASE).text          # not started yet
+        user = emu.salesforce(client="user")
+        with Running(s, db):
+            wait_for(lambda: connected(db))
+            cid = user.Contact.create({"LastName": "Console"})["id"]
+            wait_for(lambda: contacts(s.database_url).get(cid))
+            page = browser.get("/", base_url=BASE).text
+        assert 'id="cdc"' in page and "connected" in page and "Replay position" in page
+        assert cdc_source.status(db)["events_last_hour"] >= 1
+    finally:
+        db.close()
