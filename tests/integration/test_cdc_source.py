@@ -286,3 +286,38 @@ def test_the_console_shows_the_source_per_mapping_and_the_subscriber(settings, e
         assert cdc_source.status(db)["events_last_hour"] >= 1
     finally:
         db.close()
+
+
+def test_three_workers_one_subscriber_and_failover_when_it_dies(env, emu, tmp_path):
+    import signal
+
+    settings, db, mapping = env
+    url = settings.database_url
+    user = emu.salesforce(client="user")
+    environment = worker_env(settings, emu, tmp_path)
+    workers = [start_worker(environment, tmp_path, n) for n in range(3)]
+    try:
+        wait_for(lambda: connected(db), timeout=40)
+        time.sleep(1.0)          # the standbys have asked for the lock by now
+        held = sql(url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1128547139 "
+                        "AND granted")
+        assert held == [(1,)]
+        before = events_applied(db)
+        first = user.Contact.create({"LastName": "Failover 0"})["id"]
+        wait_for(lambda: contacts(url).get(first))
+        elected = db.fetchone("cdc_subscription_state", {"topic": cdc_source.TOPIC})["subscriber"]
+        pid = int(elected.split(":")[1])
+        victim = next(w for w in workers if w.pid == pid)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        ids = [user.Contact.create({"LastName": f"Failover {i}"})["id"] for i in range(1, 11)]
+        wait_for(lambda: all(contacts(url).get(i) for i in ids), timeout=60)
+        after = db.fetchone("cdc_subscription_state", {"topic": cdc_source.TOPIC})["subscriber"]
+        assert after != elected and int(after.split(":")[1]) in [w.pid for w in workers if w is not victim]
+        time.sleep(1.0)
+        assert events_applied(db) == before + 11                # each event once, across the failover
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.send_signal(signal.SIGKILL)
+                w.wait()
