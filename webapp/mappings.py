@@ -181,7 +181,8 @@ def _entry_from_form(form, describe: dict | None) -> dict:
         "direction": form.get("direction") or "sf_to_pg",
         "conflict_rule": form.get("conflict_rule") or "last_writer_wins",
         "active": True,
-        "config": {"fields": fields, "upsert_field": form.get("upsert_field") or None},
+        "config": {"fields": fields, "upsert_field": form.get("upsert_field") or None,
+                   **({"sf_source": form.get("sf_source")} if form.get("sf_source") else {})},
     }
 
 
@@ -270,6 +271,8 @@ def update(mapping_id: int):
                              parents=parent_describes(entry["config"]["fields"], describe))
         candidate = replace(m, fields=checked.fields, direction=checked.direction,
                             conflict_rule=checked.conflict_rule, upsert_field=checked.upsert_field)
+        if "sf_source" in checked.extra:       # the form's Salesforce source (absent: the stored one stays)
+            candidate = replace(candidate, extra={**m.extra, "sf_source": checked.extra["sf_source"]})
         mapping_store.update(ctx().db, candidate)
     except MappingError as exc:
         return _render_form(object_name=m.object_name, mapping=m, describe=describe, error=str(exc), form=form,

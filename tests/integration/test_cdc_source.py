@@ -321,3 +321,31 @@ def test_three_workers_one_subscriber_and_failover_when_it_dies(env, emu, tmp_pa
             if w.poll() is None:
                 w.send_signal(signal.SIGKILL)
                 w.wait()
+
+
+def test_the_mapping_form_sets_the_salesforce_source(settings, emu, enqueued):
+    from tests.support.console import BASE, PASSWORD, csrf_of, sign_in
+
+    s = dataclasses.replace(cdc_settings(settings, emu), admin_password=PASSWORD)
+    app = make_app(s, enqueued)
+    db = app.extensions["forcebridge"].db
+    try:
+        r = app.test_client().post("/api/v1/mappings", headers={"Authorization": f"Bearer {s.api_token}"},
+                                   json={"object_name": "Contact", "config": {"access": "read_only",
+                                                                              "fields": CONTACT_FIELDS}})
+        mapping_id = r.get_json()["id"]
+        browser = app.test_client()
+        sign_in(browser)
+        form = browser.get(f"/mappings/{mapping_id}/edit", base_url=BASE).text
+        assert 'name="sf_source"' in form
+        data = {"csrf_token": csrf_of(browser), "field": list(CONTACT_FIELDS), "direction": "sf_to_pg",
+                "conflict_rule": "last_writer_wins", "sf_source": "cdc"}
+        assert browser.post(f"/mappings/{mapping_id}", base_url=BASE, data=data).status_code == 303
+        assert mapping_store.get(db, mapping_id).extra["sf_source"] == "cdc"
+        assert cdc_source.wanted(s, db)
+        data["sf_source"] = "pigeon"
+        refused = browser.post(f"/mappings/{mapping_id}", base_url=BASE, data=data)
+        assert refused.status_code == 422 and "sf_source" in refused.text
+        assert mapping_store.get(db, mapping_id).extra["sf_source"] == "cdc"
+    finally:
+        db.close()
