@@ -349,3 +349,22 @@ def test_the_mapping_form_sets_the_salesforce_source(settings, emu, enqueued):
         assert mapping_store.get(db, mapping_id).extra["sf_source"] == "cdc"
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("fault", [("/_emulator/pubsub/faults", {"resetStreams": "UNAVAILABLE"}),
+                                   ("/_emulator/pubsub/faults", {"unavailable": 3}),
+                                   ("/_emulator/sessions/expire", {})])
+def test_stream_faults_are_recovered_every_event_once(env, emu, fault):
+    settings, db, mapping = env
+    url = settings.database_url
+    user = emu.salesforce(client="user")
+    with Running(settings, db):
+        wait_for(lambda: connected(db))
+        before = events_applied(db)
+        first = user.Contact.create({"LastName": "Fault A"})["id"]
+        wait_for(lambda: contacts(url).get(first))
+        emu.admin("POST", *fault) if fault[1] else emu.admin("POST", fault[0])
+        second = user.Contact.create({"LastName": "Fault B"})["id"]
+        wait_for(lambda: contacts(url).get(second), timeout=30)
+        time.sleep(0.5)
+        assert events_applied(db) == before + 2
