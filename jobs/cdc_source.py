@@ -81,12 +81,15 @@ class Sink:
         by_object = {m.object_name.lower(): m for m in mappings.values()}
         pending.extend((by_object[c.object_name.lower()].id, "fetch", c.record_id, None, "not in Postgres yet")
                        for c in applied.refetch)
+        mapping_of = {c.key: mappings[c.object_name.lower()].id for c in changes}
+        failed: dict[int, int] = {}
         for key, why in applied.failed.items():
             log.warning("CDC change %s not applied: %s", key, why)
+            failed[mapping_of.get(key, 0)] = failed.get(mapping_of.get(key, 0), 0) + 1
         add_pending(self.db, conn, pending)
         stats.add(self.db, conn, "sf_to_pg", [(mid, "cdc_events", n) for mid, n in counts.items()]
                   + [(mid, "synced", n) for mid, n in applied.synced.items()]
-                  + [(0, "failed", len(applied.failed))])
+                  + [(mid, "failed", n) for mid, n in failed.items()])
 
 
 def add_pending(db: Database, conn, pending: list[tuple]) -> None:
