@@ -104,9 +104,8 @@ def on_refused(db: Database, topic: str = TOPIC):
     from the last applied event's commit time (or its poll's watermark, if older); said in the log and in the
     `cdc_subscriber` document."""
     def refused(conn: psycopg.Connection, exc) -> None:
-        row = conn.execute("SELECT last_commit_at FROM forcebridge.cdc_subscriptions WHERE topic = %s",
-                           (topic,)).fetchone()
-        since = (row[0] if not isinstance(row, dict) else row["last_commit_at"]) if row else None
+        row = db.run(conn, "cdc_subscription_state", {"topic": topic}).fetchone()
+        since = row["last_commit_at"] if row else None
         mappings = cdc_mappings(db)
         for m in mappings.values():
             if since is not None:
