@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import pathlib
 import statistics
 import sys
@@ -70,7 +71,8 @@ class Subscriber:
 
         self.stop = threading.Event()
         self.thread = threading.Thread(target=cdc_source.run, args=(settings, self.stop), daemon=True, kwargs={
-            "db": db, "check_seconds": 0.5, "standby_seconds": 0.5, "preset": preset})
+            "db": db, "check_seconds": 0.5, "standby_seconds": 0.5, "preset": preset,
+            "prefetch": os.environ.get("CDC_PREFETCH", "1") == "1"})
 
     def __enter__(self):
         self.thread.start()

@@ -39,13 +39,14 @@ class Subscriber:
                  preset: str = "LATEST", batch: int = 100, standby_seconds: float = STANDBY_SECONDS,
                  backoff_base: float = 1.0, backoff_cap: float = 60.0, rng: random.Random | None = None,
                  transaction: Callable | None = None, after_batch: Callable | None = None,
-                 on_state: Callable[[str, str | None], None] | None = None):
+                 on_state: Callable[[str, str | None], None] | None = None, prefetch: bool = False):
         self.db, self.client_factory, self.topic, self.sink = db, client_factory, topic, sink
         self.on_refused = on_refused
         # the transaction each batch and its replay id are stored in (the inbound seam's `applying(db)`),
         # what runs after it committed (pending re-reads), who hears of state changes (the console's document)
         self.transaction = transaction or self.db.transaction
         self.after_batch, self.on_state = after_batch, on_state
+        self.prefetch = prefetch        # ask for the next batch while this one is applied (gateway.pubsub)
         self.preset, self.batch, self.standby_seconds = preset, batch, standby_seconds
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
         self.rng = rng or random.Random()
@@ -113,7 +114,8 @@ class Subscriber:
                 position = self.db.fetchone("cdc_position", {"topic": self.topic})["replay_id"]
                 client = self._new_client()
                 stream = client.subscribe(self.topic, replay_id=bytes(position) if position else None,
-                                          preset=self.preset, batch=self.batch)
+                                          preset=self.preset, batch=self.batch,
+                                          **({"prefetch": True} if self.prefetch else {}))
                 for fetched in stream:
                     self._still_elected(lock_conn)
                     self._store(fetched)

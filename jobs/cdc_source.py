@@ -199,7 +199,8 @@ def run(settings, stop: threading.Event, *, db: Database | None = None, check_se
             subscriber = Subscriber(
                 db, lambda: PubSubClient(settings, rest), TOPIC, Sink(db), on_refused=on_refused(db),
                 transaction=lambda: applying(db), after_batch=lambda fetched: _after_batch(db, rest, fetched),
-                on_state=lambda state, error: _on_state(db, state, error), **subscriber_options)
+                on_state=lambda state, error: _on_state(db, state, error),
+                **{"prefetch": True, **subscriber_options})
             thread = threading.Thread(target=subscriber.run, name="cdc-subscriber", daemon=True)
             thread.start()
             while not stop.is_set() and thread.is_alive():

@@ -368,3 +368,30 @@ def test_stream_faults_are_recovered_every_event_once(env, emu, fault):
         wait_for(lambda: contacts(url).get(second), timeout=30)
         time.sleep(0.5)
         assert events_applied(db) == before + 2
+
+
+@pytest.mark.parametrize("prefetch, in_flight", [(False, 2), (True, 4)])
+def test_prefetch_asks_for_the_next_batch_while_this_one_is_applied(tmp_path, prefetch, in_flight):
+    from gateway.pubsub import PubSubClient
+    from gateway.salesforce import Salesforce
+    from settings import Settings
+
+    with start_emulator(tmp_path / "org") as own:
+        settings = Settings.from_env(database_url="", sf_instance_url=own.url, sf_username=own.username,
+                                     sf_password=own.password, sf_security_token=own.security_token,
+                                     sf_ca_bundle=str(own.ca_path), sf_pubsub_url=own.pubsub, salesforce_org_id="")
+        user = own.salesforce(client="user")
+        for i in range(8):
+            user.Contact.create({"LastName": f"Prefetch {i}"})
+        rest = Salesforce(settings)
+        client = PubSubClient(settings, rest)
+        try:
+            stream = client.subscribe("/data/ContactChangeEvent", preset="EARLIEST", batch=2, prefetch=prefetch)
+            first = next(stream)
+            assert len(first.changes) == 2
+            time.sleep(0.5)                          # the caller "applies" the first batch
+            assert own.admin("GET", "/_emulator/pubsub")["delivered"] == in_flight
+            stream.close()
+        finally:
+            client.close()
+            rest.close()
