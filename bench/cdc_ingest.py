@@ -9,8 +9,9 @@
     REST), plus the backstop poll a CDC mapping makes once an hour (1 call when idle).
 
 Run: .venv/bin/python -m bench.cdc_ingest [--changes 100000] [--rate 50] [--seconds 20] [--idle-seconds 30]
-Prints one JSON line last: events_per_s, latency_p50_ms, latency_p99_ms, om_latency_p50_ms (null: the Outbound
-Message side by side is not measured here, see bench/outbound_ingest.py), idle_rest_calls, lost, duplicated.
+Prints one JSON line last: events_per_s, latency_p50_ms, latency_p99_ms, om_latency_p50_ms (the same rate of
+updates of an Account mapping on Outbound Messages in the same run: the emulator's sender, the web app served in
+this process, the inbox applied as the worker does), idle_rest_calls, lost, duplicated.
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ from tests.support.postgres import create_database  # noqa: E402
 
 FIELDS = {"FirstName": {}, "LastName": {}, "Email": {}, "Phone": {}, "MailingCity": {}, "LastModifiedDate": {}}
 API_TOKEN = "bench-cdc-token-0123456789abcdef0123"
+OUTBOUND_TOKEN = "bench-cdc-outbound-token"
+ACCOUNT_FIELDS = {"Name": {}, "Phone": {}}
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -93,6 +96,71 @@ def create_contacts(sf, count: int, prefix: str, threads: int = 4) -> list[str]:
         return [rid for ids in pool.map(chunk, range(0, count, 200)) for rid in ids]
 
 
+def measure(url: str, table: str, send, total: int, rate: float) -> list[float]:
+    """Latencies (ms) from each send's answer to its phone value visible in `table`."""
+    seen: dict[str, float] = {}
+    stop = threading.Event()
+
+    def watch():
+        with psycopg.connect(url, autocommit=True) as conn:
+            while not stop.is_set():
+                now = time.monotonic()
+                for phone, in conn.execute(f"SELECT phone FROM salesforce.{table} WHERE phone LIKE 'O-%%'"):
+                    seen.setdefault(phone, now)
+                time.sleep(0.005)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    sent: dict[str, float] = {}
+    begin = time.monotonic()
+    for n in range(total):
+        time.sleep(max(0.0, begin + n / rate - time.monotonic()))
+        phone = f"O-{n}"
+        send(n, phone)
+        sent[phone] = time.monotonic()
+    wait_until(lambda: all(p in seen for p in sent), timeout=60)
+    stop.set()
+    watcher.join(5)
+    return [(seen[p] - t) * 1000 for p, t in sent.items() if p in seen]
+
+
+def om_latency(app, db, emu, user, url: str, args, doorbell: threading.Event) -> float | None:
+    """The same rate of updates through Outbound Messages (an Account mapping, the emulator's sender posting
+    to the web app served here, the inbox applied as the worker would): p50 in ms."""
+    from werkzeug.serving import make_server
+
+    from jobs import inbound
+
+    response = app.test_client().post("/api/v1/mappings", headers={"Authorization": f"Bearer {API_TOKEN}"},
+                                      json={"object_name": "Account", "config": {"access": "read_only",
+                                                                                 "fields": ACCOUNT_FIELDS}})
+    assert response.status_code == 201, response.get_json()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    stop = threading.Event()
+
+    def apply_inbox():
+        while not stop.is_set():
+            if doorbell.wait(0.5):
+                doorbell.clear()
+                inbound.apply_pending(db)
+    applier = threading.Thread(target=apply_inbox, daemon=True)
+    applier.start()
+    try:
+        emu.admin("POST", "/_emulator/outbound/rules", {
+            "object": "Account", "fields": ["Name", "Phone", "SystemModstamp"],
+            "endpoint_url": f"http://127.0.0.1:{server.server_port}/outbound/{OUTBOUND_TOKEN}"})
+        total = int(args.rate * args.seconds)
+        ids = [r["id"] for r in user.restful("composite/sobjects", method="POST", json={"allOrNone": True, "records": [
+            {"attributes": {"type": "Account"}, "Name": f"OM {i}"} for i in range(min(total, 200))]})]
+        wait_until(lambda: scalar(url, "SELECT count(*) FROM salesforce.account") >= len(ids), timeout=60)
+        latencies = measure(url, "account", lambda n, phone: user.Account.update(ids[n % len(ids)], {"Phone": phone}),
+                            total, args.rate)
+        return round(statistics.median(latencies), 1) if latencies else None
+    finally:
+        stop.set()
+        server.shutdown()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--changes", type=int, default=100_000)
@@ -110,10 +178,12 @@ def main() -> int:
                 database_url=url, secret_key="x", huey_url=f"sqlite:///{tmp / 'h.db'}", instance_path=tmp,
                 api_token=API_TOKEN, salesforce_org_id=emu.org_id, sf_instance_url=emu.url,
                 sf_username=emu.username, sf_password=emu.password, sf_security_token=emu.security_token,
-                sf_ca_bundle=str(emu.ca_path), sf_pubsub_url=emu.pubsub, web_alert_checks=False)
+                sf_ca_bundle=str(emu.ca_path), sf_pubsub_url=emu.pubsub, web_alert_checks=False,
+                outbound_token=OUTBOUND_TOKEN)
             from webapp import create_app
 
-            app = create_app(settings, enqueue=lambda *a, **k: None)
+            doorbell = threading.Event()
+            app = create_app(settings, enqueue=lambda name, *a, **k: doorbell.set() if name == "apply_inbound" else None)
             db = app.extensions["forcebridge"].db
             response = app.test_client().post("/api/v1/mappings", headers={"Authorization": f"Bearer {API_TOKEN}"},
                                               json={"object_name": "Contact", "config": {
@@ -167,7 +237,7 @@ def main() -> int:
                 overwritten = sum(1 for p in sent if p not in seen)
                 result["latency_p50_ms"] = round(statistics.median(latencies), 1) if latencies else None
                 result["latency_p99_ms"] = round(percentile(latencies, 99), 1) if latencies else None
-                result["om_latency_p50_ms"] = None
+                result["om_latency_p50_ms"] = om_latency(app, db, emu, user, url, args, doorbell)
                 result["latency_changes"] = len(latencies)
                 result["latency_unseen"] = overwritten
                 time.sleep(1.0)
