@@ -188,7 +188,8 @@ def run(settings, stop: threading.Event, *, db: Database | None = None, check_se
     from jobs.cdc import Subscriber
 
     own_db = db is None
-    db = db or Database(settings.database_url)
+    # its own small pool: a batch's transaction and the reads beside it never wait for the worker's tasks
+    db = db or Database(settings.database_url, max_size=3, name="forcebridge-cdc")
     rest = None
     try:
         while not stop.is_set():
