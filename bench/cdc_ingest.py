@@ -16,7 +16,6 @@ this process, the inbox applied as the worker does), idle_rest_calls, lost, dupl
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import pathlib

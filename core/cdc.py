@@ -9,6 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from core.convert import parse_datetime
+from core.sources import SalesforceChange
+
 OPERATIONS = {"CREATE": "create", "UPDATE": "update", "DELETE": "delete", "UNDELETE": "undelete"}
 GAP_PREFIX = "GAP_"
 GAP_OVERFLOW = "GAP_OVERFLOW"
@@ -320,8 +323,6 @@ def change_stamp(event: ChangeEvent, fields: dict) -> dt.datetime:
     LastModifiedDate when the event carries it (create, update, undelete: Salesforce sets it with
     SystemModstamp at the start of the transaction, the stamp Outbound Messages and polls give), else the
     commit time down to its second (a delete: like the poll's deletion time, a SystemModstamp)."""
-    from core.convert import parse_datetime   # core.convert is pure; imported here to keep this module light
-
     text = fields.get(STAMP_FIELD)
     if text:
         try:
@@ -332,7 +333,7 @@ def change_stamp(event: ChangeEvent, fields: dict) -> dt.datetime:
     return event.stamp.committed_at.replace(microsecond=0)
 
 
-def changes(event: ChangeEvent, types: dict) -> list:
+def changes(event: ChangeEvent, types: dict) -> list[SalesforceChange]:
     """One CDC event -> one core.sources.SalesforceChange per record id, for jobs/apply.py.
 
     `types`: {field API name: Salesforce type} of the mapping (the describe's types). Create and undelete
@@ -340,8 +341,6 @@ def changes(event: ChangeEvent, types: dict) -> list:
     are touched); a delete nothing. Gap events bring no values (the caller reads those records again) and
     give no changes; echoes are the caller's to drop (`ChangeEvent.is_echo`). The key of each change is
     `<replay id hex>:<record id>` (unique in a batch)."""
-    from core.sources import SalesforceChange
-
     if event.operation not in OPERATIONS.values():
         return []
     fields = {} if event.operation == "delete" else text_fields(event, {STAMP_FIELD: "datetime", **types})

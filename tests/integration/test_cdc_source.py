@@ -6,7 +6,6 @@ import dataclasses
 import threading
 import time
 
-import psycopg
 import pytest
 
 from gateway import mapping_store
