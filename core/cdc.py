@@ -9,6 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from core.convert import parse_datetime
+from core.sources import SalesforceChange
+
 OPERATIONS = {"CREATE": "create", "UPDATE": "update", "DELETE": "delete", "UNDELETE": "undelete"}
 GAP_PREFIX = "GAP_"
 GAP_OVERFLOW = "GAP_OVERFLOW"
@@ -308,3 +311,42 @@ def text_fields(change: ChangeEvent, types: dict) -> dict:
     """change.fields as {column: text}, `types` = {column: Salesforce field type} (from the describe)."""
     return {name: text_value(value, types.get(name)) for name, value in change.fields.items()}
 
+
+
+# ------------------------------------------------------------------ the apply path's changes
+
+STAMP_FIELD = "LastModifiedDate"
+
+
+def change_stamp(event: ChangeEvent, fields: dict) -> dt.datetime:
+    """The ordering stamp of an event's changes (docs/cdc.md, "Never backwards"): the record's
+    LastModifiedDate when the event carries it (create, update, undelete: Salesforce sets it with
+    SystemModstamp at the start of the transaction, the stamp Outbound Messages and polls give), else the
+    commit time down to its second (a delete: like the poll's deletion time, a SystemModstamp)."""
+    text = fields.get(STAMP_FIELD)
+    if text:
+        try:
+            return parse_datetime(text)
+        except ValueError:
+            raise EventError(f"{STAMP_FIELD} {text!r} is not a date-time") from None
+    # SystemModstamp has whole seconds and is taken at the transaction's start, at or before its commit
+    return event.stamp.committed_at.replace(microsecond=0)
+
+
+def changes(event: ChangeEvent, types: dict) -> list[SalesforceChange]:
+    """One CDC event -> one core.sources.SalesforceChange per record id, for jobs/apply.py.
+
+    `types`: {field API name: Salesforce type} of the mapping (the describe's types). Create and undelete
+    carry every field (`complete`); an update only the changed ones (nulled ones as None: only those columns
+    are touched); a delete nothing. Gap events bring no values (the caller reads those records again) and
+    give no changes; echoes are the caller's to drop (`ChangeEvent.is_echo`). The key of each change is
+    `<replay id hex>:<record id>` (unique in a batch)."""
+    if event.operation not in OPERATIONS.values():
+        return []
+    fields = {} if event.operation == "delete" else text_fields(event, {STAMP_FIELD: "datetime", **types})
+    stamp = change_stamp(event, fields)
+    prefix = event.replay_id.hex() if event.replay_id else (event.event_id or "")
+    complete = event.operation in ("create", "undelete")
+    return [SalesforceChange(event.object_name, record_id, event.operation, dict(fields), stamp, event.source,
+                             key=f"{prefix}:{record_id}", complete=complete)
+            for record_id in event.record_ids]

@@ -5,9 +5,10 @@ import datetime as dt
 from dataclasses import dataclass
 
 from core.convert import FieldSpec, parse_datetime
-from core.mapping import Mapping
+from core.mapping import Mapping, sf_source
 
 DEFAULT_POLL_SECONDS = 600      # Heroku Connect's default
+CDC_POLL_SECONDS = 3600         # a mapping on Change Data Capture: the backstop is a rare safety net
 MIN_POLL_SECONDS = 60
 DELETE_MODES = ("queryAll", "getDeleted")
 
@@ -46,15 +47,17 @@ def check_poll_options(config: dict) -> tuple[str, str] | None:
 
 def poll_settings(m: Mapping) -> PollSettings:
     """From the mapping's config: sf_polling_seconds (Heroku Connect's name; 0 or false turns polling off,
-    values under a minute count as a minute), sf_delete_detection, keep_deleted_rows."""
-    raw = m.extra.get("sf_polling_seconds", DEFAULT_POLL_SECONDS)
+    values under a minute count as a minute; default 600 s, an hour for a mapping whose sf_source is cdc),
+    sf_delete_detection, keep_deleted_rows."""
+    default = CDC_POLL_SECONDS if sf_source(m) == "cdc" else DEFAULT_POLL_SECONDS
+    raw = m.extra.get("sf_polling_seconds", default)
     if raw is False or raw is None:
         seconds = 0
     else:
         try:
             seconds = int(raw)
         except (TypeError, ValueError, OverflowError):   # OverflowError: a stored Infinity
-            seconds = DEFAULT_POLL_SECONDS
+            seconds = default
         seconds = 0 if seconds <= 0 else max(seconds, MIN_POLL_SECONDS)
     mode = m.extra.get("sf_delete_detection", "queryAll")
     return PollSettings(seconds=seconds, delete_mode=mode if mode in DELETE_MODES else "queryAll",

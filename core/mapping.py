@@ -275,6 +275,7 @@ def from_entry(entry: dict, describe: dict | None = None, default_schema: str = 
     if clashes:
         raise MappingError(f"fields clash with system columns: {', '.join(sorted(clashes))}")
     extra = {k: v for k, v in config.items() if k not in ("fields", "upsert_field", "access")}
+    _check_sf_source(extra, direction)
     from core.loading import check_poll_options   # core.loading builds on this module
     from core.formulas import check_refresh_option   # core.formulas builds on this module
     problem = check_poll_options(extra) or check_refresh_option(extra) or _check_row_filter(extra)
@@ -295,6 +296,27 @@ def _check_row_filter(extra: dict) -> tuple[str, str] | None:
     from core.soql import check_row_filter   # core.soql builds on this module
     problem = check_row_filter(extra["row_filter"])
     return ("config.row_filter", problem) if problem else None
+
+
+# Where a reading mapping takes Salesforce's changes from (config key `sf_source`, kept in `extra`): Outbound
+# Messages (today's behaviour; the backstop poll every sf_polling_seconds) or Change Data Capture (issue 13).
+SF_SOURCES = ("outbound_message", "cdc")
+DEFAULT_SF_SOURCE = "outbound_message"
+
+
+def _check_sf_source(config: dict, direction: str) -> None:
+    value = config.get("sf_source", DEFAULT_SF_SOURCE)
+    if not isinstance(value, str) or value not in SF_SOURCES:
+        raise MappingError(f"config.sf_source must be one of {', '.join(SF_SOURCES)}", "config.sf_source")
+    if value == "cdc" and direction == "pg_to_sf":
+        raise MappingError("config.sf_source cdc needs a mapping that reads from Salesforce (access read_only "
+                           "or read_write)", "config.sf_source")
+
+
+def sf_source(m: Mapping) -> str:
+    """The mapping's Salesforce source: "outbound_message" (default) or "cdc"."""
+    value = m.extra.get("sf_source", DEFAULT_SF_SOURCE)
+    return value if value in SF_SOURCES else DEFAULT_SF_SOURCE
 
 
 ACCESS = {"read_only": "sf_to_pg", "read_write": "bidirectional"}

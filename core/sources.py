@@ -66,6 +66,9 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("poll", "REST query pages after a watermark (a Bulk job above LOAD_REST_MAX), getDeleted",
            rereads=True),
     Source("drift", "queryAll by Id for the records a drift check found different", rereads=True),
+    # Change Data Capture (core/cdc.py `changes`, jobs/cdc_source.py): events over the Pub/Sub API, one change per
+    # record, only the changed fields on updates; stamp: LastModifiedDate (a delete: the commit time)
+    Source("cdc", "Change Data Capture events over the Pub/Sub API (gRPC, Avro), replay id stored with them"),
 )}
 
 

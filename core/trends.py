@@ -3,13 +3,14 @@ from __future__ import annotations
 
 RANGES = {"24h": 24, "7d": 24 * 7, "30d": 24 * 30}
 # The inbound apply counts "synced", the write path counts Salesforce's "success"; both mean one record synced.
-OUTCOME_SERIES = {"synced": "synced", "success": "synced", "failed": "failed"}
+OUTCOME_SERIES = {"synced": "synced", "success": "synced", "failed": "failed", "cdc_events": "cdc_events"}
 # (direction, outcome) -> label and colour, in legend order.
 SERIES = (
     ("sf_to_pg", "synced", "Salesforce → Postgres", "#1f77b4"),
     ("pg_to_sf", "synced", "Postgres → Salesforce", "#2ca02c"),
     ("sf_to_pg", "failed", "Failures Salesforce → Postgres", "#d62728"),
     ("pg_to_sf", "failed", "Failures Postgres → Salesforce", "#ff7f0e"),
+    ("sf_to_pg", "cdc_events", "Change Data Capture events", "#9467bd"),   # received (echoes included)
 )
 
 

@@ -171,11 +171,12 @@ class PubSubClient:
         return pb2.FetchRequest(topic_name=topic, replay_preset=start, num_requested=batch)
 
     def subscribe(self, topic: str, *, replay_id: bytes | None = None, preset: str = "LATEST",
-                  batch: int = MAX_REQUESTED):
+                  batch: int = MAX_REQUESTED, prefetch: bool = False):
         """Yield a Fetched per FetchResponse, keepalives included, from just after `replay_id` (CUSTOM) or
         the preset (LATEST, EARLIEST). Flow control: `batch` (at most 100) events of credit at the start;
         each batch's worth is asked for again only when the caller comes back for the next one, so no more
-        than `batch` events wait in memory. A refused session: one new login, then the stream continues
+        than `batch` events wait in memory (`prefetch`: a batch's worth is asked for again as it arrives, so the
+        next one travels while the caller applies this one; at most twice `batch`). A refused session: one new login, then the stream continues
         from the last position yielded. Other errors raise PubSubError (ReplayIdRefused for a replay id the
         server no longer accepts). Closing the generator ends the call."""
         batch = max(1, min(int(batch), MAX_REQUESTED))
@@ -192,8 +193,11 @@ class PubSubClient:
                     fetched = self._fetched(response)
                     if response.latest_replay_id:
                         position = response.latest_replay_id
+                    if response.events and prefetch:
+                        # the next batch travels while the caller applies this one
+                        requests.put(self.pb2.FetchRequest(num_requested=len(response.events)))
                     yield fetched
-                    if response.events:
+                    if response.events and not prefetch:
                         requests.put(self.pb2.FetchRequest(num_requested=len(response.events)))
                 return
             except self._grpc.RpcError as exc:

@@ -37,9 +37,16 @@ class Subscriber:
     def __init__(self, db: Database, client_factory: Callable, topic: str, sink: Sink, *,
                  on_refused: Callable[[psycopg.Connection, ReplayIdRefused], None] | None = None,
                  preset: str = "LATEST", batch: int = 100, standby_seconds: float = STANDBY_SECONDS,
-                 backoff_base: float = 1.0, backoff_cap: float = 60.0, rng: random.Random | None = None):
+                 backoff_base: float = 1.0, backoff_cap: float = 60.0, rng: random.Random | None = None,
+                 transaction: Callable | None = None, after_batch: Callable | None = None,
+                 on_state: Callable[[str, str | None], None] | None = None, prefetch: bool = False):
         self.db, self.client_factory, self.topic, self.sink = db, client_factory, topic, sink
         self.on_refused = on_refused
+        # the transaction each batch and its replay id are stored in (the inbound seam's `applying(db)`),
+        # what runs after it committed (pending re-reads), who hears of state changes (the console's document)
+        self.transaction = transaction or self.db.transaction
+        self.after_batch, self.on_state = after_batch, on_state
+        self.prefetch = prefetch        # ask for the next batch while this one is applied (gateway.pubsub)
         self.preset, self.batch, self.standby_seconds = preset, batch, standby_seconds
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
         self.rng = rng or random.Random()
@@ -99,6 +106,7 @@ class Subscriber:
 
     def _serve(self, lock_conn: psycopg.Connection) -> None:
         attempt = 0
+        connected = False
         while not self._stopping.is_set():
             client = stream = None
             try:
@@ -106,11 +114,17 @@ class Subscriber:
                 position = self.db.fetchone("cdc_position", {"topic": self.topic})["replay_id"]
                 client = self._new_client()
                 stream = client.subscribe(self.topic, replay_id=bytes(position) if position else None,
-                                          preset=self.preset, batch=self.batch)
+                                          preset=self.preset, batch=self.batch,
+                                          **({"prefetch": True} if self.prefetch else {}))
                 for fetched in stream:
                     self._still_elected(lock_conn)
                     self._store(fetched)
+                    if attempt or not connected:
+                        connected = True
+                        self._notify("connected", None)
                     attempt = 0
+                    if self.after_batch is not None:
+                        self.after_batch(fetched)
                     if self._stopping.is_set():
                         break
             except ReplayIdRefused as exc:
@@ -120,6 +134,9 @@ class Subscriber:
                     self.db.run(conn, "cdc_replay_refused", {"topic": self.topic, "error": str(exc)})
                     if self.on_refused is not None:
                         self.on_refused(conn, exc)
+                connected = False
+                if self.after_batch is not None:
+                    self.after_batch(None)      # the poll on_refused queued, now
             except LostElection:
                 raise
             except Exception as exc:          # noqa: BLE001 - Salesforce, Postgres or the sink: retry later
@@ -144,7 +161,7 @@ class Subscriber:
     def _store(self, fetched: Fetched) -> None:
         """The sink's writes and the new position in one transaction: both or neither."""
         commits = [c.stamp.committed_at for c in fetched.changes]
-        with self.db.transaction() as conn:
+        with self.transaction() as conn:
             if fetched.changes or fetched.failed:
                 self.sink(conn, fetched)
             self.db.run(conn, "cdc_advance", {
@@ -158,6 +175,11 @@ class Subscriber:
                                               "subscriber": self.name})
         except psycopg.Error as exc:
             log.warning("CDC %s: cannot record state %s: %s", self.topic, state, exc)
+        self._notify(state, error)
+
+    def _notify(self, state: str, error: str | None) -> None:
+        if self.on_state is not None:
+            self.on_state(state, error)
 
     def _new_client(self):
         client = self.client_factory()

@@ -26,7 +26,21 @@ def background_threads(settings: Settings) -> list[Callable[[threading.Event], N
     threads = [heartbeat.beat]
     if settings.parent_pid:
         threads.append(embedded.parent_watch(settings.parent_pid))
+    from gateway.salesforce import configured
+
+    if settings.database_url and configured(settings):
+        # Change Data Capture: it subscribes only while an active mapping says "sf_source": "cdc", and only
+        # one worker of all (an advisory lock elects it; jobs/cdc.py)
+        threads.append(cdc_subscriber(settings))
     return threads
+
+
+def cdc_subscriber(settings: Settings) -> Callable[[threading.Event], None]:
+    def cdc_subscriber(stop: threading.Event) -> None:
+        from jobs import cdc_source
+
+        cdc_source.run(settings, stop)
+    return cdc_subscriber
 
 
 def install_hooks(queue, interrupted: list) -> None:

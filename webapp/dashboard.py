@@ -5,6 +5,7 @@ import datetime as dt
 
 from flask import Blueprint, render_template, request
 
+from jobs import cdc_source
 from jobs.heartbeat import ALIVE_SECONDS
 from webapp import budget, sync, write_path
 from webapp.context import ctx
@@ -36,12 +37,17 @@ def status() -> dict:
         salesforce = ctx().salesforce_status()
     except Exception as exc:  # noqa: BLE001 - the overview reports a broken connection, it does not crash
         salesforce = {"reachable": False, "message": str(exc)}
+    cdc = cdc_source.status(db) if postgres else None
+    last_applied = backlog["last_applied"] if backlog else None
+    if cdc and cdc["last_event_at"] and (last_applied is None or cdc["last_event_at"] > last_applied):
+        last_applied = cdc["last_event_at"]          # Change Data Capture applies without the inbox
     return {"postgres": postgres, "backlog": backlog, "last_sync": last_sync, "worker": worker,
             "salesforce": salesforce, "writes": write_path.backlog() if postgres else None,
-            "last_at": {"sf_to_pg": backlog["last_applied"] if backlog else None,
+            "last_at": {"sf_to_pg": last_applied,
                         "pg_to_sf": write_path.last_success() if postgres else None},
             "polls": sync.poll_status() if postgres else [], "now": now,
-            "budget": budget.overview(db, now) if postgres else None}
+            "budget": budget.overview(db, now) if postgres else None,
+            "cdc": cdc}
 
 
 @bp.get("/")

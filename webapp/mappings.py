@@ -207,7 +207,8 @@ def _entry_from_form(form, describe: dict | None) -> dict:
         "conflict_rule": form.get("conflict_rule") or "last_writer_wins",
         "active": True,
         "config": {"fields": fields, "upsert_field": form.get("upsert_field") or None,
-                   **({"row_filter": row_filter} if row_filter else {})},
+                   **({"row_filter": row_filter} if row_filter else {}),
+                   **({"sf_source": form.get("sf_source")} if form.get("sf_source") else {})},
     }
 
 
@@ -303,6 +304,8 @@ def update(mapping_id: int):
             extra["row_filter"] = checked.extra["row_filter"]
         candidate = replace(m, fields=checked.fields, direction=checked.direction,
                             conflict_rule=checked.conflict_rule, upsert_field=checked.upsert_field, extra=extra)
+        if "sf_source" in checked.extra:       # the form's Salesforce source (absent: the stored one stays)
+            candidate = replace(candidate, extra={**candidate.extra, "sf_source": checked.extra["sf_source"]})
         check_row_filter(candidate, m)
         mapping_store.update(ctx().db, candidate)
     except MappingError as exc:

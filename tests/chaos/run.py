@@ -37,6 +37,7 @@ class Scenario:
     time_scale: float = 60       # emulated seconds per real second (OM retries, session expiry)
     converge_limit: float = 120
     poll: bool | None = None     # Salesforce deletes and the 24 h drop need the polling backstop; None: if present
+    source: str = "outbound_message"   # the mapping's sf_source: "cdc" takes Salesforce's changes from CDC
 
 
 def run(scenario: Scenario, database_url: str, work_dir: pathlib.Path) -> dict:
@@ -45,7 +46,7 @@ def run(scenario: Scenario, database_url: str, work_dir: pathlib.Path) -> dict:
     plan = faults.schedule(scenario.seed, scenario.seconds, kinds, scenario.fault_every) if kinds != ["none"] else []
     with System(work_dir, database_url, consumers=scenario.consumers, time_scale=scenario.time_scale,
                 poll=poll) as system:
-        set_up(system, poll)
+        set_up(system, poll, scenario.source)
         injector = faults.Injector(system, plan, scenario.seed)
         injector.start()
         ledger = load.run_load(system, scenario.seconds, scenario.rate, scenario.seed, sf_deletes=poll)
@@ -66,7 +67,7 @@ def run(scenario: Scenario, database_url: str, work_dir: pathlib.Path) -> dict:
             "reconcile_differ": checked.get("records_differ"), "reconcile": checked,
             "notifications": acks, "conflicts": conflicts, "drift": found.summary(),
             "load_errors": dict(ledger.errors), "process_starts": {p.name: p.starts for p in [system.web, *system.consumers]},
-            "poll": poll,
+            "poll": poll, "source": scenario.source,
         }
         result["ok"] = bool(converged_in is not None and not result["lost"] and not result["duplicated"]
                             and not result["not_applied"] and not result["unexplained_conflicts"]
@@ -82,13 +83,17 @@ def run(scenario: Scenario, database_url: str, work_dir: pathlib.Path) -> dict:
         return result
 
 
-def set_up(system: System, poll: bool) -> None:
+def set_up(system: System, poll: bool, source: str = "outbound_message") -> None:
     mapping = MAPPING
     if poll:   # deletes found by queryAll (IsDeleted); the cron stand-in rings the poll every round
         mapping = {**MAPPING, "config": {**MAPPING["config"], "sf_polling_seconds": 60}}
+    if source == "cdc":
+        mapping = {**mapping, "config": {**mapping["config"], "sf_source": "cdc"}}
     r = system.api("POST", "/api/v1/mappings", json=mapping)
     if r.status_code != 201:
         raise RuntimeError(f"mapping refused: {r.status_code} {r.text}")
+    if source == "cdc":
+        return             # no Outbound Message: every change comes as a change event
     system.emulator.admin("POST", "/_emulator/outbound/rules", {
         "object": "Invoice__c", "fields": OM_FIELDS, "endpoint_url": f"{system.web_url}/outbound/{OUTBOUND_TOKEN}"})
 
@@ -102,6 +107,8 @@ def main(argv=None) -> int:
     p.add_argument("--fault-every", type=float, default=5.0)
     p.add_argument("--consumers", type=int, default=2)
     p.add_argument("--converge-limit", type=float, default=300)
+    p.add_argument("--source", choices=("outbound_message", "cdc"), default="outbound_message",
+                   help="where the mapping takes Salesforce's changes from")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
     from tests.support.postgres import create_database
@@ -109,7 +116,7 @@ def main(argv=None) -> int:
 
     scenario = Scenario(seconds=args.seconds, rate=args.rate, seed=args.seed,
                         kinds=tuple(k for k in args.faults.split(",") if k), fault_every=args.fault_every,
-                        consumers=args.consumers, converge_limit=args.converge_limit)
+                        consumers=args.consumers, converge_limit=args.converge_limit, source=args.source)
     url, drop = create_database("fb_chaos")
     try:
         migrate(url)

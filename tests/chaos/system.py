@@ -142,6 +142,7 @@ class System:
             SALESFORCE_ORG_ID=e.org_id, OUTBOUND_TOKEN=OUTBOUND_TOKEN, API_TOKEN=API_TOKEN,
             SF_INSTANCE_URL=e.url, SF_USERNAME=e.username, SF_PASSWORD=e.password,
             SF_SECURITY_TOKEN=e.security_token, SF_CA_BUNDLE=str(e.ca_path), SF_API_VERSION="59.0",
+            SF_PUBSUB_URL=e.pubsub or "",
             DRAIN_LEASE_SECONDS=str(self.lease_seconds))
 
     def stop_all(self) -> None:

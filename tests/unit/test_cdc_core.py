@@ -228,3 +228,35 @@ def test_reconnect_delays_grow_are_capped_and_jittered():
     assert [reconnect_delay(n, 0.999, base=1, cap=60) for n in range(8)] == pytest.approx(
         [0.999, 1.998, 3.996, 7.992, 15.984, 31.968, 59.94, 59.94])
     assert reconnect_delay(3, 0.0) == 0.0 and reconnect_delay(1000, 0.5, cap=10) == 5.0
+
+
+# ------------------------------------------------------------------ core.cdc.changes (the apply path's changes)
+
+def test_changes_one_per_record_partial_for_updates_stamped_by_last_modified_date():
+    from core.cdc import changes
+    record = {"ChangeEventHeader": header("UPDATE", record_ids=("003000000000001AAA", "003000000000002AAA"),
+                                          changed=["0x28"], nulled=["0x08"]),
+              "Name": None, "Email": None, "Phone": None, "MailingAddress": None,
+              "LastModifiedDate": STAMP_MS, "Birthdate": None, "Location__c": None}
+    event = parse_change(over_the_wire(record), CONTACT, replay_id=b"\x00\x07")
+    out = changes(event, {"Phone": "phone"})
+    assert [c.record_id for c in out] == ["003000000000001AAA", "003000000000002AAA"]
+    assert all(c.operation == "update" and not c.complete and c.source == "cdc" for c in out)
+    assert out[0].fields == {"Phone": None, "LastModifiedDate": "2020-12-15T23:09:18.000Z"}
+    assert out[0].stamp.isoformat() == "2020-12-15T23:09:18+00:00"
+    assert len({c.key for c in out}) == 2
+
+
+def test_changes_create_is_complete_delete_is_stamped_by_its_commit_second_gaps_give_none():
+    from core.cdc import changes
+    full = {"ChangeEventHeader": header("CREATE"), "Name": {"Salutation": None, "FirstName": "A", "LastName": "B"},
+            "Email": "a@b.c", "Phone": None, "MailingAddress": None, "LastModifiedDate": STAMP_MS,
+            "Birthdate": None, "Location__c": None}
+    created = changes(parse_change(over_the_wire(full), CONTACT), {})
+    assert created[0].complete and created[0].fields["FirstName"] == "A"
+    gone = {**{k: None for k in full}, "ChangeEventHeader": header("DELETE", commit_timestamp=STAMP_MS + 750)}
+    deleted = changes(parse_change(over_the_wire(gone), CONTACT), {})
+    assert deleted[0].operation == "delete" and deleted[0].fields == {}
+    assert deleted[0].stamp.isoformat() == "2020-12-15T23:09:18+00:00"    # whole seconds, like SystemModstamp
+    gap = {**{k: None for k in full}, "ChangeEventHeader": header("GAP_UPDATE")}
+    assert changes(parse_change(over_the_wire(gap), CONTACT), {}) == []

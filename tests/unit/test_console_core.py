@@ -27,15 +27,17 @@ def test_quiet_hours_are_zero_not_skipped():
             {"hour": hour(1), "mapping_id": 2, "direction": "sf_to_pg", "outcome": "synced", "count": 2},
             {"hour": hour(1), "mapping_id": 1, "direction": "sf_to_pg", "outcome": "failed", "count": 1},
             {"hour": hour(2), "mapping_id": 1, "direction": "pg_to_sf", "outcome": "success", "count": 3},
-            {"hour": hour(2), "mapping_id": 1, "direction": "pg_to_sf", "outcome": "merged", "count": 9}]
+            {"hour": hour(2), "mapping_id": 1, "direction": "pg_to_sf", "outcome": "merged", "count": 9},
+            {"hour": hour(2), "mapping_id": 3, "direction": "sf_to_pg", "outcome": "cdc_events", "count": 4}]
     shaped = trends.hourly_series(rows)
     assert shaped["hours"] == [hour(0), hour(1), hour(2)]
     by_key = {s["key"]: s["counts"] for s in shaped["series"]}
     assert by_key["sf_to_pg:synced"] == [0, 7, 0]
     assert by_key["sf_to_pg:failed"] == [0, 1, 0]
     assert by_key["pg_to_sf:synced"] == [0, 0, 3]     # the write path says "success"; merged are not extra records
+    assert by_key["sf_to_pg:cdc_events"] == [0, 0, 4]   # Change Data Capture events, their own series
     figure = trends.figure(shaped, "t")
-    assert [len(t["y"]) for t in figure["data"]] == [3, 3, 3, 3]
+    assert [len(t["y"]) for t in figure["data"]] == [3, 3, 3, 3, 3]
     json.dumps(figure)   # plain JSON for the browser
 
 

@@ -142,3 +142,26 @@ def test_patch_changes_what_it_names_and_keeps_the_rest():
     assert unchanged == m
     # a GET's body sent back as it is changes nothing
     assert patched(m, to_entry(m)) == m
+
+
+def test_sf_source_is_outbound_message_by_default_or_cdc_and_anything_else_is_refused():
+    from core.loading import poll_settings
+    from core.mapping import sf_source
+
+    base = {"object_name": "Contact", "config": {"access": "read_only", "fields": {"LastName": {"type": "string"}}}}
+    m = from_entry(base)
+    assert sf_source(m) == "outbound_message" and poll_settings(m).seconds == 600
+    cdc = from_entry({**base, "config": {**base["config"], "sf_source": "cdc"}})
+    assert sf_source(cdc) == "cdc" and cdc.extra["sf_source"] == "cdc"
+    assert poll_settings(cdc).seconds == 3600                          # the backstop: once an hour
+    assert to_entry(cdc)["config"]["sf_source"] == "cdc"
+    explicit = from_entry({**base, "config": {**base["config"], "sf_source": "cdc", "sf_polling_seconds": 120}})
+    assert poll_settings(explicit).seconds == 120
+    for bad in ("CDC", "streaming", 1, None):
+        with pytest.raises(MappingError) as err:
+            from_entry({**base, "config": {**base["config"], "sf_source": bad}})
+        assert err.value.field == "config.sf_source"
+    with pytest.raises(MappingError) as err:
+        from_entry({**base, "config": {**base["config"], "access": "write_only", "sf_source": "cdc"}}
+                   | {"direction": "pg_to_sf"})
+    assert err.value.field in ("config.sf_source", "direction", "config.access")
