@@ -27,6 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
+from psycopg import sql
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -104,7 +105,8 @@ def measure(url: str, table: str, send, total: int, rate: float) -> list[float]:
         with psycopg.connect(url, autocommit=True) as conn:
             while not stop.is_set():
                 now = time.monotonic()
-                for phone, in conn.execute(f"SELECT phone FROM salesforce.{table} WHERE phone LIKE 'O-%%'"):
+                query = sql.SQL("SELECT phone FROM {} WHERE phone LIKE 'O-%%'").format(sql.Identifier("salesforce", table))
+                for phone, in conn.execute(query):
                     seen.setdefault(phone, now)
                 time.sleep(0.005)
     watcher = threading.Thread(target=watch, daemon=True)

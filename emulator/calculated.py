@@ -12,7 +12,8 @@ import sqlite3
 
 from emulator.formula import Formula, parse
 from emulator.schema import NUMBER_TYPES, SObjectType
-from emulator.soql import quote, to_json_value
+from emulator.soql import sqlite_statement as _sql
+from emulator.soql import to_json_value
 
 
 @functools.lru_cache(maxsize=256)
@@ -49,8 +50,8 @@ def recalculate(conn: sqlite3.Connection, types: dict[str, SObjectType], sobj: S
             prefix = (f.get("relationshipName") or "").lower() + "."
             if not any(name.startswith(prefix) for _, formula in formulas for name in formula.fields()):
                 continue
-            ids = [r[0] for r in conn.execute(f'SELECT "Id" FROM {quote(child.table)} WHERE {quote(f["name"])} '
-                                              f'IN ({marks})', record_ids)]
+            query = _sql('SELECT "Id" FROM {} WHERE {} IN ({marks})', child.table, f["name"], marks=marks)
+            ids = [r[0] for r in conn.execute(query, record_ids)]
             _evaluate(conn, types, child, ids)
     for parent in types.values():
         for f in parent.describe["fields"]:
@@ -60,10 +61,9 @@ def recalculate(conn: sqlite3.Connection, types: dict[str, SObjectType], sobj: S
 
 
 def _rollup(conn, parent: SObjectType, field: dict, child: SObjectType, rollup: dict) -> None:
-    value = "count(*)" if rollup["function"].upper() == "COUNT" else f"coalesce(sum(c.{quote(rollup['summed'])}), 0)"
-    conn.execute(f'UPDATE {quote(parent.table)} SET {quote(field["name"])} = (SELECT {value} FROM '
-                 f'{quote(child.table)} c WHERE c.{quote(rollup["field"])} = {quote(parent.table)}."Id" '
-                 'AND c."IsDeleted" = 0)')
+    value = "count(*)" if rollup["function"].upper() == "COUNT" else _sql("coalesce(sum(c.{}), 0)", rollup["summed"])
+    conn.execute(_sql('UPDATE {0} SET {1} = (SELECT {value} FROM {2} c WHERE c.{3} = {0}."Id" AND c."IsDeleted" = 0)',
+                      parent.table, field["name"], child.table, rollup["field"], value=value))
 
 
 def _evaluate(conn, types: dict[str, SObjectType], sobj: SObjectType, record_ids: list[str]) -> None:
@@ -87,13 +87,12 @@ def _evaluate(conn, types: dict[str, SObjectType], sobj: SObjectType, record_ids
                 value = round(float(value), field.get("scale") or 0) if field["type"] != "int" else int(value)
             elif value is not None and not isinstance(value, (int, float, str)):
                 value = str(value)
-            conn.execute(f'UPDATE {quote(sobj.table)} SET {quote(field["name"])} = ? WHERE "Id" = ?',
-                         (value, record_id))
+            conn.execute(_sql('UPDATE {} SET {} = ? WHERE "Id" = ?', sobj.table, field["name"]), (value, record_id))
             record[field["name"].lower()] = value
 
 
 def _record(conn, sobj: SObjectType, record_id: str) -> dict | None:
-    cur = conn.execute(f'SELECT * FROM {quote(sobj.table)} WHERE "Id" = ?', (record_id,))
+    cur = conn.execute(_sql('SELECT * FROM {} WHERE "Id" = ?', sobj.table), (record_id,))
     row = cur.fetchone()
     if row is None:
         return None
@@ -115,6 +114,6 @@ def _parent_value(conn, types, sobj: SObjectType, record: dict, dotted: str):
     parent = types.get((lookup.get("referenceTo") or [""])[0].lower())
     if not parent_id or parent is None or parent.field(name) is None:
         return None
-    row = conn.execute(f'SELECT {quote(parent.field(name)["name"])} FROM {quote(parent.table)} WHERE "Id" = ?',
+    row = conn.execute(_sql('SELECT {} FROM {} WHERE "Id" = ?', parent.field(name)["name"], parent.table),
                        (parent_id,)).fetchone()
     return None if row is None else to_json_value(parent.field(name), row[0])

@@ -442,6 +442,12 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def sqlite_statement(template: str, *names: str, **fragments: str) -> str:
+    """A statement for SQLite, which binds values but not names: each `{}` is a name, quoted here, so no
+    caller can forget to; `fragments` are pieces already built from quoted names (column lists, types)."""
+    return template.format(*(quote(n) for n in names), **fragments)
+
+
 @dataclasses.dataclass
 class Column:
     """One selected value: where it goes in the output record and how to convert it."""

@@ -45,6 +45,7 @@ from emulator.errors import NotFound, SalesforceError
 from emulator.limits import ApiUsage
 from emulator.schema import NUMBER_TYPES, SObjectType, load_types
 from emulator.soql import Plan, SoqlError, compile_query, format_datetime, quote, to_json_value
+from emulator.soql import sqlite_statement as _sql
 
 __all__ = ["Org", "Change", "SalesforceError", "NotFound", "SoqlError", "QueryCursor"]
 
@@ -1045,9 +1046,3 @@ class ExternalIdMatches:
             record_ids.sort()               # find_by_external_id: ORDER BY "Id" LIMIT 100
             del record_ids[100:]
         return found
-
-
-def _sql(template: str, *names: str, **fragments: str) -> str:
-    """A statement for SQLite, which binds values but not names: each `{}` is a name, quoted here, so no
-    caller can forget to; `fragments` are pieces already built from quoted names (column lists, types)."""
-    return template.format(*(quote(n) for n in names), **fragments)
