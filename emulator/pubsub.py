@@ -3,8 +3,10 @@ change, however it was made, with Salesforce's replay, flow control, keepalives,
 
 Events are written by a capture hook in the same SQLite transaction as the change (emulator/store.py
 Org.capture), so an event exists exactly when its change does, and survive restarts. Replay ids are 8
-opaque bytes; events older than the retention (72 h of the emulator's clock) are purged, and a replay id
-whose event is gone is refused as Salesforce refuses it (INVALID_ARGUMENT, error-code
+opaque bytes. Any position the bus has handed out is a valid CUSTOM starting point: an event's replay id, or
+the latest_replay_id of a keepalive (the interface definition says clients resubscribe from it). Events older
+than the retention (72 h of the emulator's clock) are purged, and a position at or before a purged event, or
+one never handed out, is refused as Salesforce refuses it (INVALID_ARGUMENT, error-code
 sfdc.platform.eventbus.grpc.subscription.fetch.replayid.corrupted).
 
 The server runs inside the emulator's worker process, beside the org, on its own port, with TLS from the
@@ -159,15 +161,32 @@ class EventBus:
         return number
 
     def purge(self) -> int:
-        """Forget events older than the retention, on the emulator's clock."""
+        """Forget events older than the retention, on the emulator's clock; remember the newest one forgotten."""
         with self.org.transaction() as conn:
-            return conn.execute("DELETE FROM cdc_events WHERE at_ms < ?",
-                                (self._now_ms() - self.retention_ms,)).rowcount
+            cutoff = self._now_ms() - self.retention_ms
+            newest = conn.execute("SELECT MAX(replay) FROM cdc_events WHERE at_ms < ?", (cutoff,)).fetchone()[0]
+            if newest is None:
+                return 0
+            self._forget_through(conn, newest)
+            return conn.execute("DELETE FROM cdc_events WHERE replay <= ?", (newest,)).rowcount
 
     def clear(self) -> None:
-        """Admin reset: no events (replay numbers keep growing, so old replay ids stay invalid)."""
+        """Admin reset: no events; every position handed out so far becomes invalid."""
         with self.org.transaction() as conn:
             conn.execute("DELETE FROM cdc_events")
+            self._forget_through(conn, self._next - 1)
+
+    @staticmethod
+    def _forget_through(conn, number: int) -> None:
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('cdc_purged_through', ?)", (str(number),))
+
+    @staticmethod
+    def valid_start(conn, number: int) -> bool:
+        """A CUSTOM position: handed out by this bus, and nothing after it purged."""
+        row = conn.execute("SELECT value FROM meta WHERE key = 'cdc_purged_through'").fetchone()
+        latest = conn.execute("SELECT value FROM meta WHERE key = 'cdc_next_replay'").fetchone()
+        purged = int(row[0]) if row else -1
+        return purged < number <= (int(latest[0]) - 1 if latest else 0)
 
     # ------------------------------------------------------------------ reading
 
@@ -177,10 +196,6 @@ class EventBus:
     @staticmethod
     def bounds(conn) -> tuple[int | None, int | None]:
         return conn.execute("SELECT MIN(replay), MAX(replay) FROM cdc_events").fetchone()
-
-    @staticmethod
-    def exists(conn, number: int) -> bool:
-        return conn.execute("SELECT 1 FROM cdc_events WHERE replay = ?", (number,)).fetchone() is not None
 
     def read(self, conn, after: int, entity: str | None, limit: int) -> tuple[list, int]:
         """(events after `after` for the topic, at most `limit`; the position the stream has then read to)."""
@@ -310,7 +325,7 @@ class PubSubService:
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, ERROR_REPLAY_MISSING,
                         "The Replay ID validation failed: CUSTOM needs a replay_id.", rpc_id)
         number = decode_replay(first.replay_id)
-        if number is None or not self.bus.exists(conn, number):
+        if number is None or not self.bus.valid_start(conn, number):
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, ERROR_CORRUPTED,
                         "The Replay ID validation failed. Ensure that the Replay ID is valid and refers to an "
                         "event within the retention window.", rpc_id)

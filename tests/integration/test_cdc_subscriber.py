@@ -57,9 +57,23 @@ class Recorder:
                 raise RuntimeError("the sink failed mid-batch")
 
 
+RUNNING: list = []
+
+
+@pytest.fixture(autouse=True)
+def stop_leftovers(db):
+    """A failed test must not leave its subscriber running against the next test's database."""
+    yield
+    while RUNNING:
+        subscriber, thread = RUNNING.pop()
+        subscriber.stop()
+        thread.join(10)
+
+
 def start(subscriber):
     thread = threading.Thread(target=subscriber.run, daemon=True)
     thread.start()
+    RUNNING.append((subscriber, thread))
     return thread
 
 

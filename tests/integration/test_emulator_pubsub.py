@@ -169,6 +169,24 @@ def test_per_object_topic_filters_and_replay_presets(emu, sf, stub):
     assert oldest.replay_id < event.replay_id
 
 
+def test_a_keepalives_latest_replay_id_is_a_position_to_resume_from(emu, sf, stub):
+    """The interface definition: clients resubscribe from latest_replay_id, even one no event carried."""
+    md = metadata(emu, sf)
+    stream = latest_stream(stub, md, "/data/OpportunityChangeEvent")
+    keepalive = stream.next()
+    while keepalive.events:
+        keepalive = stream.next()
+    stream.close()
+    record = sf.Opportunity.create({"Name": "After the keepalive", "StageName": "Prospecting",
+                                    "CloseDate": "2026-12-31"})["id"]
+    resumed = Stream(stub, md, pb2.FetchRequest(topic_name="/data/OpportunityChangeEvent",
+                                                replay_preset=pb2.CUSTOM, replay_id=keepalive.latest_replay_id,
+                                                num_requested=10))
+    [event] = resumed.events(1)
+    resumed.close()
+    assert decode(stub, md, event).record_ids == (record,)
+
+
 @pytest.mark.parametrize("replay_id, error_code", [
     (b"garbage", "sfdc.platform.eventbus.grpc.subscription.fetch.replayid.corrupted"),
     (b"\x7f" * 8, "sfdc.platform.eventbus.grpc.subscription.fetch.replayid.corrupted"),
