@@ -37,10 +37,12 @@ def calculated_fields(m: Mapping, describe: dict | None) -> tuple[FieldSpec, ...
     return tuple(f for f in m.overwritten_fields if f.name.lower() in calculated)
 
 
-def next_refresh(m: Mapping, ran_at: dt.datetime, has_calculated: bool) -> dt.datetime | None:
+def next_refresh(m: Mapping, ran_at: dt.datetime, has_calculated: bool, factor: float = 1.0) -> dt.datetime | None:
     """When to refresh next: None when refreshing is off; a mapping without calculated fields is looked at
-    again after the default interval (its fields or their describe may change)."""
+    again after the default interval (its fields or their describe may change). `factor`: the API budget's
+    spacing of formula refreshes (core/budget.py), 1 when it holds nothing back."""
     minutes = refresh_minutes(m)
     if minutes == 0:
         return None
-    return ran_at + dt.timedelta(minutes=minutes if has_calculated else max(minutes, DEFAULT_MINUTES))
+    minutes = minutes if has_calculated else max(minutes, DEFAULT_MINUTES)
+    return ran_at + dt.timedelta(minutes=minutes * factor)

@@ -1,7 +1,7 @@
 """Formula and roll-up freshness: each mapping's calculated fields re-read on its schedule
 (`formula_refresh_minutes`, core/formulas.py) and only the rows whose values changed updated, without
-touching systemmodstamp or starting a write back. API calls are counted as polls (the caller's
-`sf.work("polls")`), so the budget shows them and spaces or pauses them with the polls."""
+touching systemmodstamp or starting a write back. API calls are counted under their own kind (the caller's
+`sf.work("formula_refresh")`), so the budget shows them and spaces or pauses them just before the polls."""
 from __future__ import annotations
 
 import datetime as dt
@@ -32,7 +32,7 @@ class RefreshResult:
 
 
 def refresh_due(db: Database, sf: Salesforce, bulk_above: int = BULK_ABOVE,
-                now: dt.datetime | None = None) -> list[RefreshResult]:
+                now: dt.datetime | None = None, factor: float = 1.0) -> list[RefreshResult]:
     """Refresh every active reading mapping whose refresh is due (the periodic task calls this each minute)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     results = []
@@ -42,11 +42,12 @@ def refresh_due(db: Database, sf: Salesforce, bulk_above: int = BULK_ABOVE,
         state = db.fetchone("formula_refresh_state", {"mapping_id": m.id})
         if state is not None and (state["next_run_at"] is None or state["next_run_at"] > now):
             continue
-        results.append(refresh(db, sf, m, bulk_above=bulk_above))
+        results.append(refresh(db, sf, m, bulk_above=bulk_above, factor=factor))
     return results
 
 
-def refresh(db: Database, sf: Salesforce, m: Mapping, bulk_above: int = BULK_ABOVE) -> RefreshResult:
+def refresh(db: Database, sf: Salesforce, m: Mapping, bulk_above: int = BULK_ABOVE,
+            factor: float = 1.0) -> RefreshResult:
     """One refresh of one mapping; two never overlap (advisory lock)."""
     result = RefreshResult(m.id)
     with db.transaction() as lock:
@@ -68,7 +69,7 @@ def refresh(db: Database, sf: Salesforce, m: Mapping, bulk_above: int = BULK_ABO
                 ran_at = dt.datetime.now(dt.timezone.utc)
                 db.execute("finish_formula_refresh", {
                     "mapping_id": m.id, "ran_at": ran_at,
-                    "next_run_at": formulas.next_refresh(m, ran_at, bool(result.fields)),
+                    "next_run_at": formulas.next_refresh(m, ran_at, bool(result.fields), factor),
                     "fields": result.fields, "checked": result.checked, "updated": result.updated,
                     "api_calls": result.api_calls, "error": error})
     if result.updated:
