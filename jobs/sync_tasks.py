@@ -92,8 +92,10 @@ def refresh_formulas():
     factor = budget.current_plan(runtime.db()).factor("formula_refresh")
     if factor is None:
         return
+    bulk_above = runtime.settings().load_rest_max
     with sf.work("formula_refresh"):
-        formula_refresh.refresh_due(runtime.db(), sf, bulk_above=runtime.settings().load_rest_max, factor=factor)
+        formula_refresh.refresh_children(runtime.db(), sf, bulk_above=bulk_above, factor=factor)
+        formula_refresh.refresh_due(runtime.db(), sf, bulk_above=bulk_above, factor=factor)
 
 
 def register(huey) -> dict:
