@@ -129,7 +129,9 @@ def _list_page(status: int = 200, **messages):
 def _formula_rows() -> list[dict]:
     """Formula and roll-up refresh per reading mapping that has been refreshed (jobs/formula_refresh.py)."""
     states = {r["mapping_id"]: r for r in ctx().db.fetchall("formula_refresh_overview")}
-    return [{"m": m, "minutes": formulas.refresh_minutes(m), **states[m.id]}
+    now = dt.datetime.now(dt.timezone.utc)
+    return [{"m": m, "minutes": formulas.refresh_minutes(m), **states[m.id],
+             "due_now": states[m.id]["next_run_at"] is not None and states[m.id]["next_run_at"] <= now}
             for m in mapping_store.list_all(ctx().db) if m.reads and m.id in states]
 
 

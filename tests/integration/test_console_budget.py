@@ -77,14 +77,14 @@ def test_the_mappings_page_shows_each_mappings_formula_refresh(console_app, brow
         (mapping_id,) = conn.execute("SELECT id FROM forcebridge.mappings WHERE object_name = 'Contact'").fetchone()
         conn.execute("INSERT INTO forcebridge.formula_refresh (mapping_id, last_run_at, next_run_at, fields, checked, "
                      "updated, parents, targeted_at, targeted_checked, targeted_updated) VALUES (%s, "
-                     "'2026-12-03 10:00Z', '2026-12-03 10:15Z', '{Tier__c}', 1200, 7, "
+                     "'2026-12-03 10:00Z', '2099-12-03 10:15Z', '{Tier__c}', 1200, 7, "
                      "'[{\"object\": \"Account\", \"lookup\": \"AccountId\", \"fields\": [\"Tier__c\"]}]', "
                      "'2026-12-03 10:05Z', 3, 2)", (mapping_id,))
         conn.execute("INSERT INTO forcebridge.formula_refresh_pending (mapping_id, lookup, parent_id) "
                      "VALUES (%s, 'AccountId', '001000000000001AAA')", (mapping_id,))
     page = browser_client.get("/mappings", base_url=BASE).text
     card = page[page.index('id="formula-refresh"'):]
-    assert "Tier__c" in card and "2026-12-03 10:00:00 UTC" in card and "2026-12-03 10:15:00 UTC" in card
+    assert "Tier__c" in card and "2026-12-03 10:00:00 UTC" in card and "2099-12-03 10:15:00 UTC" in card
     assert ">7</td>" in card and "1,200" in card and "every 15 min" in card
     assert "Account <small class=\"muted\">via AccountId: Tier__c" in card
     assert "1 waiting" in card and "2026-12-03 10:05:00 UTC: 2 of 3 rows changed" in card
