@@ -67,7 +67,7 @@ def refresh(db: Database, sf: Salesforce, m: Mapping, bulk_above: int = BULK_ABO
                 result.fields = [f.name for f in specs]
                 if specs:
                     _refresh(db, sf, m, specs, [soql.calculated(m, specs)], result, bulk_above)
-                db.execute("forget_formula_children", {"mapping_id": m.id, "lookup": None, "before": started})
+                db.execute("forget_formula_children", {"mapping_id": m.id, "before": started})
             except Exception as exc:  # noqa: BLE001 - recorded for the console, then raised
                 error = f"{type(exc).__name__}: {exc}"
                 raise

@@ -56,10 +56,9 @@ WHERE p.mapping_id = %(mapping_id)s AND p.lookup = %(lookup)s AND p.parent_id = 
   AND p.queued_at = u.queued_at;
 
 -- name: forget_formula_children
--- A mapping refreshed whole (or whose formulas no longer read that parent): its waiting parents are served.
+-- A mapping refreshed whole: the parents queued before it read are served.
 DELETE FROM forcebridge.formula_refresh_pending
-WHERE mapping_id = %(mapping_id)s AND (%(lookup)s::text IS NULL OR lookup = %(lookup)s)
-  AND queued_at <= %(before)s;
+WHERE mapping_id = %(mapping_id)s AND queued_at <= %(before)s;
 
 -- name: finish_targeted_refresh
 UPDATE forcebridge.formula_refresh

@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from core import formulas
 from gateway import mapping_store
 from jobs import api_usage, formula_refresh, load, poll
 from jobs.drain import drain
@@ -121,3 +122,20 @@ def test_refresh_calls_are_counted_under_their_own_kind(api, db, sf, sf_settings
     assert sql(sf_settings.database_url, "SELECT kind, sum(calls) > 0 FROM forcebridge.api_usage_hourly "
                "WHERE object_name = 'Shipment__c' AND kind = 'formula_refresh' GROUP BY kind") == [
         ("formula_refresh", True)]
+
+
+def test_many_changed_parents_make_one_full_refresh_instead(api, db, sf, sf_settings, monkeypatch):
+    ship = sf.create_record("Shipment__c", {"Name": "S1", "Rate__c": 2})["id"]
+    sf.create_records("Parcel__c", [{"attributes": {"type": "Parcel__c"}, "Name": f"P{i}", "Weight__c": i,
+                                     "Shipment__c": ship, "External_Id__c": f"E{i}"} for i in (1, 2)])
+    parcels = loaded(api, db, sf, "Parcel__c", PARCEL_FIELDS, upsert_field="External_Id__c")
+    shipments = loaded(api, db, sf, "Shipment__c", {"Name": {}, "Rate__c": {}})
+    formula_refresh.refresh(db, sf, parcels)
+    sf.update_record("Shipment__c", ship, {"Rate__c": 3})
+    poll.poll(db, sf, shipments, force=True)
+    monkeypatch.setattr(formulas, "MAX_TARGETED_PARENTS", 0)
+    (result,) = formula_refresh.refresh_children(db, sf)
+    assert (result.checked, result.updated) == (2, 2)             # every parcel read: a full refresh
+    url = sf_settings.database_url
+    assert sql(url, "SELECT cost__c FROM salesforce.parcel__c ORDER BY name") == [(3,), (6,)]
+    assert sql(url, "SELECT count(*) FROM forcebridge.formula_refresh_pending") == [(0,)]
