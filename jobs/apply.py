@@ -58,8 +58,10 @@ def apply_changes(db: Database, conn: psycopg.Connection, changes: list[Salesfor
     plan = plan_apply(changes, mappings)
     out.failed.update(plan.failed)
     out.unmapped = list(plan.unmapped)
+    followed = formula_parents(conn) if plan.batches else set()
     for batch in plan.batches:
-        queue_formula_children(conn, batch.mapping.object_name, batch.sfids)
+        if batch.mapping.object_name.lower() in followed:
+            queue_formula_children(conn, batch.mapping.object_name, batch.sfids)
         batch = batch.without(_deleted_in_salesforce(conn, batch))
         # the write path's hook: echoes of our own writes dropped, conflicts with local changes settled
         batch = conflicts.settle(db, conn, batch)
@@ -178,6 +180,11 @@ def apply_staged(conn: psycopg.Connection, name: str, m: Mapping, source_name: s
         conn.execute(template("queue_formula_children_staged", staging=staging.ident(name)),
                      {"object": m.object_name})
     return gone, staging.merge(conn, name, m, fresh=source(source_name).fresh)
+
+
+def formula_parents(conn: psycopg.Connection) -> set[str]:
+    """The objects (lower case) whose changes some mapping's formulas follow (forcebridge.formula_refresh)."""
+    return {r["object_key"] for r in conn.execute(QUERIES["formula_parent_objects"])}
 
 
 def queue_formula_children(conn: psycopg.Connection, object_name: str, sfids) -> None:

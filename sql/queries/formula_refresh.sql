@@ -18,6 +18,11 @@ SET last_run_at = EXCLUDED.last_run_at, next_run_at = EXCLUDED.next_run_at, fiel
     error = EXCLUDED.error,
     parents = coalesce(%(parents)s::jsonb, forcebridge.formula_refresh.parents);
 
+-- name: formula_parent_objects
+-- The objects (lower case) some mapping's formulas read through a lookup: the apply path queues only theirs.
+SELECT DISTINCT lower(p->>'object') AS object_key
+FROM forcebridge.formula_refresh r CROSS JOIN LATERAL jsonb_array_elements(r.parents) p;
+
 -- name: queue_formula_children
 -- The apply path, in its transaction: these records of `object` changed; the mappings whose formulas read
 -- that object through a lookup get their ids queued (queued again: queued_at moves, so a refresh running
