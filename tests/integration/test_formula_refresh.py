@@ -10,8 +10,11 @@ from core import formulas
 from gateway import mapping_store
 from jobs import api_usage, formula_refresh, load, poll
 from jobs.drain import drain
+from jobs.inbound import apply_pending
+from tests.conftest import OUTBOUND_TOKEN
 from tests.integration.test_loading import api, db, sf, sf_app, sf_settings, sql  # noqa: F401
 from tests.integration.test_write_path import FAST
+from tests.support.messages import envelope
 
 PARCEL_FIELDS = {"Name": {}, "Weight__c": {}, "Shipment__c": {}, "Cost__c": {}, "Label__c": {},
                  "External_Id__c": {}}
@@ -80,7 +83,18 @@ def test_a_bad_refresh_interval_is_refused_naming_it(api):
     assert (r.status_code, r.get_json()["field"]) == (400, "config.formula_refresh_minutes")
 
 
-def test_a_parent_changing_refreshes_only_its_childrens_formulas_without_an_echo(api, db, sf, sf_settings):
+def deliver(sf_app, emulator, db, sf, object_name, record_id):
+    """The record as Salesforce holds it, in an Outbound Message (as a workflow rule would send it)."""
+    (record,) = sf.query(f"SELECT Id, Name, Rate__c, SystemModstamp FROM {object_name} WHERE Id = '{record_id}'")
+    body = envelope(emulator.org_id, object_name, [{k: v for k, v in record.items() if k != "attributes"}])
+    assert sf_app.test_client().post(f"/outbound/{OUTBOUND_TOKEN}", data=body,
+                                     content_type="text/xml").status_code == 200
+    assert apply_pending(db).applied == 1
+
+
+@pytest.mark.parametrize("source", ["poll", "outbound"])
+def test_a_parent_changing_refreshes_only_its_childrens_formulas_without_an_echo(api, db, sf, sf_settings, sf_app,
+                                                                                   emulator, source):
     ships = [sf.create_record("Shipment__c", {"Name": name, "Rate__c": 2})["id"] for name in ("S1", "S2")]
     assert all(p["success"] for p in sf.create_records("Parcel__c", [
         {"attributes": {"type": "Parcel__c"}, "Name": f"P{i}", "Weight__c": i, "Shipment__c": ships[i % 2],
@@ -95,7 +109,11 @@ def test_a_parent_changing_refreshes_only_its_childrens_formulas_without_an_echo
     before = sql(url, "SELECT sfid, systemmodstamp, _hc_lastop FROM salesforce.parcel__c ORDER BY name")
 
     sf.update_record("Shipment__c", ships[1], {"Name": "S2b", "Rate__c": 10})   # P1 and P3's parent
-    assert poll.poll(db, sf, shipments, force=True).changed == 1
+    if source == "poll":
+        assert poll.poll(db, sf, shipments, force=True).changed == 1
+    else:
+        deliver(sf_app, emulator, db, sf, "Shipment__c", ships[1])
+        assert sql(url, "SELECT rate__c FROM salesforce.shipment__c WHERE name = 'S2b'") == [(10,)]
     assert sql(url, "SELECT parent_id FROM forcebridge.formula_refresh_pending") == [(ships[1],)]
     with sf.work("formula_refresh"):
         (result,) = formula_refresh.refresh_children(db, sf)
