@@ -7,12 +7,14 @@ import math
 from dataclasses import dataclass, field
 
 # Ranked: what is held back first comes last. Writes are never dropped, only delayed at the floor.
-RANKS = ("writes", "gap_fetches", "polls", "drift")
+# Formula refreshes rank just below polls: a stale formula is less urgent than a missed change.
+RANKS = ("writes", "gap_fetches", "polls", "formula_refresh", "drift")
 LABELS = {"writes": "writes to Salesforce", "gap_fetches": "CDC gap fetches", "polls": "polls",
-          "drift": "drift checks"}
+          "formula_refresh": "formula refreshes", "drift": "drift checks"}
 # (share of the budget the projection reaches, what happens to the work, interval factor when spaced)
 LADDER = {
     "drift": ((0.6, "spaced", 4.0), (0.8, "paused", None)),
+    "formula_refresh": ((0.7, "spaced", 3.0), (0.9, "paused", None)),
     "polls": ((0.8, "spaced", 3.0), (0.95, "paused", None)),
     "gap_fetches": ((0.95, "spaced", 2.0), (1.0, "paused", None)),
     "writes": (),

@@ -27,6 +27,7 @@ class ChangeLogEntry:
     fields: tuple[str, ...] = ()  # update: changed mapped columns
     created_at: dt.datetime | None = None
     attempts: int = 0
+    excluded: tuple[str, ...] = ()  # insert: mapped columns not to send (hc_capture_insert_from_row's excluded_cols)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class RecordChange:
     entry_ids: tuple[int, ...]
     changed_at: dt.datetime | None
     attempts: int = 0             # tries before this one (the most any entry had)
+    excluded: frozenset[str] = frozenset()   # columns an insert was told not to send, changed by no update since
 
     @property
     def carrier_id(self) -> int:
@@ -59,25 +61,26 @@ def coalesce(entries: list[ChangeLogEntry]) -> list[RecordChange]:
 
 
 def _fold(group: list[ChangeLogEntry]) -> RecordChange:
-    kind, full, columns = "none", False, set()
+    kind, full, columns, excluded = "none", False, set(), set()
     sfid = external_id = None
     never_sent_insert = False
     for e in group:
         sfid = e.sfid or sfid
         external_id = e.external_id or external_id
         if e.op == "insert":
-            kind, full, columns = "write", True, set()
+            kind, full, columns, excluded = "write", True, set(), set(e.excluded)
             never_sent_insert = e.attempts == 0 and not e.sfid
         elif e.op == "update":
             if kind != "delete":
                 kind = "write"
                 columns.update(e.fields)
+                excluded.difference_update(e.fields)
         else:
             kind = "none" if never_sent_insert and not sfid else "delete"
     return RecordChange(mapping_id=group[0].mapping_id, record_id=group[0].record_id, kind=kind, full=full,
                         columns=frozenset(columns), sfid=sfid, external_id=external_id,
                         entry_ids=tuple(e.id for e in group), changed_at=group[-1].created_at,
-                        attempts=max(e.attempts for e in group))
+                        attempts=max(e.attempts for e in group), excluded=frozenset(excluded))
 
 
 @dataclass(frozen=True)
@@ -170,14 +173,15 @@ def _write_for(change: RecordChange, row: dict | None, mapping: Mapping, writabl
     if change.kind == "none" or row is None:
         return None   # the row is gone: its delete entry comes next
     sfid = row.get("sfid")
+    sent = [f for f in mapping.sent_fields if f.column not in change.excluded]
     if sfid:
-        specs = mapping.sent_fields if change.full else [f for f in mapping.sent_fields if f.column in change.columns]
+        specs = sent if change.full else [f for f in sent if f.column in change.columns]
         specs = [f for f in specs if _writable_spec(f, writable.updateable, writable)]
         body = _body(specs, row, mapping, writable)
         if not body:
             return None
         return Write(change, "update", name, {"Id": sfid, **body})
-    specs = [f for f in mapping.sent_fields if _writable_spec(f, writable.createable, writable)]
+    specs = [f for f in sent if _writable_spec(f, writable.createable, writable)]
     body = _body(specs, row, mapping, writable)
     if mapping.upsert_field:
         ext = mapping.field(mapping.upsert_field)

@@ -121,6 +121,13 @@ def calculated(m: Mapping, fields) -> str:
     return select(m.object_name, [*SYSTEM_FIELDS, *(f.name for f in fields)], _filtered(m))
 
 
+def children_calculated(m: Mapping, lookup: str, fields, parent_ids: list[str]) -> str:
+    """The keys and given calculated fields (`FieldSpec`s) of the records whose lookup `lookup` names one of
+    `parent_ids`: a refresh of the children of changed parents (within the row filter)."""
+    return select(m.object_name, [*SYSTEM_FIELDS, *(f.name for f in fields)],
+                  _filtered(m, format_soql(f"{name(lookup)} IN {{}}", list(parent_ids))))
+
+
 def keys(m: Mapping) -> str:
     """Every record's Id, SystemModstamp and IsDeleted only (a drift check): within the row filter, so a record
     outside it is not "missing" (and a row that left it counts as deleted in Salesforce)."""

@@ -55,7 +55,8 @@ def entries_from_rows(rows: list[dict]) -> list[ChangeLogEntry]:
     """Claimed change-log rows (claim_changes, claim_initial_push) in log order."""
     return [ChangeLogEntry(id=r["id"], mapping_id=r["mapping_id"], op=r["op"], record_id=r["record_id"],
                            sfid=r["sfid"], external_id=r["external_id"], fields=tuple(r["fields"] or ()),
-                           created_at=r["created_at"], attempts=r["prior_attempts"])
+                           created_at=r["created_at"], attempts=r["prior_attempts"],
+                           excluded=tuple(r.get("excluded") or ()))
             for r in sorted(rows, key=lambda r: r["id"])]
 
 

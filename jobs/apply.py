@@ -16,7 +16,7 @@ from core.loading import poll_settings
 from core.mapping import Mapping
 from core.sources import SalesforceChange, source
 from gateway import change_log, mapped_tables, staging
-from gateway.db import QUERIES, Database
+from gateway.db import QUERIES, Database, template
 from jobs import conflicts
 
 # A value Postgres refuses (too long, say) or a constraint of the user's own on the mapped table (NOT NULL,
@@ -58,7 +58,10 @@ def apply_changes(db: Database, conn: psycopg.Connection, changes: list[Salesfor
     plan = plan_apply(changes, mappings)
     out.failed.update(plan.failed)
     out.unmapped = list(plan.unmapped)
+    followed = formula_parents(conn) if plan.batches else set()
     for batch in plan.batches:
+        if batch.mapping.object_name.lower() in followed:
+            queue_formula_children(conn, batch.mapping.object_name, batch.sfids)
         batch = batch.without(_deleted_in_salesforce(conn, batch))
         # the write path's hook: echoes of our own writes dropped, conflicts with local changes settled
         batch = conflicts.settle(db, conn, batch)
@@ -173,4 +176,20 @@ def apply_staged(conn: psycopg.Connection, name: str, m: Mapping, source_name: s
     then one merge statement under the never-backwards rule, the tombstones and the local changes' guard.
     Returns (rows deleted, rows written)."""
     gone = staging.apply_staged_deletes(conn, name, m, poll_settings(m).keep_deleted) if deletes else 0
+    if source_name != "load":   # a load brings records as they are, not changes a child's formula follows
+        conn.execute(template("queue_formula_children_staged", staging=staging.ident(name)),
+                     {"object": m.object_name})
     return gone, staging.merge(conn, name, m, fresh=source(source_name).fresh)
+
+
+def formula_parents(conn: psycopg.Connection) -> set[str]:
+    """The objects (lower case) whose changes some mapping's formulas follow (forcebridge.formula_refresh)."""
+    return {r["object_key"] for r in conn.execute(QUERIES["formula_parent_objects"])}
+
+
+def queue_formula_children(conn: psycopg.Connection, object_name: str, sfids) -> None:
+    """These records of `object_name` changed in Salesforce: the mapped children whose formulas read them get
+    them queued for a refresh (jobs/formula_refresh.refresh_children), in the caller's transaction. Echoes of
+    our own writes count too: a parent we changed changes its children's formulas as well."""
+    if sfids:
+        conn.execute(QUERIES["queue_formula_children"], {"object": object_name, "ids": list(sfids)})

@@ -1,12 +1,14 @@
 """Formula and roll-up freshness: each mapping's calculated fields re-read on its schedule
 (`formula_refresh_minutes`, core/formulas.py) and only the rows whose values changed updated, without
-touching systemmodstamp or starting a write back. API calls are counted as polls (the caller's
-`sf.work("polls")`), so the budget shows them and spaces or pauses them with the polls."""
+touching systemmodstamp or starting a write back. API calls are counted under their own kind (the caller's
+`sf.work("formula_refresh")`), so the budget shows them and spaces or pauses them just before the polls."""
 from __future__ import annotations
 
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
+
+from psycopg.types.json import Jsonb
 
 from core import formulas, soql
 from core.mapping import Mapping
@@ -32,7 +34,7 @@ class RefreshResult:
 
 
 def refresh_due(db: Database, sf: Salesforce, bulk_above: int = BULK_ABOVE,
-                now: dt.datetime | None = None) -> list[RefreshResult]:
+                now: dt.datetime | None = None, factor: float = 1.0) -> list[RefreshResult]:
     """Refresh every active reading mapping whose refresh is due (the periodic task calls this each minute)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     results = []
@@ -42,24 +44,30 @@ def refresh_due(db: Database, sf: Salesforce, bulk_above: int = BULK_ABOVE,
         state = db.fetchone("formula_refresh_state", {"mapping_id": m.id})
         if state is not None and (state["next_run_at"] is None or state["next_run_at"] > now):
             continue
-        results.append(refresh(db, sf, m, bulk_above=bulk_above))
+        results.append(refresh(db, sf, m, bulk_above=bulk_above, factor=factor))
     return results
 
 
-def refresh(db: Database, sf: Salesforce, m: Mapping, bulk_above: int = BULK_ABOVE) -> RefreshResult:
-    """One refresh of one mapping; two never overlap (advisory lock)."""
+def refresh(db: Database, sf: Salesforce, m: Mapping, bulk_above: int = BULK_ABOVE,
+            factor: float = 1.0) -> RefreshResult:
+    """One refresh of one mapping; two never overlap (advisory lock). It also notes which parents the
+    mapping's formulas read (`refresh_children` follows them) and serves the changed parents already queued."""
     result = RefreshResult(m.id)
     with db.transaction() as lock:
         if not db.run(lock, "lock_formula_refresh", {"mapping_id": m.id}).fetchone()["locked"]:
             result.skipped = "another refresh of this mapping is running"
             return result
-        error = None
+        error, parents = None, None
+        started = db.fetchone("formula_refresh_clock")["now"]
         with sf.tally() as calls:
             try:
-                specs = formulas.calculated_fields(m, sf.describe(m.object_name))
+                describe = sf.describe(m.object_name)
+                specs = formulas.calculated_fields(m, describe)
+                parents = [r.as_document() for r in formulas.parent_references(m, describe)]
                 result.fields = [f.name for f in specs]
                 if specs:
-                    _refresh(db, sf, m, specs, result, bulk_above)
+                    _refresh(db, sf, m, specs, [soql.calculated(m, specs)], result, bulk_above)
+                db.execute("forget_formula_children", {"mapping_id": m.id, "before": started})
             except Exception as exc:  # noqa: BLE001 - recorded for the console, then raised
                 error = f"{type(exc).__name__}: {exc}"
                 raise
@@ -68,34 +76,101 @@ def refresh(db: Database, sf: Salesforce, m: Mapping, bulk_above: int = BULK_ABO
                 ran_at = dt.datetime.now(dt.timezone.utc)
                 db.execute("finish_formula_refresh", {
                     "mapping_id": m.id, "ran_at": ran_at,
-                    "next_run_at": formulas.next_refresh(m, ran_at, bool(result.fields)),
+                    "next_run_at": formulas.next_refresh(m, ran_at, bool(result.fields), factor),
                     "fields": result.fields, "checked": result.checked, "updated": result.updated,
-                    "api_calls": result.api_calls, "error": error})
+                    "api_calls": result.api_calls, "error": error,
+                    "parents": None if parents is None else Jsonb(parents)})
     if result.updated:
         log.info("formula refresh %s: %s of %s rows changed (%s), %s API calls", m.object_name, result.updated,
                  result.checked, ", ".join(result.fields), result.api_calls)
     return result
 
 
-def _refresh(db: Database, sf: Salesforce, m: Mapping, specs, result: RefreshResult, bulk_above: int) -> None:
-    """Id and the calculated fields of every record into a staging table (REST pages, or one Bulk job when
-    the first page says there are more than `bulk_above`), then one UPDATE of the rows that differ."""
+def refresh_children(db: Database, sf: Salesforce, bulk_above: int = BULK_ABOVE,
+                     factor: float = 1.0) -> list[RefreshResult]:
+    """The calculated fields of the children of parents that changed (the apply path queued them): one query
+    per PARENTS_PER_QUERY parents (`Lookup IN (...)`), only changed rows updated. A mapping with more than
+    MAX_TARGETED_PARENTS parents waiting is refreshed whole instead."""
+    waiting: dict[int, list[dict]] = {}
+    for row in db.fetchall("formula_children_pending"):
+        waiting.setdefault(row["mapping_id"], []).append(row)
+    results = []
+    for mapping_id, rows in waiting.items():
+        m = mapping_store.get(db, mapping_id)
+        state = db.fetchone("formula_refresh_state", {"mapping_id": mapping_id})
+        if m is None or state is None or not (m.reads and m.active) or formulas.refresh_minutes(m) == 0:
+            _served(db, mapping_id, rows)     # nothing refreshes this mapping's formulas
+            continue
+        if sum(len(r["parent_ids"]) for r in rows) > formulas.MAX_TARGETED_PARENTS:
+            results.append(refresh(db, sf, m, bulk_above=bulk_above, factor=factor))
+            continue
+        results.append(_refresh_children(db, sf, m, formulas.references_from(state["parents"]), rows))
+    return results
+
+
+def _refresh_children(db: Database, sf: Salesforce, m: Mapping, parents, rows: list[dict]) -> RefreshResult:
+    result = RefreshResult(m.id)
+    by_lookup = {p.lookup.lower(): p for p in parents}
+    with db.transaction() as lock:
+        if not db.run(lock, "lock_formula_refresh", {"mapping_id": m.id}).fetchone()["locked"]:
+            result.skipped = "another refresh of this mapping is running"
+            return result
+        error = None
+        with sf.tally() as calls:
+            try:
+                for row in rows:
+                    reference = by_lookup.get(row["lookup"].lower())
+                    names = set(reference.fields) if reference else set()
+                    specs = [f for f in m.overwritten_fields if f.name in names]
+                    ids = [i for i in row["parent_ids"] if soql.is_record_id(i)]
+                    if specs and ids:
+                        step = formulas.PARENTS_PER_QUERY
+                        queries = [soql.children_calculated(m, reference.lookup, specs, ids[i:i + step])
+                                   for i in range(0, len(ids), step)]
+                        _refresh(db, sf, m, specs, queries, result)
+                        result.fields += [f.name for f in specs if f.name not in result.fields]
+                    _served(db, m.id, [row])
+            except Exception as exc:  # noqa: BLE001 - recorded for the console, then raised
+                error = f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                result.api_calls = calls[0]
+                db.execute("finish_targeted_refresh", {
+                    "mapping_id": m.id, "ran_at": dt.datetime.now(dt.timezone.utc), "checked": result.checked,
+                    "updated": result.updated, "error": error})
+    if result.updated:
+        log.info("formula refresh %s (children of changed parents): %s of %s rows changed, %s API calls",
+                 m.object_name, result.updated, result.checked, result.api_calls)
+    return result
+
+
+def _served(db: Database, mapping_id: int, rows: list[dict]) -> None:
+    for row in rows:
+        db.execute("formula_children_served", {"mapping_id": mapping_id, "lookup": row["lookup"],
+                                               "parent_ids": row["parent_ids"], "queued": row["queued"]})
+
+
+def _refresh(db: Database, sf: Salesforce, m: Mapping, specs, queries: list[str], result: RefreshResult,
+             bulk_above: int | None = None) -> None:
+    """Id and the calculated fields (`specs`) of the records the queries select into a staging table (REST
+    pages, or one Bulk job when the first page says there are more than `bulk_above`), then one UPDATE of
+    the rows that differ."""
     name = f"formula_staging_{m.id}"
     columns = ["sfid", "systemmodstamp", "isdeleted", *(f.column for f in specs)]
-    query = soql.calculated(m, specs)
     with db.transaction() as conn:
         staging.drop(conn, name)
         staging.create(conn, name, m, columns)
     try:
-        first = sf.query_page(query)
-        if first.get("totalSize", 0) > bulk_above and not first.get("done", True):
-            stage_bulk_query(db, sf, name, query, columns, [*soql.SYSTEM_FIELDS, *(f.name for f in specs)],
-                             load.LoadOptions())
-        else:
-            stage_rest_query(db, sf, name, query, columns, specs, first_page=first)
+        for query in queries:
+            first = sf.query_page(query)
+            if bulk_above is not None and first.get("totalSize", 0) > bulk_above and not first.get("done", True):
+                stage_bulk_query(db, sf, name, query, columns, [*soql.SYSTEM_FIELDS, *(f.name for f in specs)],
+                                 load.LoadOptions())
+            else:
+                stage_rest_query(db, sf, name, query, columns, specs, first_page=first)
         with db.transaction(origin="salesforce") as conn:
-            result.checked = staging.count(conn, name) or 0
-            result.updated = staging.refresh_calculated(conn, name, m, specs)
+            result.checked += staging.count(conn, name) or 0
+            result.updated += staging.refresh_calculated(conn, name, m, specs)
     finally:
         with db.transaction() as conn:
             staging.drop(conn, name)

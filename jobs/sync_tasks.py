@@ -83,15 +83,19 @@ def poll_backstop():
 
 
 def refresh_formulas():
-    """Each minute, refresh the calculated fields of mappings whose `formula_refresh_minutes` has passed.
-    Counted as polls: the budget's ladder spaces and pauses them with the polls."""
+    """Each minute, refresh the calculated fields of mappings whose `formula_refresh_minutes` has passed,
+    and the children of parents that changed. Counted as their own kind: the budget's ladder spaces them
+    out (their next refresh moves further away) and pauses them just before the polls."""
     sf = for_settings(runtime.settings())
     if sf is None:
         return
-    if not budget.allows(runtime.db(), "polls"):
+    factor = budget.current_plan(runtime.db()).factor("formula_refresh")
+    if factor is None:
         return
-    with sf.work("polls"):
-        formula_refresh.refresh_due(runtime.db(), sf, bulk_above=runtime.settings().load_rest_max)
+    bulk_above = runtime.settings().load_rest_max
+    with sf.work("formula_refresh"):
+        formula_refresh.refresh_children(runtime.db(), sf, bulk_above=bulk_above, factor=factor)
+        formula_refresh.refresh_due(runtime.db(), sf, bulk_above=bulk_above, factor=factor)
 
 
 def register(huey) -> dict:

@@ -30,6 +30,7 @@ def overview(db, now: dt.datetime | None = None) -> dict:
                          "saved_24h": row["saved_24h"] if row else 0})
     by_kind = {r["kind"]: r for r in db.fetchall("api_usage_by_kind")}
     return {"plan": plan, "settings": settings, "mappings": mappings, "by_kind": by_kind,
+            "kind_labels": core_budget.LABELS,
             "saved_24h": sum(max(r["saved"], 0) for r in by_kind.values()),
             "holds": [h.describe() for h in plan.holds.values()],
             "limits": api_usage.limits(db)}

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 
-from core import configuration, soql
+from core import configuration, formulas, soql
 from core.convert import SUPPORTED_TYPES
 from core.mapping import (CONFLICT_RULES, DIRECTIONS, IMPLIED_FIELDS, OWNERS, RELATIONSHIP_MARK, Mapping,
                           MappingError, check_object_name, from_entry, relationship_parents)
@@ -123,7 +123,16 @@ def index():
 
 
 def _list_page(status: int = 200, **messages):
-    return render_template("mappings/list.html", rows=_rows(), **messages), status
+    return render_template("mappings/list.html", rows=_rows(), formulas=_formula_rows(), **messages), status
+
+
+def _formula_rows() -> list[dict]:
+    """Formula and roll-up refresh per reading mapping that has been refreshed (jobs/formula_refresh.py)."""
+    states = {r["mapping_id"]: r for r in ctx().db.fetchall("formula_refresh_overview")}
+    now = dt.datetime.now(dt.timezone.utc)
+    return [{"m": m, "minutes": formulas.refresh_minutes(m), **states[m.id],
+             "due_now": states[m.id]["next_run_at"] is not None and states[m.id]["next_run_at"] <= now}
+            for m in mapping_store.list_all(ctx().db) if m.reads and m.id in states]
 
 
 # --- create and edit ---------------------------------------------------------------------------------------

@@ -22,11 +22,11 @@ WITH moved AS (
            LIMIT %(limit)s) slice
     WHERE c.ctid = slice.row_id
     RETURNING c.id, c.mapping_id, c.op, c.record_id, c.sfid, c.external_id, c.fields, c.txid, c.created_at,
-              c.old_values
+              c.old_values, c.excluded
 )
 INSERT INTO forcebridge.change_log (id, mapping_id, op, record_id, sfid, external_id, fields, txid, created_at,
-                                    old_values)
-SELECT id, mapping_id, op, record_id, sfid, external_id, fields, txid, created_at, old_values FROM moved;
+                                    old_values, excluded)
+SELECT id, mapping_id, op, record_id, sfid, external_id, fields, txid, created_at, old_values, excluded FROM moved;
 
 -- name: analyze_change_log
 -- After a large move: the planner's idea of the change log's size and states is otherwise far off until
@@ -57,7 +57,7 @@ SET state = 'PENDING', attempts = c.attempts + 1, claim = %(claim)s,
 FROM locked
 WHERE c.id = locked.id
 RETURNING c.id, c.mapping_id, c.op, c.record_id, c.sfid, c.external_id, c.fields, c.created_at,
-          c.attempts - 1 AS prior_attempts;
+          c.attempts - 1 AS prior_attempts, c.excluded;
 
 -- name: renew_claims
 -- A drain still working on its claims keeps them: calls with retries can outlast one lease.

@@ -53,3 +53,38 @@ def test_setup_sets_the_share_and_floor_and_refuses_nonsense(console_app, browse
         "csrf_token": csrf_of(browser_client), "share": "30", "floor": "5"})
     assert ok.status_code == 200 and "30%" in ok.text
     assert 'value="30"' in browser_client.get("/setup", base_url=BASE).text
+
+
+def test_formula_refreshes_are_their_own_kind_on_the_overview_and_in_metrics(console_app, browser_client, settings):
+    sign_in(browser_client)
+    with psycopg.connect(settings.database_url) as conn:
+        conn.execute("INSERT INTO forcebridge.api_usage_hourly (hour, kind, object_name, calls) "
+                     "VALUES (date_trunc('hour', now()), 'formula_refresh', 'Contact', 42)")
+    page = browser_client.get("/overview/status", base_url=BASE).text
+    assert "formula refreshes 42" in page
+    metrics = browser_client.get("/metrics", base_url=BASE, headers={"Authorization": f"Bearer {API_TOKEN}"}).text
+    values = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for f in text_string_to_metric_families(metrics) for s in f.samples}
+    assert values[("forcebridge_api_calls_24h", (("kind", "formula_refresh"),))] == 42
+
+
+def test_the_mappings_page_shows_each_mappings_formula_refresh(console_app, browser_client, settings):
+    sign_in(browser_client)
+    browser_client.post("/mappings", base_url=BASE, data={
+        "csrf_token": csrf_of(browser_client), "object_name": "Contact", "typed_fields": "Name:string:80"})
+    assert 'id="formula-refresh"' not in browser_client.get("/mappings", base_url=BASE).text   # never refreshed
+    with psycopg.connect(settings.database_url) as conn:
+        (mapping_id,) = conn.execute("SELECT id FROM forcebridge.mappings WHERE object_name = 'Contact'").fetchone()
+        conn.execute("INSERT INTO forcebridge.formula_refresh (mapping_id, last_run_at, next_run_at, fields, checked, "
+                     "updated, parents, targeted_at, targeted_checked, targeted_updated) VALUES (%s, "
+                     "'2026-12-03 10:00Z', '2099-12-03 10:15Z', '{Tier__c}', 1200, 7, "
+                     "'[{\"object\": \"Account\", \"lookup\": \"AccountId\", \"fields\": [\"Tier__c\"]}]', "
+                     "'2026-12-03 10:05Z', 3, 2)", (mapping_id,))
+        conn.execute("INSERT INTO forcebridge.formula_refresh_pending (mapping_id, lookup, parent_id) "
+                     "VALUES (%s, 'AccountId', '001000000000001AAA')", (mapping_id,))
+    page = browser_client.get("/mappings", base_url=BASE).text
+    card = page[page.index('id="formula-refresh"'):]
+    assert "Tier__c" in card and "2026-12-03 10:00:00 UTC" in card and "2099-12-03 10:15:00 UTC" in card
+    assert ">7</td>" in card and "1,200" in card and "every 15 min" in card
+    assert "Account <small class=\"muted\">via AccountId: Tier__c" in card
+    assert "1 waiting" in card and "2026-12-03 10:05:00 UTC: 2 of 3 rows changed" in card

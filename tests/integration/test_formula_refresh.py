@@ -6,11 +6,15 @@ import datetime as dt
 
 import pytest
 
+from core import formulas
 from gateway import mapping_store
-from jobs import formula_refresh, load
+from jobs import api_usage, formula_refresh, load, poll
 from jobs.drain import drain
+from jobs.inbound import apply_pending
+from tests.conftest import OUTBOUND_TOKEN
 from tests.integration.test_loading import api, db, sf, sf_app, sf_settings, sql  # noqa: F401
 from tests.integration.test_write_path import FAST
+from tests.support.messages import envelope
 
 PARCEL_FIELDS = {"Name": {}, "Weight__c": {}, "Shipment__c": {}, "Cost__c": {}, "Label__c": {},
                  "External_Id__c": {}}
@@ -40,7 +44,7 @@ def test_formulas_whose_inputs_changed_are_refreshed_without_an_echo(api, db, sf
     stamps = sf.query("SELECT Id, SystemModstamp FROM Parcel__c")
     sf.update_record("Shipment__c", ship, {"Rate__c": 10})        # the parent changes: the formulas follow
     assert sf.query("SELECT Id, SystemModstamp FROM Parcel__c") == stamps   # nothing a poll would see
-    with sf.work("polls"):
+    with sf.work("formula_refresh"):
         result = formula_refresh.refresh(db, sf, m, bulk_above=bulk_above)
     assert (sorted(result.fields), result.checked, result.updated) == (["Cost__c", "Label__c"], 3, 3)
     assert sql(url, "SELECT name, cost__c FROM salesforce.parcel__c ORDER BY name") == [
@@ -49,7 +53,7 @@ def test_formulas_whose_inputs_changed_are_refreshed_without_an_echo(api, db, sf
     assert sql(url, "SELECT count(*) FROM forcebridge.change_capture") == [(0,)]
     assert drain(db, sf, FAST).claimed == 0                       # nothing goes back to Salesforce
     assert sql(url, "SELECT count(*) FROM forcebridge.conflicts") == [(0,)]
-    with sf.work("polls"):
+    with sf.work("formula_refresh"):
         again = formula_refresh.refresh(db, sf, m, bulk_above=bulk_above)
     assert (again.checked, again.updated) == (3, 0)               # unchanged rows are not written
     (state,) = sql(url, "SELECT fields, updated, api_calls > 0, next_run_at - last_run_at "
@@ -77,3 +81,79 @@ def test_a_bad_refresh_interval_is_refused_naming_it(api):
     r = api.post("/api/v1/mappings", json={"object_name": "Shipment__c", "config": {
         "fields": {"Name": {}}, "formula_refresh_minutes": "15"}})
     assert (r.status_code, r.get_json()["field"]) == (400, "config.formula_refresh_minutes")
+
+
+def deliver(sf_app, emulator, db, sf, object_name, record_id):
+    """The record as Salesforce holds it, in an Outbound Message (as a workflow rule would send it)."""
+    (record,) = sf.query(f"SELECT Id, Name, Rate__c, SystemModstamp FROM {object_name} WHERE Id = '{record_id}'")
+    body = envelope(emulator.org_id, object_name, [{k: v for k, v in record.items() if k != "attributes"}])
+    assert sf_app.test_client().post(f"/outbound/{OUTBOUND_TOKEN}", data=body,
+                                     content_type="text/xml").status_code == 200
+    assert apply_pending(db).applied == 1
+
+
+@pytest.mark.parametrize("source", ["poll", "outbound"])
+def test_a_parent_changing_refreshes_only_its_childrens_formulas_without_an_echo(api, db, sf, sf_settings, sf_app,
+                                                                                   emulator, source):
+    ships = [sf.create_record("Shipment__c", {"Name": name, "Rate__c": 2})["id"] for name in ("S1", "S2")]
+    assert all(p["success"] for p in sf.create_records("Parcel__c", [
+        {"attributes": {"type": "Parcel__c"}, "Name": f"P{i}", "Weight__c": i, "Shipment__c": ships[i % 2],
+         "External_Id__c": f"E{i}"} for i in (1, 2, 3)]))
+    parcels = loaded(api, db, sf, "Parcel__c", PARCEL_FIELDS, upsert_field="External_Id__c")
+    shipments = loaded(api, db, sf, "Shipment__c", {"Name": {}, "Rate__c": {}})
+    with sf.work("formula_refresh"):
+        formula_refresh.refresh(db, sf, parcels)                    # notes which parents its formulas read
+    url = sf_settings.database_url
+    (parents,) = sql(url, f"SELECT parents FROM forcebridge.formula_refresh WHERE mapping_id = {parcels.id}")
+    assert parents == ([{"object": "Shipment__c", "lookup": "Shipment__c", "fields": ["Cost__c", "Label__c"]}],)
+    before = sql(url, "SELECT sfid, systemmodstamp, _hc_lastop FROM salesforce.parcel__c ORDER BY name")
+
+    sf.update_record("Shipment__c", ships[1], {"Name": "S2b", "Rate__c": 10})   # P1 and P3's parent
+    if source == "poll":
+        assert poll.poll(db, sf, shipments, force=True).changed == 1
+    else:
+        deliver(sf_app, emulator, db, sf, "Shipment__c", ships[1])
+        assert sql(url, "SELECT rate__c FROM salesforce.shipment__c WHERE name = 'S2b'") == [(10,)]
+    assert sql(url, "SELECT parent_id FROM forcebridge.formula_refresh_pending") == [(ships[1],)]
+    with sf.work("formula_refresh"):
+        (result,) = formula_refresh.refresh_children(db, sf)
+    assert (result.mapping_id, result.checked, result.updated) == (parcels.id, 2, 2)   # P2 is not read
+    assert sql(url, "SELECT name, cost__c, label__c FROM salesforce.parcel__c ORDER BY name") == [
+        ("P1", 10, "P1 (S2b)"), ("P2", 4, "P2 (S1)"), ("P3", 30, "P3 (S2b)")]
+    assert sql(url, "SELECT sfid, systemmodstamp, _hc_lastop FROM salesforce.parcel__c ORDER BY name") == before
+    assert sql(url, "SELECT count(*) FROM forcebridge.formula_refresh_pending") == [(0,)]
+    assert sql(url, "SELECT count(*) FROM forcebridge.change_capture") == [(0,)]
+    assert drain(db, sf, FAST).claimed == 0                       # nothing goes back to Salesforce
+    assert sql(url, "SELECT count(*) FROM forcebridge.conflicts") == [(0,)]
+    assert sql(url, "SELECT targeted_checked, targeted_updated FROM forcebridge.formula_refresh "
+                    f"WHERE mapping_id = {parcels.id}") == [(2, 2)]
+    assert formula_refresh.refresh_children(db, sf) == []         # served: nothing waits
+
+
+def test_refresh_calls_are_counted_under_their_own_kind(api, db, sf, sf_settings):
+    sf.create_record("Shipment__c", {"Name": "S1", "Rate__c": 1})
+    m = loaded(api, db, sf, "Shipment__c", {"Name": {}, "Parcel_Count__c": {}})
+    api_usage.flush(db, sf)
+    with sf.work("formula_refresh"):
+        formula_refresh.refresh(db, sf, m)
+    api_usage.flush(db, sf)
+    assert sql(sf_settings.database_url, "SELECT kind, sum(calls) > 0 FROM forcebridge.api_usage_hourly "
+               "WHERE object_name = 'Shipment__c' AND kind = 'formula_refresh' GROUP BY kind") == [
+        ("formula_refresh", True)]
+
+
+def test_many_changed_parents_make_one_full_refresh_instead(api, db, sf, sf_settings, monkeypatch):
+    ship = sf.create_record("Shipment__c", {"Name": "S1", "Rate__c": 2})["id"]
+    sf.create_records("Parcel__c", [{"attributes": {"type": "Parcel__c"}, "Name": f"P{i}", "Weight__c": i,
+                                     "Shipment__c": ship, "External_Id__c": f"E{i}"} for i in (1, 2)])
+    parcels = loaded(api, db, sf, "Parcel__c", PARCEL_FIELDS, upsert_field="External_Id__c")
+    shipments = loaded(api, db, sf, "Shipment__c", {"Name": {}, "Rate__c": {}})
+    formula_refresh.refresh(db, sf, parcels)
+    sf.update_record("Shipment__c", ship, {"Rate__c": 3})
+    poll.poll(db, sf, shipments, force=True)
+    monkeypatch.setattr(formulas, "MAX_TARGETED_PARENTS", 0)
+    (result,) = formula_refresh.refresh_children(db, sf)
+    assert (result.checked, result.updated) == (2, 2)             # every parcel read: a full refresh
+    url = sf_settings.database_url
+    assert sql(url, "SELECT cost__c FROM salesforce.parcel__c ORDER BY name") == [(3,), (6,)]
+    assert sql(url, "SELECT count(*) FROM forcebridge.formula_refresh_pending") == [(0,)]

@@ -248,6 +248,20 @@ def test_hc_capture_from_row_queues_rows_written_while_capture_was_off(hc_app, s
                        "FROM salesforce.invoice__c t")
 
 
+def test_hc_capture_insert_from_row_does_not_send_the_excluded_columns(hc_app, sf_settings, db, sf):
+    url = sf_settings.database_url
+    app_write(url, "INSERT INTO salesforce.invoice__c (name, amount__c, quantity__c, external_id__c) "
+                   "VALUES ('late', 5, 2, 'C2')", local_only=True)
+    app_write(url, "SELECT salesforce.hc_capture_insert_from_row(hstore(t.*), 'invoice__c', "
+                   "ARRAY['id', '_hc_lastop', '_hc_err', 'Amount__c']) FROM salesforce.invoice__c t")
+    assert drain(db, sf, FAST).outcomes == {"SUCCESS": 1}
+    (created,) = sf.query("SELECT Name, Quantity__c, Amount__c FROM Invoice__c WHERE External_Id__c = 'C2'")
+    assert (created["Name"], created["Quantity__c"], created["Amount__c"]) == ("late", 2, None)
+    app_write(url, "UPDATE salesforce.invoice__c SET amount__c = 6")      # changed later: now it is sent
+    assert drain(db, sf, FAST).outcomes == {"SUCCESS": 1}
+    assert invoices(sf)["C2"]["Amount__c"] == 6
+
+
 MIGRATIONS = pathlib.Path(__file__).resolve().parents[2] / "sql" / "migrations"
 
 

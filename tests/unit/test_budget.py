@@ -35,6 +35,15 @@ def test_as_the_projection_nears_the_budget_drift_then_polls_are_spaced_then_pau
     assert "writes" not in over.holds                            # writes are never held above the floor
 
 
+def test_formula_refreshes_are_held_back_just_before_the_polls():
+    assert budget.plan(BudgetSettings(), usage(210)).hold("formula_refresh") is None      # ~67%
+    spaced = budget.plan(BudgetSettings(), usage(240))                                    # ~77%
+    assert spaced.factor("formula_refresh") == 3.0 and spaced.factor("polls") == 1.0
+    paused = budget.plan(BudgetSettings(), usage(290))                                    # ~91%
+    assert paused.factor("formula_refresh") is None and paused.factor("polls") == 3.0
+    assert "formula refreshes paused" in paused.hold("formula_refresh").describe()
+
+
 def test_a_poll_every_10_minutes_runs_every_30_when_spaced():
     p = budget.plan(BudgetSettings(), usage(260))
     last = NOW - dt.timedelta(minutes=12)

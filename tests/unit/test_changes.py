@@ -53,6 +53,17 @@ def test_plan_upserts_new_rows_updates_known_ones_and_deletes_by_id():
     assert nothing == [vanished]
 
 
+def test_an_inserts_excluded_columns_are_not_sent_until_an_update_changes_them():
+    row = {1: {"id": 1, "sfid": None, "name": "n", "amount__c": 5, "external_id__c": "E1"}}
+    insert = ChangeLogEntry(id=next(_ids), mapping_id=1, op="insert", record_id=1, excluded=("amount__c",))
+    (c,) = coalesce([insert])
+    (w,), _ = plan_writes([c], row, MAPPING)
+    assert w.body == {"Name": "n", "External_Id__c": "E1"}
+    (c,) = coalesce([insert, entry("update", fields=["amount__c"])])
+    (w,), _ = plan_writes([c], row, MAPPING)
+    assert w.body == {"Name": "n", "Amount__c": 5, "External_Id__c": "E1"}
+
+
 def test_fields_salesforce_will_not_take_are_left_out():
     (c,) = coalesce([entry("insert", 1)])
     rows = {1: {"id": 1, "sfid": None, "name": "n", "amount__c": 5, "external_id__c": "E1"}}
