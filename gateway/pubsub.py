@@ -123,17 +123,14 @@ class PubSubClient:
         org_id = self.settings.salesforce_org_id or token.split("!", 1)[0]
         return (("accesstoken", token), ("instanceurl", instance_url), ("tenantid", org_id_18(org_id))), token
 
-    def _relogin(self, token: str) -> None:
-        self.relogins += 1
-        log.info("Pub/Sub API refused the session: logging in again")
-        self.sf.renew_credentials(token)
-
     def _error_or_relogin(self, exc, token: str, relogged: bool) -> PubSubError | None:
         """The PubSubError a failed call raises; None when the session was refused and this is the first time
         since the last success: one new login was made and the caller calls again."""
         error = _error_of(exc)
         if error.status == "UNAUTHENTICATED" and not relogged:
-            self._relogin(token)
+            self.relogins += 1
+            log.info("Pub/Sub API refused the session: logging in again")
+            self.sf.renew_credentials(token)
             return None
         return error
 
