@@ -138,6 +138,11 @@ class EventBus:
     def is_selected(self, sobject: str) -> bool:
         return self.selected is None or sobject in self.selected
 
+    def selection(self) -> list[str] | None:
+        """The selected objects, sorted; None: every object."""
+        selected = self.selected
+        return sorted(selected) if selected is not None else None
+
     def _capture(self, conn, changes) -> None:
         """Org.capture hook: the transaction's changes as events (same change to many records: one event)."""
         commit_ms, commit_number, transaction_key = self._now_ms(), self._next, str(uuid.uuid4())
@@ -512,7 +517,7 @@ class PubSubService:
         with self._lock:
             return {"events": count, "oldestReplay": low, "latestReplay": high, "openStreams": len(self._streams),
                     "subscribes": self.subscribes, "delivered": self.bus.delivered, "failNext": self.fail_next,
-                    "entities": sorted(self.bus.selected) if self.bus.selected is not None else None}
+                    "entities": self.bus.selection()}
 
 
 # ---------------------------------------------------------------------- the server
@@ -613,8 +618,7 @@ def gap():
 @admin_bp.get("/entities")
 def entities():
     """The objects selected for Change Data Capture; null: every object (the default)."""
-    selected = _server().bus.selected
-    return jsonify({"entities": sorted(selected) if selected is not None else None})
+    return jsonify({"entities": _server().bus.selection()})
 
 
 @admin_bp.put("/entities")
@@ -624,8 +628,9 @@ def select_entities():
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or "entities" not in body:
         raise ValueError('the body is {"entities": [names]} or {"entities": null}')
-    selected = _server().bus.select(body["entities"])
-    return jsonify({"entities": sorted(selected) if selected is not None else None})
+    bus = _server().bus
+    bus.select(body["entities"])
+    return jsonify({"entities": bus.selection()})
 
 
 @admin_bp.post("/faults")
