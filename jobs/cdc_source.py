@@ -229,7 +229,7 @@ def run(settings, stop: threading.Event, *, db: Database | None = None, check_se
                 db, lambda: PubSubClient(settings, rest), TOPIC, Sink(db), on_refused=on_refused(db),
                 on_exceeded=on_exceeded(db),
                 transaction=lambda: applying(db), after_batch=lambda fetched: _after_batch(db, rest, fetched),
-                on_state=lambda state, error: _on_state(db, state, error),
+                on_state=lambda state, error: _on_state(db, state, error, lambda: PubSubClient(settings, rest)),
                 **{"prefetch": True, **subscriber_options})
             thread = threading.Thread(target=subscriber.run, name="cdc-subscriber", daemon=True)
             thread.start()
@@ -254,12 +254,40 @@ def _after_batch(db: Database, sf, fetched) -> None:
         log.exception("CDC: pending re-reads failed; they stay queued")
 
 
-def _on_state(db: Database, state: str, error: str | None) -> None:
+def unselected(client, mappings: dict[str, Mapping]) -> list[str]:
+    """Objects of CDC mappings that have no channel of their own in Salesforce (GetTopic answers NOT_FOUND or
+    PERMISSION_DENIED): not selected for Change Data Capture in Setup, or not readable by the integration user.
+    /data/ChangeEvents brings nothing of them; only the backstop poll does."""
+    from gateway.pubsub import PubSubError
+
+    missing = []
+    for m in mappings.values():
+        try:
+            client.get_topic(core_cdc.channel(m.object_name))
+        except PubSubError as exc:
+            if exc.status not in ("NOT_FOUND", "PERMISSION_DENIED"):
+                raise
+            missing.append(m.object_name)
+    return sorted(missing)
+
+
+def _on_state(db: Database, state: str, error: str | None, client_factory=None) -> None:
+    """The document follows the subscriber's state; on connecting, it also names the CDC objects Salesforce does
+    not publish (`unselected`)."""
+    extra = {"state": state, "error": error}
+    if state == "connected" and client_factory is not None:
+        try:
+            client = client_factory()
+            try:
+                extra["unselected"] = unselected(client, cdc_mappings(db))
+            finally:
+                client.close()
+        except Exception as exc:   # noqa: BLE001 - a check for the console: the subscription goes on without it
+            log.warning("CDC: cannot check which objects are selected for Change Data Capture: %s", exc)
     try:
         with db.transaction() as conn:
             row = db.run(conn, "cdc_subscription_state", {"topic": TOPIC}).fetchone()
-            position = bytes(row["replay_id"]).hex() if row and row["replay_id"] else None
-            extra = {"state": state, "error": error, "replay_id": position}
+            extra["replay_id"] = bytes(row["replay_id"]).hex() if row and row["replay_id"] else None
             write_document(db, conn, state == "connected", **extra)
     except psycopg.Error as exc:
         log.warning("CDC: cannot write the %s document: %s", DOCUMENT, exc)
@@ -288,4 +316,5 @@ def status(db: Database) -> dict | None:
             "last_event_at": row.get("last_event_at"), "lag_seconds": lag,
             "replay_id": bytes(row["replay_id"]).hex() if row.get("replay_id") else None,
             "events_total": row.get("events") or 0, "events_last_hour": db.fetchone("cdc_events_last_hour")["n"],
-            "pending": db.fetchone("cdc_pending_count")["n"], "refused": doc.get("refused")}
+            "pending": db.fetchone("cdc_pending_count")["n"], "refused": doc.get("refused"),
+            "unselected": doc.get("unselected") or []}

@@ -477,3 +477,25 @@ def test_a_change_postgres_refuses_lands_on_the_errors_page_and_the_stream_goes_
         assert contacts(s.database_url)[refused][1:3] == ("Refused", "no@example.com")
     finally:
         db.close()
+
+
+def test_an_object_not_selected_for_cdc_is_named_on_the_overview(env, emu, enqueued):
+    from tests.support.console import BASE, PASSWORD, sign_in
+
+    settings, db, mapping = env
+    emu.admin("PUT", "/_emulator/pubsub/entities", {"entities": ["Account"]})
+    app = make_app(dataclasses.replace(settings, admin_password=PASSWORD), enqueued)
+    try:
+        with Running(settings, db):
+            wait_for(lambda: connected(db))
+            assert wait_for(lambda: cdc_source.status(db)["unselected"]) == ["Contact"]
+            browser = app.test_client()
+            sign_in(browser)
+            page = browser.get("/", base_url=BASE).text
+            assert 'data-state="unselected"' in page and "Salesforce: Contact." in page
+        emu.admin("PUT", "/_emulator/pubsub/entities", {"entities": None})
+        with Running(settings, db):
+            wait_for(lambda: connected(db) and cdc_source.status(db)["unselected"] == [])
+    finally:
+        emu.admin("PUT", "/_emulator/pubsub/entities", {"entities": None})
+        app.extensions["forcebridge"].db.close()
