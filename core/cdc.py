@@ -278,6 +278,13 @@ def reconnect_delay(attempt: int, draw: float, *, base: float = 1.0, cap: float 
     return draw * min(cap, base * 2 ** min(attempt, 30))
 
 
+def channel(object_name: str) -> str:
+    """An object's own change event channel: /data/AccountChangeEvent; a custom object's __c becomes __
+    (Invoice__c -> /data/Invoice__ChangeEvent)."""
+    base = object_name[:-1] if object_name.endswith("__c") else object_name
+    return f"/data/{base}ChangeEvent"
+
+
 def in_commit_order(changes) -> list[ChangeEvent]:
     """Changes sorted as Salesforce committed them (stable for equal stamps)."""
     return sorted(changes, key=lambda c: c.stamp)

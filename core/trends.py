@@ -10,7 +10,8 @@ SERIES = (
     ("pg_to_sf", "synced", "Postgres → Salesforce", "#2ca02c"),
     ("sf_to_pg", "failed", "Failures Salesforce → Postgres", "#d62728"),
     ("pg_to_sf", "failed", "Failures Postgres → Salesforce", "#ff7f0e"),
-    ("sf_to_pg", "cdc_events", "Change Data Capture events", "#9467bd"),   # received (echoes included)
+    # events received for mapped objects, echoes of our own writes included (the Overview's "this hour")
+    ("sf_to_pg", "cdc_events", "CDC events received (echoes included)", "#9467bd"),
 )
 
 

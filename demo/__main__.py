@@ -21,22 +21,13 @@ import psycopg
 import requests
 from psycopg import sql
 
+from demo.mappings import MAPPINGS, config_update
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STATE = pathlib.Path(os.environ.get("FORCEBRIDGE_DEMO_DIR", ROOT / "instance" / "demo"))
 OUTBOUND_TOKEN = "demo-outbound-token"
 API_TOKEN = "demo-api-token"
 ADMIN_PASSWORD = "demo"
-MAPPINGS = [
-    {"object_name": "Account", "direction": "bidirectional",
-     # poll every minute (the minimum) so deletes made in Salesforce reach Postgres quickly
-     "config": {"access": "read_write", "upsert_field": "External_Id__c", "sf_polling_seconds": 60,
-                "fields": {"Name": {}, "AccountNumber": {}, "Industry": {}, "Phone": {}, "AnnualRevenue": {},
-                           "NumberOfEmployees": {}, "External_Id__c": {}}}},
-    # Change Data Capture over the emulator's Pub/Sub API: every change within a second, deletes included; the
-    # backstop poll once an hour (the default for a CDC mapping)
-    {"object_name": "Contact", "config": {"access": "read_only", "sf_source": "cdc",
-                                          "fields": {"FirstName": {}, "LastName": {}, "Email": {}, "AccountId": {}}}},
-]
 
 
 def start_postgres() -> str:
@@ -156,11 +147,10 @@ def configure(web: str, emu: dict) -> None:
     for entry in MAPPINGS:
         if entry["object_name"] not in existing:
             requests.post(web + "/api/v1/mappings", json=entry, headers=headers).raise_for_status()
-        elif existing[entry["object_name"]]["config"].get("sf_source") != entry["config"].get("sf_source"):
-            # a demo directory from before CDC: the mapping takes the source it has today
+        elif (update := config_update(existing[entry["object_name"]]["config"], entry["config"])) is not None:
+            # a demo directory from an older demo: the mapping takes today's source and backstop poll
             requests.patch(f"{web}/api/v1/mappings/{existing[entry['object_name']]['id']}", headers=headers,
-                           json={"config": {"sf_source": entry["config"].get("sf_source", "outbound_message")}}
-                           ).raise_for_status()
+                           json={"config": update}).raise_for_status()
     admin = emu["EMULATOR_URL"] + "/_emulator/outbound/rules"
     rules = requests.get(admin, verify=emu["EMULATOR_CA"]).json()
     have = {r["object"] for r in rules}

@@ -20,12 +20,16 @@ def parse_args(argv=None):
     parser.add_argument("--time-scale", type=float, default=1.0, help="emulated seconds per real second")
     parser.add_argument("--session-seconds", type=int, default=7200, help="session timeout after inactivity (emulated seconds)")
     parser.add_argument("--daily-api-limit", type=int, default=100_000)
+    parser.add_argument("--daily-delivered-events", type=int, default=1_000_000,
+                        help="change events that may be delivered to subscribers per day (DailyDeliveredPlatformEvents)")
     parser.add_argument("--seed", type=int, default=0, help="seed for fault injection")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     parser.add_argument("--no-pubsub", action="store_true", help="no Pub/Sub API (Change Data Capture) server")
     parser.add_argument("--pubsub-port", type=int, default=0, help="Pub/Sub API (gRPC) port; 0 picks a free one")
     parser.add_argument("--pubsub-keepalive", type=float, default=None,
                         help="real seconds between keepalives on an idle stream (default: 270 emulated seconds)")
+    parser.add_argument("--cdc-entities", default=None, metavar="NAMES",
+                        help="comma-separated objects selected for Change Data Capture (default: every object)")
     return parser.parse_args(argv)
 
 
@@ -48,11 +52,13 @@ def main(argv=None) -> None:
 
     def app_factory():
         org = Org(data_dir, org_id, time_scale=args.time_scale, session_seconds=args.session_seconds,
-                  daily_api_limit=args.daily_api_limit)
+                  daily_api_limit=args.daily_api_limit, daily_delivered_events=args.daily_delivered_events)
         pubsub = None
         if not args.no_pubsub:
             pubsub = {"host": args.host, "port": args.pubsub_port, "certfile": certfile,
-                      "keepalive_seconds": args.pubsub_keepalive, "on_ready": on_pubsub_ready}
+                      "keepalive_seconds": args.pubsub_keepalive, "on_ready": on_pubsub_ready,
+                      "entities": [n.strip() for n in args.cdc_entities.split(",") if n.strip()]
+                      if args.cdc_entities is not None else None}
         state["app"] = app = create_app(org, faults_seed=args.seed, pubsub=pubsub)
         return app
 

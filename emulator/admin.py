@@ -94,9 +94,11 @@ def expire_sessions():
 
 @bp.post("/limits")
 def set_limits():
-    """{"dailyLimit": 1000, "used": 990}"""
+    """{"dailyLimit": 1000, "used": 990, "deliveredEventsLimit": 10000, "deliveredEvents": 0}: API usage and
+    the delivery allocation of change events (DailyDeliveredPlatformEvents)"""
     body = _body()
-    org().usage.set_limit(body.get("dailyLimit"), body.get("used"))
+    org().usage.set_limit(body.get("dailyLimit"), body.get("used"), body.get("deliveredEventsLimit"),
+                          body.get("deliveredEvents"))
     return jsonify(org().stats())
 
 

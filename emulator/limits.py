@@ -9,8 +9,9 @@ class ApiUsage:
     Salesforce uses a rolling 24-hour window; a calendar day is simpler to reason about in tests (docs/emulator.md).
     """
 
-    def __init__(self, daily_limit: int, clock):
+    def __init__(self, daily_limit: int, clock, delivered_limit: int = 1_000_000):
         self.daily_limit = daily_limit
+        self.delivered_limit = delivered_limit   # DailyDeliveredPlatformEvents (CDC events delivered to subscribers)
         self.clock = clock
         self._lock = threading.Lock()
         self._day = clock.now().date()
@@ -45,6 +46,12 @@ class ApiUsage:
             self._roll()
             self.delivered_events += events
 
+    def deliverable(self) -> int:
+        """Events that may still be delivered today (0: the delivery allocation is exceeded)."""
+        with self._lock:
+            self._roll()
+            return max(self.delivered_limit - self.delivered_events, 0)
+
     def exhausted(self) -> bool:
         with self._lock:
             self._roll()
@@ -65,12 +72,17 @@ class ApiUsage:
         with self._lock:
             return f"api-usage={self.used}/{self.daily_limit}"
 
-    def set_limit(self, daily_limit: int | None = None, used: int | None = None) -> None:
+    def set_limit(self, daily_limit: int | None = None, used: int | None = None,
+                  delivered_limit: int | None = None, delivered: int | None = None) -> None:
         with self._lock:
             if daily_limit is not None:
                 self.daily_limit = daily_limit
             if used is not None:
                 self.used = used
+            if delivered_limit is not None:
+                self.delivered_limit = delivered_limit
+            if delivered is not None:
+                self.delivered_events = delivered
 
     def snapshot(self) -> dict:
         with self._lock:
@@ -80,7 +92,7 @@ class ApiUsage:
                 by_route.setdefault(route, {})[client] = n
             return {"day": self._day.isoformat(), "used": self.used, "dailyLimit": self.daily_limit,
                     "bulkQueryJobs": self.bulk_query_jobs, "bulkBatches": self.bulk_batches,
-                    "deliveredEvents": self.delivered_events,
+                    "deliveredEvents": self.delivered_events, "deliveredLimit": self.delivered_limit,
                     "total": self.total, "perRoute": dict(self.per_route), "perClient": dict(self.per_client),
                     "perRouteClient": by_route}
 

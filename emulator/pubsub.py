@@ -41,6 +41,10 @@ ERROR_AUTH = "sfdc.platform.eventbus.grpc.service.auth.error"
 ERROR_TOPIC = "sfdc.platform.eventbus.grpc.subscription.topic.notfound"
 ERROR_TOPIC_CHANGED = "sfdc.platform.eventbus.grpc.subscription.topic.mismatch"
 ERROR_UNAVAILABLE = "sfdc.platform.eventbus.grpc.service.unavailable"
+# The delivery allocation (DailyDeliveredPlatformEvents) used up: Salesforce's documented error code and message;
+# the gRPC status is not documented, RESOURCE_EXHAUSTED is our choice (docs/emulator.md).
+ERROR_LIMIT_EXCEEDED = "sfdc.platform.eventbus.grpc.subscription.limit.exceeded"
+LIMIT_EXCEEDED_MESSAGE = "You have exceeded the event delivery limit for your org."
 
 # No index but the replay number: a per-object stream reads forward from its position and skips others.
 _SCHEMA_SQL = (
@@ -76,7 +80,7 @@ def change_origin(client: str | None) -> str:
 class EventBus:
     """The org's change events: written in the change's transaction, read by streams, purged by age."""
 
-    def __init__(self, org, retention_seconds: float = RETENTION_SECONDS):
+    def __init__(self, org, retention_seconds: float = RETENTION_SECONDS, entities: list[str] | None = None):
         self.org = org
         self.retention_ms = int(retention_seconds * 1000)
         self.schemas = {sobj.name: EventSchema(sobj) for sobj in org.types.values()}
@@ -84,11 +88,18 @@ class EventBus:
         self.by_topic = {topic_name(name): name for name in self.schemas}
         self.wakeup = threading.Condition()
         self.delivered = 0
+        # Entities selected for Change Data Capture (None: every object, the emulator's default); only they
+        # record events and have a per-object channel. Kept in the org's meta table, as Salesforce keeps it.
+        self.initial_selection = self._names(entities) if entities is not None else None
         with org.transaction() as conn:
             for statement in _SCHEMA_SQL:
                 conn.execute(statement)
             row = conn.execute("SELECT value FROM meta WHERE key = 'cdc_next_replay'").fetchone()
             self._next = int(row[0]) if row else 1
+            if entities is not None:
+                self._store_selection(conn, self.initial_selection)
+            row = conn.execute("SELECT value FROM meta WHERE key = 'cdc_entities'").fetchone()
+            self.selected: frozenset[str] | None = frozenset(json.loads(row[0])) if row and row[0] != "null" else None
         org.capture(self._capture)
         org.subscribe(self._committed)
 
@@ -96,6 +107,41 @@ class EventBus:
 
     def _now_ms(self) -> int:
         return int(self.org.clock.now().timestamp() * 1000)
+
+    # ------------------------------------------------------------------ entity selection
+
+    def _names(self, entities) -> frozenset[str]:
+        """Objects' API names as the org spells them; ValueError for an object the org does not have."""
+        if not isinstance(entities, (list, tuple, set, frozenset)):
+            raise ValueError("entities: a list of object names, or null for every object")
+        names = set()
+        for name in entities:
+            sobject = self.org.types.get(str(name).lower())
+            if sobject is None or sobject.name not in self.schemas:
+                raise ValueError(f"{name!r} is not an object of this org")
+            names.add(sobject.name)
+        return frozenset(names)
+
+    @staticmethod
+    def _store_selection(conn, names: frozenset[str] | None) -> None:
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('cdc_entities', ?)",
+                     (json.dumps(sorted(names)) if names is not None else "null",))
+
+    def select(self, entities) -> frozenset[str] | None:
+        """Select these objects for Change Data Capture (None: every object); events only for them from now."""
+        names = self._names(entities) if entities is not None else None
+        with self.org.transaction() as conn:
+            self._store_selection(conn, names)
+            self.selected = names
+        return names
+
+    def is_selected(self, sobject: str) -> bool:
+        return self.selected is None or sobject in self.selected
+
+    def selection(self) -> list[str] | None:
+        """The selected objects, sorted; None: every object."""
+        selected = self.selected
+        return sorted(selected) if selected is not None else None
 
     def _capture(self, conn, changes) -> None:
         """Org.capture hook: the transaction's changes as events (same change to many records: one event)."""
@@ -105,7 +151,7 @@ class EventBus:
         merge_key = None
         for change in changes:
             schema = self.schemas.get(change.sobject)
-            if schema is None:
+            if schema is None or not self.is_selected(change.sobject):
                 continue
             values, changed, nulled = event_values(change.kind, change.values)
             if change.kind in ("updated", "deleted"):
@@ -148,6 +194,8 @@ class EventBus:
     def publish_special(self, sobject: str, change_type: str, record_ids: list[str]) -> int:
         """A GAP_* or GAP_OVERFLOW event (admin API): header only, no fields. Returns its replay number."""
         schema = self.schemas[self.org.sobject_type(sobject).name]
+        if not self.is_selected(schema.sobject):
+            raise ValueError(f"{schema.sobject} is not selected for Change Data Capture")
         with self.org.transaction() as conn:
             commit_ms = self._now_ms()
             header = {"entityName": schema.sobject, "recordIds": list(record_ids), "changeType": change_type,
@@ -171,10 +219,13 @@ class EventBus:
             return conn.execute("DELETE FROM cdc_events WHERE replay <= ?", (newest,)).rowcount
 
     def clear(self) -> None:
-        """Admin reset: no events; every position handed out so far becomes invalid."""
+        """Admin reset: no events; every position handed out so far becomes invalid; the entity selection the
+        emulator started with."""
         with self.org.transaction() as conn:
             conn.execute("DELETE FROM cdc_events")
             self._forget_through(conn, self._next - 1)
+            self._store_selection(conn, self.initial_selection)
+            self.selected = self.initial_selection
 
     @staticmethod
     def _forget_through(conn, number: int) -> None:
@@ -274,8 +325,9 @@ class PubSubService:
 
         if name == ALL_CHANGES:
             return None
-        if name in self.bus.by_topic:
+        if name in self.bus.by_topic and self.bus.is_selected(self.bus.by_topic[name]):
             return self.bus.by_topic[name]
+        # An object not selected for Change Data Capture has no channel: answered as an unknown topic is
         self._abort(context, grpc.StatusCode.NOT_FOUND, ERROR_TOPIC, f"The topic {name} does not exist or you "
                     "do not have access to it.", rpc_id)
         return None
@@ -331,6 +383,16 @@ class PubSubService:
                         "event within the retention window.", rpc_id)
         return number
 
+    def _check_allocation(self, context, rpc_id: str) -> int:
+        """Events this org may still be delivered today; none left ends the call as Salesforce does."""
+        import grpc
+
+        left = self.bus.org.usage.deliverable()
+        if left <= 0:
+            self._abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, ERROR_LIMIT_EXCEEDED, LIMIT_EXCEEDED_MESSAGE,
+                        rpc_id)
+        return left
+
     def _latest(self, conn) -> int:
         row = conn.execute("SELECT value FROM meta WHERE key = 'cdc_next_replay'").fetchone()
         return int(row[0]) - 1 if row else 0
@@ -345,6 +407,7 @@ class PubSubService:
         except StopIteration:
             return
         entity = self._topic(first.topic_name, context, rpc_id)
+        self._check_allocation(context, rpc_id)
         if first.num_requested <= 0:
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, ERROR_REQUESTED,
                         "num_requested must be greater than 0.", rpc_id)
@@ -398,7 +461,7 @@ class PubSubService:
             if self.bus.org.session(session.token) is None:      # expired or ended since the stream began
                 self._abort(context, grpc.StatusCode.UNAUTHENTICATED, ERROR_AUTH,
                             "An authentication exception occurred: the session expired.", rpc_id)
-            credit = state["credit"]
+            credit = min(state["credit"], self._check_allocation(context, rpc_id))
             if credit > 0:
                 rows, position = self.bus.read(conn, position, entity, min(credit, MAX_BATCH))
                 if rows:
@@ -412,6 +475,7 @@ class PubSubService:
                         state["credit"] -= len(events)
                         pending = state["credit"]
                         self.bus.delivered += len(events)
+                    self.bus.org.usage.count_delivered_events(len(events))
                     yield self.pb2.FetchResponse(events=events, latest_replay_id=encode_replay(position),
                                                  rpc_id=rpc_id, pending_num_requested=pending)
                     last_sent = time.monotonic()
@@ -436,6 +500,13 @@ class PubSubService:
             self.bus.wakeup.notify_all()
         return len(streams)
 
+    def exceed_allocation(self) -> None:
+        """Fault: today's delivery allocation used up; open streams end at their next turn."""
+        usage = self.bus.org.usage
+        usage.set_limit(delivered=usage.delivered_limit)
+        with self.bus.wakeup:
+            self.bus.wakeup.notify_all()
+
     def stats(self) -> dict:
         conn = self.bus.open_reader()
         try:
@@ -445,7 +516,8 @@ class PubSubService:
             conn.close()
         with self._lock:
             return {"events": count, "oldestReplay": low, "latestReplay": high, "openStreams": len(self._streams),
-                    "subscribes": self.subscribes, "delivered": self.bus.delivered, "failNext": self.fail_next}
+                    "subscribes": self.subscribes, "delivered": self.bus.delivered, "failNext": self.fail_next,
+                    "entities": self.bus.selection()}
 
 
 # ---------------------------------------------------------------------- the server
@@ -465,11 +537,12 @@ class PubSubServer:
     """A grpc.Server for one org. start() binds host:port (0 picks one) and returns the port."""
 
     def __init__(self, org, *, host: str = "127.0.0.1", port: int = 0, certfile: str | None = None,
-                 keepalive_seconds: float | None = None, retention_seconds: float = RETENTION_SECONDS):
+                 keepalive_seconds: float | None = None, retention_seconds: float = RETENTION_SECONDS,
+                 entities: list[str] | None = None):
         import protos
 
         self.pb2, self.services = protos.pubsub_api()
-        self.bus = EventBus(org, retention_seconds)
+        self.bus = EventBus(org, retention_seconds, entities)
         if keepalive_seconds is None:
             keepalive_seconds = org.clock.real_seconds(KEEPALIVE_SECONDS)
         self.service = PubSubService(self.bus, self.pb2, keepalive_seconds)
@@ -542,10 +615,30 @@ def gap():
     return jsonify({"replay": number}), 201
 
 
+@admin_bp.get("/entities")
+def entities():
+    """The objects selected for Change Data Capture; null: every object (the default)."""
+    return jsonify({"entities": _server().bus.selection()})
+
+
+@admin_bp.put("/entities")
+def select_entities():
+    """{"entities": ["Account", "Contact"]} selects exactly these (as Setup > Change Data Capture does);
+    {"entities": null} selects every object again."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or "entities" not in body:
+        raise ValueError('the body is {"entities": [names]} or {"entities": null}')
+    bus = _server().bus
+    bus.select(body["entities"])
+    return jsonify({"entities": bus.selection()})
+
+
 @admin_bp.post("/faults")
 def faults():
     """{"unavailable": 2} fails the next two RPCs with UNAVAILABLE; {"resetStreams": "UNAVAILABLE"} ends every
-    open stream with that status."""
+    open stream with that status; {"allocationExceeded": true} uses up today's delivery allocation (every stream
+    ends with RESOURCE_EXHAUSTED sfdc.platform.eventbus.grpc.subscription.limit.exceeded until the day rolls over
+    or POST /_emulator/limits {"deliveredEvents": 0})."""
     body = request.get_json(silent=True) or {}
     server = _server()
     result = {}
@@ -553,6 +646,9 @@ def faults():
         with server.service._lock:        # noqa: SLF001
             server.service.fail_next = int(body["unavailable"])
         result["failNext"] = server.service.fail_next
+    if body.get("allocationExceeded"):
+        server.service.exceed_allocation()
+        result["allocationExceeded"] = True
     if "resetStreams" in body:
         result["reset"] = server.service.reset_streams(body["resetStreams"] or "UNAVAILABLE")
     return jsonify(result)

@@ -150,7 +150,7 @@ def limits(version):
         "DailyBulkApiBatches": {"Max": 15000, "Remaining": max(15000 - usage.bulk_batches, 0)},
         "DailyBulkV2QueryFileStorageMB": {"Max": 976562, "Remaining": 976562},
         "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": max(10000 - usage.bulk_query_jobs, 0)},
-        "DailyDeliveredPlatformEvents": {"Max": 50000, "Remaining": max(50000 - usage.delivered_events, 0)},
+        "DailyDeliveredPlatformEvents": {"Max": usage.delivered_limit, "Remaining": usage.deliverable()},
         "DailyGenericStreamingApiEvents": {"Max": 10000, "Remaining": 10000},
         "DailyStreamingApiEvents": {"Max": 1000000, "Remaining": 1000000},
         "DailyWorkflowEmails": {"Max": 2000000, "Remaining": 2000000},

@@ -201,7 +201,8 @@ class Org:
     """One emulated Salesforce org. See the module docstring for the interface other parts rely on."""
 
     def __init__(self, data_dir: pathlib.Path | str, org_id: str | None = None, *, time_scale: float = 1.0,
-                 session_seconds: int = 7200, daily_api_limit: int = 100_000):
+                 session_seconds: int = 7200, daily_api_limit: int = 100_000,
+                 daily_delivered_events: int = 1_000_000):
         self.data_dir = pathlib.Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = _lock_data_dir(self.data_dir)
@@ -228,7 +229,7 @@ class Org:
             for sobject in self.types.values():
                 self._ensure_table(sobject)
             self.default_user_id = self._ensure_default_user()
-            self.usage = ApiUsage(daily_api_limit, self.clock)
+            self.usage = ApiUsage(daily_api_limit, self.clock, daily_delivered_events)
         except BaseException:
             self._lock_file.close()
             raise

@@ -27,6 +27,7 @@ log = logging.getLogger("forcebridge.pubsub")
 MAX_REQUESTED = 100             # the most events one FetchRequest may ask for
 ERROR_REPLAY_CORRUPTED = "sfdc.platform.eventbus.grpc.subscription.fetch.replayid.corrupted"
 ERROR_REPLAY_MISSING = "sfdc.platform.eventbus.grpc.subscription.fetch.replayid.validation.failed"
+ERROR_LIMIT_EXCEEDED = "sfdc.platform.eventbus.grpc.subscription.limit.exceeded"
 _MAX_MESSAGE = 64 * 1024 * 1024
 _ID_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 
@@ -48,6 +49,15 @@ class PubSubError(Exception):
 class ReplayIdRefused(PubSubError):
     """The stored replay id is not valid any more (older than the retention, or from another event stream):
     resume with a poll from the last applied time instead."""
+
+
+class AllocationExceeded(PubSubError):
+    """The org's event delivery allocation (DailyDeliveredPlatformEvents, a rolling 24 hours) is used up: Salesforce
+    ends the stream and refuses new ones. Salesforce's advice: stay disconnected for a while (reconnecting at once
+    fails again) and resume from the stored replay id; events stay on the bus for 72 hours."""
+
+
+_KINDS = {ERROR_REPLAY_CORRUPTED: ReplayIdRefused, ERROR_LIMIT_EXCEEDED: AllocationExceeded}
 
 
 @dataclass
@@ -77,8 +87,7 @@ def _error_of(exc) -> PubSubError:
     trailers = dict(exc.trailing_metadata() or ()) if callable(getattr(exc, "trailing_metadata", None)) else {}
     error_code = str(trailers.get("error-code", ""))
     message = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
-    kind = ReplayIdRefused if error_code == ERROR_REPLAY_CORRUPTED else PubSubError
-    return kind(status, error_code, message or "")
+    return _KINDS.get(error_code, PubSubError)(status, error_code, message or "")
 
 
 class PubSubClient:
@@ -114,10 +123,16 @@ class PubSubClient:
         org_id = self.settings.salesforce_org_id or token.split("!", 1)[0]
         return (("accesstoken", token), ("instanceurl", instance_url), ("tenantid", org_id_18(org_id))), token
 
-    def _relogin(self, token: str) -> None:
-        self.relogins += 1
-        log.info("Pub/Sub API refused the session: logging in again")
-        self.sf.renew_credentials(token)
+    def _error_or_relogin(self, exc, token: str, relogged: bool) -> PubSubError | None:
+        """The PubSubError a failed call raises; None when the session was refused and this is the first time
+        since the last success: one new login was made and the caller calls again."""
+        error = _error_of(exc)
+        if error.status == "UNAUTHENTICATED" and not relogged:
+            self.relogins += 1
+            log.info("Pub/Sub API refused the session: logging in again")
+            self.sf.renew_credentials(token)
+            return None
+        return error
 
     def _unary(self, method, request):
         relogged = False
@@ -126,12 +141,10 @@ class PubSubClient:
             try:
                 return method(request, metadata=metadata)
             except self._grpc.RpcError as exc:
-                error = _error_of(exc)
-                if error.status == "UNAUTHENTICATED" and not relogged:
-                    relogged = True
-                    self._relogin(token)
-                    continue
-                raise error from None
+                error = self._error_or_relogin(exc, token, relogged)
+                if error is not None:
+                    raise error from None
+                relogged = True
 
     # ------------------------------------------------------------------ topics and schemas
 
@@ -178,7 +191,7 @@ class PubSubClient:
         than `batch` events wait in memory (`prefetch`: a batch's worth is asked for again as it arrives, so the
         next one travels while the caller applies this one; at most twice `batch`). A refused session: one new login, then the stream continues
         from the last position yielded. Other errors raise PubSubError (ReplayIdRefused for a replay id the
-        server no longer accepts). Closing the generator ends the call."""
+        server no longer accepts, AllocationExceeded when the org's delivery allocation is used up). Closing the generator ends the call."""
         batch = max(1, min(int(batch), MAX_REQUESTED))
         position = replay_id or None
         relogged = False
@@ -201,12 +214,10 @@ class PubSubClient:
                         requests.put(self.pb2.FetchRequest(num_requested=len(response.events)))
                 return
             except self._grpc.RpcError as exc:
-                error = _error_of(exc)
-                if error.status == "UNAUTHENTICATED" and not relogged:
-                    relogged = True
-                    self._relogin(token)
-                    continue
-                raise error from None
+                error = self._error_or_relogin(exc, token, relogged)
+                if error is not None:
+                    raise error from None
+                relogged = True
             finally:
                 requests.put(None)
                 call.cancel()

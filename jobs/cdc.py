@@ -15,16 +15,21 @@ import os
 import random
 import socket
 import threading
+import time
 from typing import Callable
 
 import psycopg
 
 from core.cdc import reconnect_delay
 from gateway.db import QUERIES, Database
-from gateway.pubsub import Fetched, PubSubError, ReplayIdRefused
+from gateway.pubsub import AllocationExceeded, Fetched, PubSubError, ReplayIdRefused
 
 log = logging.getLogger("forcebridge.cdc")
 STANDBY_SECONDS = 2.0            # how often a worker that is not the subscriber asks for the lock
+# The delivery allocation used up: Salesforce advises staying disconnected for a while (its window is a rolling
+# 24 hours; reconnecting at once fails again). Meanwhile the backstop poll covers the objects every COVER_SECONDS.
+ALLOCATION_PAUSE_SECONDS = 1800.0
+COVER_SECONDS = 600.0            # core.loading.DEFAULT_POLL_SECONDS: as often as a mapping without CDC is polled
 
 Sink = Callable[[psycopg.Connection, Fetched], None]
 
@@ -39,9 +44,13 @@ class Subscriber:
                  preset: str = "LATEST", batch: int = 100, standby_seconds: float = STANDBY_SECONDS,
                  backoff_base: float = 1.0, backoff_cap: float = 60.0, rng: random.Random | None = None,
                  transaction: Callable | None = None, after_batch: Callable | None = None,
-                 on_state: Callable[[str, str | None], None] | None = None, prefetch: bool = False):
+                 on_state: Callable[[str, str | None], None] | None = None, prefetch: bool = False,
+                 on_exceeded: Callable[[psycopg.Connection, AllocationExceeded], None] | None = None,
+                 allocation_pause: float = ALLOCATION_PAUSE_SECONDS, cover_seconds: float = COVER_SECONDS):
         self.db, self.client_factory, self.topic, self.sink = db, client_factory, topic, sink
         self.on_refused = on_refused
+        # the delivery allocation used up: `on_exceeded(conn, error)` every cover_seconds while paused
+        self.on_exceeded, self.allocation_pause, self.cover_seconds = on_exceeded, allocation_pause, cover_seconds
         # the transaction each batch and its replay id are stored in (the inbound seam's `applying(db)`),
         # what runs after it committed (pending re-reads), who hears of state changes (the console's document)
         self.transaction = transaction or self.db.transaction
@@ -137,6 +146,11 @@ class Subscriber:
                 connected = False
                 if self.after_batch is not None:
                     self.after_batch(None)      # the poll on_refused queued, now
+            except AllocationExceeded as exc:
+                log.error("CDC %s: Salesforce's event delivery allocation is used up (%s); staying disconnected for "
+                          "%.0f s, polling meanwhile", self.topic, exc.error_code, self.allocation_pause)
+                connected = False
+                self._pause(exc)
             except LostElection:
                 raise
             except Exception as exc:          # noqa: BLE001 - Salesforce, Postgres or the sink: retry later
@@ -157,6 +171,26 @@ class Subscriber:
                 if client is not None:
                     self._drop_client(client)
         self._set_state("stopped", None)
+
+    def _pause(self, exc: AllocationExceeded) -> None:
+        """Stay disconnected for about allocation_pause (jittered, so several orgs' connectors do not return
+        together), asking on_exceeded to cover the objects every cover_seconds; then subscribe again from the
+        stored replay id."""
+        self._set_state("allocation_exceeded", f"{exc.error_code}: {exc.message}")
+        until = time.monotonic() + self.allocation_pause * (1 + 0.25 * self.rng.random())
+        while not self._stopping.is_set():
+            if self.on_exceeded is not None:
+                try:
+                    with self.db.transaction() as conn:
+                        self.on_exceeded(conn, exc)
+                    if self.after_batch is not None:
+                        self.after_batch(None)      # the polls on_exceeded queued, now
+                except Exception:                   # noqa: BLE001 - Postgres away: the next turn tries again
+                    log.exception("CDC %s: cannot queue the polls that cover the paused subscription", self.topic)
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            self._stopping.wait(min(self.cover_seconds, left))
 
     def _store(self, fetched: Fetched) -> None:
         """The sink's writes and the new position in one transaction: both or neither."""

@@ -86,10 +86,22 @@ class Sink:
         for key, why in applied.failed.items():
             log.warning("CDC change %s not applied: %s", key, why)
             failed[mapping_of.get(key, 0)] = failed.get(mapping_of.get(key, 0), 0) + 1
+        keep_failed(self.db, conn, [c for c in changes if c.key in applied.failed], applied.failed)
         add_pending(self.db, conn, pending)
         stats.add(self.db, conn, "sf_to_pg", [(mid, "cdc_events", n) for mid, n in counts.items()]
                   + [(mid, "synced", n) for mid, n in applied.synced.items()]
                   + [(mid, "failed", n) for mid, n in failed.items()])
+
+
+def keep_failed(db: Database, conn, failed: list, why: dict[str, str]) -> None:
+    """Changes Postgres refused (a value the column cannot take, a constraint of the user's own) are kept where a
+    refused Outbound Message is: the inbox, state failed, shown on the Errors page; Retry there applies them
+    through the inbox like a notification (the fields as text, stamped by LastModifiedDate). The stream moves on.
+    Their id is `cdc:<replay id hex>:<record id>`."""
+    if failed:
+        db.run(conn, "cdc_keep_failed", {"changes": Jsonb([
+            {"id": f"cdc:{c.key}", "object_name": c.object_name, "sfid": c.record_id, "fields": c.fields,
+             "error": why[c.key]} for c in failed])})
 
 
 def add_pending(db: Database, conn, pending: list[tuple]) -> None:
@@ -99,25 +111,41 @@ def add_pending(db: Database, conn, pending: list[tuple]) -> None:
                                          "reasons": [p[4] for p in pending]})
 
 
+def poll_instead(db: Database, conn, reason: str, topic: str = TOPIC) -> tuple[dict, dt.datetime | None]:
+    """Every CDC mapping polled (queued in cdc_pending) from the last applied event's commit time, or its poll's
+    watermark if older: what the subscription did not bring. Returns (the mappings, that time)."""
+    row = db.run(conn, "cdc_subscription_state", {"topic": topic}).fetchone()
+    since = row["last_commit_at"] if row else None
+    mappings = cdc_mappings(db)
+    for m in mappings.values():
+        if since is not None:
+            db.run(conn, "cdc_poll_from", {"mapping_id": m.id, "since": since})
+    add_pending(db, conn, [(m.id, "poll", None, since, reason) for m in mappings.values()])
+    return mappings, since
+
+
 def on_refused(db: Database, topic: str = TOPIC):
     """The stored replay id is refused (older than the retention, or unknown): every CDC mapping is polled
     from the last applied event's commit time (or its poll's watermark, if older); said in the log and in the
     `cdc_subscriber` document."""
     def refused(conn: psycopg.Connection, exc) -> None:
-        row = db.run(conn, "cdc_subscription_state", {"topic": topic}).fetchone()
-        since = row["last_commit_at"] if row else None
-        mappings = cdc_mappings(db)
-        for m in mappings.values():
-            if since is not None:
-                db.run(conn, "cdc_poll_from", {"mapping_id": m.id, "since": since})
-        add_pending(db, conn, [(m.id, "poll", None, since, f"replay id refused: {exc.error_code}")
-                               for m in mappings.values()])
+        mappings, since = poll_instead(db, conn, f"replay id refused: {exc.error_code}", topic)
         message = (f"Salesforce refused the stored replay id ({exc.error_code}); polling "
                    f"{', '.join(sorted(m.object_name for m in mappings.values())) or 'nothing'} from "
                    f"{since.isoformat() if since else 'the last poll'} for what was missed")
         log.error("CDC %s: %s", topic, message)
         write_document(db, conn, False, refused=message)
     return refused
+
+
+def on_exceeded(db: Database, topic: str = TOPIC):
+    """The org's event delivery allocation is used up and the subscriber waits (jobs.cdc.Subscriber._pause): each
+    call polls every CDC mapping, so the objects are no staler than a mapping without CDC."""
+    def exceeded(conn: psycopg.Connection, exc) -> None:
+        mappings, _ = poll_instead(db, conn, f"delivery allocation exceeded: {exc.error_code}", topic)
+        log.warning("CDC %s: delivery allocation exceeded; polling %s meanwhile", topic,
+                    ", ".join(sorted(m.object_name for m in mappings.values())) or "nothing")
+    return exceeded
 
 
 def drain_pending(db: Database, sf, limit: int = PENDING_BATCH) -> dict:
@@ -199,8 +227,9 @@ def run(settings, stop: threading.Event, *, db: Database | None = None, check_se
             rest = rest or Salesforce(settings)
             subscriber = Subscriber(
                 db, lambda: PubSubClient(settings, rest), TOPIC, Sink(db), on_refused=on_refused(db),
+                on_exceeded=on_exceeded(db),
                 transaction=lambda: applying(db), after_batch=lambda fetched: _after_batch(db, rest, fetched),
-                on_state=lambda state, error: _on_state(db, state, error),
+                on_state=lambda state, error: _on_state(db, state, error, lambda: PubSubClient(settings, rest)),
                 **{"prefetch": True, **subscriber_options})
             thread = threading.Thread(target=subscriber.run, name="cdc-subscriber", daemon=True)
             thread.start()
@@ -225,12 +254,40 @@ def _after_batch(db: Database, sf, fetched) -> None:
         log.exception("CDC: pending re-reads failed; they stay queued")
 
 
-def _on_state(db: Database, state: str, error: str | None) -> None:
+def unselected(client, mappings: dict[str, Mapping]) -> list[str]:
+    """Objects of CDC mappings that have no channel of their own in Salesforce (GetTopic answers NOT_FOUND or
+    PERMISSION_DENIED): not selected for Change Data Capture in Setup, or not readable by the integration user.
+    /data/ChangeEvents brings nothing of them; only the backstop poll does."""
+    from gateway.pubsub import PubSubError
+
+    missing = []
+    for m in mappings.values():
+        try:
+            client.get_topic(core_cdc.channel(m.object_name))
+        except PubSubError as exc:
+            if exc.status not in ("NOT_FOUND", "PERMISSION_DENIED"):
+                raise
+            missing.append(m.object_name)
+    return sorted(missing)
+
+
+def _on_state(db: Database, state: str, error: str | None, client_factory=None) -> None:
+    """The document follows the subscriber's state; on connecting, it also names the CDC objects Salesforce does
+    not publish (`unselected`)."""
+    extra = {"state": state, "error": error}
+    if state == "connected" and client_factory is not None:
+        try:
+            client = client_factory()
+            try:
+                extra["unselected"] = unselected(client, cdc_mappings(db))
+            finally:
+                client.close()
+        except Exception as exc:   # noqa: BLE001 - a check for the console: the subscription goes on without it
+            log.warning("CDC: cannot check which objects are selected for Change Data Capture: %s", exc)
     try:
         with db.transaction() as conn:
             row = db.run(conn, "cdc_subscription_state", {"topic": TOPIC}).fetchone()
-            position = bytes(row["replay_id"]).hex() if row and row["replay_id"] else None
-            extra = {"state": state, "error": error, "replay_id": position}
+            extra["replay_id"] = bytes(row["replay_id"]).hex() if row and row["replay_id"] else None
             write_document(db, conn, state == "connected", **extra)
     except psycopg.Error as exc:
         log.warning("CDC: cannot write the %s document: %s", DOCUMENT, exc)
@@ -247,11 +304,17 @@ def status(db: Database) -> dict | None:
     if row.get("last_event_at") and row.get("last_commit_at"):
         lag = max(0.0, (row["last_event_at"] - row["last_commit_at"]).total_seconds())
     since = doc.get("since")
+    # The document and the row are written by the subscriber: with no worker holding the subscription (all of
+    # them died) they say what was true when it last wrote, so the state is unknown since then.
+    stale = row.get("state") not in (None, "new", "stopped") and \
+        not db.fetchone("cdc_subscriber_alive", {"topic": TOPIC})["held"]
     return {"objects": sorted(m.object_name for m in mappings.values()), "topic": TOPIC,
-            "connected": bool(doc.get("connected")) and row.get("state") == "connected",
+            "connected": bool(doc.get("connected")) and row.get("state") == "connected" and not stale,
             "state": row.get("state"), "error": row.get("error"), "subscriber": row.get("subscriber"),
+            "stale": stale, "stale_since": row.get("updated_at") if stale else None,
             "since": dt.datetime.fromisoformat(since) if since else None,
             "last_event_at": row.get("last_event_at"), "lag_seconds": lag,
             "replay_id": bytes(row["replay_id"]).hex() if row.get("replay_id") else None,
             "events_total": row.get("events") or 0, "events_last_hour": db.fetchone("cdc_events_last_hour")["n"],
-            "pending": db.fetchone("cdc_pending_count")["n"], "refused": doc.get("refused")}
+            "pending": db.fetchone("cdc_pending_count")["n"], "refused": doc.get("refused"),
+            "unselected": doc.get("unselected") or []}

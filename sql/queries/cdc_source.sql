@@ -23,9 +23,26 @@ WHERE mapping_id = %(mapping_id)s;
 SELECT * FROM forcebridge.cdc_subscriptions WHERE topic = %(topic)s;
 
 -- name: cdc_events_last_hour
+-- The current hour's bucket: the number Trends' CDC series shows for this hour.
 SELECT coalesce(sum(count), 0)::bigint AS n FROM forcebridge.stats_hourly
-WHERE direction = 'sf_to_pg' AND outcome = 'cdc_events' AND hour > now() - interval '1 hour';
+WHERE direction = 'sf_to_pg' AND outcome = 'cdc_events' AND hour = date_trunc('hour', now());
+
+-- name: cdc_subscriber_alive
+-- Some worker holds the subscriber lock (jobs/cdc.py cdc_try_elect) in this database: the subscription's
+-- recorded state is current. Nobody holds it when every worker is gone.
+SELECT EXISTS (SELECT 1 FROM pg_locks
+               WHERE locktype = 'advisory' AND granted AND classid = 1128547139
+                 AND objid = hashtext(%(topic)s)::oid AND objsubid = 2
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) AS held;
 
 -- name: cdc_forget_deletes
 -- An undelete reverses the delete: its tombstone no longer stands between the record and Postgres.
 DELETE FROM forcebridge.salesforce_deletes WHERE mapping_id = %(mapping_id)s AND sfid = ANY(%(sfids)s::text[]);
+
+-- name: cdc_keep_failed
+-- Changes Postgres refused, kept as failed notifications are (the Errors page lists and retries the inbox).
+INSERT INTO forcebridge.inbox (notification_id, object_name, sfid, fields, fields_bytes, organization_id, action_id,
+                               state, error, attempts)
+SELECT n.id, n.object_name, n.sfid, n.fields, pg_column_size(n.fields), '', 'cdc', 'failed', n.error, 1
+FROM jsonb_to_recordset(%(changes)s::jsonb) AS n(id text, object_name text, sfid text, fields jsonb, error text)
+ON CONFLICT (notification_id) DO NOTHING;

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from core import trends
 from gateway import mapping_store
 from jobs import cdc_source
 from tests.emulator_fixture import start_emulator
@@ -46,11 +47,11 @@ def env(settings, emu, enqueued):
 
 
 class Running:
-    def __init__(self, settings, db):
+    def __init__(self, settings, db, **options):
         self.stop = threading.Event()
         self.thread = threading.Thread(target=cdc_source.run, args=(settings, self.stop),
                                        kwargs={"db": db, "check_seconds": 0.2, "standby_seconds": 0.2,
-                                               "backoff_base": 0.05, "backoff_cap": 0.2}, daemon=True)
+                                               "backoff_base": 0.05, "backoff_cap": 0.2, **options}, daemon=True)
 
     def __enter__(self):
         self.thread.start()
@@ -220,6 +221,9 @@ def test_worker_killed_mid_stream_restarts_and_applies_every_event_exactly_once(
                 wait_for(lambda: events_applied(db) > before + 4)
                 worker.send_signal(signal.SIGKILL)
                 worker.wait()
+                # its last word was "connected"; with no worker holding the subscription the console says unknown
+                stale = wait_for(lambda: cdc_source.status(db)["stale"] and cdc_source.status(db))
+                assert not stale["connected"] and stale["stale_since"] is not None
         assert events_applied(db) < before + 80            # the rest came while no worker ran
         worker = start_worker(environment, tmp_path, 2)
         wait_for(lambda: events_applied(db) >= before + 80, timeout=60)
@@ -284,6 +288,14 @@ def test_the_console_shows_the_source_per_mapping_and_the_subscriber(settings, e
             page = browser.get("/", base_url=BASE).text
         assert 'id="cdc"' in page and "connected" in page and "Replay position" in page
         assert cdc_source.status(db)["events_last_hour"] >= 1
+        # the Overview's "this hour" and Trends' CDC series count the same events (an echo included)
+        with Running(s, db):
+            wait_for(lambda: connected(db))
+            emu.salesforce(client="forcebridge").Contact.update(cid, {"Phone": "echo"})
+            wait_for(lambda: events_applied(db) >= 2)
+        shaped = trends.hourly_series(db.fetchall("hourly_stats", {"hours": 1, "mapping_id": None}))
+        cdc_series = next(x for x in shaped["series"] if x["key"] == "sf_to_pg:cdc_events")
+        assert cdc_source.status(db)["events_last_hour"] == cdc_series["counts"][-1] == 2
     finally:
         db.close()
 
@@ -395,3 +407,95 @@ def test_prefetch_asks_for_the_next_batch_while_this_one_is_applied(tmp_path, pr
         finally:
             client.close()
             rest.close()
+
+
+def test_the_delivery_allocation_exceeded_pauses_the_subscriber_polls_meanwhile_and_resumes(env, emu):
+    """Salesforce ends the stream when the org's delivery allocation is used up: the subscriber says so (console,
+    the document the "CDC subscriber disconnected" alert reads), stays away for a while instead of flapping, the
+    backstop poll brings the changes meanwhile, and the subscription resumes from its replay id afterwards."""
+    from gateway.salesforce import Salesforce
+    from jobs import load
+
+    settings, db, mapping = env
+    url = settings.database_url
+    user = emu.salesforce(client="user")
+    sf = Salesforce(settings, backoff=0.01)
+    try:
+        load.run_pending(db, sf, load.LoadOptions())       # the poll starts from the load's watermark
+    finally:
+        sf.close()
+    try:
+        with Running(settings, db, allocation_pause=3.0, cover_seconds=0.3):
+            wait_for(lambda: connected(db))
+            before = events_applied(db)
+            emu.admin("POST", "/_emulator/pubsub/faults", {"allocationExceeded": True})
+            wait_for(lambda: cdc_source.status(db)["state"] == "allocation_exceeded")
+            doc = db.fetchone("get_document", {"key": "cdc_subscriber"})["value"]
+            assert doc["connected"] is False and "limit.exceeded" in doc["error"]
+            cid = user.Contact.create({"LastName": "Over allocation", "Email": "over@example.com"})["id"]
+            wait_for(lambda: contacts(url).get(cid))                   # brought by the poll
+            assert events_applied(db) == before
+            emu.admin("POST", "/_emulator/limits", {"deliveredEvents": 0})   # the rolling window moved on
+            wait_for(lambda: connected(db), timeout=30)
+            wait_for(lambda: events_applied(db) == before + 1)        # the event too, from the stored replay id
+        assert cdc_source.status(db)["state"] == "stopped"
+    finally:
+        emu.admin("POST", "/_emulator/limits", {"deliveredEvents": 0})
+
+
+def test_a_change_postgres_refuses_lands_on_the_errors_page_and_the_stream_goes_on(settings, emu, enqueued):
+    from jobs import inbound
+    from tests.support.console import BASE, PASSWORD, csrf_of, sign_in
+
+    s = dataclasses.replace(cdc_settings(settings, emu), admin_password=PASSWORD)
+    app = make_app(s, enqueued)
+    db = app.extensions["forcebridge"].db
+    try:
+        assert app.test_client().post("/api/v1/mappings", headers={"Authorization": f"Bearer {s.api_token}"}, json={
+            "object_name": "Contact", "config": {"access": "read_only", "fields": CONTACT_FIELDS,
+                                                 "sf_source": "cdc"}}).status_code == 201
+        sql(s.database_url, "ALTER TABLE salesforce.contact ADD CONSTRAINT not_refused CHECK (lastname <> 'Refused')")
+        user = emu.salesforce(client="user")
+        with Running(s, db):
+            wait_for(lambda: connected(db))
+            refused = user.Contact.create({"LastName": "Refused", "Email": "no@example.com"})["id"]
+            accepted = user.Contact.create({"LastName": "Accepted"})["id"]
+            wait_for(lambda: contacts(s.database_url).get(accepted))      # the stream did not stop
+        assert refused not in contacts(s.database_url)
+        browser = app.test_client()
+        sign_in(browser)
+        page = browser.get("/errors", base_url=BASE).text
+        assert refused in page and "not_refused" in page and 'data-source="cdc"' in page
+        [failed] = db.fetchall("list_notifications", {"state": "failed", "limit": 10})
+        assert failed["sfid"] == refused and failed["notification_id"].startswith("cdc:")
+        # fixed in Postgres, retried from the Errors page: applied through the inbox like a notification
+        sql(s.database_url, "ALTER TABLE salesforce.contact DROP CONSTRAINT not_refused")
+        retried = browser.post(f"/errors/notifications/{failed['notification_id']}/retry", base_url=BASE,
+                               data={"csrf_token": csrf_of(browser)})
+        assert retried.status_code in (200, 303)
+        inbound.apply_pending(db)
+        assert contacts(s.database_url)[refused][1:3] == ("Refused", "no@example.com")
+    finally:
+        db.close()
+
+
+def test_an_object_not_selected_for_cdc_is_named_on_the_overview(env, emu, enqueued):
+    from tests.support.console import BASE, PASSWORD, sign_in
+
+    settings, db, mapping = env
+    emu.admin("PUT", "/_emulator/pubsub/entities", {"entities": ["Account"]})
+    app = make_app(dataclasses.replace(settings, admin_password=PASSWORD), enqueued)
+    try:
+        with Running(settings, db):
+            wait_for(lambda: connected(db))
+            assert wait_for(lambda: cdc_source.status(db)["unselected"]) == ["Contact"]
+            browser = app.test_client()
+            sign_in(browser)
+            page = browser.get("/", base_url=BASE).text
+            assert 'data-state="unselected"' in page and "Salesforce: Contact." in page
+        emu.admin("PUT", "/_emulator/pubsub/entities", {"entities": None})
+        with Running(settings, db):
+            wait_for(lambda: connected(db) and cdc_source.status(db)["unselected"] == [])
+    finally:
+        emu.admin("PUT", "/_emulator/pubsub/entities", {"entities": None})
+        app.extensions["forcebridge"].db.close()

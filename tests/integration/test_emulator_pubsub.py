@@ -257,3 +257,80 @@ def test_events_and_replay_ids_survive_an_emulator_restart(tmp_path):
         channel.close()
     assert [c.record_ids[0] for c in got] == [later, newest]
     assert got[0].stamp < got[1].stamp
+
+
+def limits(sf):
+    return sf.restful("limits")["DailyDeliveredPlatformEvents"]
+
+
+def test_delivered_events_are_counted_in_limits_and_exhaustion_ends_streams(emu, stub):
+    sf = emu.salesforce()         # its own session (another test expires every session)
+    md = metadata(emu, sf)
+    before = limits(sf)
+    stream = latest_stream(stub, md, "/data/LeadChangeEvent")
+    for i in range(3):
+        sf.Lead.create({"LastName": f"Allocation {i}", "Company": "C"})
+    stream.events(3)
+    assert limits(sf)["Remaining"] == before["Remaining"] - 3          # each event delivered to a subscriber
+    # natural exhaustion: one event left today, two waiting: the stream delivers one, then ends
+    used = emu.admin("GET", "/_emulator/stats")["deliveredEvents"]
+    emu.admin("POST", "/_emulator/limits", {"deliveredEventsLimit": used + 1})
+    try:
+        sf.Lead.create({"LastName": "Allocation 3", "Company": "C"})
+        sf.Lead.create({"LastName": "Allocation 4", "Company": "C"})
+        assert len(stream.events(1)) == 1
+        with pytest.raises(grpc.RpcError) as error:
+            while True:
+                assert not stream.next().events
+        assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert dict(error.value.trailing_metadata())["error-code"] == \
+            "sfdc.platform.eventbus.grpc.subscription.limit.exceeded"
+        assert "event delivery limit" in error.value.details()
+        assert limits(sf) == {"Max": used + 1, "Remaining": 0}
+        refused = Stream(stub, md, pb2.FetchRequest(topic_name="/data/ChangeEvents", num_requested=1))
+        with pytest.raises(grpc.RpcError) as error:      # a new subscription is refused too, until the day ends
+            refused.next()
+        assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        emu.admin("POST", "/_emulator/limits", {"deliveredEventsLimit": before["Max"]})
+    # the admin fault does the same to a stream that is open
+    stream = latest_stream(stub, md, "/data/LeadChangeEvent")
+    emu.admin("POST", "/_emulator/pubsub/faults", {"allocationExceeded": True})
+    try:
+        with pytest.raises(grpc.RpcError) as error:
+            while True:
+                stream.next()
+        assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        emu.admin("POST", "/_emulator/limits", {"deliveredEvents": 0})
+
+
+def test_only_entities_selected_for_cdc_record_events(emu, stub):
+    sf = emu.salesforce()
+    md = metadata(emu, sf)
+    assert emu.admin("GET", "/_emulator/pubsub/entities") == {"entities": None}        # default: every object
+    assert emu.admin("PUT", "/_emulator/pubsub/entities", {"entities": ["contact"]}) == {"entities": ["Contact"]}
+    try:
+        stream = latest_stream(stub, md)
+        sf.Account.create({"Name": "Not selected"})
+        contact = sf.Contact.create({"LastName": "Selected"})["id"]
+        [event] = stream.events(1)
+        stream.close()
+        assert decode(stub, md, event).record_ids == (contact,)
+        for call in (lambda: stub.GetTopic(pb2.TopicRequest(topic_name="/data/AccountChangeEvent"), metadata=md),
+                     lambda: Stream(stub, md, pb2.FetchRequest(topic_name="/data/AccountChangeEvent",
+                                                               num_requested=1)).next()):
+            with pytest.raises(grpc.RpcError) as error:
+                call()
+            assert error.value.code() == grpc.StatusCode.NOT_FOUND
+            assert dict(error.value.trailing_metadata())["error-code"] == \
+                "sfdc.platform.eventbus.grpc.subscription.topic.notfound"
+        assert stub.GetTopic(pb2.TopicRequest(topic_name="/data/ContactChangeEvent"), metadata=md).can_subscribe
+    finally:
+        assert emu.admin("PUT", "/_emulator/pubsub/entities", {"entities": None}) == {"entities": None}
+
+
+def test_the_emulator_can_start_with_an_entity_selection(tmp_path):
+    with start_emulator(tmp_path / "org", "--cdc-entities", "Account, Lead", "--daily-delivered-events", "7") as own:
+        assert own.admin("GET", "/_emulator/pubsub/entities") == {"entities": ["Account", "Lead"]}
+        assert own.salesforce().restful("limits")["DailyDeliveredPlatformEvents"] == {"Max": 7, "Remaining": 7}

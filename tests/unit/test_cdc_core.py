@@ -260,3 +260,10 @@ def test_changes_create_is_complete_delete_is_stamped_by_its_commit_second_gaps_
     assert deleted[0].stamp.isoformat() == "2020-12-15T23:09:18+00:00"    # whole seconds, like SystemModstamp
     gap = {**{k: None for k in full}, "ChangeEventHeader": header("GAP_UPDATE")}
     assert changes(parse_change(over_the_wire(gap), CONTACT), {}) == []
+
+
+def test_an_objects_own_channel():
+    from core.cdc import channel
+
+    assert channel("Account") == "/data/AccountChangeEvent"
+    assert channel("Invoice__c") == "/data/Invoice__ChangeEvent"
