@@ -102,13 +102,9 @@ def settle_unreturned(db: Database, sf: Salesforce, m: Mapping, ids: list[str], 
     SystemModstamp (a tombstone marked `left_filter`, forgotten when the filter changes); one in the recycle
     bin is deleted at its stamp; one it does not have at all is deleted like a vanished record."""
     found = {}
-    if soql.row_filter(m):
+    if soql.row_filter(m):      # at most IDS_PER_QUERY ids: one page holds them all
         page = sf.query_page(soql.stamps_by_ids(m, ids), include_deleted=True)
-        while True:
-            found.update({r["Id"]: r for r in page.get("records", [])})
-            if page.get("done", True) or not page.get("nextRecordsUrl"):
-                break
-            page = sf.query_page(next_url=page["nextRecordsUrl"])
+        found = {r["Id"]: r for r in page.get("records", [])}
     outside = {sfid: sources.stamp_of(r) for sfid, r in found.items() if not r.get("IsDeleted")}
     gone = [sources.deleted(m.object_name, sfid, sources.stamp_of(found[sfid]) if sfid in found else None,
                             source_name) for sfid in ids if sfid not in outside]

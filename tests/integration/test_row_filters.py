@@ -150,8 +150,18 @@ def test_a_row_written_in_postgres_outside_the_filter_is_sent_then_removed(api, 
     created = {r["Name"]: r["Industry"] for r in sf.query_page(
         "SELECT Name, Industry FROM Account")["records"]}
     assert created == {"in": "Banking", "out": "Energy"}    # both were written to Salesforce
-    poll.poll(db, sf, m, force=True)                          # the next sync
+    poll.poll(db, sf, m, force=True)                          # the next sync: a poll finds it
     assert names(url) == ["in"]
+    assert row_filters.check_pending(db, sf)["checked"] == 2  # so does the check the drain queued
+    assert names(url) == ["in"]
+
+    sql(url, "UPDATE salesforce.account SET industry = 'Energy' WHERE name = 'in'")   # moved out in Postgres
+    assert drain(db, sf, DrainOptions(retry_base_seconds=0)).outcomes == {"SUCCESS": 1}
+    assert row_filters.pending(db) == 1                      # the drain asks whether it still matches
+    assert row_filters.check_pending(db, sf)["removed"] == 1
+    assert names(url) == []
+    assert {r["Name"] for r in sf.query_page("SELECT Name FROM Account WHERE Industry = 'Energy'")["records"]} == {
+        "in", "out"}
 
 
 def test_a_new_filter_reloads_what_it_selects(api, db, sf, sf_settings, enqueued):
