@@ -9,7 +9,7 @@ import logging
 from gateway import mapping_store
 from gateway.db import Database
 from gateway.salesforce import Salesforce
-from jobs import drift, poll
+from jobs import drift, poll, stats
 
 log = logging.getLogger("forcebridge.row_filters")
 CHECK_BATCH = 1000
@@ -17,12 +17,14 @@ CHECK_BATCH = 1000
 
 def check_pending(db: Database, sf: Salesforce, limit: int = CHECK_BATCH) -> dict:
     """The records waiting in forcebridge.filter_checks, oldest first, up to `limit`; each mapping's rows are
-    deleted once its records were applied (a crash in between checks them again: harmless)."""
+    deleted once its records were applied, unless queued again meanwhile (a crash in between, or two checks at
+    once, read a record twice: harmless)."""
     done = {"checked": 0, "written": 0, "removed": 0}
-    by_mapping: dict[int, list[str]] = {}
+    by_mapping: dict[int, dict] = {}
     for r in db.fetchall("filter_checks_list", {"limit": limit}):
-        by_mapping.setdefault(r["mapping_id"], []).append(r["sfid"])
-    for mapping_id, sfids in by_mapping.items():
+        by_mapping.setdefault(r["mapping_id"], {})[r["sfid"]] = r["queued_at"]
+    for mapping_id, queued in by_mapping.items():
+        sfids = list(queued)
         m = mapping_store.get(db, mapping_id)
         if m is not None and m.reads:
             result = poll.PollResult(m.id)
@@ -34,7 +36,12 @@ def check_pending(db: Database, sf: Salesforce, limit: int = CHECK_BATCH) -> dic
                 log.warning("row filter check of %s: %s records failed: %s", m.object_name, len(result.failed),
                             next(iter(result.failed.values())))
         done["checked"] += len(sfids)
-        db.execute("filter_checks_done", {"mapping_id": mapping_id, "sfids": sfids})
+        with db.transaction() as conn:
+            db.run(conn, "filter_checks_done", {"mapping_id": mapping_id, "sfids": sfids,
+                                                "queued": list(queued.values())})
+            if m is not None and m.reads:   # on Trends beside what the other sources bring
+                stats.add(db, conn, "sf_to_pg", [(m.id, "synced", result.changed), (m.id, "deleted", result.deleted),
+                                                 (m.id, "failed", len(result.failed))])
     return done
 
 

@@ -2,16 +2,21 @@
 -- that left a mapping's filter (jobs/row_filters.py, gateway/staging.py).
 
 -- name: filter_checks_add
-INSERT INTO forcebridge.filter_checks (mapping_id, sfid, source)
-SELECT %(mapping_id)s, u.sfid, u.source FROM unnest(%(sfids)s::text[], %(sources)s::text[]) AS u(sfid, source)
-ON CONFLICT (mapping_id, sfid) DO NOTHING;
+-- A record queued again gets a new time: a check that read it before this change does not delete its row.
+INSERT INTO forcebridge.filter_checks (mapping_id, sfid, source, queued_at)
+SELECT %(mapping_id)s, u.sfid, u.source, clock_timestamp()
+FROM unnest(%(sfids)s::text[], %(sources)s::text[]) AS u(sfid, source)
+ON CONFLICT (mapping_id, sfid) DO UPDATE SET source = excluded.source, queued_at = excluded.queued_at;
 
 -- name: filter_checks_list
-SELECT mapping_id, sfid, source FROM forcebridge.filter_checks ORDER BY queued_at, mapping_id, sfid
+SELECT mapping_id, sfid, source, queued_at FROM forcebridge.filter_checks ORDER BY queued_at, mapping_id, sfid
 LIMIT %(limit)s;
 
 -- name: filter_checks_done
-DELETE FROM forcebridge.filter_checks WHERE mapping_id = %(mapping_id)s AND sfid = ANY(%(sfids)s::text[]);
+-- Only the rows as they were listed (a record queued again meanwhile waits for the next check).
+DELETE FROM forcebridge.filter_checks f
+USING unnest(%(sfids)s::text[], %(queued)s::timestamptz[]) AS u(sfid, queued_at)
+WHERE f.mapping_id = %(mapping_id)s AND f.sfid = u.sfid AND f.queued_at = u.queued_at;
 
 -- name: filter_checks_count
 SELECT count(*) AS n FROM forcebridge.filter_checks;

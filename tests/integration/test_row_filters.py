@@ -201,3 +201,13 @@ def test_an_import_with_a_filter_salesforce_refuses_imports_nothing(api, db):
     assert r.status_code == 200, r.get_json()
     assert {m["object_name"]: m["config"].get("row_filter")
             for m in api.get("/api/v1/mappings").get_json()["mappings"]} == {"Contact": None, "Account": BANKING}
+
+
+def test_a_record_queued_again_while_it_is_checked_waits_for_the_next_check(api, db):
+    m = filtered_mapping(api, db)
+    queue = {"mapping_id": m.id, "sfids": ["001000000000001AAA"], "sources": ["outbound"]}
+    db.execute("filter_checks_add", queue)
+    (listed,) = db.fetchall("filter_checks_list", {"limit": 10})
+    db.execute("filter_checks_add", {**queue, "sources": ["cdc"]})    # a newer change, mid-check
+    db.execute("filter_checks_done", {"mapping_id": m.id, "sfids": [listed["sfid"]], "queued": [listed["queued_at"]]})
+    assert row_filters.pending(db) == 1
