@@ -95,8 +95,9 @@ def refresh_formulas():
 
 
 def check_row_filters():
-    """Records of mappings with a row filter that an Outbound Message or CDC event touched: read through the
-    filter (they arrive, or their rows leave). After each inbound apply that queued some, and each minute."""
+    """Records of mappings with a row filter that an Outbound Message, a CDC event or our own write touched: read
+    through the filter (they arrive, or their rows leave). After each inbound apply that queued some, and each
+    minute."""
     sf = for_settings(runtime.settings())
     if sf is None or not row_filters.pending(runtime.db()):
         return None
