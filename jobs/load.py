@@ -85,7 +85,9 @@ def run(db: Database, sf: Salesforce, load_id: int, options: LoadOptions = LoadO
             return _set_state(db, row, "cancelled", "the mapping was deleted")
         if row["state"] == "running":
             row = _fetch(db, sf, mapping, row, options)
-        return _merge(db, sf, mapping, row)
+        done = _merge(db, sf, mapping, row)
+        _reload_if_filter_changed(db, mapping)
+        return done
     except LoadGone:
         _drop_staging(db, load_id)
         return None
@@ -264,6 +266,15 @@ def _merge(db: Database, sf: Salesforce, m: Mapping, row: dict) -> dict:
     log.info("load %s of %s done: %s records, %s rows written (merge %.1fs)", row["id"], m.object_name,
              done["loaded"], merged, time.monotonic() - started)
     return done
+
+
+def _reload_if_filter_changed(db: Database, m: Mapping) -> None:
+    """The row filter changed while this load ran (the change could not queue a load: a mapping has one open
+    load): the next load, with the new filter, is queued now."""
+    current = mapping_store.get(db, m.id)
+    if current is not None and soql.row_filter(current) != soql.row_filter(m) and current.reads and current.active:
+        log.info("load of %s: the row filter changed meanwhile; loading again", m.object_name)
+        request(db, m.id, "row filter changed")
 
 
 def _remove_outside(conn, name: str, m: Mapping, row: dict) -> None:

@@ -211,3 +211,20 @@ def test_a_record_queued_again_while_it_is_checked_waits_for_the_next_check(api,
     db.execute("filter_checks_add", {**queue, "sources": ["cdc"]})    # a newer change, mid-check
     db.execute("filter_checks_done", {"mapping_id": m.id, "sfids": [listed["sfid"]], "queued": [listed["queued_at"]]})
     assert row_filters.pending(db) == 1
+
+
+def test_a_filter_changed_while_a_load_runs_loads_again_after_it(api, db, sf, sf_settings):
+    url = sf_settings.database_url
+    accounts(sf, ("A", "Banking"), ("B", "Energy"))
+    m = filtered_mapping(api, db)
+
+    def change_filter(row):
+        if row["pages"] == 1:
+            r = api.patch(f"/api/v1/mappings/{m.id}", json={"config": {"row_filter": "Industry = 'Energy'"}})
+            assert r.status_code == 200, r.get_json()
+
+    (first,) = load.run_pending(db, sf, load.LoadOptions(on_page=change_filter))
+    assert first["requested_by"] == "mapping created" and names(url) == ["A"]    # the old filter's snapshot
+    (second,) = load.run_pending(db, sf, load.LoadOptions(rest_max=0))   # Bulk: its snapshot time is exact
+    assert second["requested_by"] == "row filter changed"
+    assert names(url) == ["B"]
