@@ -156,6 +156,21 @@ def by_ids(m: Mapping, ids: list[str]) -> str:
     return select(m.object_name, record_fields(m), _filtered(m, format_soql("Id IN {}", list(ids))))
 
 
+def stamps_by_ids(m: Mapping, ids: list[str]) -> str:
+    """Id, SystemModstamp and IsDeleted of these records whatever the row filter says (with queryAll): when the
+    filtered read by Id did not return them, whether they left the filter (and at which stamp) or are gone."""
+    return select(m.object_name, SYSTEM_FIELDS, format_soql("Id IN {}", list(ids)))
+
+
+def left_filter_since(m: Mapping, watermark: dt.datetime | None) -> str:
+    """Records changed after the watermark (less the overlap; None: all) that do NOT match the row filter: what
+    a poll asks, beside its filtered query, to find rows whose records left the filter. SOQL's logic has two
+    values (a comparison with an empty field is false, its NOT true), so this is exactly the complement."""
+    outside = f"(NOT ({row_filter(m)}))"
+    where = f"{format_soql('SystemModstamp > {}', watermark - POLL_OVERLAP)} AND {outside}" if watermark else outside
+    return select(m.object_name, ("Id", "SystemModstamp"), where, "SystemModstamp")
+
+
 def by_external_ids(object_name: str, field: str, values: list[str]) -> str:
     """Id and external id of the records holding these external-id values (the drain's lookup of records
     whose sfid never came back)."""

@@ -26,6 +26,8 @@ class SalesforceChange:
     none gives what it has instead, e.g. the deletion time); None: unknown (the change is applied whatever the
     row holds). `operation` is "update" when a source cannot tell a create from an update: both are upserts.
     `key` is what the source marks done (an Outbound Message's notification Id; the record Id otherwise).
+    `within_filter`: the record came from a query built with the mapping's row filter (core/soql.py), so it
+    matches it; other changes of a filtered mapping are checked with Salesforce first (jobs/row_filters.py).
     """
     object_name: str
     record_id: str
@@ -35,6 +37,7 @@ class SalesforceChange:
     source: str
     key: str = ""
     complete: bool = True
+    within_filter: bool = False
 
     def __post_init__(self):
         if self.operation not in OPERATIONS:
@@ -66,6 +69,9 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("poll", "REST query pages after a watermark (a Bulk job above LOAD_REST_MAX), getDeleted",
            rereads=True),
     Source("drift", "queryAll by Id for the records a drift check found different", rereads=True),
+    # jobs/row_filters.py: records of a mapping with a row filter that an Outbound Message, a CDC event or our
+    # own write touched, read whole through the filter
+    Source("row_filter", "queryAll by Id through the mapping's row filter", rereads=True),
     # Change Data Capture (core/cdc.py `changes`, jobs/cdc_source.py): events over the Pub/Sub API, one change per
     # record, only the changed fields on updates; stamp: LastModifiedDate (a delete: the commit time)
     Source("cdc", "Change Data Capture events over the Pub/Sub API (gRPC, Avro), replay id stored with them"),
@@ -92,11 +98,11 @@ def stamp_of(fields: dict) -> dt.datetime | None:
 
 
 def from_fields(object_name: str, record_id: str, fields: dict, source_name: str, key: str = "",
-                operation: str = "update") -> SalesforceChange:
+                operation: str = "update", within_filter: bool = False) -> SalesforceChange:
     """A record's state as text fields (an Outbound Message's sObject, a REST record): the stamp is its
     SystemModstamp. Raises ConversionError for an unreadable stamp."""
     return SalesforceChange(object_name, record_id, operation, fields, stamp_of(fields), source(source_name).name,
-                            key)
+                            key, within_filter=within_filter)
 
 
 def rest_text(value) -> str | None:
@@ -116,9 +122,10 @@ def rest_fields(record: dict) -> dict:
 
 
 def from_rest_record(object_name: str, record: dict, source_name: str) -> SalesforceChange:
-    """One record of a REST query (or queryAll) page; one in the recycle bin (IsDeleted) is a delete."""
+    """One record of a REST query (or queryAll) page; one in the recycle bin (IsDeleted) is a delete. Every
+    query of records is built with the mapping's row filter (core/soql.py), so the record is within it."""
     return from_fields(object_name, record["Id"], rest_fields(record), source_name,
-                       operation="delete" if record.get("IsDeleted") else "update")
+                       operation="delete" if record.get("IsDeleted") else "update", within_filter=True)
 
 
 def deleted(object_name: str, record_id: str, stamp: dt.datetime | None, source_name: str) -> SalesforceChange:

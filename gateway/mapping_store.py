@@ -75,10 +75,24 @@ def create(db: Database, m: Mapping, start_sync: bool = True) -> Mapping:
 def update(db: Database, m: Mapping) -> Mapping:
     """Save changes; new fields add columns (ALTER TABLE), removed fields keep theirs (no data loss)."""
     with db.transaction() as conn:
+        before = db.run(conn, "get_mapping", {"id": m.id}).fetchone()
         row = db.run(conn, "update_mapping", _params(m)).fetchone()
         if row is None:
             raise KeyError(m.id)
-        return _saved(db, conn, row)
+        saved = _saved(db, conn, row)
+        _if_filter_changed(db, conn, before, saved)
+        return saved
+
+
+def _if_filter_changed(db: Database, conn, before: dict, m: Mapping) -> None:
+    """A new row filter (or none any more) selects other records: what left the old one is forgotten and a
+    load is queued in the save's transaction (its merge brings what is now inside, and removes what is now
+    outside: jobs/load.py)."""
+    if (before["extra"] or {}).get("row_filter") == m.extra.get("row_filter"):
+        return
+    db.run(conn, "forget_filter_leaves", {"mapping_id": m.id})
+    if m.reads and m.active:
+        db.run(conn, "request_load", {"mapping_id": m.id, "requested_by": "row filter changed"})
 
 
 def _saved(db: Database, conn, row: dict, start_sync: bool = False) -> Mapping:
@@ -160,8 +174,10 @@ def save_steps(db: Database, conn, steps: list, adopting: bool = False) -> list[
                     row = db.run(conn, "insert_mapping", _params(step.mapping)).fetchone()
                     saved.append(_saved(db, conn, row, start_sync=not adopting))
                 else:
+                    before = db.run(conn, "get_mapping", {"id": step.mapping.id}).fetchone()
                     row = db.run(conn, "update_mapping", _params(step.mapping)).fetchone()
                     saved.append(_saved(db, conn, row))
+                    _if_filter_changed(db, conn, before, saved[-1])
         except (psycopg.Error, MappingExists, MappingError) as exc:
             message = getattr(getattr(exc, "diag", None), "message_primary", None) or str(exc)
             raise ImportFailed(f"mapping {step.mapping.object_name}: {message}") from exc

@@ -35,7 +35,8 @@ RECORD_DATA_CODES = frozenset({"JSON_PARSER_ERROR", "INVALID_FIELD", "MALFORMED_
 _NO_SUCH_COLUMN = re.compile(r"No such column '([^']+)'")
 # The kinds of work API calls are counted under (forcebridge.api_usage_hourly); `Salesforce.work(kind)` sets
 # the current thread's, a call's path gives the rest (core/budget.py ranks them).
-KINDS = ("writes", "loads", "polls", "formula_refresh", "drift", "gap_fetches", "logins", "other")
+KINDS = ("writes", "loads", "polls", "formula_refresh", "drift", "gap_fetches", "filter_checks", "logins",
+         "other")
 _FROM_RE = re.compile(r"\bFROM\s+(\w+)", re.I)
 _OBJECT_PATH_RE = re.compile(r"/(?:composite/)?sobjects/(\w+)")
 _JOB_RE = re.compile(r"/jobs/(query|ingest)/(\w+)")

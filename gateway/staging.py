@@ -129,6 +129,20 @@ def delete_rows(conn: psycopg.Connection, m: Mapping, sfids: list[str], stamps: 
     return conn.execute(_q(name, table=table_ident(m)), {"sfids": sfids, "stamps": stamps}).rowcount
 
 
+def remove_left_filter(conn: psycopg.Connection, m: Mapping, sfids: list[str], stamps: list) -> int:
+    """Records Salesforce says are outside the mapping's row filter at these SystemModstamps: remembered like
+    deletes (marked `left_filter`, forgotten when the filter changes) and their rows deleted, unless they changed
+    after that stamp. Always deleted, never marked isdeleted (keep_deleted_rows): the records still exist."""
+    conn.execute(QUERIES["record_filter_leaves"], {"mapping_id": m.id, "sfids": sfids, "stamps": stamps})
+    return conn.execute(_q("delete_from_salesforce", table=table_ident(m)), {"sfids": sfids, "stamps": stamps}).rowcount
+
+
+def rows_outside_snapshot(conn: psycopg.Connection, name: str, m: Mapping) -> list[str]:
+    """sfids of rows the staged snapshot lacks and that have no local change waiting to be sent."""
+    return [r["sfid"] for r in conn.execute(_q("rows_outside_snapshot", table=table_ident(m), staging=ident(name),
+                                               mapping_id=sql.Literal(m.id or 0))).fetchall()]
+
+
 def apply_staged_deletes(conn: psycopg.Connection, name: str, m: Mapping, keep: bool) -> int:
     """Rows the staging table lists as deleted: remembered (tombstones), deleted (or marked) in the mapped table,
     then removed from staging so the merge that follows sees live records only."""

@@ -14,6 +14,7 @@ from core.convert import from_salesforce, utc_naive
 from core.inbound import DeleteBatch, UpsertBatch, plan_apply
 from core.loading import poll_settings
 from core.mapping import Mapping
+from core.soql import row_filter
 from core.sources import SalesforceChange, source
 from gateway import change_log, mapped_tables, staging
 from gateway.db import QUERIES, Database, template
@@ -34,6 +35,9 @@ class Applied:
     # changes carrying only some fields (complete=False) of records Postgres does not hold: not written (a row
     # of those fields alone would be wrong); the source reads the records whole (by Id) and applies them
     refetch: list[SalesforceChange] = field(default_factory=list)
+    # changes of mappings with a row filter that no query built with the filter brought (Outbound Messages,
+    # CDC): not written; their records wait in forcebridge.filter_checks for jobs/row_filters.py
+    checking: list[SalesforceChange] = field(default_factory=list)
     synced: Counter = field(default_factory=Counter)        # mapping id -> changes settled (written or left out)
     written: int = 0                                        # rows upserted
     deleted: int = 0                                        # rows deleted (or marked deleted)
@@ -53,6 +57,7 @@ def apply_changes(db: Database, conn: psycopg.Connection, changes: list[Salesfor
     """Apply the changes in the caller's transaction (opened with origin = salesforce: `applying`).
     `mappings`: lowercase object name -> active reading Mapping. Changes are in arrival order."""
     out = Applied()
+    changes = _without_unchecked(db, conn, changes, mappings, out)
     changes = _without_held(conn, changes, mappings, out)
     changes = _without_partial_unknown(conn, changes, mappings, out)
     plan = plan_apply(changes, mappings)
@@ -79,6 +84,28 @@ def apply_changes(db: Database, conn: psycopg.Connection, changes: list[Salesfor
         out.done.extend(gone.keys)
     out.done.extend(plan.superseded)
     return out
+
+
+def _without_unchecked(db: Database, conn, changes: list[SalesforceChange], mappings: dict[str, Mapping],
+                       out: Applied) -> list[SalesforceChange]:
+    """A mapping with a row filter takes only records Salesforce says match it. A change no filtered query
+    brought (an Outbound Message, a CDC event) is not written: its record is queued for a check
+    (jobs/row_filters.py reads it whole through the filter: it arrives if it matches, its row leaves if not).
+    Deletes need no check."""
+    waiting: dict[str, dict[str, str]] = {}
+    for c in changes:
+        m = mappings.get(c.object_name.lower())
+        if m is not None and row_filter(m) and not c.within_filter and not c.deletes:
+            waiting.setdefault(m.object_name.lower(), {})[c.record_id] = c.source
+            out.checking.append(c)
+    if not waiting:
+        return changes
+    for name, records in waiting.items():
+        db.run(conn, "filter_checks_add", {"mapping_id": mappings[name].id, "sfids": list(records),
+                                           "sources": list(records.values())})
+    out.done.extend(dict.fromkeys(c.key for c in out.checking))
+    checking = {id(c) for c in out.checking}
+    return [c for c in changes if id(c) not in checking]
 
 
 def _without_held(conn, changes: list[SalesforceChange], mappings: dict[str, Mapping],

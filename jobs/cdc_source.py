@@ -248,10 +248,17 @@ def run(settings, stop: threading.Event, *, db: Database | None = None, check_se
 
 
 def _after_batch(db: Database, sf, fetched) -> None:
+    from jobs import row_filters
+
     try:
         drain_pending(db, sf)
     except Exception:   # noqa: BLE001 - the rows stay in cdc_pending; the next batch tries again
         log.exception("CDC: pending re-reads failed; they stay queued")
+    try:
+        if row_filters.pending(db):     # records of mappings with a row filter the batch touched
+            row_filters.check_pending(db, sf)
+    except Exception:   # noqa: BLE001 - the rows stay in filter_checks; the next batch or the minute task tries
+        log.exception("CDC: row filter checks failed; they stay queued")
 
 
 def unselected(client, mappings: dict[str, Mapping]) -> list[str]:

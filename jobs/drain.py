@@ -238,12 +238,21 @@ def finish(db: Database, mapping: Mapping | None, finished: list[RecordResult], 
                 "from_state": str(State.FAILED), "to_state": str(State.MERGED)})
         if mapping and settled.marks:
             change_log.write_back_results(conn, mapping, **settled.marks_params())
+            _check_row_filter(db, conn, mapping, settled.marks)
         stats.add(db, conn, "pg_to_sf", [(mapping.id if mapping else 0, state.lower(), n)
                                          for state, n in settled.counts.items()])
     for r in finished:
         if r.outcome.state == State.FAILED:
             log.warning("record %s of mapping %s failed: %s", r.change.record_id, r.change.mapping_id,
                         r.outcome.error)
+
+
+def _check_row_filter(db: Database, conn, mapping: Mapping, marks) -> None:
+    """Rows written to Salesforce for a mapping with a row filter: Salesforce is asked whether their records
+    match it (jobs/row_filters.py), and a row outside it leaves the table once written."""
+    sfids = sorted({m.sfid for m in marks if m.sfid and not m.failed})
+    if sfids and mapping.reads and soql.row_filter(mapping):
+        db.run(conn, "filter_checks_add", {"mapping_id": mapping.id, "sfids": sfids, "sources": ["write"] * len(sfids)})
 
 
 def options_from(settings) -> DrainOptions:

@@ -87,10 +87,31 @@ def fetch_by_ids(db: Database, sf: Salesforce, m: Mapping, ids: list[str], resul
                 break
             page = sf.query_page(next_url=page["nextRecordsUrl"])
         seen = {r["Id"] for r in records}
-        vanished = [sources.deleted(m.object_name, sfid, None, source_name) for sfid in chunk if sfid not in seen]
         with applying(db) as conn:
             poll.apply_records(db, conn, m, records, source_name, result)
-            poll.apply_changes(db, conn, m, vanished, result)
+        unreturned = [sfid for sfid in chunk if sfid not in seen]
+        if unreturned:
+            settle_unreturned(db, sf, m, unreturned, source_name, result)
+
+
+def settle_unreturned(db: Database, sf: Salesforce, m: Mapping, ids: list[str], source_name: str,
+                      result: poll.PollResult) -> None:
+    """Records a read by Id (a queryAll) did not return. Without a row filter they are gone from Salesforce
+    and deleted like vanished records. With one, they are asked again without it (one more call): one
+    Salesforce still has, not deleted, is outside the filter and its row leaves at that record's
+    SystemModstamp (a tombstone marked `left_filter`, forgotten when the filter changes); one in the recycle
+    bin is deleted at its stamp; one it does not have at all is deleted like a vanished record."""
+    found = {}
+    if soql.row_filter(m):      # at most IDS_PER_QUERY ids: one page holds them all
+        page = sf.query_page(soql.stamps_by_ids(m, ids), include_deleted=True)
+        found = {r["Id"]: r for r in page.get("records", [])}
+    outside = {sfid: sources.stamp_of(r) for sfid, r in found.items() if not r.get("IsDeleted")}
+    gone = [sources.deleted(m.object_name, sfid, sources.stamp_of(found[sfid]) if sfid in found else None,
+                            source_name) for sfid in ids if sfid not in outside]
+    with applying(db) as conn:
+        if outside:
+            result.deleted += staging.remove_left_filter(conn, m, list(outside), list(outside.values()))
+        poll.apply_changes(db, conn, m, gone, result)
 
 
 def as_json(report: dict) -> dict:

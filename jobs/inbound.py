@@ -21,11 +21,13 @@ class ApplyResult:
     applied: int = 0
     failed: int = 0
     unmapped: int = 0
+    checking: int = 0       # records queued for a row filter check (jobs/row_filters.py)
 
     def __iadd__(self, other: "ApplyResult"):
         self.applied += other.applied
         self.failed += other.failed
         self.unmapped += other.unmapped
+        self.checking += other.checking
         return self
 
 
@@ -73,7 +75,8 @@ def apply_one_batch(db: Database, batch_size: int, max_bytes: int = APPLY_BATCH_
                 log.warning("notification %s failed: %s", nid, reason)
         stats.add(db, conn, "sf_to_pg", _outcomes(applied, rows, failed, mappings))
     more = take < len(claimed) or len(claimed) == batch_size
-    return ApplyResult(applied=len(applied.done), failed=len(failed), unmapped=len(applied.unmapped)), more
+    return ApplyResult(applied=len(applied.done), failed=len(failed), unmapped=len(applied.unmapped),
+                       checking=len(applied.checking)), more
 
 
 def _change(row: dict, mappings: dict) -> SalesforceChange:

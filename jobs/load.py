@@ -85,7 +85,9 @@ def run(db: Database, sf: Salesforce, load_id: int, options: LoadOptions = LoadO
             return _set_state(db, row, "cancelled", "the mapping was deleted")
         if row["state"] == "running":
             row = _fetch(db, sf, mapping, row, options)
-        return _merge(db, sf, mapping, row)
+        done = _merge(db, sf, mapping, row)
+        _reload_if_filter_changed(db, mapping)
+        return done
     except LoadGone:
         _drop_staging(db, load_id)
         return None
@@ -238,8 +240,10 @@ def _merge(db: Database, sf: Salesforce, m: Mapping, row: dict) -> dict:
     if _set_state(db, row, "merging") is None:
         raise LoadBusy(f"load {row['id']} was taken over by another runner")
     with db.transaction(origin="salesforce") as conn:
-        lacking = staging.oldest_missing_modstamp(conn, name, m)
         _, merged = apply.apply_staged(conn, name, m, "load")
+        if soql.row_filter(m):
+            _remove_outside(conn, name, m, row)
+        lacking = staging.oldest_missing_modstamp(conn, name, m)
         # REST loads have no job time: the newest record loaded is where polls start (less their overlap).
         # Rows the snapshot lacks (Outbound Messages that came before the load; found by the chaos suite)
         # move the start back, so the poll sees a delete that happened before the snapshot.
@@ -262,6 +266,28 @@ def _merge(db: Database, sf: Salesforce, m: Mapping, row: dict) -> dict:
     log.info("load %s of %s done: %s records, %s rows written (merge %.1fs)", row["id"], m.object_name,
              done["loaded"], merged, time.monotonic() - started)
     return done
+
+
+def _reload_if_filter_changed(db: Database, m: Mapping) -> None:
+    """The row filter changed while this load ran (the change could not queue a load: a mapping has one open
+    load): the next load, with the new filter, is queued now."""
+    current = mapping_store.get(db, m.id)
+    if current is not None and soql.row_filter(current) != soql.row_filter(m) and current.reads and current.active:
+        log.info("load of %s: the row filter changed meanwhile; loading again", m.object_name)
+        request(db, m.id, "row filter changed")
+
+
+def _remove_outside(conn, name: str, m: Mapping, row: dict) -> None:
+    """A load of a mapping with a row filter (its first, a reload, the one a changed filter queues): rows whose
+    records the snapshot lacks are outside the filter (or deleted) and leave the table as records leaving the
+    filter do, at the snapshot's time: a Bulk job's creation (Salesforce's clock), else the load's start less
+    the poll's overlap (our clock; a row changed after that stays, and the poll's check of records leaving
+    the filter removes it if it must go). Rows with local changes waiting stay until those are sent."""
+    at = row["snapshot_at"] or (row["started_at"] - soql.POLL_OVERLAP if row.get("started_at") else None)
+    outside = staging.rows_outside_snapshot(conn, name, m) if at is not None else []
+    if outside:
+        removed = staging.remove_left_filter(conn, m, outside, [at] * len(outside))
+        log.info("load %s of %s: %s rows outside the row filter removed", row["id"], m.object_name, removed)
 
 
 def progress_of(row: dict) -> dict:

@@ -62,6 +62,8 @@ def poll(db: Database, sf: Salesforce, m: Mapping, force: bool = False, bulk_abo
         with sf.tally() as calls:
             try:
                 _poll_changes(db, sf, m, state, settings, result, bulk_above)
+                if soql.row_filter(m):
+                    _poll_leavers(db, sf, m, state["watermark"], result)
                 if settings.delete_mode == "getDeleted":
                     _poll_deletes(db, sf, m, state, settings, result)
             except Exception as exc:  # noqa: BLE001 - the error is recorded for the console, then raised
@@ -114,6 +116,22 @@ def _poll_changes_bulk(db, sf, m, state, settings, result, include_deleted: bool
     finally:
         with db.transaction() as conn:
             staging.drop(conn, name)
+
+
+def _poll_leavers(db, sf, m, watermark, result) -> None:
+    """Records changed since the watermark that no longer match the row filter: the filtered query does not
+    return them, so their rows are found by asking for the filter's complement (Id and SystemModstamp only) and
+    leave the table at that stamp, as deleted records do (a tombstone marked `left_filter`)."""
+    page = sf.query_page(soql.left_filter_since(m, watermark))
+    while True:
+        stamps = {r["Id"]: sources.stamp_of(r) for r in page.get("records", [])}
+        with applying(db) as conn:
+            held = staging.known_rows(conn, m, list(stamps)) if stamps else {}
+            if held:
+                result.deleted += staging.remove_left_filter(conn, m, list(held), [stamps[s] for s in held])
+        if page.get("done", True) or not page.get("nextRecordsUrl"):
+            return
+        page = sf.query_page(next_url=page["nextRecordsUrl"])
 
 
 def _poll_deletes(db, sf, m, state, settings, result) -> None:

@@ -9,7 +9,7 @@ from huey.exceptions import RetryTask
 
 from gateway import mapping_store
 from gateway.salesforce import for_settings
-from jobs import budget, drift, formula_refresh, load, poll, push, runtime
+from jobs import budget, drift, formula_refresh, load, poll, push, row_filters, runtime
 
 log = logging.getLogger("forcebridge.tasks")
 
@@ -98,6 +98,16 @@ def refresh_formulas():
         formula_refresh.refresh_due(runtime.db(), sf, bulk_above=bulk_above, factor=factor)
 
 
+def check_row_filters():
+    """Records of mappings with a row filter that an Outbound Message, a CDC event or our own write touched: read
+    through the filter (they arrive, or their rows leave). After each inbound apply that queued some, and each
+    minute."""
+    sf = for_settings(runtime.settings())
+    if sf is None or not row_filters.pending(runtime.db()):
+        return None
+    return row_filters.check_pending(runtime.db(), sf)
+
+
 def register(huey) -> dict:
     """Put these tasks on `huey` (jobs.tasks.register calls this); returns them by name."""
     tasks = {"run_loads": huey.task()(run_loads), "mapping_ready": huey.task()(mapping_ready),
@@ -111,4 +121,5 @@ def register(huey) -> dict:
     tasks["loads_backstop"] = huey.periodic_task(crontab(minute="*"))(loads_backstop)
     tasks["poll_backstop"] = huey.periodic_task(crontab(minute="*"))(poll_backstop)
     tasks["refresh_formulas"] = huey.periodic_task(crontab(minute="*"))(refresh_formulas)
+    tasks["check_row_filters"] = huey.periodic_task(crontab(minute="*"))(check_row_filters)
     return tasks

@@ -16,6 +16,8 @@ log = logging.getLogger("forcebridge.tasks")
 def apply_inbound():
     s = runtime.settings()
     result = inbound.apply_pending(runtime.db(), batch_size=s.apply_batch_size)
+    if result.checking:     # records of mappings with a row filter: Salesforce says which match, right away
+        sync_tasks.check_row_filters()
     return result.__dict__
 
 

@@ -149,6 +149,7 @@ def patch_mapping(mapping_id: int):
         saved = mapping_store.update(ctx().db, candidate)
     except MappingError as exc:
         return _invalid(exc)
+    mappings.ring_loads_if_filter_changed(m, saved)
     ctx().enqueue("apply_inbound")
     return jsonify(to_entry(saved))
 

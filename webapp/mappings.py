@@ -75,6 +75,12 @@ def check_row_filter(m: Mapping, before: Mapping | None = None) -> None:
             raise MappingError(f"config.row_filter: {problem}", "config.row_filter")
 
 
+def ring_loads_if_filter_changed(before: Mapping, saved: Mapping) -> None:
+    """A changed row filter queued a load in the save's transaction (gateway/mapping_store.py): run it now."""
+    if before.extra.get("row_filter") != saved.extra.get("row_filter") and saved.reads and saved.active:
+        ctx().enqueue("run_loads")
+
+
 def ring_worker(created: list[Mapping] = (), saved: bool = False) -> None:
     """After mappings were saved: notifications kept as unmapped are pending again; a created mapping's first
     load and the push of rows without sfid start (the `mapping_ready` task)."""
@@ -316,7 +322,7 @@ def update(mapping_id: int):
         if "sf_source" in checked.extra:       # the form's Salesforce source (absent: the stored one stays)
             candidate = replace(candidate, extra={**candidate.extra, "sf_source": checked.extra["sf_source"]})
         check_row_filter(candidate, m)
-        mapping_store.update(ctx().db, candidate)
+        ring_loads_if_filter_changed(m, mapping_store.update(ctx().db, candidate))
     except MappingError as exc:
         return _render_form(object_name=m.object_name, mapping=m, describe=describe, error=str(exc), form=form,
                             status=422)
@@ -457,7 +463,13 @@ def plan_document(doc, schema: str | None = None) -> tuple[dict, list]:
         describe = describes[e["object_name"].lower()] = _import_describe(e["object_name"])
         config = e.get("config") if isinstance(e.get("config"), dict) else {}
         parents.update(parent_describes(config.get("fields"), describe))
-    return connection, configuration.plan_import(entries, existing, schema, describes, parents)
+    steps = configuration.plan_import(entries, existing, schema, describes, parents)
+    for step in steps:      # all or nothing: Salesforce parses every new or changed row filter first
+        try:
+            check_row_filter(step.mapping, existing.get(step.mapping.object_name.lower()))
+        except MappingError as exc:
+            raise MappingError(f"mapping {step.mapping.object_name}: {exc}", exc.field) from None
+    return connection, steps
 
 
 def import_document(doc) -> dict:

@@ -167,7 +167,7 @@ SELECT s.sfid, (s.systemmodstamp AT TIME ZONE 'UTC'), coalesce(s.isdeleted, fals
 FROM {staging} s
 WHERE NOT EXISTS (SELECT 1 FROM forcebridge.salesforce_deletes d
                   WHERE d.mapping_id = {mapping_id} AND d.sfid = s.sfid
-                    AND forcebridge.not_backwards(s.systemmodstamp, d.deleted_at))
+                    AND forcebridge.removal_holds(s.systemmodstamp, d.deleted_at, d.left_filter))
 ON CONFLICT (sfid) DO UPDATE
 SET systemmodstamp = EXCLUDED.systemmodstamp, isdeleted = EXCLUDED.isdeleted,
     -- our own write coming back with the values the row holds keeps its INSERTED/UPDATED mark (apps wait
@@ -196,7 +196,7 @@ SELECT s.sfid, (s.systemmodstamp AT TIME ZONE 'UTC'), coalesce(s.isdeleted, fals
 FROM {staging} s
 WHERE NOT EXISTS (SELECT 1 FROM forcebridge.salesforce_deletes d
                   WHERE d.mapping_id = {mapping_id} AND d.sfid = s.sfid
-                    AND forcebridge.not_backwards(s.systemmodstamp, d.deleted_at));
+                    AND forcebridge.removal_holds(s.systemmodstamp, d.deleted_at, d.left_filter));
 
 -- name: max_staging_modstamp
 SELECT max(systemmodstamp) AS newest FROM {staging};

@@ -15,7 +15,8 @@ WHERE a.mapping_id = %(mapping_id)s AND a.op = 'delete' AND a.sfid = ANY(%(sfids
 INSERT INTO forcebridge.salesforce_deletes (mapping_id, sfid, deleted_at)
 SELECT %(mapping_id)s, d.sfid, d.stamp FROM unnest(%(sfids)s::text[], %(stamps)s::timestamptz[]) AS d(sfid, stamp)
 ON CONFLICT (mapping_id, sfid) DO UPDATE
-SET deleted_at = greatest(forcebridge.salesforce_deletes.deleted_at, excluded.deleted_at), recorded_at = now();
+SET deleted_at = greatest(forcebridge.salesforce_deletes.deleted_at, excluded.deleted_at), recorded_at = now(),
+    left_filter = false;   -- a delete, whatever the filter did before
 
 -- name: deleted_in_salesforce
 -- Of these notifications, the ones for records deleted in Salesforce at or after their SystemModstamp (or
@@ -23,7 +24,7 @@ SET deleted_at = greatest(forcebridge.salesforce_deletes.deleted_at, excluded.de
 SELECT u.notification_id
 FROM unnest(%(sfids)s::text[], %(stamps)s::timestamptz[], %(ids)s::text[]) AS u(sfid, stamp, notification_id)
 JOIN forcebridge.salesforce_deletes d ON d.mapping_id = %(mapping_id)s AND d.sfid = u.sfid
-WHERE forcebridge.not_backwards(u.stamp, d.deleted_at);   -- the delete is not older than the notification
+WHERE forcebridge.removal_holds(u.stamp, d.deleted_at, d.left_filter);   -- not older than the notification
 
 -- name: purge_salesforce_deletes
 DELETE FROM forcebridge.salesforce_deletes WHERE recorded_at < now() - make_interval(secs => %(after_seconds)s);
@@ -40,4 +41,5 @@ WHERE t.sfid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {staging} s WHERE s.sfid 
 INSERT INTO forcebridge.salesforce_deletes (mapping_id, sfid, deleted_at)
 SELECT {mapping_id}, s.sfid, max(s.systemmodstamp) FROM {staging} s WHERE s.isdeleted GROUP BY s.sfid
 ON CONFLICT (mapping_id, sfid) DO UPDATE
-SET deleted_at = greatest(forcebridge.salesforce_deletes.deleted_at, excluded.deleted_at), recorded_at = now();
+SET deleted_at = greatest(forcebridge.salesforce_deletes.deleted_at, excluded.deleted_at), recorded_at = now(),
+    left_filter = false;   -- a delete, whatever the filter did before

@@ -35,7 +35,7 @@ def test_a_conflict_shows_the_fields_each_side_changed(console_app, browser_clie
     assert "<strong>merged</strong>" in section
 
 
-def test_the_mapping_form_edits_the_row_filter(console_app, browser_client):
+def test_the_mapping_form_edits_the_row_filter(console_app, browser_client, enqueued):
     sign_in(browser_client)
     response = browser_client.post("/mappings", base_url=BASE, data={
         "csrf_token": csrf_of(browser_client), "object_name": "Account", "typed_fields": "Name:string:80",
@@ -52,6 +52,8 @@ def test_the_mapping_form_edits_the_row_filter(console_app, browser_client):
         "csrf_token": csrf_of(browser_client), "typed_fields": "Name:string:80", "row_filter": ""})
     assert cleared.status_code == 303
     assert "row_filter" not in mapping_store.get(console_app.extensions["forcebridge"].db, m.id).extra
+    # no filter any more selects more records: the reload the save queued is rung
+    assert ("run_loads", ()) in enqueued.calls
 
 
 def test_a_described_field_has_an_owner_select(console_app, browser_client):

@@ -1,8 +1,9 @@
-"""Row filters: checked by Salesforce when saved, used by the load, the poll and the drift check."""
+"""Row filters: checked by Salesforce when saved (and imported), used by the load, the poll, the drift check and
+Outbound Messages; records moving in and out of a filter on both sides; a new filter reloads."""
 from __future__ import annotations
 
 from gateway import mapping_store
-from jobs import drift, load, poll
+from jobs import drift, inbound, load, poll, row_filters
 from tests.integration.test_loading import api, db, sf, sf_app, sf_settings, sql  # noqa: F401
 
 FIELDS = {"Name": {}, "Industry": {}}
@@ -58,3 +59,172 @@ def test_a_filter_can_be_changed_and_removed(api, db, sf):
     assert ok.status_code == 200 and ok.get_json()["config"]["row_filter"] == "Industry != null"
     gone = api.patch(f"/api/v1/mappings/{mid}", json={"config": {"row_filter": None}})
     assert "row_filter" not in gone.get_json()["config"]
+
+
+# -- records moving in and out of the filter (issue 17) ---------------------------------------------------
+BANKING = "Industry = 'Banking'"
+
+
+def filtered_mapping(api, db, access="read_only", row_filter=BANKING, **config):
+    r = api.post("/api/v1/mappings", json={"object_name": "Account", "config": {
+        "access": access, "fields": FIELDS, "row_filter": row_filter, **config}})
+    assert r.status_code == 201, r.get_json()
+    return mapping_store.get(db, r.get_json()["id"])
+
+
+def as_message(sf, sfid):
+    """The Outbound Message Salesforce would send for the record now (every mapped field and its stamp)."""
+    (record,) = sf.query_page(f"SELECT Id, Name, Industry, SystemModstamp FROM Account WHERE Id = '{sfid}'")["records"]
+    return {k: v for k, v in record.items() if k != "attributes"}
+
+
+def left_filter_marks(url):
+    return sorted(r[0] for r in sql(url, "SELECT sfid FROM forcebridge.salesforce_deletes WHERE left_filter"))
+
+
+def kinds_used(sf):
+    used, _ = sf.take_usage()
+    return {kind: n for (hour, kind, obj), n in used.items() if n}
+
+
+def test_outbound_messages_are_checked_against_the_filter(api, db, sf, sf_app, sf_settings):
+    from tests.integration.test_loading import om_post
+
+    url = sf_settings.database_url
+    inside, outside, never = accounts(sf, ("A", "Banking"), ("B", "Energy"), ("N", "Retail"))
+    m = filtered_mapping(api, db)
+    load.run_pending(db, sf, load.LoadOptions())
+    assert names(url) == ["A"]
+    sf.update_record("Account", inside, {"Industry": "Energy"})      # A leaves the filter
+    sf.update_record("Account", outside, {"Industry": "Banking"})    # B joins it
+    client = sf_app.test_client()
+    om_post(client, sf_settings.salesforce_org_id, [as_message(sf, i) for i in (inside, outside, never)])
+    sf.take_usage()
+
+    applied = inbound.apply_pending(db)
+    assert (applied.applied, applied.checking) == (3, 3)
+    assert names(url) == ["A"]                      # nothing written before Salesforce says what matches
+    done = row_filters.check_pending(db, sf)
+    assert done == {"checked": 3, "written": 1, "removed": 1}
+    assert names(url) == ["B"]
+    assert sql(url, "SELECT industry FROM salesforce.account") == [("Banking",)]
+    assert left_filter_marks(url) == sorted([inside, never])
+    assert kinds_used(sf) == {"filter_checks": 2}   # the read through the filter, the stamps of the two outside
+    assert row_filters.pending(db) == 0
+
+    sf.update_record("Account", inside, {"Industry": "Banking", "Name": "A2"})   # A comes back, newer
+    om_post(client, sf_settings.salesforce_org_id, [as_message(sf, inside)])
+    inbound.apply_pending(db)
+    row_filters.check_pending(db, sf)
+    assert names(url) == ["A2", "B"]
+    assert m.id == mapping_store.get(db, m.id).id
+
+
+def test_the_poll_removes_records_that_left_the_filter(api, db, sf, sf_settings):
+    url = sf_settings.database_url
+    a, b = accounts(sf, ("A", "Banking"), ("B", "Banking"))
+    m = filtered_mapping(api, db)
+    load.run_pending(db, sf, load.LoadOptions())
+    assert names(url) == ["A", "B"]
+    sf.update_record("Account", a, {"Industry": "Energy"})
+    result = poll.poll(db, sf, m, force=True)
+    assert (names(url), result.deleted) == (["B"], 1)
+    assert left_filter_marks(url) == [a]
+    sf.update_record("Account", a, {"Industry": "Banking", "Name": "A again"})
+    poll.poll(db, sf, m, force=True)
+    assert names(url) == ["A again", "B"]
+
+
+def test_a_row_written_in_postgres_outside_the_filter_is_sent_then_removed(api, db, sf, sf_settings):
+    from jobs.drain import DrainOptions, drain
+
+    url = sf_settings.database_url
+    m = filtered_mapping(api, db, access="read_write")
+    load.run_pending(db, sf, load.LoadOptions())
+    sql(url, "INSERT INTO salesforce.account (name, industry) VALUES ('in', 'Banking'), ('out', 'Energy')")
+    # a load before the rows are sent leaves them alone: their changes wait to go to Salesforce
+    load.request(db, m.id, "test")
+    load.run_pending(db, sf, load.LoadOptions(rest_max=0))
+    assert names(url) == ["in", "out"]
+    assert drain(db, sf, DrainOptions(retry_base_seconds=0)).outcomes == {"SUCCESS": 2}
+    created = {r["Name"]: r["Industry"] for r in sf.query_page(
+        "SELECT Name, Industry FROM Account")["records"]}
+    assert created == {"in": "Banking", "out": "Energy"}    # both were written to Salesforce
+    poll.poll(db, sf, m, force=True)                          # the next sync: a poll finds it
+    assert names(url) == ["in"]
+    assert row_filters.check_pending(db, sf)["checked"] == 2  # so does the check the drain queued
+    assert names(url) == ["in"]
+
+    sql(url, "UPDATE salesforce.account SET industry = 'Energy' WHERE name = 'in'")   # moved out in Postgres
+    assert drain(db, sf, DrainOptions(retry_base_seconds=0)).outcomes == {"SUCCESS": 1}
+    assert row_filters.pending(db) == 1                      # the drain asks whether it still matches
+    assert row_filters.check_pending(db, sf)["removed"] == 1
+    assert names(url) == []
+    assert {r["Name"] for r in sf.query_page("SELECT Name FROM Account WHERE Industry = 'Energy'")["records"]} == {
+        "in", "out"}
+
+
+def test_a_new_filter_reloads_what_it_selects(api, db, sf, sf_settings, enqueued):
+    url = sf_settings.database_url
+    a, b, c = accounts(sf, ("A", "Banking"), ("B", "Energy"), ("C", "Banking"))
+    m = filtered_mapping(api, db)
+    load.run_pending(db, sf, load.LoadOptions())
+    sf.update_record("Account", c, {"Industry": "Energy"})
+    poll.poll(db, sf, m, force=True)                   # C left: removed, marked
+    assert names(url) == ["A"] and left_filter_marks(url) == [c]
+
+    r = api.patch(f"/api/v1/mappings/{m.id}", json={"config": {"row_filter": "Industry = 'Energy'"}})
+    assert r.status_code == 200, r.get_json()
+    assert ("run_loads", ()) in enqueued.calls
+    assert left_filter_marks(url) == []                # C may come back now
+    (queued,) = db.fetchall("loads_to_run")
+    # a Bulk job: its creation time is the snapshot's, so rows outside the new filter leave at once
+    load.run(db, sf, queued["id"], load.LoadOptions(rest_max=0))
+    assert names(url) == ["B", "C"]
+    assert left_filter_marks(url) == [a]
+
+    api.patch(f"/api/v1/mappings/{m.id}", json={"config": {"row_filter": None}})   # no filter: everything
+    load.run_pending(db, sf, load.LoadOptions())
+    assert names(url) == ["A", "B", "C"]
+
+
+def test_an_import_with_a_filter_salesforce_refuses_imports_nothing(api, db):
+    good = {"object_name": "Contact", "config": {"access": "read_only", "fields": {"LastName": {}}}}
+    bad = {"object_name": "Account", "config": {"access": "read_only", "fields": FIELDS,
+                                                 "row_filter": "Nope__c = 1"}}
+    r = api.post("/api/v1/config/import", json={"version": 1, "connection": {}, "mappings": [good, bad]})
+    assert r.status_code == 400, r.get_json()
+    assert "mapping Account" in r.get_json()["message"] and "row_filter" in r.get_json()["message"]
+    assert api.get("/api/v1/mappings").get_json()["mappings"] == []
+    bad["config"]["row_filter"] = BANKING
+    r = api.post("/api/v1/config/import", json={"version": 1, "connection": {}, "mappings": [good, bad]})
+    assert r.status_code == 200, r.get_json()
+    assert {m["object_name"]: m["config"].get("row_filter")
+            for m in api.get("/api/v1/mappings").get_json()["mappings"]} == {"Contact": None, "Account": BANKING}
+
+
+def test_a_record_queued_again_while_it_is_checked_waits_for_the_next_check(api, db):
+    m = filtered_mapping(api, db)
+    queue = {"mapping_id": m.id, "sfids": ["001000000000001AAA"], "sources": ["outbound"]}
+    db.execute("filter_checks_add", queue)
+    (listed,) = db.fetchall("filter_checks_list", {"limit": 10})
+    db.execute("filter_checks_add", {**queue, "sources": ["cdc"]})    # a newer change, mid-check
+    db.execute("filter_checks_done", {"mapping_id": m.id, "sfids": [listed["sfid"]], "queued": [listed["queued_at"]]})
+    assert row_filters.pending(db) == 1
+
+
+def test_a_filter_changed_while_a_load_runs_loads_again_after_it(api, db, sf, sf_settings):
+    url = sf_settings.database_url
+    accounts(sf, ("A", "Banking"), ("B", "Energy"))
+    m = filtered_mapping(api, db)
+
+    def change_filter(row):
+        if row["pages"] == 1:
+            r = api.patch(f"/api/v1/mappings/{m.id}", json={"config": {"row_filter": "Industry = 'Energy'"}})
+            assert r.status_code == 200, r.get_json()
+
+    (first,) = load.run_pending(db, sf, load.LoadOptions(on_page=change_filter))
+    assert first["requested_by"] == "mapping created" and names(url) == ["A"]    # the old filter's snapshot
+    (second,) = load.run_pending(db, sf, load.LoadOptions(rest_max=0))   # Bulk: its snapshot time is exact
+    assert second["requested_by"] == "row filter changed"
+    assert names(url) == ["B"]

@@ -34,3 +34,22 @@ def test_a_filter_that_could_leave_its_parentheses_is_refused(bad):
 def test_quoted_parentheses_and_escaped_quotes_are_fine_and_null_removes_the_filter():
     assert mapping(row_filter="Name = 'a (b' AND Name != 'it\\'s)'").extra["row_filter"]
     assert "row_filter" not in mapping(row_filter=None).extra
+
+
+def test_the_complement_and_the_unfiltered_stamps_a_filter_check_asks_for():
+    m = mapping(row_filter="Industry = 'Banking' OR Rating = 'Hot'")
+    since = dt.datetime(2026, 1, 1, 0, 1, tzinfo=dt.timezone.utc)
+    leavers = soql.left_filter_since(m, since)
+    assert leavers == ("SELECT Id, SystemModstamp FROM Account WHERE SystemModstamp > 2026-01-01T00:00:00+00:00 "
+                       "AND (NOT (Industry = 'Banking' OR Rating = 'Hot')) ORDER BY SystemModstamp")
+    assert soql.left_filter_since(m, None).startswith(
+        "SELECT Id, SystemModstamp FROM Account WHERE (NOT (Industry = 'Banking' OR Rating = 'Hot'))")
+    stamps = soql.stamps_by_ids(m, ["001000000000001AAA"])
+    assert stamps == "SELECT Id, SystemModstamp, IsDeleted FROM Account WHERE Id IN ('001000000000001AAA')"
+
+
+def test_records_read_by_a_query_are_within_the_filter_and_messages_are_not():
+    from core.sources import from_fields, from_rest_record
+
+    assert from_rest_record("Account", {"Id": "001A", "Name": "x"}, "poll").within_filter
+    assert not from_fields("Account", "001A", {"Name": "x"}, "outbound").within_filter
