@@ -31,6 +31,7 @@ def overview(db, now: dt.datetime | None = None) -> dict:
     by_kind = {r["kind"]: r for r in db.fetchall("api_usage_by_kind")}
     return {"plan": plan, "settings": settings, "mappings": mappings, "by_kind": by_kind,
             "saved_24h": sum(max(r["saved"], 0) for r in by_kind.values()),
+            "split_calls_24h": sum(r["split_calls"] for r in by_kind.values()),
             "holds": [h.describe() for h in plan.holds.values()],
             "limits": api_usage.limits(db)}
 
@@ -54,11 +55,16 @@ def metric_families(db):
                               labels=["kind"])
     saved = GaugeMetricFamily("forcebridge_api_calls_saved_24h",
                               "API calls Bulk API 2.0 saved against REST in the last 24 h", labels=["kind"])
+    splits = GaugeMetricFamily("forcebridge_api_split_calls_24h",
+                               "Extra API calls spent splitting Collections calls Salesforce refused as a whole, "
+                               "last 24 h", labels=["kind"])
     for kind, row in view["by_kind"].items():
         kinds.add_metric([kind], row["calls"])
         saved.add_metric([kind], row["saved"])
+        splits.add_metric([kind], row["split_calls"])
     yield kinds
     yield saved
+    yield splits
     forecast = GaugeMetricFamily("forcebridge_api_forecast_calls_per_day",
                                  "API calls a day at the current rate, per mapping", labels=["mapping"])
     for m in view["mappings"]:
