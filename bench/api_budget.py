@@ -201,7 +201,7 @@ def simulate(args, url, db, sf, emulator, mappings) -> dict:
     spacing = {"every_10": sum(1 for i in intervals if i < 20), "every_30": sum(1 for i in intervals if 20 <= i < 40),
                "longer": sum(1 for i in intervals if i >= 40)}
     return {"calls_used": total_calls, "allocation": args.allocation, "peak_share": round(peak, 3),
-            "writes_delayed_s_p99": p99, "records_per_call": round(written / write_calls, 1) if write_calls else 0,
+            "writes_delayed_s_p99": p99, "writes_delayed_s_max": write_delays[-1] if write_delays else 0.0, "records_per_call": round(written / write_calls, 1) if write_calls else 0,
             # a change is lost if it failed or never left: every row change is coalesced per record, so
             # `written` (records sent) is below `changed` (row updates) by design
             "lost": failed + open_left, "changed": changed, "written": written,

@@ -33,7 +33,6 @@ class DrainOptions:
     retry_cap_seconds: float = 900.0
     send_window_seconds: float = 0.0   # a mapping's part-filled call waits up to this long for more records
 
-
     @property
     def backoff(self) -> Backoff:
         return Backoff(self.retry_base_seconds, self.retry_cap_seconds)

@@ -15,8 +15,8 @@ from webapp.context import ctx
 bp = Blueprint("budget", __name__, url_prefix="/setup/budget")
 
 
-def overview(db, now: dt.datetime | None = None) -> dict:
-    """Everything the Overview's budget card and /metrics show."""
+def overview(db, now: dt.datetime | None = None, app_settings=None) -> dict:
+    """Everything the Overview's budget card and /metrics show (with `app_settings`: the send window too)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     plan = budget.current_plan(db)
     settings = budget.settings_of(db)
@@ -32,8 +32,16 @@ def overview(db, now: dt.datetime | None = None) -> dict:
     return {"plan": plan, "settings": settings, "mappings": mappings, "by_kind": by_kind,
             "saved_24h": sum(max(r["saved"], 0) for r in by_kind.values()),
             "split_calls_24h": sum(r["split_calls"] for r in by_kind.values()),
-            "holds": [h.describe() for h in plan.holds.values()],
+            "holds": [h.describe() for h in plan.holds.values()] + _send_window(db, app_settings),
             "limits": api_usage.limits(db)}
+
+
+def _send_window(db, settings) -> list[str]:
+    seconds = budget.send_window_seconds(db, settings) if settings is not None else 0.0
+    if seconds <= 0:
+        return []
+    return [f"writes: a part-filled call waits up to {seconds / 60:.0f} min for more records (the send window)"
+            if seconds >= 60 else f"writes: a part-filled call waits up to {seconds:.0f} s for more records"]
 
 
 def metric_families(db):
@@ -79,7 +87,7 @@ def metric_families(db):
 
 @bp.app_context_processor
 def _budget_for_templates():
-    return {"api_budget": lambda: overview(ctx().db)}
+    return {"api_budget": lambda: overview(ctx().db, app_settings=ctx().settings)}
 
 
 @bp.after_app_request

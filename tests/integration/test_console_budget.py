@@ -34,6 +34,7 @@ def test_overview_shows_use_against_budget_what_is_held_back_and_a_forecast(cons
     assert "polls spaced out ×3" in page and "drift checks paused until" in page
     assert 'id="api-forecast"' in page and "Account" in page
     assert "Calls saved, last 24 h" in page and "3 calls spent splitting" in page
+    assert "part-filled call waits up to" in page        # 83%: the send window is open (pressed: 60 min)
     metrics = browser_client.get("/metrics", base_url=BASE, headers={"Authorization": f"Bearer {API_TOKEN}"}).text
     values = {(s.name, tuple(sorted(s.labels.items()))): s.value
               for f in text_string_to_metric_families(metrics) for s in f.samples}
