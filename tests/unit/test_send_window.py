@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from core import send_window
 from core.send_window import Pending, plan_claim, window_seconds
 
@@ -45,3 +48,17 @@ def test_a_retry_is_never_held():
 def test_the_earliest_end_of_a_window_is_when_to_wake():
     claim = plan_claim([Pending(1, 1, ago(30)), Pending(2, 1, ago(50))], 60, NOW)
     assert claim.wake_at == NOW + dt.timedelta(seconds=10)
+
+
+@given(st.lists(st.tuples(st.integers(1, 2000), st.integers(0, 7200), st.booleans()), max_size=6),
+       st.integers(1, 3600))
+def test_only_full_calls_go_before_the_window_ends_and_nothing_waits_past_it(mappings, seconds):
+    pending = [Pending(i, records, ago(age), retry) for i, (records, age, retry) in enumerate(mappings)]
+    claim = plan_claim(pending, seconds, NOW)
+    for p in pending:
+        most = claim.limits.get(p.mapping_id)
+        if p.retries or p.oldest + dt.timedelta(seconds=seconds) <= NOW:
+            assert most is None                                   # due (or a retry): everything goes
+        elif most is not None:
+            assert most % send_window.FULL == 0 and p.records - send_window.FULL < most < p.records
+            assert NOW < claim.wake_at <= p.oldest + dt.timedelta(seconds=seconds)
