@@ -55,6 +55,8 @@ class Settings:
     # Postgres -> Salesforce
     drain_concurrency: int = 4
     drain_lease_seconds: int = 120
+    send_window_seconds: float = 0.0            # a part-filled write call waits this long while the budget is relaxed
+    send_window_pressed_seconds: float = 3600.0  # ... and up to this long as the budget nears its limit
     archive_after_hours: int = 24
     archive_purge_days: int = 30
     huey_name: str = "forcebridge"   # one queue per deployment when several share a Redis or Postgres
@@ -125,6 +127,8 @@ class Settings:
             apply_batch_size=_int("APPLY_BATCH_SIZE", 500),
             drain_concurrency=_int("DRAIN_CONCURRENCY", 4),
             drain_lease_seconds=_int("DRAIN_LEASE_SECONDS", 120),
+            send_window_seconds=_float("SEND_WINDOW_SECONDS", 0.0),
+            send_window_pressed_seconds=_float("SEND_WINDOW_PRESSED_SECONDS", 3600.0),
             archive_after_hours=_int("ARCHIVE_AFTER_HOURS", 24),
             archive_purge_days=_int("ARCHIVE_PURGE_DAYS", 30),
             huey_name=os.environ.get("HUEY_NAME", "forcebridge"),

@@ -1,14 +1,16 @@
 """A simulated day against the emulator under an API allocation (issue 16): does the budget hold, are writes
 kept, how many records does a write call carry, do polls stretch and recover?
 
-    python -m bench.api_budget [--hours 24] [--allocation 15000] [--share 0.5] [--burst 600]
+    python -m bench.api_budget [--hours 24] [--allocation 15000] [--share 0.5] [--burst 600] [--tick 5]
 
 Time is simulated minute by minute (the emulator's clock is moved forward with it, so SystemModstamps follow).
 Each simulated minute: the app changes rows (an hourly batch job per mapping plus a trickle), another
 integrations spend calls of their own (counted, not made), the budget plan (core/budget.py) is made from this run's hourly counts,
 due polls run (spaced or paused as the plan says), the drain sends (unless delayed at the floor), drift
 checks run every 6 hours when allowed. Every call goes through the real gateway to the emulator.
-The emulator ships five writable objects, so the day runs five bidirectional mappings (not ten).
+Ten bidirectional mappings: the emulator's standard objects and six of its custom ones.
+The write path's send window (core/send_window.py) is measured on the simulated clock: change times are
+moved to it as the app makes them.
 Prints progress to stderr and one JSON line last on stdout.
 """
 from __future__ import annotations
@@ -26,9 +28,9 @@ import pathlib
 import psycopg
 from psycopg import sql
 
-from core import budget
+from core import budget, send_window
 from core.mapping import from_entry
-from gateway import capture, mapping_store
+from gateway import change_log, mapping_store
 from gateway.db import Database, migrate
 from gateway.salesforce import Salesforce, SalesforceError
 from jobs import drift, load, poll
@@ -37,11 +39,13 @@ from settings import Settings
 from tests.emulator_fixture import start_emulator
 from tests.support.postgres import create_database
 
-OBJECTS = {"Account": "Name", "Contact": "LastName", "Lead": "LastName", "Opportunity": "Name", "Invoice__c": "Name"}
+CUSTOM = ("Invoice__c", "Ticket__c", "Payment__c", "Subscription__c", "Warehouse__c", "Asset_Tag__c")
+OBJECTS = {"Account": "Name", "Contact": "LastName", "Lead": "LastName", "Opportunity": "Name",
+           **{name: "Name" for name in CUSTOM}}
 SEED = {"Account": {"Name": "Account {n}"}, "Contact": {"LastName": "Contact {n}"},
         "Lead": {"LastName": "Lead {n}", "Company": "Co {n}"},
         "Opportunity": {"Name": "Opp {n}", "StageName": "Prospecting", "CloseDate": "2026-12-31"},
-        "Invoice__c": {"Name": "Invoice {n}"}}
+        **{name: {"Name": name.removesuffix("__c") + " {n}"} for name in CUSTOM}}
 POLL_SECONDS = 600
 DRIFT_SECONDS = 6 * 3600
 
@@ -56,7 +60,7 @@ def setup(url: str, db: Database, sf: Salesforce, emulator, rows: int) -> list:
         emulator.admin("POST", "/_emulator/seed", {"sobject": name, "count": rows, "fields": SEED[name]})
         entry = {"object_name": name, "direction": "bidirectional", "config": {"fields": {field: {}}}}
         m = mapping_store.create(db, from_entry(entry, describe=sf.describe(name)),
-                                 on_created=capture.sync_with_mapping)
+                                 start_sync=False)
         load.request(db, m.id)
         mappings.append(m)
     load.run_pending(db, sf)
@@ -70,6 +74,26 @@ def app_changes(url: str, m, field: str, count: int, tag: str) -> int:
                         "(SELECT id FROM {t} ORDER BY random() LIMIT %s)").format(t=table, c=column)
     with psycopg.connect(url, autocommit=True) as conn:
         return conn.execute(statement, (tag, count)).rowcount
+
+
+def to_simulated_time(db: Database, url: str, now: dt.datetime) -> None:
+    """Changes the app just made get the simulated time (the send window measures their age on it)."""
+    change_log.absorb(db)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE forcebridge.change_log SET created_at = %s WHERE created_at > %s", (now, now))
+
+
+def drain_delays(url: str, since: dt.datetime, now: dt.datetime) -> list[float]:
+    """Simulated seconds each change sent since `since` (Postgres' clock) waited."""
+    with psycopg.connect(url) as conn:
+        return [float(r[0]) for r in conn.execute(
+            "SELECT extract(epoch FROM %s - created_at) FROM forcebridge.change_log "
+            "WHERE finished_at >= %s AND state = 'SUCCESS'", (now, since)).fetchall()]
+
+
+def postgres_now(url: str) -> dt.datetime:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT now()").fetchone()[0]
 
 
 def run(args) -> dict:
@@ -103,9 +127,7 @@ def simulate(args, url, db, sf, emulator, mappings) -> dict:
     last_drift = {m.id: start for m in mappings}
     burst_minute = {m.id: random.randrange(60) for m in mappings}
     written = changed = write_calls = total_calls = 0
-    delayed_minutes, write_delays, peak, intervals = 0, [], 0.0, []
-    waiting: list[tuple[dt.datetime, int]] = []     # (simulated time, rows changed) not sent yet
-    options = DrainOptions(retry_base_seconds=0)
+    delayed_minutes, write_delays, peak, intervals, windows = 0, [], 0.0, [], []
     wall = time.monotonic()
     tick = args.tick
     for minute in range(0, args.hours * 60, tick):
@@ -119,9 +141,8 @@ def simulate(args, url, db, sf, emulator, mappings) -> dict:
             burst = minute % 60 <= burst_minute[m.id] < minute % 60 + tick
             n = args.burst if burst else sum(random.random() < args.trickle for _ in range(tick))
             if n:
-                rows = app_changes(url, m, field, n, f" {minute}")
-                changed += rows
-                waiting.append((now, rows))
+                changed += app_changes(url, m, field, n, f" {minute}")
+        to_simulated_time(db, url, now)
         # the org's other integrations spend calls too (in their hours), which lowers what we may spend
         if args.others_from <= minute / 60 < args.others_until:
             theirs[-1] += int(args.others_per_minute * tick)
@@ -145,14 +166,14 @@ def simulate(args, url, db, sf, emulator, mappings) -> dict:
                 except SalesforceError as exc:
                     say(f"drift {m.object_name}: {exc}")
         if plan.hold("writes") is None:
-            before = sf.calls
-            result = drain(db, sf, options)
+            window = send_window.window_seconds(args.send_window, args.send_window_pressed, plan.pressure)
+            windows.append(window)
+            before, since = sf.calls, postgres_now(url)
+            result = drain(db, sf, DrainOptions(retry_base_seconds=0, send_window_seconds=window), now=now)
             if result.claimed:
                 written += result.outcomes.get("SUCCESS", 0)
                 write_calls += sf.calls - before
-            # every row changed before this drain has been sent now: its delay, in simulated seconds
-            write_delays.extend((now - at).total_seconds() for at, rows in waiting for _ in range(rows))
-            waiting.clear()
+                write_delays.extend(drain_delays(url, since, now))
         else:
             delayed_minutes += tick
         used, _ = sf.take_usage()
@@ -161,6 +182,17 @@ def simulate(args, url, db, sf, emulator, mappings) -> dict:
         if (minute + tick) % 60 < tick:
             say(f"hour {minute // 60 + 1:2d}: ours 24h {sum(ours):6,} share {plan.share_of_budget:5.0%} "
                 f"holds {sorted(plan.holds)} written {written:,} ({time.monotonic() - wall:.0f} s)")
+    # the day ends: what the send window still holds goes once its window has passed
+    end = start + dt.timedelta(minutes=args.hours * 60)
+    since, before = postgres_now(url), sf.calls
+    result = drain(db, sf, DrainOptions(retry_base_seconds=0, send_window_seconds=max(windows, default=0)),
+                   now=end + dt.timedelta(seconds=max(windows, default=0)))
+    if result.claimed:
+        written += result.outcomes.get("SUCCESS", 0)
+        write_calls += sf.calls - before
+        write_delays.extend(drain_delays(url, since, end))
+        used, _ = sf.take_usage()
+        total_calls += sum(used.values())
     with psycopg.connect(url) as conn:
         open_left = conn.execute("SELECT count(*) FROM forcebridge.open_changes").fetchone()[0]
         failed = conn.execute("SELECT count(*) FROM forcebridge.change_log WHERE state = 'FAILED'").fetchone()[0]
@@ -169,11 +201,12 @@ def simulate(args, url, db, sf, emulator, mappings) -> dict:
     spacing = {"every_10": sum(1 for i in intervals if i < 20), "every_30": sum(1 for i in intervals if 20 <= i < 40),
                "longer": sum(1 for i in intervals if i >= 40)}
     return {"calls_used": total_calls, "allocation": args.allocation, "peak_share": round(peak, 3),
-            "writes_delayed_s_p99": p99, "records_per_call": round(written / write_calls, 1) if write_calls else 0,
+            "writes_delayed_s_p99": p99, "writes_delayed_s_max": write_delays[-1] if write_delays else 0.0, "records_per_call": round(written / write_calls, 1) if write_calls else 0,
             # a change is lost if it failed or never left: every row change is coalesced per record, so
             # `written` (records sent) is below `changed` (row updates) by design
             "lost": failed + open_left, "changed": changed, "written": written,
-            "minutes_writes_delayed": delayed_minutes, "hours": args.hours, "polls": spacing,
+            "minutes_writes_delayed": delayed_minutes, "mappings": len(mappings),
+            "send_window_s_max": max(windows, default=0), "hours": args.hours, "polls": spacing,
             "longest_poll_gap_min": max(intervals, default=0)}
 
 
@@ -190,6 +223,10 @@ def main(argv=None) -> None:
     parser.add_argument("--others-from", type=float, default=0.0, help="simulated hour they start")
     parser.add_argument("--others-until", type=float, default=24.0, help="simulated hour they stop")
     parser.add_argument("--tick", type=int, default=1, help="simulated minutes per step (5 runs 5x faster)")
+    parser.add_argument("--send-window", type=float, default=0.0,
+                        help="seconds a part-filled write call waits while the budget is relaxed (SEND_WINDOW_SECONDS)")
+    parser.add_argument("--send-window-pressed", type=float, default=3600.0,
+                        help="... and as the budget nears its limit (SEND_WINDOW_PRESSED_SECONDS)")
     parser.add_argument("--seed", type=int, default=16)
     result = run(parser.parse_args(argv))
     print(json.dumps(result), flush=True)

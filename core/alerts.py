@@ -85,6 +85,7 @@ class Facts:
     failed_notifications_since: dt.datetime | None = None
     oldest_pending_sf: dt.datetime | None = None     # oldest notification waiting to be applied
     oldest_pending_pg: dt.datetime | None = None     # oldest change waiting to be sent
+    send_window_minutes: int = 0                     # the write path holds part-filled calls this long on purpose
     workers_alive: int | None = None
     workers_last_seen: dt.datetime | None = None
     # None until a CDC subscriber reports: it writes forcebridge.documents 'cdc_subscriber' = {connected, since}
@@ -159,11 +160,14 @@ def observe(facts: Facts, thresholds: Thresholds, now: dt.datetime) -> list[Obse
                     f"{facts.failed_notifications:,} notifications could not be applied.",
                     facts.failed_notifications_newest),
     ]
-    for key, oldest, limit in (("lag_sf_to_pg", facts.oldest_pending_sf, thresholds.lag_minutes_sf_to_pg),
-                               ("lag_pg_to_sf", facts.oldest_pending_pg, thresholds.lag_minutes_pg_to_sf)):
+    window = facts.send_window_minutes
+    for key, oldest, limit, held in (
+            ("lag_sf_to_pg", facts.oldest_pending_sf, thresholds.lag_minutes_sf_to_pg, 0),
+            ("lag_pg_to_sf", facts.oldest_pending_pg, thresholds.lag_minutes_pg_to_sf + window, window)):
         behind = _minutes(now - oldest) if oldest else 0
+        threshold = f"threshold {limit - held}" + (f", plus the send window's {held}" if held else "")
         out.append(Observation(key, oldest is not None and behind >= limit, oldest, behind,
-                               f"The oldest change has waited {behind} minutes (threshold {limit})."))
+                               f"The oldest change has waited {behind} minutes ({threshold})."))
     out.append(Observation("no_worker", facts.workers_alive == 0, facts.workers_last_seen, 0,
                            "No worker process has beaten for a while; start `python -m jobs.worker`."))
     out.append(Observation("cdc_disconnected", facts.cdc_connected is False, facts.cdc_since, 0,

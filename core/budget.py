@@ -210,6 +210,27 @@ def cheaper_query(records: int) -> ApiChoice:
     return ApiChoice("bulk" if bulk < rest else "rest", rest, bulk)
 
 
+@dataclass(frozen=True)
+class PollChoice:
+    api: str                  # bulk: one Bulk 2.0 job from the start | rest: pages (the first one decides)
+    expected: int | None      # changed records expected (None: nothing to go by)
+    saved: int = 0            # calls the choice saves against finding out with a REST page first
+
+
+def poll_api(last_changed: int | None, seconds_since_last: float | None, interval_seconds: float,
+             bulk_above: int) -> PollChoice:
+    """Decide a poll's API before it spends a call: the last poll's count, scaled to the time since it (a poll
+    the budget put off finds more), against `bulk_above`. With nothing to go by (no poll yet, no interval)
+    the first REST page decides, as before: a COUNT() would cost that same call and bring no record, and
+    below 2,000 records the page is the whole answer. Choosing Bulk up front saves that page."""
+    if last_changed is None or seconds_since_last is None or interval_seconds <= 0:
+        return PollChoice("rest", None)
+    expected = math.ceil(last_changed * max(seconds_since_last, 0.0) / interval_seconds)
+    if expected > bulk_above:
+        return PollChoice("bulk", expected, saved=1)
+    return PollChoice("rest", expected)
+
+
 def cheaper_push(records: int, collection_size: int = 200) -> ApiChoice:
     """Collections calls of 200 or one Bulk API 2.0 ingest job (create, upload, close, status, results)."""
     rest = max(1, math.ceil(records / collection_size))

@@ -143,6 +143,7 @@ class Salesforce:
         self._usage_lock = threading.Lock()
         self._usage: collections.Counter = collections.Counter()    # (hour, kind, object) -> calls
         self._saved: collections.Counter = collections.Counter()    # (hour, kind, object) -> calls saved
+        self._splits: collections.Counter = collections.Counter()   # (hour, kind, object) -> calls spent splitting
         self._objects: collections.OrderedDict = collections.OrderedDict()  # job id or query locator -> (object, kind)
         self.health: Health | None = None
 
@@ -166,11 +167,19 @@ class Salesforce:
             self._saved.clear()
         return used, saved
 
-    def give_back_usage(self, used: dict, saved: dict) -> None:
+    def take_splits(self) -> dict:
+        """The extra calls spent splitting refused Collections calls since the last take, by (hour, kind, object)."""
+        with self._usage_lock:
+            splits = dict(self._splits)
+            self._splits.clear()
+        return splits
+
+    def give_back_usage(self, used: dict, saved: dict, splits: dict | None = None) -> None:
         """Counts a flush could not store: kept for the next one."""
         with self._usage_lock:
             self._usage.update(used)
             self._saved.update(saved)
+            self._splits.update(splits or {})
 
     @contextlib.contextmanager
     def tally(self):
@@ -334,6 +343,10 @@ class Salesforce:
                     self._objects[job_id] = (obj, kind, True)    # credited once, however often it is asked
             if first:
                 self._save(kind, obj, math.ceil(int(answer.get("numberRecordsProcessed") or 0) / REST_QUERY_PAGE))
+
+    def credit(self, sobject: str, calls: int, kind: str) -> None:
+        """Calls a choice made before calling saved (a poll sent to Bulk 2.0 without a REST page first)."""
+        self._save(getattr(self._work, "kind", None) or kind, sobject, calls)
 
     def _remember(self, key: str, obj: str, kind: str) -> None:
         with self._usage_lock:
@@ -526,6 +539,8 @@ class Salesforce:
         budget[0] -= 1
         with self._lock:
             self.split_calls += 1
+        with self._usage_lock:
+            self._splits[(_hour(), getattr(self._work, "kind", None) or "writes", "")] += 1
         return self._split(records, one_call, budget)
 
     # single-record calls: what a naive sync does (kept for the benchmark's comparison)

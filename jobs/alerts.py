@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import math
 import uuid
 
 from psycopg.types.json import Jsonb
@@ -52,7 +53,7 @@ def set_thresholds(db: Database, form: dict) -> core.Thresholds:
     return thresholds
 
 
-def facts(db: Database, now: dt.datetime) -> core.Facts:
+def facts(db: Database, now: dt.datetime, settings: Settings | None = None) -> core.Facts:
     f = db.fetchone("alert_failures")
     workers = db.fetchone("live_workers", {"seconds": ALIVE_SECONDS})
     drift = db.fetchall("alert_drift")
@@ -65,6 +66,7 @@ def facts(db: Database, now: dt.datetime) -> core.Facts:
         failed_notifications_newest=f["failed_notifications_newest"],
         failed_notifications_since=f["failed_notifications_since"],
         oldest_pending_sf=f["oldest_pending_sf"], oldest_pending_pg=f["oldest_pending_pg"],
+        send_window_minutes=math.ceil(budget.send_window_seconds(db, settings) / 60) if settings else 0,
         workers_alive=workers["alive"], workers_last_seen=workers["last_seen"],
         drift_differences=sum(r["differences"] for r in drift), drift_objects=tuple(r["object_name"] for r in drift),
         drift_since=min((r["checked_at"] for r in drift), default=None),
@@ -99,7 +101,7 @@ def check(db: Database, settings: Settings, now: dt.datetime | None = None) -> l
         if not db.run(lock, "lock_alerts").fetchone()["locked"]:
             return []
         cfg = config(db)
-        observed = core.observe(facts(db, now), cfg["thresholds"], now)
+        observed = core.observe(facts(db, now, settings), cfg["thresholds"], now)
         decision = core.decide(observed, states(db), cfg["thresholds"], now, settings.public_url)
         sent = []
         for alert in decision.alerts:

@@ -30,15 +30,17 @@ def flush(db: Database, sf: Salesforce | None) -> int:
     if sf is None:
         return 0
     used, saved = sf.take_usage()
-    if used or saved:
-        keys = sorted(set(used) | set(saved))
+    splits = sf.take_splits()
+    if used or saved or splits:
+        keys = sorted(set(used) | set(saved) | set(splits))
         try:
             db.execute("add_api_usage", {"hours": [k[0] for k in keys], "kinds": [k[1] for k in keys],
                                          "objects": [k[2] for k in keys],
                                          "calls": [used.get(k, 0) for k in keys],
-                                         "saved": [saved.get(k, 0) for k in keys]})
+                                         "saved": [saved.get(k, 0) for k in keys],
+                                         "splits": [splits.get(k, 0) for k in keys]})
         except Exception:
-            sf.give_back_usage(used, saved)
+            sf.give_back_usage(used, saved, splits)
             raise
     seen = (db.url, sf.api_usage, sf.health)
     if seen != _written.get(sf):        # a web request flushes too: write only what changed

@@ -9,7 +9,7 @@ import time
 
 from psycopg.types.json import Jsonb
 
-from core import budget
+from core import budget, send_window
 from core.loading import poll_settings
 from gateway import mapping_store
 from gateway.db import Database
@@ -94,6 +94,17 @@ def writes_delayed(db: Database) -> bool:
     except Exception:  # noqa: BLE001 - a budget that cannot be read never stops writes
         log.exception("could not read the API budget")
         return False
+
+
+def send_window_seconds(db: Database, settings) -> float:
+    """How long a part-filled write call may wait for more records now (core/send_window.py): the relaxed
+    window, growing to the pressed one as the projection nears the budget."""
+    try:
+        pressure = current_plan(db).pressure
+    except Exception:  # noqa: BLE001 - a budget that cannot be read keeps the relaxed window
+        log.exception("could not read the API budget")
+        pressure = 0.0
+    return send_window.window_seconds(settings.send_window_seconds, settings.send_window_pressed_seconds, pressure)
 
 
 def allows(db: Database, kind: str) -> bool:

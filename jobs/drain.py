@@ -1,6 +1,7 @@
 """Postgres -> Salesforce: claim logged changes, send them in Collections calls, record every outcome."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import threading
@@ -9,7 +10,7 @@ from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
-from core import soql
+from core import send_window, soql
 from core.change_states import FINISHED, Backoff, RecordResult, State, settle
 from core.changes import (ChangeLogEntry, Fields, Outcome, RecordChange, Write, coalesce, outcome_of,
                           plan_batches, plan_writes, references_parents, writable_fields)
@@ -30,6 +31,7 @@ class DrainOptions:
     concurrency: int = 4          # Collections calls in flight at once
     retry_base_seconds: float = 2.0
     retry_cap_seconds: float = 900.0
+    send_window_seconds: float = 0.0   # a mapping's part-filled call waits up to this long for more records
 
     @property
     def backoff(self) -> Backoff:
@@ -41,20 +43,22 @@ class DrainResult:
     claimed: int = 0
     calls: int = 0
     outcomes: Counter = field(default_factory=Counter)
+    held_until: dt.datetime | None = None     # the send window holds records back until then
 
 
 def drain(db: Database, sf: Salesforce, options: DrainOptions = DrainOptions(), max_rounds: int = 10_000,
-          stop: threading.Event | None = None) -> DrainResult:
+          stop: threading.Event | None = None, now: dt.datetime | None = None) -> DrainResult:
     """Send every change that is ready, claim after claim, until none is left (or `stop` is set: a
     shutting-down worker finishes the claims in hand and leaves the rest to the next one).
     Two claims overlap: the next one is claimed and planned while the calls of the last are in flight
-    (claims never share a record, so per-record order holds)."""
+    (claims never share a record, so per-record order holds). With a send window, part-filled calls wait
+    (`now`: the clock the window is measured on, Postgres' change times; the benchmark's simulated one)."""
     total = DrainResult()
     token = uuid.uuid4().hex      # this drain's claims: a drain whose lease lapsed cannot finish them
     in_flight = None
     with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
         for _ in range(max_rounds):
-            entries = [] if stop is not None and stop.is_set() else claim(db, options, token)
+            entries = [] if stop is not None and stop.is_set() else claim(db, options, token, total, now)
             started = _start(db, sf, entries, pool, options, token, in_flight) if entries else None
             total.claimed += len(entries)
             if in_flight is not None:
@@ -67,13 +71,28 @@ def drain(db: Database, sf: Salesforce, options: DrainOptions = DrainOptions(), 
     return total
 
 
-def claim(db: Database, options: DrainOptions, token: str) -> list[ChangeLogEntry]:
+def claim(db: Database, options: DrainOptions, token: str, result: DrainResult | None = None,
+          now: dt.datetime | None = None) -> list[ChangeLogEntry]:
     change_log.absorb(db)
     with db.transaction() as conn:
         db.run(conn, "lock_claims")
+        window = window_claim(db, conn, options.send_window_seconds, now)
+        if result is not None:
+            result.held_until = window.wake_at
         rows = db.run(conn, "claim_changes", {"records": options.claim_records, "claim": token,
-                                              "lease_seconds": options.lease_seconds}).fetchall()
+                                              "lease_seconds": options.lease_seconds,
+                                              "held": list(window.limits), "limits": list(window.limits.values())
+                                              }).fetchall()
     return change_log.entries_from_rows(rows)
+
+
+def window_claim(db: Database, conn, seconds: float, now: dt.datetime | None = None) -> send_window.Claim:
+    """What the send window holds back now (nothing without a window: no query)."""
+    if seconds <= 0:
+        return send_window.Claim({}, None)
+    pending = [send_window.Pending(r["mapping_id"], r["records"], r["oldest"], r["retries"])
+               for r in db.run(conn, "pending_by_mapping").fetchall()]
+    return send_window.plan_claim(pending, seconds, now or dt.datetime.now(dt.timezone.utc))
 
 
 @dataclass
@@ -255,8 +274,11 @@ def _check_row_filter(db: Database, conn, mapping: Mapping, marks) -> None:
         db.run(conn, "filter_checks_add", {"mapping_id": mapping.id, "sfids": sfids, "sources": ["write"] * len(sfids)})
 
 
-def options_from(settings) -> DrainOptions:
-    return DrainOptions(concurrency=settings.drain_concurrency, lease_seconds=settings.drain_lease_seconds)
+def options_from(settings, db: Database | None = None) -> DrainOptions:
+    """The worker's options; the send window from the budget's pressure when `db` is given."""
+    window = budget.send_window_seconds(db, settings) if db is not None else 0.0
+    return DrainOptions(concurrency=settings.drain_concurrency, lease_seconds=settings.drain_lease_seconds,
+                        send_window_seconds=window)
 
 
 def drain_now(stop: threading.Event | None = None) -> DrainResult:
@@ -266,13 +288,21 @@ def drain_now(stop: threading.Event | None = None) -> DrainResult:
     if sf is None or budget.writes_delayed(runtime.db()):
         return DrainResult()
     with sf.work("writes"):
-        return drain(runtime.db(), sf, options_from(s), stop=stop)
+        return drain(runtime.db(), sf, options_from(s, runtime.db()), stop=stop)
 
 
-def next_retry_in(db: Database) -> float | None:
-    """Seconds until the earliest change waiting for a retry is due; None when none waits."""
+def next_retry_in(db: Database, settings=None) -> float | None:
+    """Seconds until the earliest change waiting for a retry, or held by the send window, is due; None when
+    none waits."""
     row = db.fetchone("next_retry_in")
-    return None if row is None or row["seconds"] is None else float(row["seconds"])
+    due = [float(row["seconds"])] if row is not None and row["seconds"] is not None else []
+    window = budget.send_window_seconds(db, settings) if settings is not None else 0.0
+    if window > 0:
+        with db.transaction() as conn:
+            wake_at = window_claim(db, conn, window).wake_at
+        if wake_at is not None:
+            due.append((wake_at - dt.datetime.now(dt.timezone.utc)).total_seconds())
+    return min(due, default=None)
 
 
 def archive(db: Database, after_hours: int, purge_days: int) -> None:

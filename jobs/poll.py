@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from core import soql, sources
+from core import budget, soql, sources
 from core.convert import parse_datetime
 from core.loading import newest_modstamp, poll_settings, rest_datetime, staging_columns
 from core.mapping import Mapping
@@ -82,6 +82,12 @@ def poll(db: Database, sf: Salesforce, m: Mapping, force: bool = False, bulk_abo
 def _poll_changes(db, sf, m, state, settings, result, bulk_above: int) -> None:
     """Changed records oldest first, a page per transaction; queryAll brings deleted ones in the same calls."""
     include_deleted = settings.delete_mode == "queryAll"
+    choice = choose_api(state, settings.seconds, bulk_above)
+    if choice.api == "bulk":
+        log.info("poll %s: about %s changes expected, one Bulk job", m.object_name, choice.expected)
+        sf.credit(m.object_name, choice.saved, "polls")
+        _poll_changes_bulk(db, sf, m, state, settings, result, include_deleted)
+        return
     page = sf.query_page(soql.changed_since(m, state["watermark"]), include_deleted=include_deleted)
     if page.get("totalSize", 0) > bulk_above and not page.get("done", True):
         _poll_changes_bulk(db, sf, m, state, settings, result, include_deleted)
@@ -95,6 +101,13 @@ def _poll_changes(db, sf, m, state, settings, result, bulk_above: int) -> None:
         if page.get("done", True) or not page.get("nextRecordsUrl"):
             return
         page = sf.query_page(next_url=page["nextRecordsUrl"])
+
+
+def choose_api(state: dict, interval_seconds: int, bulk_above: int) -> budget.PollChoice:
+    """REST pages or one Bulk job, from the last poll's count (core/budget.py poll_api)."""
+    last = state.get("last_polled_at")
+    since = (dt.datetime.now(dt.timezone.utc) - last).total_seconds() if last else None
+    return budget.poll_api(state.get("last_changed") if last else None, since, interval_seconds or 3600, bulk_above)
 
 
 def _poll_changes_bulk(db, sf, m, state, settings, result, include_deleted: bool) -> None:

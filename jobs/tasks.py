@@ -35,7 +35,7 @@ def write_listener() -> Listener | None:
         return None
     # a drain woken here stops between claims when the worker shuts down
     listener = Listener(s.database_url, lambda: drain.drain_now(stop=listener.stopping),
-                        next_wake=lambda: drain.next_retry_in(runtime.db()))
+                        next_wake=lambda: drain.next_retry_in(runtime.db(), s))
     return listener
 
 

@@ -15,8 +15,8 @@ from webapp.context import ctx
 bp = Blueprint("budget", __name__, url_prefix="/setup/budget")
 
 
-def overview(db, now: dt.datetime | None = None) -> dict:
-    """Everything the Overview's budget card and /metrics show."""
+def overview(db, now: dt.datetime | None = None, app_settings=None) -> dict:
+    """Everything the Overview's budget card and /metrics show (with `app_settings`: the send window too)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     plan = budget.current_plan(db)
     settings = budget.settings_of(db)
@@ -32,8 +32,17 @@ def overview(db, now: dt.datetime | None = None) -> dict:
     return {"plan": plan, "settings": settings, "mappings": mappings, "by_kind": by_kind,
             "kind_labels": core_budget.LABELS,
             "saved_24h": sum(max(r["saved"], 0) for r in by_kind.values()),
-            "holds": [h.describe() for h in plan.holds.values()],
+            "split_calls_24h": sum(r["split_calls"] for r in by_kind.values()),
+            "holds": [h.describe() for h in plan.holds.values()] + _send_window(db, app_settings),
             "limits": api_usage.limits(db)}
+
+
+def _send_window(db, settings) -> list[str]:
+    seconds = budget.send_window_seconds(db, settings) if settings is not None else 0.0
+    if seconds <= 0:
+        return []
+    return [f"writes: a part-filled call waits up to {seconds / 60:.0f} min for more records (the send window)"
+            if seconds >= 60 else f"writes: a part-filled call waits up to {seconds:.0f} s for more records"]
 
 
 def metric_families(db):
@@ -55,11 +64,16 @@ def metric_families(db):
                               labels=["kind"])
     saved = GaugeMetricFamily("forcebridge_api_calls_saved_24h",
                               "API calls Bulk API 2.0 saved against REST in the last 24 h", labels=["kind"])
+    splits = GaugeMetricFamily("forcebridge_api_split_calls_24h",
+                               "Extra API calls spent splitting Collections calls Salesforce refused as a whole, "
+                               "last 24 h", labels=["kind"])
     for kind, row in view["by_kind"].items():
         kinds.add_metric([kind], row["calls"])
         saved.add_metric([kind], row["saved"])
+        splits.add_metric([kind], row["split_calls"])
     yield kinds
     yield saved
+    yield splits
     forecast = GaugeMetricFamily("forcebridge_api_forecast_calls_per_day",
                                  "API calls a day at the current rate, per mapping", labels=["mapping"])
     for m in view["mappings"]:
@@ -74,7 +88,7 @@ def metric_families(db):
 
 @bp.app_context_processor
 def _budget_for_templates():
-    return {"api_budget": lambda: overview(ctx().db)}
+    return {"api_budget": lambda: overview(ctx().db, app_settings=ctx().settings)}
 
 
 @bp.after_app_request

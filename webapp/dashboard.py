@@ -46,7 +46,7 @@ def status() -> dict:
             "last_at": {"sf_to_pg": last_applied,
                         "pg_to_sf": write_path.last_success() if postgres else None},
             "polls": sync.poll_status() if postgres else [], "now": now,
-            "budget": budget.overview(db, now) if postgres else None,
+            "budget": budget.overview(db, now, ctx().settings) if postgres else None,
             "cdc": cdc}
 
 

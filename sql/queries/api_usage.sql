@@ -1,11 +1,12 @@
 -- name: add_api_usage
--- One statement per flush: (hour, kind, object) counts of calls made and calls saved.
-INSERT INTO forcebridge.api_usage_hourly AS u (hour, kind, object_name, calls, saved)
-SELECT h, k, o, c, s
+-- One statement per flush: (hour, kind, object) counts of calls made, calls saved, calls spent splitting.
+INSERT INTO forcebridge.api_usage_hourly AS u (hour, kind, object_name, calls, saved, split_calls)
+SELECT h, k, o, c, s, x
 FROM unnest(%(hours)s::timestamptz[], %(kinds)s::text[], %(objects)s::text[], %(calls)s::bigint[],
-            %(saved)s::bigint[]) AS t(h, k, o, c, s)
+            %(saved)s::bigint[], %(splits)s::bigint[]) AS t(h, k, o, c, s, x)
 ON CONFLICT (hour, kind, object_name) DO UPDATE SET calls = u.calls + EXCLUDED.calls,
-                                                    saved = u.saved + EXCLUDED.saved;
+                                                    saved = u.saved + EXCLUDED.saved,
+                                                    split_calls = u.split_calls + EXCLUDED.split_calls;
 
 -- name: put_api_limit
 INSERT INTO forcebridge.api_limits (name, max, remaining, observed_at)
@@ -27,7 +28,7 @@ GROUP BY h.hour ORDER BY h.hour;
 
 -- name: api_usage_by_kind
 -- Our calls of the last 24 hours by kind of work.
-SELECT kind, sum(calls)::bigint AS calls, sum(saved)::bigint AS saved
+SELECT kind, sum(calls)::bigint AS calls, sum(saved)::bigint AS saved, sum(split_calls)::bigint AS split_calls
 FROM forcebridge.api_usage_hourly WHERE hour > now() - interval '24 hours'
 GROUP BY kind ORDER BY kind;
 

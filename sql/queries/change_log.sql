@@ -35,15 +35,16 @@ ANALYZE forcebridge.change_log;
 
 -- name: claim_changes
 -- Whole records at a time: every open entry of a record whose entries are neither leased by a live drain
--- nor waiting for a retry. An expired lease (a killed worker) is claimed again.
+-- nor waiting for a retry. An expired lease (a killed worker) is claimed again. The send window may limit
+-- a mapping to its oldest records (held/limits: mapping ids and records; core/send_window.py).
 WITH open AS (
-    SELECT mapping_id, record_id, min(id) AS first_id
-    FROM forcebridge.change_log
-    WHERE state IN ('NEW', 'PENDING', 'REQUEUED')
-    GROUP BY mapping_id, record_id
-    HAVING NOT bool_or(state = 'PENDING' AND lease_until > now())
-       AND NOT bool_or(state = 'REQUEUED' AND next_attempt_at > now())
-    ORDER BY min(id)
+    SELECT r.mapping_id, r.record_id, r.first_id
+    FROM (SELECT c.*, row_number() OVER (PARTITION BY c.mapping_id ORDER BY c.first_id) AS n
+          FROM forcebridge.claimable_records c) r
+    LEFT JOIN unnest(%(held)s::integer[], %(limits)s::integer[]) AS h(mapping_id, most)
+        ON h.mapping_id = r.mapping_id
+    WHERE h.most IS NULL OR r.n <= h.most
+    ORDER BY r.first_id
     LIMIT %(records)s
 ), locked AS (
     SELECT c.id FROM forcebridge.change_log c
@@ -94,6 +95,12 @@ UPDATE forcebridge.change_log c
 SET sent = u.sent
 FROM jsonb_to_recordset(%(entries)s::jsonb) AS u(id bigint, sent jsonb)
 WHERE c.id = u.id AND c.state = 'PENDING' AND c.claim = %(claim)s;
+
+-- name: pending_by_mapping
+-- The send window's input: each mapping's claimable records, the oldest one's time, whether one is a retry.
+SELECT mapping_id, count(*) AS records, min(first_at) AS oldest, bool_or(retry) AS retries
+FROM forcebridge.claimable_records
+GROUP BY mapping_id;
 
 -- name: next_retry_in
 SELECT extract(epoch FROM min(next_attempt_at) - now()) AS seconds

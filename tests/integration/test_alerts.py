@@ -62,7 +62,8 @@ def make_everything_wrong(url, api, salesforce_settings):
     sql(url, "INSERT INTO forcebridge.change_log (mapping_id, op, record_id, state, error, finished_at) "
              "VALUES (%s, 'insert', 1, 'FAILED', '[]', now()), (%s, 'insert', 2, 'NEW', NULL, NULL)",
         (mapping["id"], mapping["id"]))
-    sql(url, "UPDATE forcebridge.change_log SET created_at = now() - interval '20 minutes' WHERE state = 'NEW'")
+    # past the lag threshold and the send window (an hour at this budget pressure), which holds writes on purpose
+    sql(url, "UPDATE forcebridge.change_log SET created_at = now() - interval '90 minutes' WHERE state = 'NEW'")
     sql(url, "INSERT INTO forcebridge.inbox (notification_id, object_name, sfid, fields, organization_id, state, "
              "received_at) VALUES ('n1', 'Account', '001000000000001AAA', '{}', 'org', 'failed', now()), "
              "('n2', 'Account', '001000000000002AAA', '{}', 'org', 'pending', now() - interval '20 minutes')")

@@ -2,6 +2,7 @@
 10 minutes to every 30, a drift check put off, writes delayed at the org's floor and sent after it."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -10,7 +11,7 @@ from huey.exceptions import RetryTask
 from jobs import budget, drain, poll, sync_tasks
 from tests.integration.test_capture import sql, writing_mapping
 from tests.integration.test_loading import api, db, loaded_mapping, route_calls, sf, sf_app, sf_settings  # noqa: F401
-from tests.integration.test_write_path import FIELDS
+from tests.integration.test_write_path import FIELDS, collection_calls
 
 
 def spend(url, per_hour: int, allocation: int = 15_000, remaining: int | None = None) -> None:
@@ -75,3 +76,43 @@ def test_writes_wait_at_the_floor_and_are_sent_when_the_org_has_calls_again(api,
     assert sql(url, "SELECT state FROM forcebridge.open_changes") == [("NEW",)]
     spend(url, 10, remaining=9000)
     assert drain.drain_now().outcomes == {"SUCCESS": 1}
+
+
+def test_a_part_filled_call_waits_for_its_window_and_full_calls_go_at_once(api, db, sf, emulator, sf_settings):
+    writing_mapping(api, fields=FIELDS, upsert_field="External_Id__c")
+    url = sf_settings.database_url
+    sql(url, "INSERT INTO salesforce.invoice__c (name) SELECT 'w' || g FROM generate_series(1, 205) g")
+    emulator.admin("DELETE", "/_emulator/stats")
+    options = drain.DrainOptions(retry_base_seconds=0, send_window_seconds=60)
+    first = drain.drain(db, sf, options)
+    assert first.outcomes == {"SUCCESS": 200} and collection_calls(emulator) == 1    # one full call
+    assert sql(url, "SELECT count(*) FROM forcebridge.open_changes WHERE state = 'NEW'") == [(5,)]
+    assert first.held_until is not None
+    settings = dataclasses.replace(sf_settings, send_window_seconds=60)
+    assert 0 < drain.next_retry_in(db, settings) <= 60          # the listener wakes when the window ends
+    later = first.held_until + dt.timedelta(seconds=1)
+    assert drain.drain(db, sf, options, now=later).outcomes == {"SUCCESS": 5}
+    assert collection_calls(emulator) == 2
+    assert sql(url, "SELECT count(*) FROM forcebridge.open_changes") == [(0,)]      # held, never dropped
+
+
+def test_a_poll_expecting_many_changes_runs_one_bulk_job_without_a_rest_page_first(api, db, sf, emulator,
+                                                                                    sf_settings):
+    from jobs import api_usage
+    m = loaded_mapping(api, db, sf, emulator, count=30)
+    emulator.salesforce(client="user").bulk2.Account.update(
+        records=[{"Id": r["Id"], "Name": "mass"} for r in sf.query("SELECT Id FROM Account")])
+    url = sf_settings.database_url
+    # the last poll brought 20 changes; two intervals later about 40 are expected, above bulk_above
+    sql(url, "UPDATE forcebridge.poll_state SET last_changed = 20, "
+             "last_polled_at = now() - make_interval(secs => 2 * %s)", (poll.poll_settings(m).seconds,))
+    sf.take_usage()
+    emulator.admin("DELETE", "/_emulator/stats")
+    result = poll.poll(db, sf, m, force=True, bulk_above=25)
+    assert result.changed == 30
+    assert route_calls(emulator, "rest.query") == 0 and route_calls(emulator, "bulk2.create_query_job") == 1
+    api_usage.flush(db, sf)
+    # every Bulk call counts against what the job saved; its 30 records would have cost one REST page, and
+    # the page not spent to find out is the choice's own saving
+    saved = sql(url, "SELECT sum(saved) FROM forcebridge.api_usage_hourly")[0][0]
+    assert saved == 1 + 1 - route_calls(emulator, "bulk2.")

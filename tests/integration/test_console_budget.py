@@ -14,6 +14,8 @@ def spend(url, per_hour: int, allocation: int, used: int) -> None:
                      "SELECT h, 'polls', 'Account', %s FROM generate_series(date_trunc('hour', now()) - "
                      "interval '23 hours', date_trunc('hour', now()) - interval '1 hour', interval '1 hour') h",
                      (per_hour,))
+        conn.execute("INSERT INTO forcebridge.api_usage_hourly (hour, kind, object_name, calls, saved, split_calls) "
+                     "VALUES (date_trunc('hour', now()), 'writes', 'Account', 0, 12, 3)")
         conn.execute("INSERT INTO forcebridge.api_limits (name, max, remaining) VALUES ('DailyApiRequests', %s, %s)",
                      (allocation, allocation - used))
     from jobs import budget
@@ -31,6 +33,8 @@ def test_overview_shows_use_against_budget_what_is_held_back_and_a_forecast(cons
     assert "6,210 = 83% of the budget" in page
     assert "polls spaced out ×3" in page and "drift checks paused until" in page
     assert 'id="api-forecast"' in page and "Account" in page
+    assert "Calls saved, last 24 h" in page and "3 calls spent splitting" in page
+    assert "part-filled call waits up to" in page        # 83%: the send window is open (pressed: 60 min)
     metrics = browser_client.get("/metrics", base_url=BASE, headers={"Authorization": f"Bearer {API_TOKEN}"}).text
     values = {(s.name, tuple(sorted(s.labels.items()))): s.value
               for f in text_string_to_metric_families(metrics) for s in f.samples}
@@ -39,6 +43,8 @@ def test_overview_shows_use_against_budget_what_is_held_back_and_a_forecast(cons
     assert values[("forcebridge_api_calls_24h", (("kind", "polls"),))] == 6210
     assert values[("forcebridge_api_work_held", (("action", "spaced"), ("kind", "polls")))] == 1
     assert ("forcebridge_api_forecast_calls_per_day", (("mapping", "Account"),)) in values
+    assert values[("forcebridge_api_calls_saved_24h", (("kind", "writes"),))] == 12
+    assert values[("forcebridge_api_split_calls_24h", (("kind", "writes"),))] == 3
     assert db.ping()
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from gateway import mapping_store
 from gateway.salesforce import PermanentError, TransientError
-from jobs import push
+from jobs import api_usage, push
 from jobs.drain import drain
 from tests.conftest import testing_app as app_with
 from tests.integration.test_capture import sql, writing_mapping
@@ -70,6 +70,9 @@ def test_a_whole_call_refusal_is_split_until_the_bad_record_is_alone(sf_api, sf_
     assert len(invoices(sf)) == 199
     # halving 200 down to one record: two calls per level, 8 levels at most
     assert 0 < sf.split_calls <= 16 and collection_calls(emulator) == 1 + sf.split_calls
+    api_usage.flush(db, sf)                           # what /metrics exports (forcebridge_api_split_calls_24h)
+    assert sql(url, "SELECT sum(split_calls) FROM forcebridge.api_usage_hourly WHERE kind = 'writes'") == [
+        (sf.split_calls,)]
 
 
 def test_splitting_is_bounded_and_leaves_the_rest_for_later(sf):

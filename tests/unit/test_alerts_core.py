@@ -76,6 +76,15 @@ def test_lag_below_the_threshold_is_no_alert():
     assert run(facts, {})[0] == set()
 
 
+def test_writes_held_by_the_send_window_are_not_lag_until_the_window_has_passed_too():
+    held = Facts(oldest_pending_pg=NOW - dt.timedelta(minutes=30), send_window_minutes=60, workers_alive=1)
+    assert run(held, {})[0] == set()
+    late = Facts(oldest_pending_pg=NOW - dt.timedelta(minutes=75), send_window_minutes=60, workers_alive=1)
+    sent, _, out = run(late, {})
+    assert sent == {("lag_pg_to_sf", "open")}
+    assert "(threshold 10, plus the send window's 60)" in out[0].text()
+
+
 def test_unknown_facts_raise_nothing():
     assert run(Facts(), {})[0] == set()    # no worker count, no CDC, no budget, no Salesforce yet
 

@@ -109,3 +109,10 @@ def test_settings_from_percent():
 
 def test_forecast_per_day():
     assert budget.forecast_per_day(90, 90) == 1440
+
+
+def test_a_poll_chooses_bulk_before_any_call_when_the_last_poll_predicts_many_changes():
+    choice = budget.poll_api(4000, 1800, 600, bulk_above=10_000)     # put off to 3 intervals: ~12,000 expected
+    assert (choice.api, choice.expected, choice.saved) == ("bulk", 12_000, 1)
+    assert budget.poll_api(4000, 600, 600, bulk_above=10_000).api == "rest"
+    assert budget.poll_api(None, None, 600, bulk_above=10_000) == budget.PollChoice("rest", None)   # the page decides
