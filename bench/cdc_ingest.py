@@ -131,14 +131,13 @@ def measure(url: str, table: str, prefix: str, send, total: int, rate: float) ->
     return [(seen[p] - t) * 1000 for p, t in sent.items() if p in seen]
 
 
-
 def summary(latencies: list[float]) -> tuple[float | None, float | None]:
     if not latencies:
         return None, None
     return round(statistics.median(latencies), 1), round(percentile(latencies, 99), 1)
 
 
-def outbound_messages(app, db, emu, user, url: str, count: int, stack: list) -> list[str]:
+def outbound_messages(app, db, emu, user, url: str, count: int, doorbell: threading.Event, stack: list) -> list[str]:
     """An Account mapping on Outbound Messages: the emulator's sender posts to the web app served here, the inbox
     is applied as the worker would. Returns `count` (at most 200) Account ids, already in Postgres."""
     from werkzeug.serving import make_server
@@ -149,7 +148,6 @@ def outbound_messages(app, db, emu, user, url: str, count: int, stack: list) -> 
                                       json={"object_name": "Account", "config": {"access": "read_only",
                                                                                  "fields": ACCOUNT_FIELDS}})
     assert response.status_code == 201, response.get_json()
-    doorbell = app.extensions["bench_doorbell"]
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     stop = threading.Event()
@@ -276,7 +274,6 @@ def main() -> int:
 
             doorbell = threading.Event()
             app = create_app(settings, enqueue=lambda name, *a, **k: doorbell.set() if name == "apply_inbound" else None)
-            app.extensions["bench_doorbell"] = doorbell
             db = app.extensions["forcebridge"].db
             runtime.configure(settings, db)
             logging.getLogger("huey").setLevel(logging.WARNING)
@@ -309,7 +306,8 @@ def main() -> int:
                 result["idle_hour_real_seconds"] = round(time.monotonic() - started, 1)
 
                 # (b) latency: CDC and Outbound Messages side by side
-                account_ids = outbound_messages(app, db, emu, user, url, int(args.rate * args.seconds), stack)
+                account_ids = outbound_messages(app, db, emu, user, url, int(args.rate * args.seconds), doorbell,
+                                                stack)
                 base = events_applied(url)
                 result.update(side_by_side(url, emu, ids, account_ids, args))
                 time.sleep(1.0)
