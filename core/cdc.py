@@ -198,6 +198,8 @@ class EventSchema:
 
     def names(self, entries) -> tuple:
         key = tuple(entries or ())
+        if not all(isinstance(entry, str) for entry in key):
+            return tuple(_decode_bitmap(key, self.fields))      # raises EventError, says which entry
         names = self._bitmaps.get(key)
         if names is None:
             names = tuple(_decode_bitmap(key, self.fields))
