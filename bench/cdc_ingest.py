@@ -252,6 +252,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--before", metavar="REV", help="also measure this git revision's throughput first")
+    # what revisions before the emulated hour took (run_before passes it to any revision): ignored now
+    parser.add_argument("--idle-seconds", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     result: dict = {}
     if args.before:
