@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import pathlib
+import shutil
 import statistics
 import subprocess
 import sys
@@ -234,11 +235,14 @@ def run_before(revision: str, args) -> float | None:
     """The throughput of `revision`'s code (git archive into a temporary directory, its own bench, the same
     --changes, shortest latency and idle phases)."""
     target = pathlib.Path(tempfile.mkdtemp(prefix="bench-cdc-before-"))
-    archive = subprocess.run(["git", "archive", revision], cwd=ROOT, capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
-    (target / ".venv").symlink_to(ROOT / ".venv")
-    done = subprocess.run([sys.executable, "-m", "bench.cdc_ingest", "--changes", str(args.changes), "--seconds", "1",
-                           "--idle-seconds", "0"], cwd=target, capture_output=True, text=True)
+    try:
+        archive = subprocess.run(["git", "archive", revision], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+        (target / ".venv").symlink_to(ROOT / ".venv")
+        done = subprocess.run([sys.executable, "-m", "bench.cdc_ingest", "--changes", str(args.changes),
+                               "--seconds", "1", "--idle-seconds", "0"], cwd=target, capture_output=True, text=True)
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:
         print(done.stderr[-2000:], file=sys.stderr)
