@@ -2,7 +2,7 @@
 schema (field bitmaps into names), compound fields flattened into the column names loads use.
 
 Pure: takes the decoded Avro record (a dict, as fastavro returns it) and the schema (the parsed JSON that
-GetSchema returns); no I/O, no clock.
+GetSchema returns, or its `EventSchema`, which a client keeps per schema id); no I/O, no clock.
 """
 from __future__ import annotations
 
@@ -137,15 +137,7 @@ def _field_at(fields: list, position: int, bitmap: str) -> dict:
     return fields[position]
 
 
-def decode_bitmap(entries, schema: dict) -> list[str]:
-    """A changedFields/nulledFields/diffFields value -> field names in schema order.
-
-    The first entry may be the top-level bitmap ("0x..."); entries "<pos>-0x..." name components of the
-    compound field at top-level position <pos>, as "Parent.Component". A compound field set in the
-    top-level bitmap without its own entry stands for all its components (returned as the parent's name).
-    Names (Streaming API style, not bitmaps) are returned as they are.
-    """
-    fields = _fields(schema)
+def _decode_bitmap(entries, fields: list) -> list[str]:
     names: list[str] = []
     nested: dict[int, list[str]] = {}
     for entry in entries or ():
@@ -177,38 +169,83 @@ def decode_bitmap(entries, schema: dict) -> list[str]:
     return result
 
 
+def decode_bitmap(entries, schema) -> list[str]:
+    """A changedFields/nulledFields/diffFields value -> field names in schema order.
+
+    The first entry may be the top-level bitmap ("0x..."); entries "<pos>-0x..." name components of the
+    compound field at top-level position <pos>, as "Parent.Component". A compound field set in the
+    top-level bitmap without its own entry stands for all its components (returned as the parent's name).
+    Names (Streaming API style, not bitmaps) are returned as they are. `schema`: the schema JSON or its
+    EventSchema (which keeps what it decoded).
+    """
+    return list(event_schema(schema).names(entries))
+
+
 # ------------------------------------------------------------------ flattening
 
-def _flat_columns(name: str, record: dict, schema_fields: dict) -> dict:
-    """One decoded name ("Phone", "Name", "BillingAddress.City") -> {column: value} from the event's record."""
-    parent, _, child = name.partition(".")
-    value = record.get(parent)
-    if child:
-        return {column_name(parent, child): value.get(child) if isinstance(value, dict) else None}
-    components = _record_fields(schema_fields[parent]["type"]) if parent in schema_fields else None
-    if components is None:
-        return {parent: value}
-    return {column_name(parent, c["name"]): value.get(c["name"]) if isinstance(value, dict) else None
-            for c in components}
+class EventSchema:
+    """An event schema read once for all the events that carry it: which column each field (or compound
+    field's component) fills, and the bitmaps already decoded (the same few come back event after event)."""
+
+    MAX_BITMAPS = 4096          # distinct bitmap values kept (a schema's changes repeat; this bounds memory)
+
+    def __init__(self, schema: dict):
+        self.schema = schema
+        self.fields = _fields(schema)
+        self._plans: dict[str, tuple] = {}
+        self._bitmaps: dict[tuple, tuple] = {}
+        self.all_columns = tuple(part for f in self.fields if f["name"] != HEADER for part in self.plan(f["name"]))
+
+    def names(self, entries) -> tuple:
+        key = tuple(entries or ())
+        if not all(isinstance(entry, str) for entry in key):
+            return tuple(_decode_bitmap(key, self.fields))      # raises EventError, says which entry
+        names = self._bitmaps.get(key)
+        if names is None:
+            names = tuple(_decode_bitmap(key, self.fields))
+            if len(self._bitmaps) >= self.MAX_BITMAPS:
+                self._bitmaps.clear()
+            self._bitmaps[key] = names
+        return names
+
+    def plan(self, name: str) -> tuple:
+        """One decoded name ("Phone", "Name", "BillingAddress.City") -> ((field, component or None, column),
+        ...): where the columns it stands for take their values in the event's record."""
+        plan = self._plans.get(name)
+        if plan is None:
+            parent, _, child = name.partition(".")
+            if child:
+                plan = ((parent, child, column_name(parent, child)),)
+            else:
+                field = next((f for f in self.fields if f["name"] == parent), None)
+                components = _record_fields(field["type"]) if field is not None else None
+                plan = ((parent, None, parent),) if components is None else tuple(
+                    (parent, c["name"], column_name(parent, c["name"])) for c in components)
+            self._plans[name] = plan
+        return plan
+
+    def columns(self, names, record: dict) -> dict:
+        """{column: value} of the named fields (the header left out), compound fields spread."""
+        return _values(record, (part for name in names if name != HEADER for part in self.plan(name)))
 
 
-def flatten(record: dict, schema: dict) -> dict:
+def _values(record: dict, plan) -> dict:
+    columns: dict = {}
+    for parent, child, column in plan:
+        value = record.get(parent)
+        if child is not None:
+            value = value.get(child) if isinstance(value, dict) else None
+        columns[column] = value
+    return columns
+
+
+def event_schema(schema) -> EventSchema:
+    return schema if isinstance(schema, EventSchema) else EventSchema(schema)
+
+
+def flatten(record: dict, schema) -> dict:
     """Every data field of the record (the header left out), compound fields spread into their columns."""
-    fields = _fields(schema)
-    by_name = {f["name"]: f for f in fields}
-    columns: dict = {}
-    for f in fields:
-        if f["name"] != HEADER:
-            columns.update(_flat_columns(f["name"], record, by_name))
-    return columns
-
-
-def _columns_of(names: list[str], record: dict, by_name: dict) -> dict:
-    columns: dict = {}
-    for name in names:
-        if name != HEADER:
-            columns.update(_flat_columns(name, record, by_name))
-    return columns
+    return _values(record, event_schema(schema).all_columns)
 
 
 # ------------------------------------------------------------------ the event
@@ -233,7 +270,7 @@ def _operation(change_type: str) -> str:
     raise EventError(f"unknown changeType {change_type!r}")
 
 
-def parse_change(record: dict, schema: dict, *, replay_id: bytes | None = None,
+def parse_change(record: dict, schema, *, replay_id: bytes | None = None,
                  event_id: str | None = None) -> ChangeEvent:
     """One decoded CDC event -> ChangeEvent.
 
@@ -244,17 +281,17 @@ def parse_change(record: dict, schema: dict, *, replay_id: bytes | None = None,
     header = _header(record)
     change_type = str(header["changeType"])
     operation = _operation(change_type)
-    by_name = {f["name"]: f for f in _fields(schema)}
-    changed = decode_bitmap(header.get("changedFields") or [], schema)
-    nulled = decode_bitmap(header.get("nulledFields") or [], schema)
-    diff = decode_bitmap(header.get("diffFields") or [], schema)
+    plan = event_schema(schema)
+    changed = plan.names(header.get("changedFields"))
+    nulled = plan.names(header.get("nulledFields"))
+    diff = plan.names(header.get("diffFields"))
     if operation in ("create", "undelete"):
-        columns = flatten(record, schema)
+        columns = _values(record, plan.all_columns)
     elif operation == "update":
-        columns = _columns_of(changed, record, by_name)
+        columns = plan.columns(changed, record)
     else:
         columns = {}
-    nulled_columns = frozenset(_columns_of(nulled, record, by_name))
+    nulled_columns = frozenset(plan.columns(nulled, record))
     for column in nulled_columns:
         if column in columns:
             columns[column] = None
@@ -266,7 +303,7 @@ def parse_change(record: dict, schema: dict, *, replay_id: bytes | None = None,
     return ChangeEvent(
         object_name=str(header["entityName"]), record_ids=tuple(str(i) for i in header["recordIds"]),
         operation=operation, fields=columns, nulled=nulled_columns,
-        changed=tuple(_columns_of(changed, record, by_name)), diff=tuple(_columns_of(diff, record, by_name)),
+        changed=tuple(plan.columns(changed, record)), diff=tuple(plan.columns(diff, record)),
         stamp=stamp, transaction_key=str(header.get("transactionKey") or ""),
         origin=str(header.get("changeOrigin") or ""), commit_user=str(header.get("commitUser") or ""),
         change_type=change_type, replay_id=replay_id, event_id=event_id)
@@ -314,9 +351,11 @@ def text_value(value, sf_type: str | None) -> str | None:
     return str(value)
 
 
-def text_fields(change: ChangeEvent, types: dict) -> dict:
-    """change.fields as {column: text}, `types` = {column: Salesforce field type} (from the describe)."""
-    return {name: text_value(value, types.get(name)) for name, value in change.fields.items()}
+def text_fields(change: ChangeEvent, types: dict, only: frozenset | None = None) -> dict:
+    """change.fields as {column: text}, `types` = {column: Salesforce field type} (from the describe); `only`:
+    the lowercase names of the columns wanted (None: all)."""
+    return {name: text_value(value, types.get(name)) for name, value in change.fields.items()
+            if only is None or name.lower() in only}
 
 
 
@@ -340,20 +379,26 @@ def change_stamp(event: ChangeEvent, fields: dict) -> dt.datetime:
     return event.stamp.committed_at.replace(microsecond=0)
 
 
-def changes(event: ChangeEvent, types: dict) -> list[SalesforceChange]:
+def changes(event: ChangeEvent, types: dict, only: frozenset | None = None) -> list[SalesforceChange]:
     """One CDC event -> one core.sources.SalesforceChange per record id, for jobs/apply.py.
 
     `types`: {field API name: Salesforce type} of the mapping (the describe's types). Create and undelete
     carry every field (`complete`); an update only the changed ones (nulled ones as None: only those columns
     are touched); a delete nothing. Gap events bring no values (the caller reads those records again) and
     give no changes; echoes are the caller's to drop (`ChangeEvent.is_echo`). The key of each change is
-    `<replay id hex>:<record id>` (unique in a batch)."""
+    `<replay id hex>:<record id>` (unique in a batch). `only`: the lowercase names of the fields the mapping
+    reads (`read_names`); an event carries every field of the object, and converting the others is wasted."""
     if event.operation not in OPERATIONS.values():
         return []
-    fields = {} if event.operation == "delete" else text_fields(event, {STAMP_FIELD: "datetime", **types})
+    fields = {} if event.operation == "delete" else text_fields(event, {STAMP_FIELD: "datetime", **types}, only)
     stamp = change_stamp(event, fields)
     prefix = event.replay_id.hex() if event.replay_id else (event.event_id or "")
     complete = event.operation in ("create", "undelete")
     return [SalesforceChange(event.object_name, record_id, event.operation, dict(fields), stamp, event.source,
                              key=f"{prefix}:{record_id}", complete=complete)
             for record_id in event.record_ids]
+
+
+def read_names(types: dict) -> frozenset:
+    """`changes(.., only=)` for a mapping whose fields are `types`: those, the ordering stamp and IsDeleted."""
+    return frozenset(name.lower() for name in (*types, STAMP_FIELD, "IsDeleted"))

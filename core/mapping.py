@@ -1,6 +1,7 @@
 """Mappings: a Salesforce object <-> a Postgres table. Validation of the JSON users send, no I/O."""
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field, replace
 
@@ -77,7 +78,7 @@ class Mapping:
                 return f
         return None
 
-    @property
+    @functools.cached_property
     def read_fields(self) -> tuple[FieldSpec, ...]:
         """The fields Salesforce -> Postgres writes: relationship external-id columns are the app's alone."""
         return tuple(f for f in self.fields if not is_relationship(f.name))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import fastavro
 
-from core.cdc import EventError, ChangeEvent, parse_change
+from core.cdc import EventError, EventSchema, ChangeEvent, parse_change
 from settings import Settings
 
 log = logging.getLogger("forcebridge.pubsub")
@@ -111,7 +111,7 @@ class PubSubClient:
                 ("grpc.max_receive_message_length", _MAX_MESSAGE)])
         self.channel = channel
         self.stub = services.PubSubStub(channel)
-        self._schemas: dict[str, tuple[dict, object]] = {}
+        self._schemas: dict[str, tuple[EventSchema, object]] = {}
         self._schema_lock = threading.Lock()
         self.schema_fetches = 0
         self.relogins = 0
@@ -151,15 +151,16 @@ class PubSubClient:
     def get_topic(self, topic_name: str):
         return self._unary(self.stub.GetTopic, self.pb2.TopicRequest(topic_name=topic_name))
 
-    def schema(self, schema_id: str) -> tuple[dict, object]:
-        """(schema JSON as a dict, fastavro's parsed schema), fetched once per schema id."""
+    def schema(self, schema_id: str) -> tuple[EventSchema, object]:
+        """(the schema read for decoding: core.cdc.EventSchema, fastavro's parsed schema), fetched and read once
+        per schema id."""
         with self._schema_lock:
             cached = self._schemas.get(schema_id)
         if cached is not None:
             return cached
         info = self._unary(self.stub.GetSchema, self.pb2.SchemaRequest(schema_id=schema_id))
         schema = json.loads(info.schema_json)
-        cached = (schema, fastavro.parse_schema(schema))
+        cached = (EventSchema(schema), fastavro.parse_schema(schema))
         with self._schema_lock:
             self.schema_fetches += 1
             return self._schemas.setdefault(schema_id, cached)
@@ -188,8 +189,11 @@ class PubSubClient:
         """Yield a Fetched per FetchResponse, keepalives included, from just after `replay_id` (CUSTOM) or
         the preset (LATEST, EARLIEST). Flow control: `batch` (at most 100) events of credit at the start;
         each batch's worth is asked for again only when the caller comes back for the next one, so no more
-        than `batch` events wait in memory (`prefetch`: a batch's worth is asked for again as it arrives, so the
-        next one travels while the caller applies this one; at most twice `batch`). A refused session: one new login, then the stream continues
+        than `batch` events wait in memory. `prefetch`: two batches' worth at the start, and each batch's worth
+        asked for again as it arrives (before it is decoded), so the server prepares the next batch while one
+        travels and the caller applies another; at most three times `batch` events between the server's credit
+        and this generator (Salesforce documents no cap on the credit a client holds; a server that kept
+        only 100 would just send less ahead). A refused session: one new login, then the stream continues
         from the last position yielded. Other errors raise PubSubError (ReplayIdRefused for a replay id the
         server no longer accepts, AllocationExceeded when the org's delivery allocation is used up). Closing the generator ends the call."""
         batch = max(1, min(int(batch), MAX_REQUESTED))
@@ -198,17 +202,20 @@ class PubSubClient:
         while True:
             requests: queue.Queue = queue.Queue()
             requests.put(self._first_request(topic, position, preset, batch))
+            if prefetch:
+                # a second batch's worth of credit: the server prepares the next batch while one travels
+                requests.put(self.pb2.FetchRequest(num_requested=batch))
             metadata, token = self._metadata()
             call = self.stub.Subscribe(iter(requests.get, None), metadata=metadata)
             try:
                 for response in call:
                     relogged = False
+                    if response.events and prefetch:
+                        # renewed on arrival, before decoding: the server is never left without credit
+                        requests.put(self.pb2.FetchRequest(num_requested=len(response.events)))
                     fetched = self._fetched(response)
                     if response.latest_replay_id:
                         position = response.latest_replay_id
-                    if response.events and prefetch:
-                        # the next batch travels while the caller applies this one
-                        requests.put(self.pb2.FetchRequest(num_requested=len(response.events)))
                     yield fetched
                     if response.events and not prefetch:
                         requests.put(self.pb2.FetchRequest(num_requested=len(response.events)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import random
 import socket
 import threading
@@ -30,6 +31,7 @@ STANDBY_SECONDS = 2.0            # how often a worker that is not the subscriber
 # 24 hours; reconnecting at once fails again). Meanwhile the backstop poll covers the objects every COVER_SECONDS.
 ALLOCATION_PAUSE_SECONDS = 1800.0
 COVER_SECONDS = 600.0            # core.loading.DEFAULT_POLL_SECONDS: as often as a mapping without CDC is polled
+MAX_EVENTS = 1000                # the most events stored in one transaction (with prefetch)
 
 Sink = Callable[[psycopg.Connection, Fetched], None]
 
@@ -46,7 +48,8 @@ class Subscriber:
                  transaction: Callable | None = None, after_batch: Callable | None = None,
                  on_state: Callable[[str, str | None], None] | None = None, prefetch: bool = False,
                  on_exceeded: Callable[[psycopg.Connection, AllocationExceeded], None] | None = None,
-                 allocation_pause: float = ALLOCATION_PAUSE_SECONDS, cover_seconds: float = COVER_SECONDS):
+                 allocation_pause: float = ALLOCATION_PAUSE_SECONDS, cover_seconds: float = COVER_SECONDS,
+                 max_events: int = MAX_EVENTS):
         self.db, self.client_factory, self.topic, self.sink = db, client_factory, topic, sink
         self.on_refused = on_refused
         # the delivery allocation used up: `on_exceeded(conn, error)` every cover_seconds while paused
@@ -55,7 +58,10 @@ class Subscriber:
         # what runs after it committed (pending re-reads), who hears of state changes (the console's document)
         self.transaction = transaction or self.db.transaction
         self.after_batch, self.on_state = after_batch, on_state
-        self.prefetch = prefetch        # ask for the next batch while this one is applied (gateway.pubsub)
+        # prefetch: the stream is read (and decoded) in a thread of its own, asking for the next batch as one
+        # arrives (gateway.pubsub), while this one stores what already came: the batches waiting, up to
+        # `max_events` events, in one transaction with the last one's replay id
+        self.prefetch, self.max_events = prefetch, max(1, max_events)
         self.preset, self.batch, self.standby_seconds = preset, batch, standby_seconds
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
         self.rng = rng or random.Random()
@@ -117,7 +123,7 @@ class Subscriber:
         attempt = 0
         connected = False
         while not self._stopping.is_set():
-            client = stream = None
+            client = stream = reader = None
             try:
                 self._still_elected(lock_conn)
                 position = self.db.fetchone("cdc_position", {"topic": self.topic})["replay_id"]
@@ -125,7 +131,9 @@ class Subscriber:
                 stream = client.subscribe(self.topic, replay_id=bytes(position) if position else None,
                                           preset=self.preset, batch=self.batch,
                                           **({"prefetch": True} if self.prefetch else {}))
-                for fetched in stream:
+                if self.prefetch:
+                    reader = _Reader(stream, ahead=max(1, self.max_events // max(1, self.batch)))
+                for fetched in (reader.batches(self.max_events) if reader else stream):
                     self._still_elected(lock_conn)
                     self._store(fetched)
                     if attempt or not connected:
@@ -166,10 +174,14 @@ class Subscriber:
                 self._set_state("reconnecting", f"{type(exc).__name__}: {exc}")
                 self._stopping.wait(delay)
             finally:
-                if stream is not None:
+                if reader is not None:
+                    reader.close()
+                elif stream is not None:
                     stream.close()
                 if client is not None:
-                    self._drop_client(client)
+                    self._drop_client(client)       # a read blocked on the stream ends here
+                if reader is not None:
+                    reader.join()
         self._set_state("stopped", None)
 
     def _pause(self, exc: AllocationExceeded) -> None:
@@ -228,3 +240,84 @@ class Subscriber:
             if self._client is client:
                 self._client = None
         client.close()
+
+
+_END = object()
+
+
+class _Reader:
+    """Iterates a subscribe() stream in its own thread, so the next batches travel and are decoded while the
+    subscriber stores one. At most `ahead` batches wait here (memory stays bounded; the stream's own credit
+    stops the server beyond that). The stream's error, if any, is raised to the consumer in order."""
+
+    def __init__(self, stream, ahead: int):
+        self._waiting: queue.Queue = queue.Queue(maxsize=ahead)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(stream,), name="cdc-reader", daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        try:
+            for fetched in stream:
+                if not self._put(fetched):
+                    return
+            self._put(_END)
+        except BaseException as exc:    # noqa: BLE001 - handed to the consumer, which decides
+            self._put(exc)
+        finally:
+            stream.close()
+
+    def _put(self, item) -> bool:
+        while not self._closed.is_set():
+            try:
+                self._waiting.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def batches(self, max_events: int):
+        """Fetched after Fetched, what already waits merged into one (up to `max_events` events): its changes
+        in arrival order, the last one's replay id. The stream's end or error comes after what preceded it."""
+        held = None
+        while True:
+            item, held = (held, None) if held is not None else (self._waiting.get(), None)
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            merged, count = [item], _size(item)
+            while count < max_events:
+                try:
+                    item = self._waiting.get_nowait()
+                except queue.Empty:
+                    break
+                size = _size(item)
+                if size is None or count + size > max_events:
+                    held = item             # next round, after this merge is stored
+                    break
+                merged.append(item)
+                count += size
+            yield merge(merged)
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def join(self) -> None:
+        self._thread.join(10)
+
+
+def _size(item) -> int | None:
+    """Events a waiting item brings (a keepalive: 0); None for the stream's end or error."""
+    if item is _END or isinstance(item, BaseException):
+        return None
+    return len(item.changes) + len(item.failed)
+
+
+def merge(batches: list[Fetched]) -> Fetched:
+    """Consecutive FetchResponses as one: every change and unreadable event in order, the last position."""
+    if len(batches) == 1:
+        return batches[0]
+    last = batches[-1]
+    return Fetched([c for b in batches for c in b.changes], last.latest_replay_id, last.pending, last.rpc_id,
+                   [f for b in batches for f in b.failed])

@@ -48,6 +48,8 @@ class Sink:
 
     def __call__(self, conn: psycopg.Connection, fetched) -> None:
         mappings = cdc_mappings(self.db)
+        types = {m.id: types_of(m) for m in mappings.values()}
+        wanted = {mid: core_cdc.read_names(t) for mid, t in types.items()}
         changes, pending, counts = [], [], {}
         for event in core_cdc.in_commit_order(fetched.changes):
             m = mappings.get(event.object_name.lower())
@@ -63,7 +65,7 @@ class Sink:
                 pending.append((m.id, "poll", None, event.stamp.committed_at, event.change_type))
             else:
                 try:
-                    changes.extend(core_cdc.changes(event, types_of(m)))
+                    changes.extend(core_cdc.changes(event, types[m.id], wanted[m.id]))
                 except (core_cdc.EventError, ValueError) as exc:
                     log.warning("CDC %s %s: unreadable (%s); reading the records again", event.object_name,
                                 event.record_ids, exc)

@@ -43,9 +43,10 @@ DROP TABLE IF EXISTS {table};
 -- name: upsert_from_salesforce
 -- Never backwards (forcebridge.not_backwards): a stored row changes only for a state at least as new as its own.
 -- SystemModstamp comes as an instant and is stored as UTC wall time, whatever the session's TimeZone.
+-- Arrays go in binary: ids, stamps and flags are each of one Python type (mapped_tables.upsert_batch).
 INSERT INTO {table} AS t (sfid, systemmodstamp, isdeleted, _hc_lastop, _hc_err{columns})
 SELECT u.sfid, u.systemmodstamp AT TIME ZONE 'UTC', u.isdeleted, 'SYNCED', NULL{u_columns}
-FROM unnest(%s::text[], %s::timestamptz[], %s::boolean[]{arrays}) AS u(sfid, systemmodstamp, isdeleted{u_names})
+FROM unnest(%b::text[], %b::timestamptz[], %b::boolean[]{arrays}) AS u(sfid, systemmodstamp, isdeleted{u_names})
 ON CONFLICT (sfid) DO UPDATE
 SET systemmodstamp = EXCLUDED.systemmodstamp, isdeleted = EXCLUDED.isdeleted,
     -- the echo of our own write (the values the row holds) keeps its INSERTED/UPDATED mark: apps wait for it

@@ -312,7 +312,7 @@ def test_three_workers_one_subscriber_and_failover_when_it_dies(env, emu, tmp_pa
         wait_for(lambda: connected(db), timeout=40)
         time.sleep(1.0)          # the standbys have asked for the lock by now
         held = sql(url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1128547139 "
-                        "AND granted")
+                        "AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
         assert held == [(1,)]
         before = events_applied(db)
         first = user.Contact.create({"LastName": "Failover 0"})["id"]
@@ -382,8 +382,10 @@ def test_stream_faults_are_recovered_every_event_once(env, emu, fault):
         assert events_applied(db) == before + 2
 
 
-@pytest.mark.parametrize("prefetch, in_flight", [(False, 2), (True, 4)])
-def test_prefetch_asks_for_the_next_batch_while_this_one_is_applied(tmp_path, prefetch, in_flight):
+# prefetch: two batches of credit at the start, each batch renewed as it arrives; the server may send both
+# first batches' worth in one response (the credit allows it)
+@pytest.mark.parametrize("prefetch, ahead", [(False, 0), (True, 4)])
+def test_prefetch_asks_for_the_next_batch_while_this_one_is_applied(tmp_path, prefetch, ahead):
     from gateway.pubsub import PubSubClient
     from gateway.salesforce import Salesforce
     from settings import Settings
@@ -400,9 +402,9 @@ def test_prefetch_asks_for_the_next_batch_while_this_one_is_applied(tmp_path, pr
         try:
             stream = client.subscribe("/data/ContactChangeEvent", preset="EARLIEST", batch=2, prefetch=prefetch)
             first = next(stream)
-            assert len(first.changes) == 2
+            assert len(first.changes) == 2 or (prefetch and len(first.changes) == 4)
             time.sleep(0.5)                          # the caller "applies" the first batch
-            assert own.admin("GET", "/_emulator/pubsub")["delivered"] == in_flight
+            assert own.admin("GET", "/_emulator/pubsub")["delivered"] == ahead + len(first.changes)
             stream.close()
         finally:
             client.close()

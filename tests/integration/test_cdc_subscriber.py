@@ -102,10 +102,12 @@ def connected(db):
     return wait_for(lambda: position(db)["replay_id"] is not None and position(db)["state"] == "connected")
 
 
-def test_each_event_lands_once_across_a_failed_batch_a_stream_reset_and_a_restart(emu, db):
+@pytest.mark.parametrize("prefetch", [False, True])      # True: read ahead in a thread, batches merged
+def test_each_event_lands_once_across_a_failed_batch_a_stream_reset_and_a_restart(emu, db, prefetch):
     user = emu.salesforce(client="someone")
     sink = Recorder(fail_on="Second")
-    subscriber = Subscriber(db, client_factory(emu), TOPIC, sink, backoff_base=0.05, standby_seconds=0.1)
+    subscriber = Subscriber(db, client_factory(emu), TOPIC, sink, backoff_base=0.05, standby_seconds=0.1,
+                            prefetch=prefetch)
     thread = start(subscriber)
     connected(db)
     ids = [user.Account.create({"Name": name})["id"] for name in ("First", "Second", "Third")]
@@ -119,7 +121,8 @@ def test_each_event_lands_once_across_a_failed_batch_a_stream_reset_and_a_restar
     assert not thread.is_alive() and position(db)["state"] == "stopped"
     user.Account.update(ids[0], {"Phone": "1"})       # while no subscriber runs
     user.Account.delete(ids[1])
-    again = Subscriber(db, client_factory(emu), TOPIC, Recorder(), backoff_base=0.05, standby_seconds=0.1)
+    again = Subscriber(db, client_factory(emu), TOPIC, Recorder(), backoff_base=0.05, standby_seconds=0.1,
+                       prefetch=prefetch)
     thread = start(again)
     wait_for(lambda: len(rows(db)) == 6)
     time.sleep(0.5)                                   # a few keepalives: nothing more arrives

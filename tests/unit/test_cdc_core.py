@@ -4,8 +4,8 @@ import io
 import fastavro
 import pytest
 
-from core.cdc import (ChangeStamp, EventError, ChangeEvent, column_name, decode_bitmap, in_commit_order,
-                      origin_client, parse_change, text_value)
+from core.cdc import (ChangeStamp, EventError, EventSchema, ChangeEvent, changes, column_name, decode_bitmap,
+                      in_commit_order, origin_client, parse_change, read_names, text_value)
 
 HEADER_SCHEMA = {
     "type": "record", "name": "ChangeEventHeader", "namespace": "test.eventbus", "fields": [
@@ -88,6 +88,35 @@ def test_update_carries_only_changed_columns_and_nulls_with_compound_components(
     assert "Email" not in change.fields          # unchanged fields are null in the body: not carried
     assert change.replay_id == b"\x00\x07"
     assert change.stamp == ChangeStamp(STAMP_MS, 74487681550, 1)
+
+
+def test_a_schema_read_once_decodes_event_after_event_as_the_schema_itself():
+    schema = EventSchema(CONTACT)           # what the client keeps per schema id: plans and bitmaps cached
+    records = [{"ChangeEventHeader": header("UPDATE", changed=changed, nulled=nulled),
+                "Name": {"Salutation": None, "FirstName": "Ann", "LastName": "Smith"}, "Email": None, "Phone": None,
+                "MailingAddress": {"Street": None, "City": "Oslo", "Country": None},
+                "LastModifiedDate": STAMP_MS, "Birthdate": None, "Location__c": None}
+               for changed, nulled in [(["0x3A", "1-0x04", "4-0x02"], ["0x08"]), (["0x12"], []),
+                                       (["0x3A", "1-0x04", "4-0x02"], ["0x08"]), ([], [])]]
+    records.append({**records[0], "ChangeEventHeader": header("CREATE")})
+    for record in records:
+        wire = over_the_wire(record)
+        assert parse_change(wire, schema) == parse_change(wire, CONTACT)
+    with pytest.raises(EventError, match="not text"):
+        schema.names([{"not": "text"}])
+
+
+def test_only_the_mapped_fields_become_changes_values():
+    record = {"ChangeEventHeader": header("CREATE"), "Name": {"Salutation": None, "FirstName": "Ann",
+                                                               "LastName": "Smith"},
+              "Email": "a@example.com", "Phone": "555", "MailingAddress": None, "LastModifiedDate": STAMP_MS,
+              "Birthdate": None, "Location__c": None}
+    event = parse_change(over_the_wire(record), CONTACT, replay_id=b"\x00\x07")
+    types = {"lastname": "string", "Phone": "phone"}           # a mapping's names, in its own case
+    [change] = changes(event, types, read_names(types))
+    assert set(change.fields) == {"LastName", "Phone", "LastModifiedDate"}
+    assert change.fields["LastName"] == "Smith" and change.fields["Phone"] == "555"
+    assert changes(event, types)[0].fields["Email"] == "a@example.com"      # without `only`: every field
 
 
 def test_compound_field_set_without_nested_bitmap_means_all_its_components():
