@@ -114,8 +114,9 @@ def refetch_retried(db: Database, conn, rows: list[dict], mappings: dict[str, Ma
         return rows
     add_pending(db, conn, [(mappings[r["object_name"].lower()].id, "fetch", r["sfid"], None, "retried from the "
                             "Errors page", r["notification_id"]) for r in retried])
-    db.run(conn, "cdc_retry_refetching", {"ids": [r["notification_id"] for r in retried]})
-    return [r for r in rows if r not in retried]
+    ids = {r["notification_id"] for r in retried}
+    db.run(conn, "cdc_retry_refetching", {"ids": list(ids)})
+    return [r for r in rows if r["notification_id"] not in ids]
 
 
 def add_pending(db: Database, conn, pending: list[tuple]) -> None:

@@ -1,6 +1,7 @@
 """emulator/limits.py: the delivered-events allocation is checked and counted at once."""
 import datetime as dt
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from emulator.limits import ApiUsage
 
@@ -12,21 +13,18 @@ class Clock:
 
 def test_streams_delivering_together_never_go_past_the_allocation():
     usage = ApiUsage(1000, Clock(), delivered_limit=1000)
-    taken = []
-    barrier = threading.Barrier(8)
+    together = threading.Barrier(8)
 
-    def stream():
-        barrier.wait()
+    def stream(_):
+        together.wait()
+        delivered = 0
         while n := usage.take_delivered(3):
-            taken.append(n)
+            delivered += n
+        return delivered
 
-    threads = [threading.Thread(target=stream) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sum(taken) == 1000 and usage.deliverable() == 0
-    assert usage.snapshot()["deliveredEvents"] == 1000
+    with ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(stream, range(8))) == 1000
+    assert usage.deliverable() == 0 and usage.snapshot()["deliveredEvents"] == 1000
 
 
 def test_the_last_events_of_the_allocation_are_fewer_than_asked():
