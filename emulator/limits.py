@@ -41,10 +41,14 @@ class ApiUsage:
             self._roll()
             self.bulk_batches += max(1, -(-records // 10_000))
 
-    def count_delivered_events(self, events: int) -> None:
+    def take_delivered(self, events: int) -> int:
+        """Count up to `events` delivered events, as many as the allocation has left (checked and counted at once,
+        so streams delivering together never go past it); returns how many were counted."""
         with self._lock:
             self._roll()
-            self.delivered_events += events
+            taken = max(min(events, self.delivered_limit - self.delivered_events), 0)
+            self.delivered_events += taken
+            return taken
 
     def deliverable(self) -> int:
         """Events that may still be delivered today (0: the delivery allocation is exceeded)."""

@@ -463,7 +463,13 @@ class PubSubService:
                             "An authentication exception occurred: the session expired.", rpc_id)
             credit = min(state["credit"], self._check_allocation(context, rpc_id))
             if credit > 0:
-                rows, position = self.bus.read(conn, position, entity, min(credit, MAX_BATCH))
+                rows, read_to = self.bus.read(conn, position, entity, min(credit, MAX_BATCH))
+                # another stream may have used the allocation since the check: counted and checked at once
+                taken = self.bus.org.usage.take_delivered(len(rows)) if rows else 0
+                if rows and not taken:
+                    self._check_allocation(context, rpc_id)     # none left: ends the call
+                    continue
+                rows, position = (rows[:taken], rows[taken - 1][0]) if taken < len(rows) else (rows, read_to)
                 if rows:
                     events = []
                     for replay, sobject, event_id, body in rows:
@@ -475,7 +481,6 @@ class PubSubService:
                         state["credit"] -= len(events)
                         pending = state["credit"]
                         self.bus.delivered += len(events)
-                    self.bus.org.usage.count_delivered_events(len(events))
                     yield self.pb2.FetchResponse(events=events, latest_replay_id=encode_replay(position),
                                                  rpc_id=rpc_id, pending_num_requested=pending)
                     last_sent = time.monotonic()

@@ -75,13 +75,15 @@ def apply_changes(db: Database, conn: psycopg.Connection, changes: list[Salesfor
             out.failed.update(failures)
             out.written += len(batch.sfids) - len(failures)
     for gone in plan.deletes:
-        out.deleted += delete(conn, gone)
+        deleted, failures = delete(conn, gone)
+        out.deleted += deleted
+        out.failed.update(failures)
     for batch in plan.batches:
         keys = [k for k in batch.keys if k not in out.failed]
         out.done.extend(keys)
         out.synced[batch.mapping.id] += len(keys)
     for gone in plan.deletes:
-        out.done.extend(gone.keys)
+        out.done.extend(k for k in gone.keys if k not in out.failed)
     out.done.extend(plan.superseded)
     return out
 
@@ -171,28 +173,46 @@ def _deleted_in_salesforce(conn: psycopg.Connection, batch: UpsertBatch) -> set[
         "ids": batch.keys}).fetchall()}
 
 
-def delete(conn: psycopg.Connection, gone: DeleteBatch) -> int:
+def delete(conn: psycopg.Connection, gone: DeleteBatch) -> tuple[int, dict[str, str]]:
     """Records Salesforce deleted: their tombstones recorded, rows deleted (or marked, keep_deleted_rows)
-    unless they changed again after the delete."""
-    return staging.delete_rows(conn, gone.mapping, gone.sfids, gone.stamps, poll_settings(gone.mapping).keep_deleted)
+    unless they changed again after the delete. A delete Postgres refuses (a foreign key of the user's own with
+    ON DELETE RESTRICT, a trigger) fails only that record, as upserts do. Returns (rows deleted, key -> reason)."""
+    keep = poll_settings(gone.mapping).keep_deleted
+    deleted = []
+
+    def write(rows):
+        sfids = gone.sfids if rows is None else [gone.sfids[i] for i in rows]
+        stamps = gone.stamps if rows is None else [gone.stamps[i] for i in rows]
+        deleted.append(staging.delete_rows(conn, gone.mapping, sfids, stamps, keep))
+
+    failures = _isolating_failures(conn, gone.keys, write, "Postgres refused the delete")
+    return sum(deleted), failures
 
 
 def upsert_isolating_failures(conn: psycopg.Connection, batch: UpsertBatch) -> dict[str, str]:
     """Upsert the batch in one statement; if Postgres refuses it, find the offending rows one by one
     so that the others still land. Returns change key -> reason."""
+    return _isolating_failures(
+        conn, batch.keys, lambda rows: mapped_tables.upsert_batch(conn, batch if rows is None else batch.subset(rows)),
+        "Postgres refused the row")
+
+
+def _isolating_failures(conn: psycopg.Connection, keys: list[str], write, refused: str) -> dict[str, str]:
+    """`write(None)` (every row) in a savepoint; if Postgres refuses it, `write([i])` for each row alone, so that
+    only the offending ones fail (what a refused write leaves is rolled back to its savepoint)."""
     try:
         with conn.transaction():
-            mapped_tables.upsert_batch(conn, batch)
+            write(None)
         return {}
     except REFUSED:
         pass
     failures = {}
-    for i in range(len(batch.sfids)):
+    for i, key in enumerate(keys):
         try:
             with conn.transaction():
-                mapped_tables.upsert_batch(conn, batch.subset([i]))
+                write([i])
         except REFUSED as exc:
-            failures[batch.keys[i]] = f"Postgres refused the row: {exc.diag.message_primary}"
+            failures[key] = f"{refused}: {exc.diag.message_primary}"
     return failures
 
 

@@ -47,12 +47,12 @@ class Subscriber:
                  backoff_base: float = 1.0, backoff_cap: float = 60.0, rng: random.Random | None = None,
                  transaction: Callable | None = None, after_batch: Callable | None = None,
                  on_state: Callable[[str, str | None], None] | None = None, prefetch: bool = False,
-                 on_exceeded: Callable[[psycopg.Connection, AllocationExceeded], None] | None = None,
+                 on_exceeded: Callable[..., None] | None = None,
                  allocation_pause: float = ALLOCATION_PAUSE_SECONDS, cover_seconds: float = COVER_SECONDS,
                  max_events: int = MAX_EVENTS):
         self.db, self.client_factory, self.topic, self.sink = db, client_factory, topic, sink
         self.on_refused = on_refused
-        # the delivery allocation used up: `on_exceeded(conn, error)` every cover_seconds while paused
+        # the delivery allocation used up: `on_exceeded(conn, error, first=)` every cover_seconds while paused
         self.on_exceeded, self.allocation_pause, self.cover_seconds = on_exceeded, allocation_pause, cover_seconds
         # the transaction each batch and its replay id are stored in (the inbound seam's `applying(db)`),
         # what runs after it committed (pending re-reads), who hears of state changes (the console's document)
@@ -158,7 +158,7 @@ class Subscriber:
                 log.error("CDC %s: Salesforce's event delivery allocation is used up (%s); staying disconnected for "
                           "%.0f s, polling meanwhile", self.topic, exc.error_code, self.allocation_pause)
                 connected = False
-                self._pause(exc)
+                self._pause(exc, lock_conn)
             except LostElection:
                 raise
             except Exception as exc:          # noqa: BLE001 - Salesforce, Postgres or the sink: retry later
@@ -184,17 +184,21 @@ class Subscriber:
                     reader.join()
         self._set_state("stopped", None)
 
-    def _pause(self, exc: AllocationExceeded) -> None:
+    def _pause(self, exc: AllocationExceeded, lock_conn: psycopg.Connection) -> None:
         """Stay disconnected for about allocation_pause (jittered, so several orgs' connectors do not return
-        together), asking on_exceeded to cover the objects every cover_seconds; then subscribe again from the
-        stored replay id."""
+        together), asking on_exceeded to cover the objects every cover_seconds (`first`: the pause's first turn);
+        then subscribe again from the stored replay id. Only while still elected: a worker that lost the lock
+        queues no polls beside the new subscriber's."""
         self._set_state("allocation_exceeded", f"{exc.error_code}: {exc.message}")
         until = time.monotonic() + self.allocation_pause * (1 + 0.25 * self.rng.random())
+        first = True
         while not self._stopping.is_set():
+            self._still_elected(lock_conn)
             if self.on_exceeded is not None:
                 try:
                     with self.db.transaction() as conn:
-                        self.on_exceeded(conn, exc)
+                        self.on_exceeded(conn, exc, first=first)
+                    first = False
                     if self.after_batch is not None:
                         self.after_batch(None)      # the polls on_exceeded queued, now
                 except Exception:                   # noqa: BLE001 - Postgres away: the next turn tries again

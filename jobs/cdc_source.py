@@ -96,21 +96,38 @@ class Sink:
 
 
 def keep_failed(db: Database, conn, failed: list, why: dict[str, str]) -> None:
-    """Changes Postgres refused (a value the column cannot take, a constraint of the user's own) are kept where a
-    refused Outbound Message is: the inbox, state failed, shown on the Errors page; Retry there applies them
-    through the inbox like a notification (the fields as text, stamped by LastModifiedDate). The stream moves on.
-    Their id is `cdc:<replay id hex>:<record id>`."""
+    """Changes Postgres refused (a value the column cannot take, a constraint of the user's own, a delete a foreign
+    key restricts) are kept where a refused Outbound Message is: the inbox, state failed, shown on the Errors page.
+    The stream moves on. Their id is `cdc:<replay id hex>:<record id>`; the fields kept are what the event
+    carried (for the page). Retry reads the record whole instead (`refetch_retried`)."""
     if failed:
-        db.run(conn, "cdc_keep_failed", {"changes": Jsonb([
+        db.run(conn, "insert_notifications", {"org": "", "action": "cdc", "state": "failed", "notifications": Jsonb([
             {"id": f"cdc:{c.key}", "object_name": c.object_name, "sfid": c.record_id, "fields": c.fields,
              "error": why[c.key]} for c in failed])})
 
 
+def refetch_retried(db: Database, conn, rows: list[dict], mappings: dict[str, Mapping]) -> list[dict]:
+    """Inbox rows (jobs/inbound.py) minus the retried CDC changes (id `cdc:…`) of mapped objects: those are not
+    replayed (an update event carries only the changed fields: replayed after a later change it would be refused
+    by the never-backwards rule, or make a row of those fields alone), but queued in cdc_pending to read the
+    record whole by Id (`drain_pending`, which then marks them applied or failed again); state `refetching`."""
+    retried = [r for r in rows if r["notification_id"].startswith("cdc:") and r["object_name"].lower() in mappings]
+    if not retried:
+        return rows
+    add_pending(db, conn, [(mappings[r["object_name"].lower()].id, "fetch", r["sfid"], None, "retried from the "
+                            "Errors page", r["notification_id"]) for r in retried])
+    ids = {r["notification_id"] for r in retried}
+    db.run(conn, "cdc_retry_refetching", {"ids": list(ids)})
+    return [r for r in rows if r["notification_id"] not in ids]
+
+
 def add_pending(db: Database, conn, pending: list[tuple]) -> None:
+    """(mapping id, kind, record id, since, reason[, inbox notification id]) rows into cdc_pending."""
     if pending:
         db.run(conn, "cdc_pending_add", {"mapping_ids": [p[0] for p in pending], "kinds": [p[1] for p in pending],
                                          "record_ids": [p[2] for p in pending], "sinces": [p[3] for p in pending],
-                                         "reasons": [p[4] for p in pending]})
+                                         "reasons": [p[4] for p in pending],
+                                         "notification_ids": [p[5] if len(p) > 5 else None for p in pending]})
 
 
 def poll_instead(db: Database, conn, reason: str, topic: str = TOPIC) -> tuple[dict, dt.datetime | None]:
@@ -142,9 +159,17 @@ def on_refused(db: Database, topic: str = TOPIC):
 
 def on_exceeded(db: Database, topic: str = TOPIC):
     """The org's event delivery allocation is used up and the subscriber waits (jobs.cdc.Subscriber._pause): each
-    call polls every CDC mapping, so the objects are no staler than a mapping without CDC."""
-    def exceeded(conn: psycopg.Connection, exc) -> None:
-        mappings, _ = poll_instead(db, conn, f"delivery allocation exceeded: {exc.error_code}", topic)
+    turn polls every CDC mapping, so the objects are no staler than a mapping without CDC. Only the first turn of
+    a pause moves the watermarks back to the last applied event; later turns queue a plain poll (from where the
+    previous one got to), none if one is still waiting (the API budget's poll pause, say)."""
+    def exceeded(conn: psycopg.Connection, exc, first: bool = True) -> None:
+        reason = f"delivery allocation exceeded: {exc.error_code}"
+        if first:
+            mappings, _ = poll_instead(db, conn, reason, topic)
+        else:
+            mappings = cdc_mappings(db)
+            add_pending(db, conn, [(m.id, "poll", None, None, reason) for m in mappings.values()
+                                   if not db.run(conn, "cdc_poll_pending", {"mapping_id": m.id}).fetchone()["queued"]])
         log.warning("CDC %s: delivery allocation exceeded; polling %s meanwhile", topic,
                     ", ".join(sorted(m.object_name for m in mappings.values())) or "nothing")
     return exceeded
@@ -165,24 +190,46 @@ def drain_pending(db: Database, sf, limit: int = PENDING_BATCH) -> dict:
         (fetches if r["kind"] == "fetch" else polls).setdefault(r["mapping_id"], []).append(r)
     for mapping_id, group in fetches.items():
         m = mapping_store.get(db, mapping_id)
+        failed = {}
         if m is not None:
             if not budget.allows(db, "gap_fetches"):
                 done["waiting"] += len(group)
                 continue
             ids = sorted({r["record_id"] for r in group if r["record_id"]})
-            drift.fetch_by_ids(db, sf, m, ids, poll.PollResult(m.id), source_name="cdc")
+            result = poll.PollResult(m.id)
+            with sf.work("gap_fetches"):
+                drift.fetch_by_ids(db, sf, m, ids, result, source_name="cdc")
+            failed = result.failed
             done["fetched"] += len(ids)
-        db.execute("cdc_pending_done", {"ids": [r["id"] for r in group]})
+        _fetched(db, group, failed, m is not None)
     for mapping_id, group in polls.items():
         m = mapping_store.get(db, mapping_id)
         if m is not None:
-            result = poll.poll(db, sf, m, force=True)
+            if not budget.allows(db, "polls"):      # the API budget's poll pause holds these too
+                done["waiting"] += len(group)
+                continue
+            with sf.work("polls"):
+                result = poll.poll(db, sf, m, force=True)
             if result.skipped and "another poll" in result.skipped:
                 done["waiting"] += len(group)
                 continue
             done["polled"] += 1
         db.execute("cdc_pending_done", {"ids": [r["id"] for r in group]})
     return done
+
+
+def _fetched(db: Database, group: list[dict], failed: dict[str, str], mapped: bool) -> None:
+    """The reads of `group` are done: its rows go, and the retried changes among them are applied, or failed
+    again with Postgres' reason (or unmapped: no active mapping reads the object any more)."""
+    retried = [r for r in group if r["notification_id"]]
+    with db.transaction() as conn:
+        if retried:
+            db.run(conn, "cdc_retry_done", {
+                "ids": [r["notification_id"] for r in retried],
+                "states": [("failed" if r["record_id"] in failed else "applied") if mapped else "unmapped"
+                           for r in retried],
+                "errors": [failed.get(r["record_id"]) for r in retried]})
+        db.run(conn, "cdc_pending_done", {"ids": [r["id"] for r in group]})
 
 
 def write_document(db: Database, conn, connected: bool, **more) -> None:
@@ -192,7 +239,8 @@ def write_document(db: Database, conn, connected: bool, **more) -> None:
     old = row["value"] if row else {}
     since = old.get("since") if old.get("connected") == connected and old.get("since") else \
         dt.datetime.now(dt.timezone.utc).isoformat()
-    value = {k: v for k, v in old.items() if k in ("refused",)}
+    # what only some states say survives the others: a refused replay id, the objects not selected for CDC
+    value = {k: v for k, v in old.items() if k in ("refused", "unselected")}
     value.update({"connected": connected, "since": since, "topic": TOPIC, **more})
     db.run(conn, "put_document", {"key": DOCUMENT, "value": Jsonb(value)})
 
@@ -266,7 +314,11 @@ def _after_batch(db: Database, sf, fetched) -> None:
 def unselected(client, mappings: dict[str, Mapping]) -> list[str]:
     """Objects of CDC mappings that have no channel of their own in Salesforce (GetTopic answers NOT_FOUND or
     PERMISSION_DENIED): not selected for Change Data Capture in Setup, or not readable by the integration user.
-    /data/ChangeEvents brings nothing of them; only the backstop poll does."""
+    /data/ChangeEvents brings nothing of them; only the backstop poll does.
+
+    This relies on an assumption no Salesforce reference confirms: that GetTopic on `/data/<Object>ChangeEvent`
+    of an entity not selected answers NOT_FOUND (the emulator does). If Salesforce answered it normally, an
+    unselected object would not be named here (the safe side: nothing is named wrongly); docs/cdc.md."""
     from gateway.pubsub import PubSubError
 
     missing = []

@@ -11,7 +11,7 @@ from core.inbound import within_budget
 from core.sources import SalesforceChange, collect, from_fields
 from gateway import change_log, mapping_store
 from gateway.db import Database
-from jobs import apply, stats
+from jobs import apply, cdc_source, stats
 
 log = logging.getLogger("forcebridge.inbound")
 
@@ -63,6 +63,7 @@ def apply_one_batch(db: Database, batch_size: int, max_bytes: int = APPLY_BATCH_
         # the rest stay locked (other workers skip them) until this transaction ends, then the next batch
         rows = db.run(conn, "notification_fields",
                       {"ids": [r["notification_id"] for r in claimed[:take]]}).fetchall()
+        rows = cdc_source.refetch_retried(db, conn, rows, mappings)   # retried CDC changes: read whole instead
         collected = collect(((r["notification_id"], r) for r in rows), lambda r: _change(r, mappings))
         applied = apply.apply_changes(db, conn, collected.changes, mappings)
         failed = {**collected.failed, **applied.failed}

@@ -83,7 +83,7 @@ def store(message) -> None:
     notes = message.notifications
     with ctx().db.transaction() as conn:
         ctx().db.run(conn, "insert_notifications", {
-            "org": message.organization_id, "action": message.action_id or None,
+            "org": message.organization_id, "action": message.action_id or None, "state": "pending",
             # One JSON document for the whole message: far cheaper to send than arrays of JSON texts.
             "notifications": json.dumps([{"id": n.id, "object_name": n.object_name, "sfid": n.sfid,
                                           "fields": n.fields} for n in notes]),

@@ -1,9 +1,9 @@
 -- The CDC source on the inbound seam (jobs/cdc_source.py).
 
 -- name: cdc_pending_add
-INSERT INTO forcebridge.cdc_pending (mapping_id, kind, record_id, since, reason)
+INSERT INTO forcebridge.cdc_pending (mapping_id, kind, record_id, since, reason, notification_id)
 SELECT unnest(%(mapping_ids)s::int[]), unnest(%(kinds)s::text[]), unnest(%(record_ids)s::text[]),
-       unnest(%(sinces)s::timestamptz[]), unnest(%(reasons)s::text[]);
+       unnest(%(sinces)s::timestamptz[]), unnest(%(reasons)s::text[]), unnest(%(notification_ids)s::text[]);
 
 -- name: cdc_pending_list
 SELECT * FROM forcebridge.cdc_pending ORDER BY id LIMIT %(limit)s;
@@ -39,10 +39,18 @@ SELECT EXISTS (SELECT 1 FROM pg_locks
 -- An undelete reverses the delete: its tombstone no longer stands between the record and Postgres.
 DELETE FROM forcebridge.salesforce_deletes WHERE mapping_id = %(mapping_id)s AND sfid = ANY(%(sfids)s::text[]);
 
--- name: cdc_keep_failed
--- Changes Postgres refused, kept as failed notifications are (the Errors page lists and retries the inbox).
-INSERT INTO forcebridge.inbox (notification_id, object_name, sfid, fields, fields_bytes, organization_id, action_id,
-                               state, error, attempts)
-SELECT n.id, n.object_name, n.sfid, n.fields, pg_column_size(n.fields), '', 'cdc', 'failed', n.error, 1
-FROM jsonb_to_recordset(%(changes)s::jsonb) AS n(id text, object_name text, sfid text, fields jsonb, error text)
-ON CONFLICT (notification_id) DO NOTHING;
+-- name: cdc_retry_refetching
+-- Retried refused changes wait for their record to be read whole (cdc_pending rows naming them).
+UPDATE forcebridge.inbox SET state = 'refetching', error = NULL, attempts = attempts + 1
+WHERE notification_id = ANY(%(ids)s::text[]);
+
+-- name: cdc_retry_done
+-- The read is done: each retried change is applied, or failed again with Postgres' reason.
+UPDATE forcebridge.inbox AS i
+SET state = f.state, error = f.error, applied_at = CASE WHEN f.state = 'applied' THEN now() END
+FROM unnest(%(ids)s::text[], %(states)s::text[], %(errors)s::text[]) AS f(id, state, error)
+WHERE i.notification_id = f.id AND i.state = 'refetching';
+
+-- name: cdc_poll_pending
+-- A poll of this mapping is already queued (the allocation pause's later turns add no second one).
+SELECT EXISTS (SELECT 1 FROM forcebridge.cdc_pending WHERE mapping_id = %(mapping_id)s AND kind = 'poll') AS queued;

@@ -1,9 +1,13 @@
 -- name: insert_notifications
--- One statement per message; a notification Id seen before is left as it is.
-INSERT INTO forcebridge.inbox (notification_id, object_name, sfid, fields, fields_bytes, organization_id, action_id, state)
+-- One statement per message; a notification Id seen before is left as it is. `state` is 'pending' for an
+-- Outbound Message, 'failed' for a change CDC brought and Postgres refused (jobs/cdc_source.py keep_failed,
+-- with its `error`); either is 'unmapped' when no active mapping reads the object.
+INSERT INTO forcebridge.inbox (notification_id, object_name, sfid, fields, fields_bytes, organization_id, action_id,
+                               state, error, attempts)
 SELECT n.id, n.object_name, n.sfid, n.fields, pg_column_size(n.fields), %(org)s, %(action)s,
-       CASE WHEN m.id IS NULL THEN 'unmapped' ELSE 'pending' END
-FROM jsonb_to_recordset(%(notifications)s::jsonb) AS n(id text, object_name text, sfid text, fields jsonb)
+       CASE WHEN m.id IS NULL THEN 'unmapped' ELSE %(state)s END, n.error,
+       CASE WHEN %(state)s = 'failed' THEN 1 ELSE 0 END
+FROM jsonb_to_recordset(%(notifications)s::jsonb) AS n(id text, object_name text, sfid text, fields jsonb, error text)
 LEFT JOIN forcebridge.mappings m
        ON lower(m.object_name) = lower(n.object_name) AND m.active
       AND m.direction IN ('sf_to_pg', 'bidirectional')

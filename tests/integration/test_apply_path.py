@@ -51,3 +51,24 @@ def test_a_change_of_some_fields_of_a_record_postgres_lacks_goes_back_to_be_read
         applied = apply_changes(db, conn, [change, changed_name(KNOWN, "older", 1)], {"account": M})
     assert applied.refetch == [change] and UNKNOWN not in applied.done
     assert rows(db) == [{"sfid": KNOWN, "name": "Acme", "industry": "Energy"}]     # the older one never lands
+
+
+def test_a_delete_postgres_refuses_fails_that_record_alone(db):
+    """A foreign key of the user's own (ON DELETE RESTRICT) refuses one delete: the other records of the batch are
+    deleted, the refused one is failed (not done), and the transaction goes on (a CDC batch would otherwise stall
+    the stream, reconnecting from the same replay id forever)."""
+    other = "001000000000003AAA"
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO salesforce.account (sfid, systemmodstamp, name) VALUES (%s, '2026-01-01 10:00:02', "
+                     "'Other')", (other,))
+        conn.execute("DROP TABLE IF EXISTS public.orders; CREATE TABLE public.orders (account varchar(18) REFERENCES salesforce.account (sfid) "
+                     "ON DELETE RESTRICT)")
+        conn.execute("INSERT INTO public.orders VALUES (%s)", (KNOWN,))
+    gone = [SalesforceChange("Account", sfid, "delete", {}, dt.datetime(2026, 1, 1, 10, 0, 9, tzinfo=UTC), "cdc",
+                             key=f"cdc:{sfid}") for sfid in (KNOWN, other)]
+    with applying(db) as conn:
+        applied = apply_changes(db, conn, gone, {"account": M})
+        conn.execute("SELECT 1")                                    # the transaction is still usable
+    assert list(applied.failed) == [f"cdc:{KNOWN}"] and "orders" in applied.failed[f"cdc:{KNOWN}"]
+    assert applied.done == [f"cdc:{other}"] and applied.deleted == 1
+    assert rows(db) == [{"sfid": KNOWN, "name": "Acme", "industry": "Energy"}]

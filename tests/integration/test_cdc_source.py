@@ -446,6 +446,7 @@ def test_the_delivery_allocation_exceeded_pauses_the_subscriber_polls_meanwhile_
 
 
 def test_a_change_postgres_refuses_lands_on_the_errors_page_and_the_stream_goes_on(settings, emu, enqueued):
+    from gateway.salesforce import Salesforce
     from jobs import inbound
     from tests.support.console import BASE, PASSWORD, csrf_of, sign_in
 
@@ -470,13 +471,20 @@ def test_a_change_postgres_refuses_lands_on_the_errors_page_and_the_stream_goes_
         assert refused in page and "not_refused" in page and 'data-source="cdc"' in page
         [failed] = db.fetchall("list_notifications", {"state": "failed", "limit": 10})
         assert failed["sfid"] == refused and failed["notification_id"].startswith("cdc:")
-        # fixed in Postgres, retried from the Errors page: applied through the inbox like a notification
+        # fixed in Postgres, retried from the Errors page: the record is read whole by Id and applied
         sql(s.database_url, "ALTER TABLE salesforce.contact DROP CONSTRAINT not_refused")
         retried = browser.post(f"/errors/notifications/{failed['notification_id']}/retry", base_url=BASE,
                                data={"csrf_token": csrf_of(browser)})
         assert retried.status_code in (200, 303)
         inbound.apply_pending(db)
+        assert inbox_state(s.database_url, failed["notification_id"])[0] == "refetching"
+        sf = Salesforce(s, backoff=0.01)
+        try:
+            assert cdc_source.drain_pending(db, sf)["fetched"] == 1     # what the subscriber does after each batch
+        finally:
+            sf.close()
         assert contacts(s.database_url)[refused][1:3] == ("Refused", "no@example.com")
+        assert inbox_state(s.database_url, failed["notification_id"]) == ("applied", None)
     finally:
         db.close()
 
@@ -501,3 +509,127 @@ def test_an_object_not_selected_for_cdc_is_named_on_the_overview(env, emu, enque
     finally:
         emu.admin("PUT", "/_emulator/pubsub/entities", {"entities": None})
         app.extensions["forcebridge"].db.close()
+
+
+def test_the_allocation_pause_moves_the_poll_back_once_and_its_polls_keep_the_budget(env, emu, monkeypatch):
+    """Each 10-minute turn of the pause polls; only the first moves the watermark back to the last applied event
+    (else every turn reads again everything since the pause began). The polls wait while the API budget pauses
+    polls and are counted as polls."""
+    from gateway.pubsub import AllocationExceeded
+    from gateway.salesforce import Salesforce
+    from jobs import load
+
+    settings, db, mapping = env
+    url = settings.database_url
+    sf = Salesforce(settings, backoff=0.01)
+    try:
+        load.run_pending(db, sf, load.LoadOptions())
+        sql(url, "INSERT INTO forcebridge.cdc_subscriptions (topic, last_commit_at) VALUES (%s, now() - interval "
+                 "'1 hour')", (cdc_source.TOPIC,))
+        exceeded = cdc_source.on_exceeded(db)
+        error = AllocationExceeded("RESOURCE_EXHAUSTED", "sfdc.platform.eventbus.grpc.subscription.limit.exceeded",
+                                   "used up")
+        moved_back = ("SELECT p.watermark = s.last_commit_at FROM forcebridge.poll_state p, "
+                      "forcebridge.cdc_subscriptions s WHERE p.mapping_id = %s")
+        with db.transaction() as conn:
+            exceeded(conn, error, first=True)
+        assert sql(url, moved_back, (mapping["id"],)) == [(True,)]
+        monkeypatch.setattr(cdc_source.budget, "allows", lambda db, kind: kind != "polls")
+        assert cdc_source.drain_pending(db, sf)["waiting"] == 1                 # the budget's poll pause holds it
+        monkeypatch.undo()
+        sf.take_usage()
+        assert cdc_source.drain_pending(db, sf)["polled"] == 1
+        assert {kind for (_, kind, _) in sf.take_usage()[0]} == {"polls"}
+        sql(url, "UPDATE forcebridge.poll_state SET watermark = now()")      # later polls got further
+        for _ in range(2):                                                     # later turns of the pause
+            with db.transaction() as conn:
+                exceeded(conn, error, first=False)
+        assert sql(url, moved_back, (mapping["id"],)) == [(False,)]
+        assert db.fetchone("cdc_pending_count")["n"] == 1                      # one poll queued, not two
+    finally:
+        sf.close()
+
+
+def test_the_unselected_objects_outlive_a_disconnection_in_the_document(env, emu):
+    settings, db, mapping = env
+    cdc_source._on_state(db, "connected", None)
+    with db.transaction() as conn:
+        cdc_source.write_document(db, conn, True, unselected=["Contact"])
+    cdc_source._on_state(db, "reconnecting", "UNAVAILABLE")
+    assert cdc_source.status(db)["unselected"] == ["Contact"]
+
+
+@pytest.fixture
+def refusing(settings, emu, enqueued):
+    """A CDC mapping of Contact that deletes rows (no keep_deleted_rows), Ada in Postgres, and a user's table whose
+    foreign key restricts deleting her."""
+    s = cdc_settings(settings, emu)
+    app = make_app(s, enqueued)
+    db = app.extensions["forcebridge"].db
+    assert app.test_client().post("/api/v1/mappings", headers={"Authorization": f"Bearer {s.api_token}"}, json={
+        "object_name": "Contact", "config": {"access": "read_only", "fields": CONTACT_FIELDS,
+                                             "sf_source": "cdc"}}).status_code == 201
+    user = emu.salesforce(client="user")
+    with Running(s, db) as running:
+        wait_for(lambda: connected(db))
+        ada = user.Contact.create({"LastName": "Lovelace", "Email": "ada@example.com"})["id"]
+        wait_for(lambda: contacts(s.database_url).get(ada))
+        yield s, db, user, ada, running
+    db.close()
+
+
+def failed_notifications(db):
+    return db.fetchall("list_notifications", {"state": "failed", "limit": 10})
+
+
+def retry(db, failed):
+    from jobs import inbound
+
+    assert db.fetchone("retry_notification", {"id": failed["notification_id"]})      # the Errors page's Retry
+    inbound.apply_pending(db)
+
+
+def inbox_state(url, nid):
+    [(state, error)] = sql(url, "SELECT state, error FROM forcebridge.inbox WHERE notification_id = %s", (nid,))
+    return state, error
+
+
+def test_a_refused_update_retried_after_a_later_change_reads_the_record_whole(refusing, emu):
+    """An update event carries only the changed fields and LastModifiedDate: replayed after a later change was
+    applied it would be refused by the never-backwards rule, yet marked applied. Retry reads the record instead."""
+    s, db, user, ada, running = refusing
+    url = s.database_url
+    sql(url, "ALTER TABLE salesforce.contact ADD CONSTRAINT no_bad CHECK (email <> 'bad@example.com')")
+    user.Contact.update(ada, {"Email": "bad@example.com"})                 # refused by Postgres
+    [failed] = wait_for(lambda: failed_notifications(db))
+    emu.admin("POST", "/_emulator/clock", {"advance": 5})                  # a later change, a later stamp
+    user.Contact.update(ada, {"Phone": "555"})
+    wait_for(lambda: contacts(url)[ada][3] == "555")
+    assert contacts(url)[ada][2] == "ada@example.com"
+    sql(url, "ALTER TABLE salesforce.contact DROP CONSTRAINT no_bad")      # fixed in Postgres, then Retry
+    retry(db, failed)
+    wait_for(lambda: inbox_state(url, failed["notification_id"])[0] == "applied")   # the subscriber read it whole
+    assert contacts(url)[ada][1:5] == ("Lovelace", "bad@example.com", "555", None)
+
+
+def test_a_refused_delete_fails_alone_and_retry_deletes(refusing):
+    """A foreign key of the user's own restricts deleting a row: the delete is kept on the Errors page, the stream
+    goes on; once the user's row is gone, Retry deletes (the record read by Id: Salesforce no longer has it)."""
+    s, db, user, ada, running = refusing
+    url = s.database_url
+    sql(url, "DROP TABLE IF EXISTS public.orders")
+    sql(url, "CREATE TABLE public.orders (contact varchar(18) REFERENCES salesforce.contact (sfid) "
+             "ON DELETE RESTRICT)")
+    sql(url, "INSERT INTO public.orders VALUES (%s)", (ada,))
+    user.Contact.delete(ada)
+    after = user.Contact.create({"LastName": "After"})["id"]
+    wait_for(lambda: contacts(url).get(after))                            # the stream did not stall
+    [failed] = failed_notifications(db)
+    assert failed["sfid"] == ada and "refused the delete" in failed["error"] and ada in contacts(url)
+    retry(db, failed)
+    wait_for(lambda: inbox_state(url, failed["notification_id"])[0] == "failed")      # still restricted
+    assert "orders" in inbox_state(url, failed["notification_id"])[1] and ada in contacts(url)
+    sql(url, "DELETE FROM public.orders")
+    retry(db, failed)
+    wait_for(lambda: inbox_state(url, failed["notification_id"])[0] == "applied")
+    assert ada not in contacts(url)

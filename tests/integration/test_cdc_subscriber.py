@@ -184,3 +184,26 @@ def test_a_refused_replay_id_is_recorded_and_the_subscription_starts_again(tmp_p
         again.stop()
         thread.join(10)
         assert rows(db)[-1] == (new, "create")
+
+
+def test_while_the_allocation_is_exceeded_only_the_first_turn_is_first_and_a_lost_lock_ends_the_pause(db):
+    """Each turn of the pause covers the objects; only the first moves the poll back to the last event (else every
+    turn would read again everything since the pause began); a worker whose lock connection died queues nothing
+    (another worker may be the subscriber now)."""
+    from gateway.pubsub import AllocationExceeded
+    from jobs.cdc import LostElection
+
+    turns = []
+    subscriber = Subscriber(db, lambda: None, TOPIC, Recorder(), allocation_pause=0.3, cover_seconds=0.02,
+                            on_exceeded=lambda conn, exc, first: turns.append(first))
+    exceeded = AllocationExceeded("RESOURCE_EXHAUSTED", "sfdc.platform.eventbus.grpc.subscription.limit.exceeded",
+                                  "used up")
+    with psycopg.connect(db.url, autocommit=True) as lock_conn:
+        subscriber._pause(exceeded, lock_conn)
+    assert turns[0] is True and len(turns) > 1 and not any(turns[1:])
+    turns.clear()
+    lock_conn = psycopg.connect(db.url, autocommit=True)
+    lock_conn.close()                                  # the connection that held the lock is gone
+    with pytest.raises(LostElection):
+        subscriber._pause(exceeded, lock_conn)
+    assert turns == []
