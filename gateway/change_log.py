@@ -87,7 +87,10 @@ def merge_inbound_copies(conn: psycopg.Connection, m: Mapping, ids: list[int], s
     take = sql.SQL(", ").join(
         sql.SQL("{c} = CASE WHEN {name} = ANY(g.local) THEN g.{c} ELSE t.{c} END").format(
             c=sql.Identifier(f.column), name=sql.Literal(f.column)) for f in m.fields)
-    rows = conn.execute(_template("merge_inbound_copies", m, take_columns=take),
+    ext = m.field(m.upsert_field) if m.upsert_field else None
+    is_copy = (sql.SQL("(x.{e} IS NULL OR x.{e} = t.{e})").format(e=sql.Identifier(ext.column)) if ext
+               else sql.SQL("true"))
+    rows = conn.execute(_template("merge_inbound_copies", m, take_columns=take, is_copy=is_copy),
                         {"mapping_id": m.id, "ids": ids, "sfids": sfids}).fetchall()
     return [r["sfid"] for r in rows]
 

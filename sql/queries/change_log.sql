@@ -235,6 +235,8 @@ WHERE t.id = u.id AND t.sfid IS NULL AND (t.{ext} IS NULL OR t.{ext} = '');
 -- removed, and the app's row keeps its id and gets the sfid (write_back_results, next). Local changes the app
 -- made to the copy meanwhile move to the row, with the values they wrote ({take_columns}). What Salesforce's
 -- copy brought is not copied: the record is read again by Id (jobs/drain.py `_merge_inbound_copies`).
+-- {is_copy}: a create made a new record, so any other row holding its sfid is a copy; an upsert may have matched
+-- a record Postgres already held, so only a row without an external id of its own (or with the row's) is one.
 WITH copies AS (
     SELECT t.id AS original, x.id AS copy, u.sfid,
            coalesce((SELECT array_agg(DISTINCT f) FROM forcebridge.change_log c, unnest(c.fields) AS f
@@ -243,7 +245,7 @@ WITH copies AS (
     FROM unnest(%(ids)s::bigint[], %(sfids)s::text[]) AS u(id, sfid)
     JOIN {table} t ON t.id = u.id AND t.sfid IS NULL
     JOIN {table} x ON x.sfid = u.sfid AND x.id <> t.id
-    WHERE u.sfid IS NOT NULL
+    WHERE u.sfid IS NOT NULL AND {is_copy}
 ), moved AS (
     UPDATE forcebridge.change_log c SET record_id = w.original, sfid = w.sfid
     FROM copies w

@@ -187,3 +187,18 @@ def test_a_change_the_app_made_to_the_copy_moves_to_the_original_row(sf_api, sf_
     drain(db, sf, FAST)
     assert [(r["Id"], r["Name"], r["Amount__c"]) for r in sf.query("SELECT Id, Name, Amount__c FROM Invoice__c")] == [
         (sfid, "new", 7)]
+
+
+def test_an_upsert_that_matched_a_record_another_row_holds_leaves_that_row(sf_api, sf_settings, db, sf, emulator):
+    """Not the race: the app's external id matched a record Postgres already holds under another one (changed in
+    Salesforce since). That row is the app's too and stays; the new row does not take its sfid."""
+    writing_mapping(sf_api, fields=FIELDS, direction="bidirectional", upsert_field="External_Id__c")
+    users = emulator.salesforce(client="user")
+    sfid = users.Invoice__c.create({"Name": "old", "External_Id__c": "NEW"})["id"]
+    url = sf_settings.database_url
+    sql(url, "INSERT INTO salesforce.invoice__c (sfid, name, external_id__c) VALUES (%s, 'old', 'OLD')", (sfid,),
+        origin="salesforce")
+    sql(url, "INSERT INTO salesforce.invoice__c (name, external_id__c) VALUES ('new', 'NEW')")
+    drain(db, sf, FAST)
+    assert sql(url, "SELECT sfid, name, external_id__c FROM salesforce.invoice__c ORDER BY id") == [
+        (sfid, "old", "OLD"), (None, "new", "NEW")]
