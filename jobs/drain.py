@@ -273,7 +273,7 @@ def _merge_inbound_copies(db: Database, conn, mapping: Mapping, marks) -> None:
     merged into the app's row (which keeps its id and gets the sfid); the record is then read again by Id
     (forcebridge.filter_checks, jobs/row_filters.py), through the one apply path, so what Salesforce changed
     since our write lands under the usual rules (echoes, conflicts with a newer local change, field owners)."""
-    created = [(m.record_id, m.sfid) for m in marks if m.sfid and not m.failed]
+    created = [(m.record_id, m.sfid) for m in marks if m.sfid and not m.failed and m.lastop == "INSERTED"]
     if not created or not mapping.reads:
         return
     merged = change_log.merge_inbound_copies(conn, mapping, [i for i, _ in created], [s for _, s in created])
