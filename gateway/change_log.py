@@ -81,6 +81,20 @@ def write_back_results(conn: psycopg.Connection, m: Mapping, ids: list[int], sfi
                                                       "lastops": lastops})
 
 
+def merge_inbound_copies(conn: psycopg.Connection, m: Mapping, ids: list[int], sfids: list) -> list[str]:
+    """Rows (`ids`) whose records (`sfids`, just created in Salesforce) an inbound path inserted again before
+    the write-back: each copy is removed, its open local changes move to the row. Returns the sfids merged."""
+    take = sql.SQL(", ").join(
+        sql.SQL("{c} = CASE WHEN {name} = ANY(g.local) THEN g.{c} ELSE t.{c} END").format(
+            c=sql.Identifier(f.column), name=sql.Literal(f.column)) for f in m.fields)
+    ext = m.field(m.upsert_field) if m.upsert_field else None
+    is_copy = (sql.SQL("(x.{e} IS NULL OR x.{e} = t.{e})").format(e=sql.Identifier(ext.column)) if ext
+               else sql.SQL("true"))
+    rows = conn.execute(_template("merge_inbound_copies", m, take_columns=take, is_copy=is_copy),
+                        {"mapping_id": m.id, "ids": ids, "sfids": sfids}).fetchall()
+    return [r["sfid"] for r in rows]
+
+
 def pending_local_rows(conn: psycopg.Connection, m: Mapping, sfids: list[str]) -> list[dict]:
     return conn.execute(_template("pending_local_rows", m), {"mapping_id": m.id, "sfids": sfids}).fetchall()
 

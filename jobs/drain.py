@@ -256,6 +256,7 @@ def finish(db: Database, mapping: Mapping | None, finished: list[RecordResult], 
                 "fields": [",".join(r.fields) for r in settled.resolved],
                 "from_state": str(State.FAILED), "to_state": str(State.MERGED)})
         if mapping and settled.marks:
+            _merge_inbound_copies(db, conn, mapping, settled.marks)
             change_log.write_back_results(conn, mapping, **settled.marks_params())
             _check_row_filter(db, conn, mapping, settled.marks)
         stats.add(db, conn, "pg_to_sf", [(mapping.id if mapping else 0, state.lower(), n)
@@ -264,6 +265,23 @@ def finish(db: Database, mapping: Mapping | None, finished: list[RecordResult], 
         if r.outcome.state == State.FAILED:
             log.warning("record %s of mapping %s failed: %s", r.change.record_id, r.change.mapping_id,
                         r.outcome.error)
+
+
+def _merge_inbound_copies(db: Database, conn, mapping: Mapping, marks) -> None:
+    """The race between a create and its read-back: a poll, an Outbound Message, a drift repair or a row filter
+    check that brought the new record before its sfid came back here inserted it as a second row. That copy is
+    merged into the app's row (which keeps its id and gets the sfid); the record is then read again by Id
+    (forcebridge.filter_checks, jobs/row_filters.py), through the one apply path, so what Salesforce changed
+    since our write lands under the usual rules (echoes, conflicts with a newer local change, field owners)."""
+    created = [(m.record_id, m.sfid) for m in marks if m.sfid and not m.failed and m.lastop == "INSERTED"]
+    if not created or not mapping.reads:
+        return
+    merged = change_log.merge_inbound_copies(conn, mapping, [i for i, _ in created], [s for _, s in created])
+    if merged:
+        log.info("%s: %s records read back before their sfid was written; merged into their rows",
+                 mapping.object_name, len(merged))
+        db.run(conn, "filter_checks_add", {"mapping_id": mapping.id, "sfids": merged,
+                                           "sources": ["write"] * len(merged)})
 
 
 def _check_row_filter(db: Database, conn, mapping: Mapping, marks) -> None:

@@ -228,6 +228,37 @@ UPDATE {table} AS t SET {ext} = replace(gen_random_uuid()::text, '-', '')
 FROM unnest(%(ids)s::bigint[]) AS u(id)
 WHERE t.id = u.id AND t.sfid IS NULL AND (t.{ext} IS NULL OR t.{ext} = '');
 
+-- name: merge_inbound_copies
+-- Runs under origin = salesforce, in the write-back's transaction, just before write_back_results. A record we
+-- created that reached Postgres through an inbound path (a poll, an Outbound Message, a drift repair, a row
+-- filter check) before its sfid was written back was inserted as a second row holding that sfid: the copy is
+-- removed, and the app's row keeps its id and gets the sfid (write_back_results, next). Local changes the app
+-- made to the copy meanwhile move to the row, with the values they wrote ({take_columns}). What Salesforce's
+-- copy brought is not copied: the record is read again by Id (jobs/drain.py `_merge_inbound_copies`).
+-- {is_copy}: a create made a new record, so any other row holding its sfid is a copy; an upsert may have matched
+-- a record Postgres already held, so only a row without an external id of its own (or with the row's) is one.
+WITH copies AS (
+    SELECT t.id AS original, x.id AS copy, u.sfid,
+           coalesce((SELECT array_agg(DISTINCT f) FROM forcebridge.change_log c, unnest(c.fields) AS f
+                     WHERE c.mapping_id = %(mapping_id)s AND c.record_id = x.id
+                       AND c.state IN ('NEW', 'PENDING', 'REQUEUED')), ARRAY[]::text[]) AS local
+    FROM unnest(%(ids)s::bigint[], %(sfids)s::text[]) AS u(id, sfid)
+    JOIN {table} t ON t.id = u.id AND t.sfid IS NULL
+    JOIN {table} x ON x.sfid = u.sfid AND x.id <> t.id
+    WHERE u.sfid IS NOT NULL AND {is_copy}
+), moved AS (
+    UPDATE forcebridge.change_log c SET record_id = w.original, sfid = w.sfid
+    FROM copies w
+    WHERE c.mapping_id = %(mapping_id)s AND c.record_id = w.copy AND c.state IN ('NEW', 'REQUEUED')
+), gone AS (
+    DELETE FROM {table} x USING copies w WHERE x.id = w.copy
+    RETURNING w.original, w.local, x.*
+)
+UPDATE {table} AS t SET {take_columns}
+FROM gone g
+WHERE t.id = g.original
+RETURNING g.sfid;
+
 -- name: write_back_results
 -- Runs under origin = salesforce. Heroku Connect's marks: INSERTED / UPDATED after a write that reached
 -- Salesforce (`lastop`), FAILED with its error text (migration 0060) in _hc_err. A row with a newer change

@@ -6,15 +6,21 @@ import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from core.change_states import RecordResult
 from core.changes import Outcome, coalesce
+from gateway import mapping_store
+from jobs import drift, load, poll, row_filters
 from jobs.drain import DrainResult, _complete, _start, claim, drain, finish, plan, renew_lease
 from jobs.inbound import apply_pending
+from jobs.poll import PollResult
 from tests.conftest import OUTBOUND_TOKEN
-from tests.integration.test_capture import sql
+from tests.integration.test_capture import sql, writing_mapping
 from tests.integration.test_echo_and_conflicts import om, synced_record
-from tests.integration.test_write_path import (FAST, db, invoices, sf, sf_api, sf_app,  # noqa: F401
+from tests.integration.test_write_path import (FAST, FIELDS, db, invoices, sf, sf_api, sf_app,  # noqa: F401
                                                sf_settings)
+from tests.support.messages import envelope
 
 
 def stamp(offset_s: float) -> str:
@@ -101,3 +107,98 @@ def test_a_renewed_claim_is_not_taken_over(sf_api, sf_settings, db, sf, emulator
     assert len(claim(db, dataclasses.replace(FAST, lease_seconds=0), "slow")) == 1   # lease over at once
     renew_lease(db, FAST, "slow")                                     # ...but its drain is still working
     assert claim(db, FAST, "other") == []
+
+
+def _created_before_write_back(db, sf, url, inbound) -> tuple[int, str]:
+    """A row inserted in Postgres is created in Salesforce; `inbound(sfid)` brings the new record into Postgres
+    after the call returned and before the drain writes the sfid back. Returns (the row's id, the sfid)."""
+    (row_id,), = sql(url, "SELECT id FROM salesforce.invoice__c")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        flight = _start(db, sf, claim(db, FAST, "t"), pool, FAST, "t")
+        (_, outcome), = [done for *_, call in flight.calls for done in call.result()]
+        inbound(outcome.sfid)
+        _complete(db, flight, FAST, DrainResult())
+    return row_id, outcome.sfid
+
+
+@pytest.mark.parametrize("reader", ["poll", "drift repair"])
+def test_a_record_read_back_before_its_sfid_is_written_merges_into_the_original_row(sf_api, sf_settings, db, sf,
+                                                                                     emulator, reader):
+    """Without an upsert field nothing links the record to its row until the write-back: the copy a poll or a
+    read by Id inserted meanwhile is merged into the app's row, and what Salesforce changed since is read again."""
+    m = writing_mapping(sf_api, fields=FIELDS, direction="bidirectional")
+    load.run(db, sf, db.fetchone("open_load", {"mapping_id": m["id"]})["id"])     # nothing yet: the poll may run
+    url = sf_settings.database_url
+    sql(url, "INSERT INTO salesforce.invoice__c (name, amount__c) VALUES ('new', 1)")
+    users = emulator.salesforce(client="user")
+
+    def read_back(sfid):
+        users.Invoice__c.update(sfid, {"Status__c": "Paid"})               # someone in Salesforce, at once
+        if reader == "poll":
+            poll.poll(db, sf, mapping_store.get(db, m["id"]), force=True)
+        else:
+            drift.fetch_by_ids(db, sf, mapping_store.get(db, m["id"]), [sfid], PollResult(m["id"]))
+        assert sql(url, "SELECT count(*) FROM salesforce.invoice__c") == [(2,)]   # the race: a copy
+    row_id, sfid = _created_before_write_back(db, sf, url, read_back)
+    assert sql(url, "SELECT id, sfid, name, _hc_lastop FROM salesforce.invoice__c") == [
+        (row_id, sfid, "new", "INSERTED")]
+    row_filters.check_pending(db, sf)                                       # the record read again by Id
+    assert sql(url, "SELECT id, sfid, name, status__c FROM salesforce.invoice__c") == [(row_id, sfid, "new", "Paid")]
+    assert drain(db, sf, FAST).claimed == 0
+    assert [r["Name"] for r in sf.query("SELECT Name FROM Invoice__c")] == ["new"]
+
+
+@pytest.mark.parametrize("upsert", [{"upsert_field": "External_Id__c"}, {}], ids=["upsert", "create"])
+def test_an_echo_without_the_external_id_merges_and_a_newer_local_change_still_goes(sf_api, sf_app, sf_settings,
+                                                                                     db, sf, emulator, upsert):
+    """With an upsert field an echo carrying the external id finds the row (conflicts._link_by_external_id);
+    one without it inserted a copy. The app changed the row again meanwhile: that change is kept and sent."""
+    writing_mapping(sf_api, fields=FIELDS, direction="bidirectional", **upsert)
+    url = sf_settings.database_url
+    sql(url, "INSERT INTO salesforce.invoice__c (name, amount__c) VALUES ('L1', 1)")
+
+    def echo(sfid):
+        sql(url, "UPDATE salesforce.invoice__c SET name = 'L2'")            # the app writes again
+        body = envelope(emulator.org_id, "Invoice__c", [{"Id": sfid, "Name": "L1", "Amount__c": 1,
+                                                         "SystemModstamp": stamp(60)}])
+        assert sf_app.test_client().post(f"/outbound/{OUTBOUND_TOKEN}", data=body,
+                                         content_type="text/xml").status_code == 200
+        apply_pending(db)
+        assert sql(url, "SELECT count(*) FROM salesforce.invoice__c") == [(2,)]
+    row_id, sfid = _created_before_write_back(db, sf, url, echo)
+    assert sql(url, "SELECT id, sfid, name, _hc_lastop FROM salesforce.invoice__c") == [(row_id, sfid, "L2", "PENDING")]
+    drain(db, sf, FAST)
+    row_filters.check_pending(db, sf)
+    assert [(r["Id"], r["Name"]) for r in sf.query("SELECT Id, Name FROM Invoice__c")] == [(sfid, "L2")]
+    assert sql(url, "SELECT id, sfid, name FROM salesforce.invoice__c") == [(row_id, sfid, "L2")]
+
+
+def test_a_change_the_app_made_to_the_copy_moves_to_the_original_row(sf_api, sf_settings, db, sf, emulator):
+    m = writing_mapping(sf_api, fields=FIELDS, direction="bidirectional")
+    url = sf_settings.database_url
+    sql(url, "INSERT INTO salesforce.invoice__c (name, amount__c) VALUES ('new', 1)")
+
+    def read_back_then_edit_the_copy(sfid):
+        drift.fetch_by_ids(db, sf, mapping_store.get(db, m["id"]), [sfid], PollResult(m["id"]))
+        sql(url, "UPDATE salesforce.invoice__c SET amount__c = 7 WHERE sfid IS NOT NULL")   # the app saw two rows
+    row_id, sfid = _created_before_write_back(db, sf, url, read_back_then_edit_the_copy)
+    assert sql(url, "SELECT id, sfid, name, amount__c, _hc_lastop FROM salesforce.invoice__c") == [
+        (row_id, sfid, "new", 7, "PENDING")]
+    drain(db, sf, FAST)
+    assert [(r["Id"], r["Name"], r["Amount__c"]) for r in sf.query("SELECT Id, Name, Amount__c FROM Invoice__c")] == [
+        (sfid, "new", 7)]
+
+
+def test_an_upsert_that_matched_a_record_another_row_holds_leaves_that_row(sf_api, sf_settings, db, sf, emulator):
+    """Not the race: the app's external id matched a record Postgres already holds under another one (changed in
+    Salesforce since). That row is the app's too and stays; the new row does not take its sfid."""
+    writing_mapping(sf_api, fields=FIELDS, direction="bidirectional", upsert_field="External_Id__c")
+    users = emulator.salesforce(client="user")
+    sfid = users.Invoice__c.create({"Name": "old", "External_Id__c": "NEW"})["id"]
+    url = sf_settings.database_url
+    sql(url, "INSERT INTO salesforce.invoice__c (sfid, name, external_id__c) VALUES (%s, 'old', 'OLD')", (sfid,),
+        origin="salesforce")
+    sql(url, "INSERT INTO salesforce.invoice__c (name, external_id__c) VALUES ('new', 'NEW')")
+    drain(db, sf, FAST)
+    assert sql(url, "SELECT sfid, name, external_id__c FROM salesforce.invoice__c ORDER BY id") == [
+        (sfid, "old", "OLD"), (None, "new", "NEW")]
