@@ -262,6 +262,19 @@ def test_hc_capture_insert_from_row_does_not_send_the_excluded_columns(hc_app, s
     assert invoices(sf)["C2"]["Amount__c"] == 6
 
 
+def test_an_excluded_column_stays_unsent_when_a_later_update_creates_the_record(hc_app, sf_settings, db, sf):
+    url = sf_settings.database_url
+    app_write(url, "INSERT INTO salesforce.invoice__c (name, amount__c, quantity__c, status__c, external_id__c) "
+                   "VALUES ('late', 5, 2, 'Nope', 'C3')", local_only=True)
+    app_write(url, "SELECT salesforce.hc_capture_insert_from_row(hstore(t.*), 'invoice__c', ARRAY['amount__c']) "
+                   "FROM salesforce.invoice__c t")
+    assert drain(db, sf, FAST).outcomes == {"FAILED": 1}         # not a Status__c value: the insert failed
+    app_write(url, "UPDATE salesforce.invoice__c SET name = 'fixed', status__c = 'Draft'")   # claimed alone
+    assert drain(db, sf, FAST).outcomes == {"SUCCESS": 1}
+    (created,) = sf.query("SELECT Name, Quantity__c, Amount__c FROM Invoice__c WHERE External_Id__c = 'C3'")
+    assert (created["Name"], created["Quantity__c"], created["Amount__c"]) == ("fixed", 2, None)
+
+
 MIGRATIONS = pathlib.Path(__file__).resolve().parents[2] / "sql" / "migrations"
 
 
