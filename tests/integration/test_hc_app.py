@@ -248,15 +248,25 @@ def test_hc_capture_from_row_queues_rows_written_while_capture_was_off(hc_app, s
                        "FROM salesforce.invoice__c t")
 
 
+def insert_outside_capture(url, external_id: str, excluded: str, status: str = "Draft") -> None:
+    """Invoice 'late' (Amount 5, Quantity 2) written with capture off, then queued by the app with
+    hc_capture_insert_from_row and `excluded` (an SQL array) as its excluded_cols."""
+    app_write(url, "INSERT INTO salesforce.invoice__c (name, amount__c, quantity__c, status__c, external_id__c) "
+                   f"VALUES ('late', 5, 2, '{status}', '{external_id}')", local_only=True)
+    app_write(url, f"SELECT salesforce.hc_capture_insert_from_row(hstore(t.*), 'invoice__c', {excluded}) "
+                   f"FROM salesforce.invoice__c t WHERE external_id__c = '{external_id}'")
+
+
+def created_invoice(sf, external_id: str) -> tuple:
+    (created,) = sf.query(f"SELECT Name, Quantity__c, Amount__c FROM Invoice__c WHERE External_Id__c = '{external_id}'")
+    return created["Name"], created["Quantity__c"], created["Amount__c"]
+
+
 def test_hc_capture_insert_from_row_does_not_send_the_excluded_columns(hc_app, sf_settings, db, sf):
     url = sf_settings.database_url
-    app_write(url, "INSERT INTO salesforce.invoice__c (name, amount__c, quantity__c, external_id__c) "
-                   "VALUES ('late', 5, 2, 'C2')", local_only=True)
-    app_write(url, "SELECT salesforce.hc_capture_insert_from_row(hstore(t.*), 'invoice__c', "
-                   "ARRAY['id', '_hc_lastop', '_hc_err', 'Amount__c']) FROM salesforce.invoice__c t")
+    insert_outside_capture(url, "C2", "ARRAY['id', '_hc_lastop', '_hc_err', 'Amount__c']")
     assert drain(db, sf, FAST).outcomes == {"SUCCESS": 1}
-    (created,) = sf.query("SELECT Name, Quantity__c, Amount__c FROM Invoice__c WHERE External_Id__c = 'C2'")
-    assert (created["Name"], created["Quantity__c"], created["Amount__c"]) == ("late", 2, None)
+    assert created_invoice(sf, "C2") == ("late", 2, None)
     app_write(url, "UPDATE salesforce.invoice__c SET amount__c = 6")      # changed later: now it is sent
     assert drain(db, sf, FAST).outcomes == {"SUCCESS": 1}
     assert invoices(sf)["C2"]["Amount__c"] == 6
@@ -264,15 +274,11 @@ def test_hc_capture_insert_from_row_does_not_send_the_excluded_columns(hc_app, s
 
 def test_an_excluded_column_stays_unsent_when_a_later_update_creates_the_record(hc_app, sf_settings, db, sf):
     url = sf_settings.database_url
-    app_write(url, "INSERT INTO salesforce.invoice__c (name, amount__c, quantity__c, status__c, external_id__c) "
-                   "VALUES ('late', 5, 2, 'Nope', 'C3')", local_only=True)
-    app_write(url, "SELECT salesforce.hc_capture_insert_from_row(hstore(t.*), 'invoice__c', ARRAY['amount__c']) "
-                   "FROM salesforce.invoice__c t")
+    insert_outside_capture(url, "C3", "ARRAY['amount__c']", status="Nope")
     assert drain(db, sf, FAST).outcomes == {"FAILED": 1}         # not a Status__c value: the insert failed
     app_write(url, "UPDATE salesforce.invoice__c SET name = 'fixed', status__c = 'Draft'")   # claimed alone
     assert drain(db, sf, FAST).outcomes == {"SUCCESS": 1}
-    (created,) = sf.query("SELECT Name, Quantity__c, Amount__c FROM Invoice__c WHERE External_Id__c = 'C3'")
-    assert (created["Name"], created["Quantity__c"], created["Amount__c"]) == ("fixed", 2, None)
+    assert created_invoice(sf, "C3") == ("fixed", 2, None)
 
 
 MIGRATIONS = pathlib.Path(__file__).resolve().parents[2] / "sql" / "migrations"
