@@ -12,6 +12,7 @@ from psycopg import sql as pgsql
 
 from gateway import mapping_store
 from gateway.db import Database, migrate
+from jobs import push
 from jobs.drain import drain
 from jobs.inbound import apply_pending
 from tests.conftest import OUTBOUND_TOKEN
@@ -279,6 +280,14 @@ def test_an_excluded_column_stays_unsent_when_a_later_update_creates_the_record(
     app_write(url, "UPDATE salesforce.invoice__c SET name = 'fixed', status__c = 'Draft'")   # claimed alone
     assert drain(db, sf, FAST).outcomes == {"SUCCESS": 1}
     assert created_invoice(sf, "C3") == ("fixed", 2, None)
+
+
+def test_the_initial_push_leaves_an_insert_with_excluded_columns_to_the_drain(hc_app, sf_settings, db, sf):
+    insert_outside_capture(sf_settings.database_url, "C4", "ARRAY['amount__c']")
+    m = mapping_store.get(db, hc_app["id"])
+    push.initial_push(db, sf, m, push.PushOptions(bulk_threshold=0))   # a Bulk job's CSV: one set of columns
+    drain(db, sf, FAST)
+    assert created_invoice(sf, "C4") == ("late", 2, None)
 
 
 MIGRATIONS = pathlib.Path(__file__).resolve().parents[2] / "sql" / "migrations"
