@@ -15,8 +15,9 @@ from core.mapping import Mapping
 CONFIG_KEY = "formula_refresh_minutes"
 DEFAULT_MINUTES = 15
 MAX_MINUTES = 7 * 24 * 60
-# Children of changed parents are re-read this many parents to a query (`Lookup IN (...)`); with more parents
-# than MAX_TARGETED_PARENTS waiting, one full refresh of the mapping is cheaper than the targeted queries.
+# Children of changed parents are re-read this many parents to a query (`Lookup IN (...)`), at most
+# MAX_TARGETED_PARENTS parents per mapping and turn: the rest wait for the next turn or the mapping's full
+# refresh on its schedule, which serves them all (however fast parents change, the schedule holds).
 PARENTS_PER_QUERY = 200
 MAX_TARGETED_PARENTS = 2000
 # A targeted refresh Salesforce refuses with these has a stale idea of the mapping's calculated fields (one was

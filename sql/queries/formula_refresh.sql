@@ -46,7 +46,7 @@ unnest(%(ids)s::text[])
 (SELECT sfid FROM {staging})
 
 -- name: formula_children_pending
--- Changed parents waiting, per mapping and lookup: each mapping's oldest %(limit)s (a refresh's share).
+-- Changed parents waiting, per mapping and lookup: each mapping's oldest (at most `limit`: a turn's share).
 SELECT mapping_id, lookup, array_agg(parent_id ORDER BY queued_at, parent_id) AS parent_ids,
        array_agg(queued_at ORDER BY queued_at, parent_id) AS queued
 FROM (SELECT p.*, row_number() OVER (PARTITION BY mapping_id ORDER BY queued_at, parent_id) AS n
