@@ -188,7 +188,7 @@ def test_the_task_makes_no_call_while_the_budget_pauses_formula_refreshes(api, d
     assert db.fetchone("formula_refresh_state", {"mapping_id": m.id}) is None
 
 
-def test_a_refresh_never_writes_an_older_value_over_one_a_poll_brought_meanwhile(api, db, sf, sf_settings,
+def test_a_refresh_never_writes_an_older_value_over_one_a_poll_brought_meanwhile(api, db, sf, sf_settings, emulator,
                                                                                  monkeypatch):
     ship = sf.create_record("Shipment__c", {"Name": "S1", "Rate__c": 2})["id"]
     parcels_under(sf, [ship])
@@ -198,10 +198,10 @@ def test_a_refresh_never_writes_an_older_value_over_one_a_poll_brought_meanwhile
 
     def read_then_a_poll(*args, **kwargs):
         read(*args, **kwargs)                                     # the refresh read Cost__c = 2
+        emulator.admin("POST", "/_emulator/clock", {"advance": 1})   # stamps are to the second: a later one
         sf.update_record("Parcel__c", parcel["Id"], {"Weight__c": 5})
         assert poll.poll(db, sf, parcels, force=True).changed == 1   # Cost__c = 10 arrives before it writes
     monkeypatch.setattr(formula_refresh, "stage_rest_query", read_then_a_poll)
-    sf.update_record("Shipment__c", ship, {"Rate__c": 2})        # (nothing a formula reads changes)
     assert formula_refresh.refresh(db, sf, parcels).updated == 0
     assert sql(sf_settings.database_url, "SELECT weight__c, cost__c FROM salesforce.parcel__c") == [(5, 10)]
 
