@@ -27,7 +27,9 @@ class ChangeLogEntry:
     fields: tuple[str, ...] = ()  # update: changed mapped columns
     created_at: dt.datetime | None = None
     attempts: int = 0
-    excluded: tuple[str, ...] = ()  # insert: mapped columns not to send (hc_capture_insert_from_row's excluded_cols)
+    # insert: mapped columns not to send (hc_capture_insert_from_row's excluded_cols); update of a record
+    # without sfid: those of its earlier insert that no update changed since (the insert may have failed)
+    excluded: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ def _fold(group: list[ChangeLogEntry]) -> RecordChange:
             kind, full, columns, excluded = "write", True, set(), set(e.excluded)
             never_sent_insert = e.attempts == 0 and not e.sfid
         elif e.op == "update":
+            if kind == "none":    # the record's insert is not among these entries: its exclusions still hold
+                excluded = set(e.excluded)
             if kind != "delete":
                 kind = "write"
                 columns.update(e.fields)

@@ -15,10 +15,14 @@ from core.mapping import Mapping
 CONFIG_KEY = "formula_refresh_minutes"
 DEFAULT_MINUTES = 15
 MAX_MINUTES = 7 * 24 * 60
-# Children of changed parents are re-read this many parents to a query (`Lookup IN (...)`); with more parents
-# than MAX_TARGETED_PARENTS waiting, one full refresh of the mapping is cheaper than the targeted queries.
+# Children of changed parents are re-read this many parents to a query (`Lookup IN (...)`), at most
+# MAX_TARGETED_PARENTS parents per mapping and turn: the rest wait for the next turn or the mapping's full
+# refresh on its schedule, which serves them all (however fast parents change, the schedule holds).
 PARENTS_PER_QUERY = 200
 MAX_TARGETED_PARENTS = 2000
+# A targeted refresh Salesforce refuses with these has a stale idea of the mapping's calculated fields (one was
+# deleted or changed type): the full refresh, which describes the object again, takes over.
+STALE_QUERY_CODES = frozenset({"INVALID_FIELD", "MALFORMED_QUERY", "INVALID_TYPE"})
 # Text a formula holds that names no field: string literals and comments.
 _NOT_NAMES = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|/\*.*?\*/", re.S)
 # A parent's field read through a relationship: Account.Industry, Shipment__r.Rate__c (the first name is the
@@ -59,6 +63,21 @@ def next_refresh(m: Mapping, ran_at: dt.datetime, has_calculated: bool, factor: 
         return None
     minutes = minutes if has_calculated else max(minutes, DEFAULT_MINUTES)
     return ran_at + dt.timedelta(minutes=minutes * factor)
+
+
+def targeted_due(state: dict, now: dt.datetime, factor: float = 1.0) -> bool:
+    """May the children of changed parents be refreshed now? `state`: the mapping's forcebridge.formula_refresh
+    row. Not while the last full refresh failed, nor after a targeted one failed since it: the next full
+    refresh (on its schedule) re-describes and serves them. The budget's spacing (`factor`, e.g. 3) applies
+    as to full refreshes: a targeted refresh each `factor` minutes instead of each minute."""
+    if state["error"] is not None:
+        return False
+    last, targeted = state["last_run_at"], state["targeted_at"]
+    if targeted is None:
+        return True
+    if state["targeted_error"] is not None and (last is None or targeted > last):
+        return False
+    return now >= targeted + dt.timedelta(minutes=factor - 1)
 
 
 @dataclass(frozen=True)

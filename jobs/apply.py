@@ -224,8 +224,8 @@ def apply_staged(conn: psycopg.Connection, name: str, m: Mapping, source_name: s
     Returns (rows deleted, rows written)."""
     gone = staging.apply_staged_deletes(conn, name, m, poll_settings(m).keep_deleted) if deletes else 0
     if source_name != "load":   # a load brings records as they are, not changes a child's formula follows
-        conn.execute(template("queue_formula_children_staged", staging=staging.ident(name)),
-                     {"object": m.object_name})
+        staged = template("formula_changed_staged", staging=staging.ident(name))
+        conn.execute(template("queue_formula_children", parent_ids=staged), {"object": m.object_name})
     return gone, staging.merge(conn, name, m, fresh=source(source_name).fresh)
 
 
@@ -239,4 +239,5 @@ def queue_formula_children(conn: psycopg.Connection, object_name: str, sfids) ->
     them queued for a refresh (jobs/formula_refresh.refresh_children), in the caller's transaction. Echoes of
     our own writes count too: a parent we changed changes its children's formulas as well."""
     if sfids:
-        conn.execute(QUERIES["queue_formula_children"], {"object": object_name, "ids": list(sfids)})
+        conn.execute(template("queue_formula_children", parent_ids=template("formula_changed_ids")),
+                     {"object": object_name, "ids": list(sfids)})

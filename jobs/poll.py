@@ -15,6 +15,7 @@ from gateway.db import Database
 from gateway.salesforce import PermanentError, Salesforce
 from jobs import apply, load, stats
 from jobs.apply import applying
+from jobs.single_run import Run, single_run
 from jobs.staged_read import stage_bulk_query
 
 log = logging.getLogger("forcebridge.poll")
@@ -50,29 +51,26 @@ def poll(db: Database, sf: Salesforce, m: Mapping, force: bool = False, bulk_abo
         result.skipped = "polling is off"
         db.execute("finish_poll", _finish(m, result, 3600))
         return result
-    with db.transaction() as lock:
-        if not db.run(lock, "lock_poll", {"mapping_id": m.id}).fetchone()["locked"]:
+
+    def finish(run: Run) -> None:
+        if result.skipped is None:       # a poll ran: what it did (and its error) for the console
+            result.api_calls = run.api_calls
+            db.execute("finish_poll", _finish(m, result, settings.seconds or 3600, sf, run.error))
+            _count(db, m, result)
+
+    with single_run(db, sf, "lock_poll", m.id, finish) as run:
+        if not run.held:
             result.skipped = "another poll of this mapping is running"
             return result
         state = db.fetchone("get_poll_state", {"mapping_id": m.id})
         if state is None:
             result.skipped = "no load has finished yet"
             return result
-        error = None
-        with sf.tally() as calls:
-            try:
-                _poll_changes(db, sf, m, state, settings, result, bulk_above)
-                if soql.row_filter(m):
-                    _poll_leavers(db, sf, m, state["watermark"], result)
-                if settings.delete_mode == "getDeleted":
-                    _poll_deletes(db, sf, m, state, settings, result)
-            except Exception as exc:  # noqa: BLE001 - the error is recorded for the console, then raised
-                error = f"{type(exc).__name__}: {exc}"
-                raise
-            finally:
-                result.api_calls = calls[0]
-                db.execute("finish_poll", _finish(m, result, settings.seconds or 3600, sf, error))
-                _count(db, m, result)
+        _poll_changes(db, sf, m, state, settings, result, bulk_above)
+        if soql.row_filter(m):
+            _poll_leavers(db, sf, m, state["watermark"], result)
+        if settings.delete_mode == "getDeleted":
+            _poll_deletes(db, sf, m, state, settings, result)
     if result.changed or result.deleted:
         log.info("poll %s: %s changed, %s deleted, %s API calls", m.object_name, result.changed, result.deleted,
                  result.api_calls)

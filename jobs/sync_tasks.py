@@ -83,9 +83,10 @@ def poll_backstop():
 
 
 def refresh_formulas():
-    """Each minute, refresh the calculated fields of mappings whose `formula_refresh_minutes` has passed,
-    and the children of parents that changed. Counted as their own kind: the budget's ladder spaces them
-    out (their next refresh moves further away) and pauses them just before the polls."""
+    """Each minute, refresh the calculated fields of mappings whose `formula_refresh_minutes` has passed
+    (first: such a refresh also serves the changed parents queued for its mapping), then the children of
+    parents that changed. Counted as their own kind: the budget's ladder spaces both out (the next refresh
+    moves further away) and pauses them just before the polls."""
     sf = for_settings(runtime.settings())
     if sf is None:
         return
@@ -94,8 +95,8 @@ def refresh_formulas():
         return
     bulk_above = runtime.settings().load_rest_max
     with sf.work("formula_refresh"):
-        formula_refresh.refresh_children(runtime.db(), sf, bulk_above=bulk_above, factor=factor)
         formula_refresh.refresh_due(runtime.db(), sf, bulk_above=bulk_above, factor=factor)
+        formula_refresh.refresh_children(runtime.db(), sf, bulk_above=bulk_above, factor=factor)
 
 
 def check_row_filters():

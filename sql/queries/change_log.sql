@@ -58,7 +58,19 @@ SET state = 'PENDING', attempts = c.attempts + 1, claim = %(claim)s,
 FROM locked
 WHERE c.id = locked.id
 RETURNING c.id, c.mapping_id, c.op, c.record_id, c.sfid, c.external_id, c.fields, c.created_at,
-          c.attempts - 1 AS prior_attempts, c.excluded;
+          c.attempts - 1 AS prior_attempts,
+          -- An update of a record without sfid creates it when its insert is not claimed with it (it failed):
+          -- the columns that insert excluded and no update changed since stay unsent (core/changes.py).
+          CASE WHEN c.op <> 'update' OR c.sfid IS NOT NULL THEN c.excluded
+               ELSE (SELECT array(SELECT x FROM unnest(i.excluded) AS x
+                                  EXCEPT
+                                  SELECT unnest(u.fields) FROM forcebridge.change_log u
+                                  WHERE u.mapping_id = i.mapping_id AND u.record_id = i.record_id
+                                    AND u.op = 'update' AND u.id > i.id AND u.id < c.id)
+                     FROM forcebridge.change_log i
+                     WHERE i.mapping_id = c.mapping_id AND i.record_id = c.record_id AND i.op = 'insert'
+                       AND i.excluded IS NOT NULL AND i.id < c.id
+                     ORDER BY i.id DESC LIMIT 1) END AS excluded;
 
 -- name: renew_claims
 -- A drain still working on its claims keeps them: calls with retries can outlast one lease.

@@ -26,30 +26,32 @@ FROM forcebridge.formula_refresh r CROSS JOIN LATERAL jsonb_array_elements(r.par
 -- name: queue_formula_children
 -- The apply path, in its transaction: these records of `object` changed; the mappings whose formulas read
 -- that object through a lookup get their ids queued (queued again: queued_at moves, so a refresh running
--- now does not delete the entry it did not serve).
+-- now does not delete the entry it did not serve). {parent_ids}: the changed records' ids, a one-column
+-- relation (formula_changed_ids or formula_changed_staged below). The entries are written in key order, so
+-- two appliers queuing overlapping parents lock them in the same order and never wait on each other in a
+-- cycle (a deadlock).
 INSERT INTO forcebridge.formula_refresh_pending (mapping_id, lookup, parent_id)
-SELECT r.mapping_id, p->>'lookup', u.id
+SELECT DISTINCT r.mapping_id, p->>'lookup', u.id
 FROM forcebridge.formula_refresh r
 CROSS JOIN LATERAL jsonb_array_elements(r.parents) p
-CROSS JOIN (SELECT DISTINCT id FROM unnest(%(ids)s::text[]) AS x(id)) u
-WHERE lower(p->>'object') = lower(%(object)s)
+CROSS JOIN {parent_ids} AS u(id)
+WHERE lower(p->>'object') = lower(%(object)s) AND u.id IS NOT NULL
+ORDER BY 1, 2, 3
 ON CONFLICT (mapping_id, lookup, parent_id) DO UPDATE SET queued_at = clock_timestamp();
 
--- name: queue_formula_children_staged
--- The same for the records a source staged in {staging} (a poll's Bulk read).
-INSERT INTO forcebridge.formula_refresh_pending (mapping_id, lookup, parent_id)
-SELECT r.mapping_id, p->>'lookup', u.sfid
-FROM forcebridge.formula_refresh r
-CROSS JOIN LATERAL jsonb_array_elements(r.parents) p
-CROSS JOIN (SELECT DISTINCT sfid FROM {staging} WHERE sfid IS NOT NULL) u
-WHERE lower(p->>'object') = lower(%(object)s)
-ON CONFLICT (mapping_id, lookup, parent_id) DO UPDATE SET queued_at = clock_timestamp();
+-- name: formula_changed_ids
+unnest(%(ids)s::text[])
+
+-- name: formula_changed_staged
+(SELECT sfid FROM {staging})
 
 -- name: formula_children_pending
--- Changed parents waiting, per mapping and lookup, oldest first.
+-- Changed parents waiting, per mapping and lookup: each mapping's oldest (at most `limit`: a turn's share).
 SELECT mapping_id, lookup, array_agg(parent_id ORDER BY queued_at, parent_id) AS parent_ids,
        array_agg(queued_at ORDER BY queued_at, parent_id) AS queued
-FROM forcebridge.formula_refresh_pending
+FROM (SELECT p.*, row_number() OVER (PARTITION BY mapping_id ORDER BY queued_at, parent_id) AS n
+      FROM forcebridge.formula_refresh_pending p) oldest
+WHERE n <= %(limit)s
 GROUP BY mapping_id, lookup
 ORDER BY mapping_id, lookup;
 
@@ -80,10 +82,12 @@ FROM forcebridge.formula_refresh r;
 
 -- name: refresh_calculated_fields
 -- Only the calculated columns of rows whose values differ; systemmodstamp and _hc_lastop stay as they are
--- (the caller's transaction has origin = salesforce, so no capture and no write back).
+-- (the caller's transaction has origin = salesforce, so no capture and no write back). A row that a poll or
+-- message brought since the refresh read (a newer SystemModstamp) holds values newer than the staged ones.
 UPDATE {table} AS t SET {set_columns}
 FROM {staging} AS s
-WHERE t.sfid = s.sfid AND ({differs});
+WHERE t.sfid = s.sfid AND forcebridge.not_backwards(t.systemmodstamp, s.systemmodstamp AT TIME ZONE 'UTC')
+  AND ({differs});
 
 -- name: formula_refresh_clock
 -- Postgres's clock, which stamps formula_refresh_pending.queued_at: what a full refresh serves is what was

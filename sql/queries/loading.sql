@@ -253,11 +253,13 @@ WHERE t.sfid IS NULL
                     AND c.state IN ('NEW', 'PENDING', 'REQUEUED'))
 
 -- name: claim_initial_push
--- The open inserts of one mapping for a Bulk ingest job: leased like the drain's claims.
+-- The open inserts of one mapping for a Bulk ingest job: leased like the drain's claims. An insert that
+-- excludes columns (hc_capture_insert_from_row's excluded_cols) is left to the drain: one job's CSV has one
+-- set of columns for every record.
 WITH locked AS (
     SELECT c.id FROM forcebridge.change_log c
     WHERE c.mapping_id = %(mapping_id)s AND c.state IN ('NEW', 'REQUEUED') AND c.sfid IS NULL
-      AND c.op = 'insert' AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= now())
+      AND c.op = 'insert' AND c.excluded IS NULL AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= now())
       AND NOT EXISTS (SELECT 1 FROM forcebridge.change_log o
                       WHERE o.mapping_id = c.mapping_id AND o.record_id = c.record_id AND o.id <> c.id
                         AND o.state IN ('NEW', 'PENDING', 'REQUEUED'))

@@ -3,16 +3,22 @@ changed rows updated, systemmodstamp untouched, no write back, no conflict; REST
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from core import formulas
 from gateway import mapping_store
-from jobs import api_usage, formula_refresh, load, poll
+from gateway.salesforce import for_settings
+from jobs import api_usage, apply, budget, formula_refresh, load, poll, sync_tasks
 from jobs.drain import drain
 from jobs.inbound import apply_pending
 from tests.conftest import OUTBOUND_TOKEN
-from tests.integration.test_loading import api, db, sf, sf_app, sf_settings, sql  # noqa: F401
+from tests.integration.test_api_budget import fresh_plan, spend  # noqa: F401
+from tests.integration.test_loading import api, db, route_calls, sf, sf_app, sf_settings, sql  # noqa: F401
 from tests.integration.test_write_path import FAST
 from tests.support.messages import envelope
 
@@ -130,30 +136,124 @@ def test_a_parent_changing_refreshes_only_its_childrens_formulas_without_an_echo
     assert formula_refresh.refresh_children(db, sf) == []         # served: nothing waits
 
 
-def test_refresh_calls_are_counted_under_their_own_kind(api, db, sf, sf_settings):
-    sf.create_record("Shipment__c", {"Name": "S1", "Rate__c": 1})
-    m = loaded(api, db, sf, "Shipment__c", {"Name": {}, "Parcel_Count__c": {}})
-    api_usage.flush(db, sf)
-    with sf.work("formula_refresh"):
-        formula_refresh.refresh(db, sf, m)
-    api_usage.flush(db, sf)
-    assert sql(sf_settings.database_url, "SELECT kind, sum(calls) > 0 FROM forcebridge.api_usage_hourly "
-               "WHERE object_name = 'Shipment__c' AND kind = 'formula_refresh' GROUP BY kind") == [
-        ("formula_refresh", True)]
+def parcels_under(sf, ships: list[str], first: int = 1) -> None:
+    """A parcel P<i> of weight <i> under each shipment (i from `first`)."""
+    assert all(p["success"] for p in sf.create_records("Parcel__c", [
+        {"attributes": {"type": "Parcel__c"}, "Name": f"P{i}", "Weight__c": i, "Shipment__c": ship,
+         "External_Id__c": f"E{i}"} for i, ship in enumerate(ships, first)]))
 
 
-def test_many_changed_parents_make_one_full_refresh_instead(api, db, sf, sf_settings, monkeypatch):
+def test_a_refused_childrens_refresh_stops_no_other_and_the_full_refresh_takes_over(api, db, sf, sf_settings):
+    """The task: the lookup its formulas read through was renamed since the last full refresh noted it, so
+    Salesforce refuses the targeted query (INVALID_FIELD). The full refresh (a new describe) runs instead and
+    serves the queue, another mapping's due refresh still runs, and the calls count as formula refreshes."""
     ship = sf.create_record("Shipment__c", {"Name": "S1", "Rate__c": 2})["id"]
-    sf.create_records("Parcel__c", [{"attributes": {"type": "Parcel__c"}, "Name": f"P{i}", "Weight__c": i,
-                                     "Shipment__c": ship, "External_Id__c": f"E{i}"} for i in (1, 2)])
+    parcels_under(sf, [ship])
+    parcels = loaded(api, db, sf, "Parcel__c", PARCEL_FIELDS, upsert_field="External_Id__c")
+    shipments = loaded(api, db, sf, "Shipment__c", {"Name": {}, "Rate__c": {}, "Parcel_Count__c": {}})
+    formula_refresh.refresh(db, sf, parcels)
+    formula_refresh.refresh(db, sf, shipments)
+    url = sf_settings.database_url
+    sql(url, "UPDATE forcebridge.formula_refresh SET parents = jsonb_set(parents, '{0,lookup}', "
+             f"'\"Old_Shipment__c\"') WHERE mapping_id = {parcels.id}")
+    sf.update_record("Shipment__c", ship, {"Rate__c": 10})
+    poll.poll(db, sf, shipments, force=True)
+    assert sql(url, "SELECT lookup FROM forcebridge.formula_refresh_pending") == [("Old_Shipment__c",)]
+    parcels_under(sf, [ship], first=2)                          # the shipment's roll-up changes
+    sql(url, f"UPDATE forcebridge.formula_refresh SET next_run_at = now() WHERE mapping_id = {shipments.id}")
+    task_sf = for_settings(sf_settings)
+    api_usage.flush(db, task_sf)
+
+    sync_tasks.refresh_formulas()
+    assert sql(url, "SELECT name, cost__c FROM salesforce.parcel__c ORDER BY name") == [("P1", 10)]
+    assert sql(url, "SELECT parcel_count__c FROM salesforce.shipment__c") == [(2,)]
+    assert sql(url, "SELECT count(*) FROM forcebridge.formula_refresh_pending") == [(0,)]
+    (state,) = sql(url, "SELECT parents->0->>'lookup', error, targeted_error LIKE '%%INVALID_FIELD%%' "
+                        f"FROM forcebridge.formula_refresh WHERE mapping_id = {parcels.id}")
+    assert state == ("Shipment__c", None, True)
+    api_usage.flush(db, task_sf)
+    assert sql(url, "SELECT DISTINCT kind FROM forcebridge.api_usage_hourly WHERE object_name = 'Parcel__c'") == [
+        ("formula_refresh",)]
+
+
+def test_the_task_makes_no_call_while_the_budget_pauses_formula_refreshes(api, db, sf, sf_settings, emulator):
+    ship = sf.create_record("Shipment__c", {"Name": "S1", "Rate__c": 1})["id"]
+    m = loaded(api, db, sf, "Shipment__c", {"Name": {}, "Parcel_Count__c": {}})
+    parcels_under(sf, [ship])
+    spend(sf_settings.database_url, 330)      # past 90% of the budget projected: formula refreshes pause
+    assert budget.current_plan(db).factor("formula_refresh") is None
+    emulator.admin("DELETE", "/_emulator/stats")
+    sync_tasks.refresh_formulas()
+    assert route_calls(emulator, "") == 0
+    assert db.fetchone("formula_refresh_state", {"mapping_id": m.id}) is None
+
+
+def test_a_refresh_never_writes_an_older_value_over_one_a_poll_brought_meanwhile(api, db, sf, sf_settings, emulator,
+                                                                                 monkeypatch):
+    ship = sf.create_record("Shipment__c", {"Name": "S1", "Rate__c": 2})["id"]
+    parcels_under(sf, [ship])
+    parcels = loaded(api, db, sf, "Parcel__c", PARCEL_FIELDS, upsert_field="External_Id__c")
+    (parcel,) = sf.query("SELECT Id FROM Parcel__c")
+    read = formula_refresh.stage_rest_query
+
+    def read_then_a_poll(*args, **kwargs):
+        read(*args, **kwargs)                                     # the refresh read Cost__c = 2
+        emulator.admin("POST", "/_emulator/clock", {"advance": 1})   # stamps are to the second: a later one
+        sf.update_record("Parcel__c", parcel["Id"], {"Weight__c": 5})
+        assert poll.poll(db, sf, parcels, force=True).changed == 1   # Cost__c = 10 arrives before it writes
+    monkeypatch.setattr(formula_refresh, "stage_rest_query", read_then_a_poll)
+    assert formula_refresh.refresh(db, sf, parcels).updated == 0
+    assert sql(sf_settings.database_url, "SELECT weight__c, cost__c FROM salesforce.parcel__c") == [(5, 10)]
+
+
+def test_many_changed_parents_are_served_a_share_per_turn_spaced_by_the_budget(api, db, sf, sf_settings, monkeypatch):
+    ships = [sf.create_record("Shipment__c", {"Name": f"S{i}", "Rate__c": 2})["id"] for i in (1, 2, 3)]
+    parcels_under(sf, ships)
     parcels = loaded(api, db, sf, "Parcel__c", PARCEL_FIELDS, upsert_field="External_Id__c")
     shipments = loaded(api, db, sf, "Shipment__c", {"Name": {}, "Rate__c": {}})
     formula_refresh.refresh(db, sf, parcels)
-    sf.update_record("Shipment__c", ship, {"Rate__c": 3})
+    for ship in ships:
+        sf.update_record("Shipment__c", ship, {"Rate__c": 3})
     poll.poll(db, sf, shipments, force=True)
-    monkeypatch.setattr(formulas, "MAX_TARGETED_PARENTS", 0)
+    monkeypatch.setattr(formulas, "MAX_TARGETED_PARENTS", 2)
     (result,) = formula_refresh.refresh_children(db, sf)
-    assert (result.checked, result.updated) == (2, 2)             # every parcel read: a full refresh
+    assert (result.checked, result.updated) == (2, 2)      # two parents' children, not a full refresh off schedule
     url = sf_settings.database_url
-    assert sql(url, "SELECT cost__c FROM salesforce.parcel__c ORDER BY name") == [(3,), (6,)]
-    assert sql(url, "SELECT count(*) FROM forcebridge.formula_refresh_pending") == [(0,)]
+    assert sql(url, "SELECT count(*) FROM forcebridge.formula_refresh_pending") == [(1,)]
+    (targeted_at,) = db.fetchone("formula_refresh_state", {"mapping_id": parcels.id})["targeted_at"],
+    minute = dt.timedelta(minutes=1)
+    # the budget spaces formula refreshes x3: the next targeted one comes 3 turns later, not the next minute
+    assert formula_refresh.refresh_children(db, sf, factor=3, now=targeted_at + minute) == []
+    (result,) = formula_refresh.refresh_children(db, sf, factor=3, now=targeted_at + 2 * minute)
+    assert (result.checked, result.updated) == (1, 1)
+    assert sorted(sql(url, "SELECT cost__c FROM salesforce.parcel__c")) == [(3,), (6,), (9,)]
+
+
+def test_two_appliers_queuing_overlapping_parents_never_deadlock(api, db, sf, sf_settings):
+    """Each applier queues in its own long transaction; the entries are taken in key order, so the second one
+    waits for the first's first entry instead of holding one the first will want next."""
+    ship = sf.create_record("Shipment__c", {"Name": "S1", "Rate__c": 2})["id"]
+    parcels_under(sf, [ship])
+    formula_refresh.refresh(db, sf, loaded(api, db, sf, "Parcel__c", PARCEL_FIELDS, upsert_field="External_Id__c"))
+    ids = [f"a0S00000000000{i}AAA" for i in (1, 2, 3, 4)]
+    url = sf_settings.database_url
+    errors = []
+
+    def second_applier():
+        try:
+            with psycopg.connect(url) as conn:
+                apply.queue_formula_children(conn, "Shipment__c", ids)
+        except psycopg.Error as exc:
+            errors.append(exc)
+
+    with psycopg.connect(url, row_factory=dict_row) as first:
+        apply.queue_formula_children(first, "Shipment__c", ids[:1])
+        thread = threading.Thread(target=second_applier)
+        thread.start()
+        while thread.is_alive() and not sql(url, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                                 "AND query LIKE '%%formula_refresh_pending%%'"):
+            time.sleep(0.01)                                  # the second applier waits for the first
+        apply.queue_formula_children(first, "Shipment__c", ids[2:3])
+    thread.join()
+    assert errors == []
+    assert sorted(sql(url, "SELECT parent_id FROM forcebridge.formula_refresh_pending")) == [(i,) for i in ids]

@@ -12,6 +12,7 @@ from psycopg import sql as pgsql
 
 from gateway import mapping_store
 from gateway.db import Database, migrate
+from jobs import push
 from jobs.drain import drain
 from jobs.inbound import apply_pending
 from tests.conftest import OUTBOUND_TOKEN
@@ -248,18 +249,45 @@ def test_hc_capture_from_row_queues_rows_written_while_capture_was_off(hc_app, s
                        "FROM salesforce.invoice__c t")
 
 
+def insert_outside_capture(url, external_id: str, excluded: str, status: str = "Draft") -> None:
+    """Invoice 'late' (Amount 5, Quantity 2) written with capture off, then queued by the app with
+    hc_capture_insert_from_row and `excluded` (an SQL array) as its excluded_cols."""
+    app_write(url, "INSERT INTO salesforce.invoice__c (name, amount__c, quantity__c, status__c, external_id__c) "
+                   f"VALUES ('late', 5, 2, '{status}', '{external_id}')", local_only=True)
+    app_write(url, f"SELECT salesforce.hc_capture_insert_from_row(hstore(t.*), 'invoice__c', {excluded}) "
+                   f"FROM salesforce.invoice__c t WHERE external_id__c = '{external_id}'")
+
+
+def created_invoice(sf, external_id: str) -> tuple:
+    (created,) = sf.query(f"SELECT Name, Quantity__c, Amount__c FROM Invoice__c WHERE External_Id__c = '{external_id}'")
+    return created["Name"], created["Quantity__c"], created["Amount__c"]
+
+
 def test_hc_capture_insert_from_row_does_not_send_the_excluded_columns(hc_app, sf_settings, db, sf):
     url = sf_settings.database_url
-    app_write(url, "INSERT INTO salesforce.invoice__c (name, amount__c, quantity__c, external_id__c) "
-                   "VALUES ('late', 5, 2, 'C2')", local_only=True)
-    app_write(url, "SELECT salesforce.hc_capture_insert_from_row(hstore(t.*), 'invoice__c', "
-                   "ARRAY['id', '_hc_lastop', '_hc_err', 'Amount__c']) FROM salesforce.invoice__c t")
+    insert_outside_capture(url, "C2", "ARRAY['id', '_hc_lastop', '_hc_err', 'Amount__c']")
     assert drain(db, sf, FAST).outcomes == {"SUCCESS": 1}
-    (created,) = sf.query("SELECT Name, Quantity__c, Amount__c FROM Invoice__c WHERE External_Id__c = 'C2'")
-    assert (created["Name"], created["Quantity__c"], created["Amount__c"]) == ("late", 2, None)
+    assert created_invoice(sf, "C2") == ("late", 2, None)
     app_write(url, "UPDATE salesforce.invoice__c SET amount__c = 6")      # changed later: now it is sent
     assert drain(db, sf, FAST).outcomes == {"SUCCESS": 1}
     assert invoices(sf)["C2"]["Amount__c"] == 6
+
+
+def test_an_excluded_column_stays_unsent_when_a_later_update_creates_the_record(hc_app, sf_settings, db, sf):
+    url = sf_settings.database_url
+    insert_outside_capture(url, "C3", "ARRAY['amount__c']", status="Nope")
+    assert drain(db, sf, FAST).outcomes == {"FAILED": 1}         # not a Status__c value: the insert failed
+    app_write(url, "UPDATE salesforce.invoice__c SET name = 'fixed', status__c = 'Draft'")   # claimed alone
+    assert drain(db, sf, FAST).outcomes == {"SUCCESS": 1}
+    assert created_invoice(sf, "C3") == ("fixed", 2, None)
+
+
+def test_the_initial_push_leaves_an_insert_with_excluded_columns_to_the_drain(hc_app, sf_settings, db, sf):
+    insert_outside_capture(sf_settings.database_url, "C4", "ARRAY['amount__c']")
+    m = mapping_store.get(db, hc_app["id"])
+    push.initial_push(db, sf, m, push.PushOptions(bulk_threshold=0))   # a Bulk job's CSV: one set of columns
+    drain(db, sf, FAST)
+    assert created_invoice(sf, "C4") == ("late", 2, None)
 
 
 MIGRATIONS = pathlib.Path(__file__).resolve().parents[2] / "sql" / "migrations"

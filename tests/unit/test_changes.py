@@ -64,6 +64,17 @@ def test_an_inserts_excluded_columns_are_not_sent_until_an_update_changes_them()
     assert w.body == {"Name": "n", "Amount__c": 5, "External_Id__c": "E1"}
 
 
+def test_an_update_creating_the_record_keeps_the_exclusions_of_its_failed_insert():
+    """The insert failed (not claimed again); the user's later update is what creates the record: the claim
+    gives the update the insert's exclusions (claim_changes), the create leaves them out."""
+    row = {1: {"id": 1, "sfid": None, "name": "n", "amount__c": 5, "external_id__c": "E1"}}
+    update = ChangeLogEntry(id=next(_ids), mapping_id=1, op="update", record_id=1, fields=("name",),
+                            excluded=("amount__c",))
+    (c,) = coalesce([update])
+    (w,), _ = plan_writes([c], row, MAPPING)
+    assert w.body == {"Name": "n", "External_Id__c": "E1"}
+
+
 def test_fields_salesforce_will_not_take_are_left_out():
     (c,) = coalesce([entry("insert", 1)])
     rows = {1: {"id": 1, "sfid": None, "name": "n", "amount__c": 5, "external_id__c": "E1"}}

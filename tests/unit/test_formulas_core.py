@@ -3,6 +3,7 @@ import datetime as dt
 
 import pytest
 
+from core import formulas
 from core.formulas import (ParentReference, calculated_fields, check_refresh_option, next_refresh, parent_references,
                            references_from, refresh_minutes, relationships_read)
 from core.mapping import from_entry
@@ -63,3 +64,17 @@ def test_children_of_changed_parents_are_one_query_within_the_row_filter():
     assert children_calculated(m, "Shipment__c", calculated_fields(m, DESCRIBE), ["a0B000000000001AAA"]) == (
         "SELECT Id, SystemModstamp, IsDeleted, Cost__c FROM Parcel__c "
         "WHERE (Name != 'x') AND Shipment__c IN ('a0B000000000001AAA')")
+
+
+def test_children_wait_for_the_full_refresh_after_a_failure_and_are_spaced_by_the_budget():
+    at = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
+    minute = dt.timedelta(minutes=1)
+    ok = {"error": None, "last_run_at": at, "targeted_at": at + minute, "targeted_error": None}
+    assert formulas.targeted_due({**ok, "targeted_at": None}, at, factor=3)
+    assert formulas.targeted_due(ok, at + 2 * minute)                      # each minute
+    assert not formulas.targeted_due(ok, at + 2 * minute, factor=3)        # spaced x3: each third minute
+    assert formulas.targeted_due(ok, at + 3 * minute, factor=3)
+    assert not formulas.targeted_due({**ok, "error": "PermanentError: ..."}, at + 9 * minute)
+    failed = {**ok, "targeted_error": "PermanentError: 400 INVALID_FIELD: ..."}
+    assert not formulas.targeted_due(failed, at + 9 * minute)              # until the next full refresh
+    assert formulas.targeted_due({**failed, "last_run_at": at + 2 * minute}, at + 9 * minute)
