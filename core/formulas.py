@@ -14,6 +14,9 @@ from core.mapping import Mapping
 
 CONFIG_KEY = "formula_refresh_minutes"
 DEFAULT_MINUTES = 15
+# A mapping without calculated fields costs a describe each time it is looked at: once a day is enough, since
+# saving the mapping (the only way its fields change) makes it due at once (gateway/mapping_store.py).
+IDLE_MINUTES = 24 * 60
 MAX_MINUTES = 7 * 24 * 60
 # Children of changed parents are re-read this many parents to a query (`Lookup IN (...)`), at most
 # MAX_TARGETED_PARENTS parents per mapping and turn: the rest wait for the next turn or the mapping's full
@@ -56,12 +59,12 @@ def calculated_fields(m: Mapping, describe: dict | None) -> tuple[FieldSpec, ...
 
 def next_refresh(m: Mapping, ran_at: dt.datetime, has_calculated: bool, factor: float = 1.0) -> dt.datetime | None:
     """When to refresh next: None when refreshing is off; a mapping without calculated fields is looked at
-    again after the default interval (its fields or their describe may change). `factor`: the API budget's
+    again after a day (a field of Salesforce's may have become a formula). `factor`: the API budget's
     spacing of formula refreshes (core/budget.py), 1 when it holds nothing back."""
     minutes = refresh_minutes(m)
     if minutes == 0:
         return None
-    minutes = minutes if has_calculated else max(minutes, DEFAULT_MINUTES)
+    minutes = minutes if has_calculated else max(minutes, IDLE_MINUTES)
     return ran_at + dt.timedelta(minutes=minutes * factor)
 
 

@@ -97,7 +97,8 @@ def _if_filter_changed(db: Database, conn, before: dict, m: Mapping) -> None:
 
 def _saved(db: Database, conn, row: dict, start_sync: bool = False) -> Mapping:
     """What follows every save, in its transaction: the table in step, the capture triggers (present exactly
-    while the mapping is active and writes), a new mapping's first sync queued, unmapped replayed."""
+    while the mapping is active and writes), a new mapping's first sync queued, unmapped replayed, its formula
+    refresh due at once (its fields may now include calculated ones)."""
     saved = from_row(row)
     mapped_tables.create_table(conn, saved)
     hc_schema.ensure_hc_objects(conn, saved.table_schema)
@@ -106,6 +107,7 @@ def _saved(db: Database, conn, row: dict, start_sync: bool = False) -> Mapping:
         _queue_first_sync(db, conn, saved)
     if saved.reads and saved.active:
         db.run(conn, "requeue_notifications", {"states": ["unmapped"], "object_name": saved.object_name})
+    db.run(conn, "formula_refresh_due_now", {"mapping_id": saved.id})
     return saved
 
 

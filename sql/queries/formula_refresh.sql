@@ -18,6 +18,10 @@ SET last_run_at = EXCLUDED.last_run_at, next_run_at = EXCLUDED.next_run_at, fiel
     error = EXCLUDED.error,
     parents = coalesce(%(parents)s::jsonb, forcebridge.formula_refresh.parents);
 
+-- name: formula_refresh_due_now
+-- A saved mapping (its fields may have changed) is looked at again at the next turn.
+UPDATE forcebridge.formula_refresh SET next_run_at = now() WHERE mapping_id = %(mapping_id)s;
+
 -- name: formula_parent_objects
 -- The objects (lower case) some mapping's formulas read through a lookup: the apply path queues only theirs.
 SELECT DISTINCT lower(p->>'object') AS object_key

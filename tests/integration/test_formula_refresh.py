@@ -83,6 +83,19 @@ def test_rollups_are_refreshed_on_the_mappings_schedule(api, db, sf, sf_settings
     assert [r.mapping_id for r in formula_refresh.refresh_due(db, sf, now=later)] == [m.id]
 
 
+def test_a_mapping_without_calculated_fields_is_looked_at_daily_until_it_is_saved_again(api, db, sf):
+    m = loaded(api, db, sf, "Shipment__c", {"Name": {}, "Rate__c": {}})
+    (first,) = formula_refresh.refresh_due(db, sf)
+    assert (first.fields, first.api_calls) == ([], 1)              # one describe found nothing to refresh
+    in_an_hour = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    assert formula_refresh.refresh_due(db, sf, now=in_an_hour) == []
+    r = api.patch(f"/api/v1/mappings/{m.id}", json={"config": {"fields": {
+        "Name": {}, "Rate__c": {}, "Parcel_Count__c": {}}}})
+    assert r.status_code == 200, r.get_json()
+    (again,) = formula_refresh.refresh_due(db, sf)                 # saved: due at once, a formula now mapped
+    assert again.fields == ["Parcel_Count__c"]
+
+
 def test_a_bad_refresh_interval_is_refused_naming_it(api):
     r = api.post("/api/v1/mappings", json={"object_name": "Shipment__c", "config": {
         "fields": {"Name": {}}, "formula_refresh_minutes": "15"}})

@@ -27,7 +27,7 @@ def test_the_interval_defaults_to_15_minutes_and_0_turns_it_off():
     at = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     assert (refresh_minutes(mapping()), next_refresh(mapping(), at, True)) == (15, at + dt.timedelta(minutes=15))
     assert next_refresh(mapping(formula_refresh_minutes=0), at, True) is None
-    assert next_refresh(mapping(formula_refresh_minutes=5), at, False) == at + dt.timedelta(minutes=15)
+    assert next_refresh(mapping(formula_refresh_minutes=5), at, False) == at + dt.timedelta(days=1)   # nothing to refresh
     assert next_refresh(mapping(), at, True, factor=3.0) == at + dt.timedelta(minutes=45)   # the budget spaces it
 
 
