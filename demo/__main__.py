@@ -176,8 +176,10 @@ def run_loop(database_url: str, emu: dict, args) -> int:
                 conn.execute("INSERT INTO salesforce.account (name, industry, numberofemployees) VALUES (%s, %s, %s)",
                              (f"Postgres app account {n}", "Technology", n % 500))
             else:
-                conn.execute("UPDATE salesforce.account SET phone = %s WHERE id = "
-                             "(SELECT id FROM salesforce.account ORDER BY random() LIMIT 1)",
+                # the app edits the accounts it created: the Salesforce users delete some of theirs, and an
+                # edit of a record deleted in Salesforce fails (ENTITY_IS_DELETED, on the Errors page), as it should
+                conn.execute("UPDATE salesforce.account SET phone = %s WHERE id = (SELECT id FROM salesforce.account "
+                             "WHERE name LIKE 'Postgres app account %%' ORDER BY random() LIMIT 1)",
                              (f"+1 555 {rng.randrange(10**4):04d}",))
             if time.monotonic() >= next_status:
                 print(json.dumps(status(conn, emu)), flush=True)
