@@ -102,7 +102,7 @@ def main() -> int:
                "HUEY_URL": f"sqlite:///{STATE / 'huey.sqlite3'}", "FORCEBRIDGE_INSTANCE": str(STATE),
                "SF_INSTANCE_URL": emu["EMULATOR_URL"], "SF_USERNAME": "admin@forcebridge.example",
                "SF_PASSWORD": "emulator", "SF_SECURITY_TOKEN": "TOKEN", "SF_CA_BUNDLE": emu["EMULATOR_CA"],
-               "SF_PUBSUB_URL": emu["EMULATOR_PUBSUB"],
+               "SF_PUBSUB_URL": emu["EMULATOR_PUBSUB"], "PUBLIC_URL": web,
                "SESSION_COOKIE_SECURE": "0", "PYTHONPATH": str(ROOT)}
         print("starting the web app and the worker ...", flush=True)
         procs.append(subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{args.port}",

@@ -12,10 +12,10 @@ from flask import Blueprint, render_template, request, url_for
 import json
 
 from core import configuration
-from core.mapping import MappingError
+from core.mapping import MappingError, sf_source
 from core.setup_check import acknowledged, sample_message
 from gateway import adopt, mapping_store
-from jobs import load
+from jobs import cdc_source, load
 from webapp.context import ctx
 
 bp = Blueprint("setup", __name__, url_prefix="/setup")
@@ -54,7 +54,11 @@ def _is_loopback(url: str) -> bool:
 @bp.get("")
 def index():
     url = outbound_url()
-    return render_template("setup/page.html", url=url, mappings=mapping_store.list_all(ctx().db),
+    reading = [m for m in mapping_store.list_all(ctx().db) if m.reads]
+    return render_template("setup/page.html", url=url,
+                           mappings=[m for m in reading if sf_source(m) != "cdc"],
+                           cdc_mappings=[m for m in reading if sf_source(m) == "cdc"],
+                           cdc=cdc_source.status(ctx().db),
                            settings=ctx().settings, public_url=public_base(),
                            adoptions=ctx().db.fetchall("list_adoptions"),
                            plain_http=bool(url) and url.startswith("http:") and not _is_loopback(url))

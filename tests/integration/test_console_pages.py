@@ -86,3 +86,21 @@ def test_every_page_has_its_plain_title(console_app, browser_client, path, title
     sign_in(browser_client)
     html = browser_client.get(path, base_url=BASE).get_data(as_text=True)
     assert f"<title>{title} · ForceBridge</title>" in html
+
+
+def test_setup_lists_cdc_objects_to_select_and_outbound_fields_only_for_outbound_mappings(console_app,
+                                                                                         browser_client):
+    sign_in(browser_client)
+    db = console_app.extensions["forcebridge"].db
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO forcebridge.mappings (object_name, table_name, direction, fields, extra) VALUES "
+                     "('Account', 'account', 'bidirectional', '[]', '{}'), "
+                     "('Contact', 'contact', 'sf_to_pg', '[]', '{\"sf_source\": \"cdc\"}')")
+        conn.execute("INSERT INTO forcebridge.documents (key, value) VALUES ('cdc_subscriber', "
+                     "'{\"connected\": true, \"unselected\": [\"Contact\"]}')")
+    page = browser_client.get("/setup", base_url=BASE).get_data(as_text=True)
+    fields = page[page.index("2. The fields to send"):page.index('id="cdc-setup"')]
+    cdc = page[page.index('id="cdc-setup"'):page.index("3. The integration user")]
+    assert "<strong>Account</strong>" in fields and "Contact" not in fields
+    assert "<code>Contact</code> <span class=\"pill bad\">not selected yet</span>" in cdc
+    assert "Account" not in cdc
