@@ -53,6 +53,12 @@ def get(db: Database, mapping_id: int) -> Mapping | None:
     return from_row(row) if row else None
 
 
+def get_locked(db: Database, conn: psycopg.Connection, mapping_id: int) -> Mapping | None:
+    """The mapping as saved now; saves wait until the caller's transaction ends (lock_mapping)."""
+    row = db.run(conn, "lock_mapping", {"id": mapping_id}).fetchone()
+    return from_row(row) if row else None
+
+
 def get_by_object(db: Database, object_name: str) -> Mapping | None:
     row = db.fetchone("get_mapping_by_object", {"object_name": object_name})
     return from_row(row) if row else None
