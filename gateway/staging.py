@@ -144,6 +144,12 @@ def remove_left_filter(conn: psycopg.Connection, m: Mapping, sfids: list[str], s
                         {"sfids": sfids, "stamps": stamps, "locked": locked}).fetchone()["removed"]
 
 
+def check_unread_rows(conn: psycopg.Connection, m: Mapping) -> None:
+    """Queue for a row filter check the rows no read from Salesforce filled (no SystemModstamp): a load leaves
+    them, not knowing whether their records match."""
+    conn.execute(_q("filter_checks_add_unread", table=table_ident(m), mapping_id=sql.Literal(m.id or 0)))
+
+
 def rows_outside_snapshot(conn: psycopg.Connection, name: str, m: Mapping, at) -> list[str]:
     """sfids of rows the staged snapshot (taken at `at`) lacks, read from Salesforce no later than `at`."""
     return [r["sfid"] for r in conn.execute(_q("rows_outside_snapshot", table=table_ident(m), staging=ident(name)),

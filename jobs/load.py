@@ -285,7 +285,9 @@ def _remove_outside(conn, name: str, m: Mapping, row: dict) -> None:
     records the snapshot lacks are outside the filter (or deleted) and leave the table as records leaving the
     filter do, at the snapshot's time: a Bulk job's creation (Salesforce's clock), else the load's start less
     the poll's overlap (our clock; a row changed after that stays, and the poll's check of records leaving
-    the filter removes it if it must go). Rows with local changes waiting stay until those are sent."""
+    the filter removes it if it must go). A row never read from Salesforce (the app created it while the load
+    ran: sfid written back, no SystemModstamp) stays for its write's own check. Rows with local changes waiting
+    stay until those are sent."""
     at = row["snapshot_at"] or (row["started_at"] - soql.POLL_OVERLAP if row.get("started_at") else None)
     outside = staging.rows_outside_snapshot(conn, name, m, at) if at is not None else []
     if outside:

@@ -13,6 +13,15 @@ ON CONFLICT (mapping_id, sfid) DO UPDATE SET source = excluded.source, queued_at
 -- same records twice. Transaction-scoped advisory lock, held for the check.
 SELECT pg_try_advisory_xact_lock(1178758745) AS locked;
 
+-- name: filter_checks_add_unread
+-- Rows with an sfid that no read from Salesforce filled (written by the app and sent, not read back yet: no
+-- SystemModstamp), when the mapping gets a filter: a load cannot tell whether they match (rows_outside_snapshot
+-- leaves them), the check can.
+INSERT INTO forcebridge.filter_checks (mapping_id, sfid, source, queued_at)
+SELECT {mapping_id}, t.sfid, 'write', clock_timestamp() FROM {table} t
+WHERE t.sfid IS NOT NULL AND t.systemmodstamp IS NULL
+ON CONFLICT (mapping_id, sfid) DO UPDATE SET source = excluded.source, queued_at = excluded.queued_at;
+
 -- name: filter_checks_list
 SELECT mapping_id, sfid, source, queued_at FROM forcebridge.filter_checks ORDER BY queued_at, mapping_id, sfid
 LIMIT %(limit)s;

@@ -359,6 +359,24 @@ def test_a_filtered_load_keeps_a_row_the_app_created_while_it_ran(api, db, sf, s
     assert names(url) == ["A", "new"]
 
 
+def test_a_new_filter_checks_rows_no_read_filled(api, db, sf, sf_settings):
+    from jobs.drain import DrainOptions, drain
+
+    url = sf_settings.database_url
+    accounts(sf, ("A", "Banking"), ("B", "Energy"))
+    r = api.post("/api/v1/mappings", json={"object_name": "Account", "config": {"access": "read_write",
+                                                                                   "fields": FIELDS}})
+    m = mapping_store.get(db, r.get_json()["id"])
+    load.run_pending(db, sf, load.LoadOptions())
+    sql(url, "INSERT INTO salesforce.account (name, industry) VALUES ('mine', 'Energy')")
+    assert drain(db, sf, DrainOptions(retry_base_seconds=0)).outcomes == {"SUCCESS": 1}   # not read back yet
+    api.patch(f"/api/v1/mappings/{m.id}", json={"config": {"row_filter": BANKING}})
+    load.run_pending(db, sf, load.LoadOptions(rest_max=0))
+    assert names(url) == ["A", "mine"]               # the snapshot cannot say whether 'mine' matches
+    assert row_filters.check_pending(db, sf) == {"checked": 1, "written": 0, "removed": 1}
+    assert names(url) == ["A"]
+
+
 def test_a_filter_widened_while_a_load_runs_brings_every_record(api, db, sf, sf_settings):
     url = sf_settings.database_url
     accounts(sf, ("A", "Banking"), ("B", "Energy"))
