@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway import mapping_store
 from jobs import drift, inbound, load, poll, row_filters
+from jobs.drain import DrainOptions, drain
 from tests.integration.test_loading import api, db, sf, sf_app, sf_settings, sql  # noqa: F401
 
 FIELDS = {"Name": {}, "Industry": {}}
@@ -136,8 +137,6 @@ def test_the_poll_removes_records_that_left_the_filter(api, db, sf, sf_settings)
 
 
 def test_a_row_written_in_postgres_outside_the_filter_is_sent_then_removed(api, db, sf, sf_settings):
-    from jobs.drain import DrainOptions, drain
-
     url = sf_settings.database_url
     m = filtered_mapping(api, db, access="read_write")
     load.run_pending(db, sf, load.LoadOptions())
@@ -232,8 +231,6 @@ def test_a_filter_changed_while_a_load_runs_loads_again_after_it(api, db, sf, sf
 
 # -- review 2: local changes, loads and checks racing each other ------------------------------------------
 def test_a_row_whose_local_change_waits_stays_until_it_is_sent(api, db, sf, sf_settings):
-    from jobs.drain import DrainOptions, drain
-
     url = sf_settings.database_url
     a, = accounts(sf, ("A", "Banking"))
     m = filtered_mapping(api, db, access="read_write")
@@ -269,8 +266,6 @@ def test_a_local_change_committed_while_the_poll_removes_leavers_keeps_its_row(a
 
 
 def test_a_row_whose_local_change_failed_stays_when_its_record_leaves(api, db, sf, sf_settings):
-    from jobs.drain import DrainOptions, drain
-
     url = sf_settings.database_url
     a, = accounts(sf, ("A", "Banking"))
     m = filtered_mapping(api, db, access="read_write")
@@ -283,8 +278,6 @@ def test_a_row_whose_local_change_failed_stays_when_its_record_leaves(api, db, s
 
 
 def test_the_check_keeps_a_row_moved_back_into_the_filter_before_it_runs(api, db, sf, sf_settings):
-    from jobs.drain import DrainOptions, drain
-
     url = sf_settings.database_url
     filtered_mapping(api, db, access="read_write")
     load.run_pending(db, sf, load.LoadOptions())
@@ -339,8 +332,6 @@ def test_two_checks_at_once_read_the_records_once(api, db, sf, monkeypatch):
 
 
 def test_a_filtered_load_keeps_a_row_the_app_created_while_it_ran(api, db, sf, sf_settings, monkeypatch):
-    from jobs.drain import DrainOptions, drain
-
     url = sf_settings.database_url
     accounts(sf, ("A", "Banking"))
     m = filtered_mapping(api, db, access="read_write")
@@ -360,8 +351,6 @@ def test_a_filtered_load_keeps_a_row_the_app_created_while_it_ran(api, db, sf, s
 
 
 def test_a_new_filter_checks_rows_no_read_filled(api, db, sf, sf_settings):
-    from jobs.drain import DrainOptions, drain
-
     url = sf_settings.database_url
     accounts(sf, ("A", "Banking"), ("B", "Energy"))
     r = api.post("/api/v1/mappings", json={"object_name": "Account", "config": {"access": "read_write",
