@@ -159,16 +159,28 @@ def by_ids(m: Mapping, ids: list[str]) -> str:
 
 
 def stamps_by_ids(m: Mapping, ids: list[str]) -> str:
-    """Id, SystemModstamp and IsDeleted of these records whatever the row filter says (with queryAll): when the
-    filtered read by Id did not return them, whether they left the filter (and at which stamp) or are gone."""
+    """Id, SystemModstamp and IsDeleted of these records whatever the row filter says (with queryAll): whether
+    records that neither read by Id returned exist at all (a filter check's last question)."""
     return select(m.object_name, SYSTEM_FIELDS, format_soql("Id IN {}", list(ids)))
+
+
+def _outside(m: Mapping) -> str:
+    """The row filter's complement: SOQL's logic has two values (a comparison with an empty field is false, its
+    NOT true), so NOT is exact."""
+    return f"(NOT ({row_filter(m)}))"
+
+
+def outside_by_ids(m: Mapping, ids: list[str]) -> str:
+    """Id, SystemModstamp and IsDeleted of those of these records that do NOT match the row filter (with
+    queryAll: deleted ones too): when the read through the filter did not return them, which left it (and at
+    which stamp). One that matches again by now is not among them: its row stays."""
+    return select(m.object_name, SYSTEM_FIELDS, f"{format_soql('Id IN {}', list(ids))} AND {_outside(m)}")
 
 
 def left_filter_since(m: Mapping, watermark: dt.datetime | None) -> str:
     """Records changed after the watermark (less the overlap; None: all) that do NOT match the row filter: what
-    a poll asks, beside its filtered query, to find rows whose records left the filter. SOQL's logic has two
-    values (a comparison with an empty field is false, its NOT true), so this is exactly the complement."""
-    outside = f"(NOT ({row_filter(m)}))"
+    a poll asks, beside its filtered query, to find rows whose records left the filter."""
+    outside = _outside(m)
     where = f"{format_soql('SystemModstamp > {}', watermark - POLL_OVERLAP)} AND {outside}" if watermark else outside
     return select(m.object_name, ("Id", "SystemModstamp"), where, "SystemModstamp")
 

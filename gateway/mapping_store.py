@@ -53,6 +53,12 @@ def get(db: Database, mapping_id: int) -> Mapping | None:
     return from_row(row) if row else None
 
 
+def get_locked(db: Database, conn: psycopg.Connection, mapping_id: int) -> Mapping | None:
+    """The mapping as saved now; saves wait until the caller's transaction ends (lock_mapping)."""
+    row = db.run(conn, "lock_mapping", {"id": mapping_id}).fetchone()
+    return from_row(row) if row else None
+
+
 def get_by_object(db: Database, object_name: str) -> Mapping | None:
     row = db.fetchone("get_mapping_by_object", {"object_name": object_name})
     return from_row(row) if row else None
@@ -87,12 +93,14 @@ def update(db: Database, m: Mapping) -> Mapping:
 def _if_filter_changed(db: Database, conn, before: dict, m: Mapping) -> None:
     """A new row filter (or none any more) selects other records: what left the old one is forgotten and a
     load is queued in the save's transaction (its merge brings what is now inside, and removes what is now
-    outside: jobs/load.py)."""
+    outside: jobs/load.py), and rows no read filled are queued for a check (the load leaves them)."""
     if (before["extra"] or {}).get("row_filter") == m.extra.get("row_filter"):
         return
     db.run(conn, "forget_filter_leaves", {"mapping_id": m.id})
     if m.reads and m.active:
         db.run(conn, "request_load", {"mapping_id": m.id, "requested_by": "row filter changed"})
+        if m.extra.get("row_filter"):
+            staging.check_unread_rows(conn, m)
 
 
 def _saved(db: Database, conn, row: dict, start_sync: bool = False) -> Mapping:
@@ -116,6 +124,8 @@ def _queue_first_sync(db: Database, conn, m: Mapping) -> None:
     for the write path), in the mapping's own transaction; the worker's mapping_ready task runs them."""
     if m.reads and m.active:
         db.run(conn, "request_load", {"mapping_id": m.id, "requested_by": "mapping created"})
+        if m.extra.get("row_filter"):
+            staging.check_unread_rows(conn, m)
     if m.writes and m.active:
         staging.enqueue_push(conn, m)
 

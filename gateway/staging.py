@@ -129,18 +129,31 @@ def delete_rows(conn: psycopg.Connection, m: Mapping, sfids: list[str], stamps: 
     return conn.execute(_q(name, table=table_ident(m)), {"sfids": sfids, "stamps": stamps}).rowcount
 
 
-def remove_left_filter(conn: psycopg.Connection, m: Mapping, sfids: list[str], stamps: list) -> int:
-    """Records Salesforce says are outside the mapping's row filter at these SystemModstamps: remembered like
-    deletes (marked `left_filter`, forgotten when the filter changes) and their rows deleted, unless they changed
-    after that stamp. Always deleted, never marked isdeleted (keep_deleted_rows): the records still exist."""
-    conn.execute(QUERIES["record_filter_leaves"], {"mapping_id": m.id, "sfids": sfids, "stamps": stamps})
-    return conn.execute(_q("delete_from_salesforce", table=table_ident(m)), {"sfids": sfids, "stamps": stamps}).rowcount
+def remove_left_filter(conn: psycopg.Connection, m: Mapping, sfids: list[str], stamps: list,
+                       writers_held: bool = False) -> int:
+    """Records Salesforce says are outside the mapping's row filter at these SystemModstamps: their rows deleted
+    unless they changed after that stamp or hold a local change not yet in Salesforce (kept: the drain's check
+    after sending decides again), remembered like deletes (marked `left_filter`, forgotten when the filter
+    changes). Always deleted, never marked isdeleted (keep_deleted_rows): the records still exist.
+    `writers_held`: the caller holds the table's writers back and moved its captured changes (a merge); else
+    the rows are locked first. Returns rows deleted."""
+    table = table_ident(m)
+    locked = [] if writers_held else [r["id"] for r in conn.execute(_q("lock_left_filter_rows", table=table),
+                                                                     {"sfids": sfids})]
+    return conn.execute(_q("delete_left_filter", table=table, mapping_id=sql.Literal(m.id or 0)),
+                        {"sfids": sfids, "stamps": stamps, "locked": locked}).fetchone()["removed"]
 
 
-def rows_outside_snapshot(conn: psycopg.Connection, name: str, m: Mapping) -> list[str]:
-    """sfids of rows the staged snapshot lacks and that have no local change waiting to be sent."""
-    return [r["sfid"] for r in conn.execute(_q("rows_outside_snapshot", table=table_ident(m), staging=ident(name),
-                                               mapping_id=sql.Literal(m.id or 0))).fetchall()]
+def check_unread_rows(conn: psycopg.Connection, m: Mapping) -> None:
+    """Queue for a row filter check the rows no read from Salesforce filled (no SystemModstamp): a load leaves
+    them, not knowing whether their records match."""
+    conn.execute(_q("filter_checks_add_unread", table=table_ident(m), mapping_id=sql.Literal(m.id or 0)))
+
+
+def rows_outside_snapshot(conn: psycopg.Connection, name: str, m: Mapping, at) -> list[str]:
+    """sfids of rows the staged snapshot (taken at `at`) lacks, read from Salesforce no later than `at`."""
+    return [r["sfid"] for r in conn.execute(_q("rows_outside_snapshot", table=table_ident(m), staging=ident(name)),
+                                            {"at": at}).fetchall()]
 
 
 def apply_staged_deletes(conn: psycopg.Connection, name: str, m: Mapping, keep: bool) -> int:

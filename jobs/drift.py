@@ -97,21 +97,33 @@ def fetch_by_ids(db: Database, sf: Salesforce, m: Mapping, ids: list[str], resul
 def settle_unreturned(db: Database, sf: Salesforce, m: Mapping, ids: list[str], source_name: str,
                       result: poll.PollResult) -> None:
     """Records a read by Id (a queryAll) did not return. Without a row filter they are gone from Salesforce
-    and deleted like vanished records. With one, they are asked again without it (one more call): one
-    Salesforce still has, not deleted, is outside the filter and its row leaves at that record's
+    and deleted like vanished records. With one, Salesforce is asked which of them do NOT match it (one more
+    call): one it still has, not deleted, is outside the filter and its row leaves at that record's
     SystemModstamp (a tombstone marked `left_filter`, forgotten when the filter changes); one in the recycle
-    bin is deleted at its stamp; one it does not have at all is deleted like a vanished record."""
-    found = {}
+    bin is deleted at its stamp. Those neither read returned are asked for without the filter (one more call,
+    rare): one Salesforce has matches the filter again since the first read and is queued for another check;
+    one it does not have at all is deleted like a vanished record."""
+    found, back = {}, set()
     if soql.row_filter(m):      # at most IDS_PER_QUERY ids: one page holds them all
-        page = sf.query_page(soql.stamps_by_ids(m, ids), include_deleted=True)
-        found = {r["Id"]: r for r in page.get("records", [])}
+        found = _by_id(sf, soql.outside_by_ids(m, ids))
+        neither = [sfid for sfid in ids if sfid not in found]
+        if neither:
+            back = set(_by_id(sf, soql.stamps_by_ids(m, neither)))
     outside = {sfid: sources.stamp_of(r) for sfid, r in found.items() if not r.get("IsDeleted")}
     gone = [sources.deleted(m.object_name, sfid, sources.stamp_of(found[sfid]) if sfid in found else None,
-                            source_name) for sfid in ids if sfid not in outside]
+                            source_name) for sfid in ids if sfid not in outside and sfid not in back]
     with applying(db) as conn:
         if outside:
             result.deleted += staging.remove_left_filter(conn, m, list(outside), list(outside.values()))
+        if back:
+            db.run(conn, "filter_checks_add", {"mapping_id": m.id, "sfids": sorted(back),
+                                               "sources": [source_name] * len(back)})
         poll.apply_changes(db, conn, m, gone, result)
+
+
+def _by_id(sf: Salesforce, query: str) -> dict[str, dict]:
+    """Id -> record of a queryAll of at most IDS_PER_QUERY records (one page)."""
+    return {r["Id"]: r for r in sf.query_page(query, include_deleted=True).get("records", [])}
 
 
 def as_json(report: dict) -> dict:

@@ -240,8 +240,11 @@ def _merge(db: Database, sf: Salesforce, m: Mapping, row: dict) -> dict:
     if _set_state(db, row, "merging") is None:
         raise LoadBusy(f"load {row['id']} was taken over by another runner")
     with db.transaction(origin="salesforce") as conn:
+        # a filter saved while this load ran forgot the rows that left the old one: removing rows by the old
+        # filter now would leave them out for good (the reload's merge refuses what a newer removal holds)
+        current = mapping_store.get_locked(db, conn, m.id)
         _, merged = apply.apply_staged(conn, name, m, "load")
-        if soql.row_filter(m):
+        if soql.row_filter(m) and current is not None and soql.row_filter(current) == soql.row_filter(m):
             _remove_outside(conn, name, m, row)
         lacking = staging.oldest_missing_modstamp(conn, name, m)
         # REST loads have no job time: the newest record loaded is where polls start (less their overlap).
@@ -282,11 +285,13 @@ def _remove_outside(conn, name: str, m: Mapping, row: dict) -> None:
     records the snapshot lacks are outside the filter (or deleted) and leave the table as records leaving the
     filter do, at the snapshot's time: a Bulk job's creation (Salesforce's clock), else the load's start less
     the poll's overlap (our clock; a row changed after that stays, and the poll's check of records leaving
-    the filter removes it if it must go). Rows with local changes waiting stay until those are sent."""
+    the filter removes it if it must go). A row never read from Salesforce (the app created it while the load
+    ran: sfid written back, no SystemModstamp) stays for its write's own check. Rows with local changes waiting
+    stay until those are sent."""
     at = row["snapshot_at"] or (row["started_at"] - soql.POLL_OVERLAP if row.get("started_at") else None)
-    outside = staging.rows_outside_snapshot(conn, name, m) if at is not None else []
+    outside = staging.rows_outside_snapshot(conn, name, m, at) if at is not None else []
     if outside:
-        removed = staging.remove_left_filter(conn, m, outside, [at] * len(outside))
+        removed = staging.remove_left_filter(conn, m, outside, [at] * len(outside), writers_held=True)
         log.info("load %s of %s: %s rows outside the row filter removed", row["id"], m.object_name, removed)
 
 

@@ -4,6 +4,12 @@ SELECT * FROM forcebridge.mappings ORDER BY object_name;
 -- name: get_mapping
 SELECT * FROM forcebridge.mappings WHERE id = %(id)s;
 
+-- name: lock_mapping
+-- The mapping as it is now, for a transaction that acts on its settings (a load's merge and its row filter):
+-- a save in flight commits first, one that comes later waits for this transaction. Taken before the mapped
+-- table's lock, in the order a save takes them.
+SELECT * FROM forcebridge.mappings WHERE id = %(id)s FOR SHARE;
+
 -- name: get_mapping_by_object
 SELECT * FROM forcebridge.mappings WHERE lower(object_name) = lower(%(object_name)s);
 

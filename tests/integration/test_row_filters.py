@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway import mapping_store
 from jobs import drift, inbound, load, poll, row_filters
+from jobs.drain import DrainOptions, drain
 from tests.integration.test_loading import api, db, sf, sf_app, sf_settings, sql  # noqa: F401
 
 FIELDS = {"Name": {}, "Industry": {}}
@@ -136,8 +137,6 @@ def test_the_poll_removes_records_that_left_the_filter(api, db, sf, sf_settings)
 
 
 def test_a_row_written_in_postgres_outside_the_filter_is_sent_then_removed(api, db, sf, sf_settings):
-    from jobs.drain import DrainOptions, drain
-
     url = sf_settings.database_url
     m = filtered_mapping(api, db, access="read_write")
     load.run_pending(db, sf, load.LoadOptions())
@@ -228,3 +227,160 @@ def test_a_filter_changed_while_a_load_runs_loads_again_after_it(api, db, sf, sf
     (second,) = load.run_pending(db, sf, load.LoadOptions(rest_max=0))   # Bulk: its snapshot time is exact
     assert second["requested_by"] == "row filter changed"
     assert names(url) == ["B"]
+
+
+# -- review 2: local changes, loads and checks racing each other ------------------------------------------
+def test_a_row_whose_local_change_waits_stays_until_it_is_sent(api, db, sf, sf_settings):
+    url = sf_settings.database_url
+    a, = accounts(sf, ("A", "Banking"))
+    m = filtered_mapping(api, db, access="read_write")
+    load.run_pending(db, sf, load.LoadOptions())
+    sql(url, "UPDATE salesforce.account SET name = 'A local' WHERE sfid = %s", (a,))
+    sf.update_record("Account", a, {"Industry": "Energy"})       # a Salesforce user moves A out meanwhile
+    poll.poll(db, sf, m, force=True)
+    assert names(url) == ["A local"] and left_filter_marks(url) == []
+    assert drain(db, sf, DrainOptions(retry_base_seconds=0)).outcomes == {"SUCCESS": 1}
+    assert row_filters.check_pending(db, sf)["removed"] == 1       # sent: the drain's check decides again
+    assert names(url) == []
+    assert sf.query_page(f"SELECT Name FROM Account WHERE Id = '{a}'")["records"][0]["Name"] == "A local"
+
+
+def test_a_local_change_committed_while_the_poll_removes_leavers_keeps_its_row(api, db, sf, sf_settings,
+                                                                               monkeypatch):
+    from gateway import staging
+
+    url = sf_settings.database_url
+    a, = accounts(sf, ("A", "Banking"))
+    m = filtered_mapping(api, db, access="read_write")
+    load.run_pending(db, sf, load.LoadOptions())
+    sf.update_record("Account", a, {"Industry": "Energy"})
+    known_rows = staging.known_rows
+
+    def app_writes_meanwhile(conn, m_, sfids):    # after the poll moved captured changes into the change log
+        sql(url, "UPDATE salesforce.account SET name = 'A local' WHERE sfid = %s", (a,))
+        return known_rows(conn, m_, sfids)
+
+    monkeypatch.setattr(staging, "known_rows", app_writes_meanwhile)
+    poll.poll(db, sf, m, force=True)
+    assert names(url) == ["A local"]
+
+
+def test_a_row_whose_local_change_failed_stays_when_its_record_leaves(api, db, sf, sf_settings):
+    url = sf_settings.database_url
+    a, = accounts(sf, ("A", "Banking"))
+    m = filtered_mapping(api, db, access="read_write")
+    load.run_pending(db, sf, load.LoadOptions())
+    sql(url, "UPDATE salesforce.account SET name = NULL WHERE sfid = %s", (a,))    # Salesforce refuses it
+    assert drain(db, sf, DrainOptions(retry_base_seconds=0)).outcomes == {"FAILED": 1}
+    sf.update_record("Account", a, {"Industry": "Energy"})
+    poll.poll(db, sf, m, force=True)
+    assert sql(url, "SELECT sfid, name FROM salesforce.account") == [(a, None)]   # the failure can be retried
+
+
+def test_the_check_keeps_a_row_moved_back_into_the_filter_before_it_runs(api, db, sf, sf_settings):
+    url = sf_settings.database_url
+    filtered_mapping(api, db, access="read_write")
+    load.run_pending(db, sf, load.LoadOptions())
+    sql(url, "INSERT INTO salesforce.account (name, industry) VALUES ('mine', 'Energy')")
+    assert drain(db, sf, DrainOptions(retry_base_seconds=0)).outcomes == {"SUCCESS": 1}    # queues a check
+    sql(url, "UPDATE salesforce.account SET industry = 'Banking' WHERE name = 'mine'")    # back, not yet sent
+    ids = sql(url, "SELECT id FROM salesforce.account")
+    assert row_filters.check_pending(db, sf)["removed"] == 0
+    assert drain(db, sf, DrainOptions(retry_base_seconds=0)).outcomes == {"SUCCESS": 1}
+    row_filters.check_pending(db, sf)
+    assert sql(url, "SELECT id, industry FROM salesforce.account") == [(ids[0][0], "Banking")]
+
+
+def test_the_check_keeps_a_record_that_came_back_between_its_two_reads(api, db, sf, sf_settings, monkeypatch):
+    url = sf_settings.database_url
+    a, = accounts(sf, ("A", "Banking"))
+    m = filtered_mapping(api, db)
+    load.run_pending(db, sf, load.LoadOptions())
+    sf.update_record("Account", a, {"Industry": "Energy"})
+    db.execute("filter_checks_add", {"mapping_id": m.id, "sfids": [a], "sources": ["outbound"]})
+    settle = drift.settle_unreturned
+
+    def back_in_between(db_, sf_, m_, ids, source_name, result):
+        sf.update_record("Account", a, {"Industry": "Banking", "Name": "A back"})
+        settle(db_, sf_, m_, ids, source_name, result)
+
+    monkeypatch.setattr(drift, "settle_unreturned", back_in_between)
+    assert row_filters.check_pending(db, sf)["removed"] == 0
+    monkeypatch.setattr(drift, "settle_unreturned", settle)
+    assert names(url) == ["A"] and left_filter_marks(url) == []
+    assert row_filters.pending(db) == 1                          # asked again
+    row_filters.check_pending(db, sf)
+    assert names(url) == ["A back"]
+
+
+def test_two_checks_at_once_read_the_records_once(api, db, sf, monkeypatch):
+    a, = accounts(sf, ("A", "Banking"))
+    m = filtered_mapping(api, db)
+    db.execute("filter_checks_add", {"mapping_id": m.id, "sfids": [a], "sources": ["cdc"]})
+    fetch, meanwhile = drift.fetch_by_ids, []
+
+    def another_check_meanwhile(*args, **kwargs):
+        if not meanwhile:
+            meanwhile.append(row_filters.check_pending(db, sf))   # e.g. a CDC batch's, beside the minute task
+        fetch(*args, **kwargs)
+
+    monkeypatch.setattr(drift, "fetch_by_ids", another_check_meanwhile)
+    sf.take_usage()
+    assert row_filters.check_pending(db, sf)["checked"] == 1
+    assert meanwhile == [{"checked": 0, "written": 0, "removed": 0}]
+    assert kinds_used(sf) == {"filter_checks": 1}
+
+
+def test_a_filtered_load_keeps_a_row_the_app_created_while_it_ran(api, db, sf, sf_settings, monkeypatch):
+    url = sf_settings.database_url
+    accounts(sf, ("A", "Banking"))
+    m = filtered_mapping(api, db, access="read_write")
+    load.run_pending(db, sf, load.LoadOptions())
+    merge = load._merge
+
+    def created_before_the_merge(db_, sf_, m_, row):
+        sql(url, "INSERT INTO salesforce.account (name, industry) VALUES ('new', 'Banking')")
+        assert drain(db, sf, DrainOptions(retry_base_seconds=0)).outcomes == {"SUCCESS": 1}
+        sql(url, "DELETE FROM forcebridge.filter_checks")   # the write's check has not run yet
+        return merge(db_, sf_, m_, {**row, "snapshot_at": None})   # a REST load: its start is the snapshot's time
+
+    monkeypatch.setattr(load, "_merge", created_before_the_merge)
+    load.request(db, m.id, "test")
+    load.run_pending(db, sf, load.LoadOptions())
+    assert names(url) == ["A", "new"]
+
+
+def test_a_new_filter_checks_rows_no_read_filled(api, db, sf, sf_settings):
+    url = sf_settings.database_url
+    accounts(sf, ("A", "Banking"), ("B", "Energy"))
+    r = api.post("/api/v1/mappings", json={"object_name": "Account", "config": {"access": "read_write",
+                                                                                   "fields": FIELDS}})
+    m = mapping_store.get(db, r.get_json()["id"])
+    load.run_pending(db, sf, load.LoadOptions())
+    sql(url, "INSERT INTO salesforce.account (name, industry) VALUES ('mine', 'Energy')")
+    assert drain(db, sf, DrainOptions(retry_base_seconds=0)).outcomes == {"SUCCESS": 1}   # not read back yet
+    api.patch(f"/api/v1/mappings/{m.id}", json={"config": {"row_filter": BANKING}})
+    load.run_pending(db, sf, load.LoadOptions(rest_max=0))
+    assert names(url) == ["A", "mine"]               # the snapshot cannot say whether 'mine' matches
+    assert row_filters.check_pending(db, sf) == {"checked": 1, "written": 0, "removed": 1}
+    assert names(url) == ["A"]
+
+
+def test_a_filter_widened_while_a_load_runs_brings_every_record(api, db, sf, sf_settings):
+    url = sf_settings.database_url
+    accounts(sf, ("A", "Banking"), ("B", "Energy"))
+    r = api.post("/api/v1/mappings", json={"object_name": "Account", "config": {"access": "read_only",
+                                                                                   "fields": FIELDS}})
+    m = mapping_store.get(db, r.get_json()["id"])
+    load.run_pending(db, sf, load.LoadOptions())
+    api.patch(f"/api/v1/mappings/{m.id}", json={"config": {"row_filter": BANKING}})
+
+    def widen(row):
+        if row["pages"] == 1:
+            r = api.patch(f"/api/v1/mappings/{m.id}", json={"config": {"row_filter": None}})
+            assert r.status_code == 200, r.get_json()
+
+    load.run_pending(db, sf, load.LoadOptions(on_page=widen, rest_max=0))
+    assert left_filter_marks(url) == []             # the load with the old filter removed nothing
+    load.run_pending(db, sf, load.LoadOptions(rest_max=0))
+    assert names(url) == ["A", "B"]

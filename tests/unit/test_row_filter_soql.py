@@ -46,6 +46,9 @@ def test_the_complement_and_the_unfiltered_stamps_a_filter_check_asks_for():
         "SELECT Id, SystemModstamp FROM Account WHERE (NOT (Industry = 'Banking' OR Rating = 'Hot'))")
     stamps = soql.stamps_by_ids(m, ["001000000000001AAA"])
     assert stamps == "SELECT Id, SystemModstamp, IsDeleted FROM Account WHERE Id IN ('001000000000001AAA')"
+    outside = soql.outside_by_ids(m, ["001000000000001AAA"])
+    assert outside == ("SELECT Id, SystemModstamp, IsDeleted FROM Account WHERE Id IN ('001000000000001AAA') "
+                       "AND (NOT (Industry = 'Banking' OR Rating = 'Hot'))")
 
 
 def test_records_read_by_a_query_are_within_the_filter_and_messages_are_not():
