@@ -247,6 +247,8 @@ def finish(db: Database, mapping: Mapping | None, finished: list[RecordResult], 
     drain whose lease lapsed and was taken over must not overwrite the new owner's results."""
     change_log.absorb(db)       # a newer change waiting keeps its row marked PENDING (write_back_results)
     with db.transaction(origin="salesforce") as conn:
+        if mapping and mapping.reads and any(r.write is not None and not r.change.sfid for r in finished):
+            db.run(conn, "lock_created_rows", {"mapping_id": mapping.id})    # first: it holds nothing yet
         held = {r["id"] for r in db.run(conn, "held_claims", {
             "claim": token, "ids": [r.change.carrier_id for r in finished]}).fetchall()}
         finished = [r for r in finished if r.change.carrier_id in held]
