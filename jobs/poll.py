@@ -31,6 +31,7 @@ class PollResult:
     failed: dict = field(default_factory=dict)   # sfid -> reason
     api_calls: int = 0
     skipped: str | None = None  # why no poll ran
+    bulk_records: int | None = None   # records a Bulk job brought (None: no job)
 
 
 def poll_due(db: Database, sf: Salesforce, bulk_above: int = BULK_ABOVE) -> list[PollResult]:
@@ -83,8 +84,9 @@ def _poll_changes(db, sf, m, state, settings, result, bulk_above: int) -> None:
     choice = choose_api(state, settings.seconds, bulk_above)
     if choice.api == "bulk":
         log.info("poll %s: about %s changes expected, one Bulk job", m.object_name, choice.expected)
-        sf.credit(m.object_name, choice.saved, "polls")
         _poll_changes_bulk(db, sf, m, state, settings, result, include_deleted)
+        if (result.bulk_records or 0) > bulk_above:   # fewer: the first page would have been the whole answer
+            sf.credit(m.object_name, choice.saved, "polls")
         return
     page = sf.query_page(soql.changed_since(m, state["watermark"]), include_deleted=include_deleted)
     if page.get("totalSize", 0) > bulk_above and not page.get("done", True):
@@ -105,7 +107,8 @@ def choose_api(state: dict, interval_seconds: int, bulk_above: int) -> budget.Po
     """REST pages or one Bulk job, from the last poll's count (core/budget.py poll_api)."""
     last = state.get("last_polled_at")
     since = (dt.datetime.now(dt.timezone.utc) - last).total_seconds() if last else None
-    return budget.poll_api(state.get("last_changed") if last else None, since, interval_seconds or 3600, bulk_above)
+    return budget.poll_api(state.get("last_changed") if last else None, since, interval_seconds or 3600, bulk_above,
+                           state.get("last_covered_seconds"))
 
 
 def _poll_changes_bulk(db, sf, m, state, settings, result, include_deleted: bool) -> None:
@@ -120,6 +123,7 @@ def _poll_changes_bulk(db, sf, m, state, settings, result, include_deleted: bool
                          soql.record_fields(m), load.LoadOptions(), include_deleted)
         with db.transaction(origin="salesforce") as conn:
             newest = staging.newest_modstamp(conn, name)
+            result.bulk_records = staging.count(conn, name)
             deleted, changed = apply.apply_staged(conn, name, m, "poll", deletes=True)
             result.deleted += deleted
             result.changed += changed
