@@ -206,6 +206,31 @@ def test_an_upsert_that_matched_a_record_another_row_holds_leaves_that_row(sf_ap
         (sfid, "old", "OLD"), (None, "new", "NEW")]
 
 
+
+def test_an_edit_of_the_copy_in_flight_during_the_merge_follows_the_row(sf_api, sf_settings, db, sf, emulator,
+                                                                        monkeypatch):
+    """The app's edit of the copy was claimed by another drain (PENDING) when the merge ran: it moves to the row
+    like the copy's other open entries, so its retry (the call broke) sends the row's values."""
+    m = writing_mapping(sf_api, fields=FIELDS, direction="bidirectional")
+    url = sf_settings.database_url
+    sql(url, "INSERT INTO salesforce.invoice__c (name, amount__c) VALUES ('new', 1)")
+
+    def broken(*args, **kwargs):
+        raise ValueError("Expecting value: line 1 column 1 (char 0)")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        create = _start(db, sf, claim(db, FAST, "t"), pool, FAST, "t")
+        (_, outcome), = [done for *_, call in create.calls for done in call.result()]
+        drift.fetch_by_ids(db, sf, mapping_store.get(db, m["id"]), [outcome.sfid], PollResult(m["id"]))
+        sql(url, "UPDATE salesforce.invoice__c SET amount__c = 7 WHERE sfid IS NOT NULL")   # the app edits the copy
+        monkeypatch.setattr(sf, "update_records", broken)
+        edit = _start(db, sf, claim(db, FAST, "edit"), pool, FAST, "edit")
+        _complete(db, create, FAST, DrainResult())                          # the merge, the edit in flight
+        _complete(db, edit, FAST, DrainResult())
+    monkeypatch.undo()
+    sql(url, "UPDATE forcebridge.change_log SET next_attempt_at = now()")
+    assert drain(db, sf, FAST).outcomes == {"SUCCESS": 1}
+    assert [(r["Id"], r["Amount__c"]) for r in sf.query("SELECT Id, Amount__c FROM Invoice__c")] == [(outcome.sfid, 7)]
+
 def _waiting_on_a_lock(url, worker) -> None:
     """Until `worker` (a Future) is done or a session of this database waits on a lock (the guard's 60 s only
     keeps a broken run from hanging: nothing is asserted on time)."""
