@@ -217,19 +217,21 @@ def test_an_edit_of_the_copy_in_flight_during_the_merge_follows_the_row(sf_api, 
 
     def broken(*args, **kwargs):
         raise ValueError("Expecting value: line 1 column 1 (char 0)")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        create = _start(db, sf, claim(db, FAST, "t"), pool, FAST, "t")
-        (_, outcome), = [done for *_, call in create.calls for done in call.result()]
-        drift.fetch_by_ids(db, sf, mapping_store.get(db, m["id"]), [outcome.sfid], PollResult(m["id"]))
-        sql(url, "UPDATE salesforce.invoice__c SET amount__c = 7 WHERE sfid IS NOT NULL")   # the app edits the copy
-        monkeypatch.setattr(sf, "update_records", broken)
-        edit = _start(db, sf, claim(db, FAST, "edit"), pool, FAST, "edit")
-        _complete(db, create, FAST, DrainResult())                          # the merge, the edit in flight
-        _complete(db, edit, FAST, DrainResult())
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        edits = []
+
+        def read_back_then_edit_the_copy_in_flight(sfid):
+            drift.fetch_by_ids(db, sf, mapping_store.get(db, m["id"]), [sfid], PollResult(m["id"]))
+            sql(url, "UPDATE salesforce.invoice__c SET amount__c = 7 WHERE sfid IS NOT NULL")
+            monkeypatch.setattr(sf, "update_records", broken)
+            edits.append(_start(db, sf, claim(db, FAST, "edit"), pool, FAST, "edit"))
+        _, sfid = _created_before_write_back(db, sf, url, read_back_then_edit_the_copy_in_flight)
+        _complete(db, edits[0], FAST, DrainResult())
     monkeypatch.undo()
     sql(url, "UPDATE forcebridge.change_log SET next_attempt_at = now()")
     assert drain(db, sf, FAST).outcomes == {"SUCCESS": 1}
-    assert [(r["Id"], r["Amount__c"]) for r in sf.query("SELECT Id, Amount__c FROM Invoice__c")] == [(outcome.sfid, 7)]
+    assert [(r["Id"], r["Amount__c"]) for r in sf.query("SELECT Id, Amount__c FROM Invoice__c")] == [(sfid, 7)]
+
 
 def _waiting_on_a_lock(url, worker) -> None:
     """Until `worker` (a Future) is done or a session of this database waits on a lock (the guard's 60 s only
@@ -249,22 +251,20 @@ def test_a_copy_committed_between_the_merge_and_the_write_back_still_merges(sf_a
     m = writing_mapping(sf_api, fields=FIELDS, direction="bidirectional")
     url = sf_settings.database_url
     sql(url, "INSERT INTO salesforce.invoice__c (name, amount__c) VALUES ('new', 1)")
-    (row_id,), = sql(url, "SELECT id FROM salesforce.invoice__c")
     write_back = change_log.write_back_results
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        flight = _start(db, sf, claim(db, FAST, "t"), pool, FAST, "t")
-        (_, outcome), = [done for *_, call in flight.calls for done in call.result()]
+    with ThreadPoolExecutor(max_workers=1) as pool:
         reads = []
 
-        def read_back_after_the_merge(*args, **kwargs):
-            reads.append(pool.submit(drift.fetch_by_ids, db, sf, mapping_store.get(db, m["id"]), [outcome.sfid],
-                                     PollResult(m["id"])))
-            _waiting_on_a_lock(url, reads[0])
-            write_back(*args, **kwargs)
-        monkeypatch.setattr(change_log, "write_back_results", read_back_after_the_merge)
-        _complete(db, flight, FAST, DrainResult())
+        def read_back_after_the_merge(sfid):
+            def hook(*args, **kwargs):
+                reads.append(pool.submit(drift.fetch_by_ids, db, sf, mapping_store.get(db, m["id"]), [sfid],
+                                         PollResult(m["id"])))
+                _waiting_on_a_lock(url, reads[0])
+                write_back(*args, **kwargs)
+            monkeypatch.setattr(change_log, "write_back_results", hook)
+        row_id, sfid = _created_before_write_back(db, sf, url, read_back_after_the_merge)
         reads[0].result()
-    assert sql(url, "SELECT id, sfid, name FROM salesforce.invoice__c") == [(row_id, outcome.sfid, "new")]
+    assert sql(url, "SELECT id, sfid, name FROM salesforce.invoice__c") == [(row_id, sfid, "new")]
 
 
 def test_a_copy_uncommitted_when_the_write_back_runs_is_merged_once_committed(sf_api, sf_settings, db, sf, emulator):
