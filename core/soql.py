@@ -12,7 +12,9 @@ from core.mapping import Mapping
 
 SYSTEM_FIELDS = ("Id", "SystemModstamp", "IsDeleted")
 # SystemModstamp is stamped when a transaction starts, so a slow one commits "in the past": each poll
-# looks this far behind its watermark. The never-backwards rule makes the overlap harmless.
+# looks this far behind its watermark. The never-backwards rule makes the overlap harmless. The watermark is
+# at least Salesforce's time when the last poll's query ran (jobs/poll.py), so the overlap re-reads only the
+# changes of that minute, not the last mass change on every poll of a quiet org.
 POLL_OVERLAP = dt.timedelta(seconds=60)
 # An API name, or a relationship path of them (Account.External_Id__c): what may stand unquoted in a query.
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*")

@@ -117,9 +117,11 @@ def get_clock():
 
 @bp.post("/seed")
 def seed():
-    """{"sobject": "Account", "count": 1000000, "fields": {"Name": "Account {n}"}}: fast bulk insert, no events."""
+    """{"sobject": "Account", "count": 1000000, "fields": {"Name": "Account {n}"}}: fast bulk insert, no events.
+    "stampedSecondsAgo": 30 commits them late (SystemModstamp 30 s before now), as a slow transaction does."""
     body = _body()
-    result = org().seed(body["sobject"], int(body["count"]), body.get("fields", {}))
+    result = org().seed(body["sobject"], int(body["count"]), body.get("fields", {}),
+                        stamped_seconds_ago=float(body.get("stampedSecondsAgo", 0)))
     return jsonify(result), 201
 
 

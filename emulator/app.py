@@ -38,7 +38,9 @@ def create_app(org: Org, *, faults_seed: int = 0, pubsub: dict | None = None) ->
         init = getattr(module, "init_app", None)
         if init is not None:
             init(app)
+    app.before_request(rest.note_arrival)
     app.after_request(auth.add_limit_info)
+    app.after_request(rest.add_date)
 
     @app.before_request
     def duplicate_rule_header():

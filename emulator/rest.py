@@ -25,6 +25,19 @@ LOCATOR_IDLE_SECONDS = 15 * 60
 
 # ------------------------------------------------------------ responses
 
+def note_arrival() -> None:
+    """before_request hook: the org's clock when the request arrived, for the Date header."""
+    g.arrived_at = org().clock.now()
+
+
+def add_date(response):
+    """after_request hook: Date from the org's clock (tests advance it), not the machine's. The time the request
+    arrived: a client reading the Date as "no later than my query ran" is then right here too."""
+    arrived = g.get("arrived_at") or org().clock.now()
+    response.headers["Date"] = email.utils.format_datetime(arrived.astimezone(dt.timezone.utc), usegmt=True)
+    return response
+
+
 def json_response(body, status: int = 200, headers=None):
     response = make_response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status)
     response.headers["Content-Type"] = "application/json;charset=UTF-8"

@@ -7,9 +7,29 @@ import sys
 from typing import Callable
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.http import wsgi
 
 THREADS = 32
 KEEPALIVE_SECONDS = 75
+
+
+class _AppDateResponse(wsgi.Response):
+    """gunicorn drops an app's Date header and writes its own from the machine's clock; the emulator's Date comes
+    from the org's clock (emulator.rest.add_date: tests advance it), so that one is sent instead."""
+
+    app_date: str | None = None
+
+    def process_headers(self, headers):
+        dates = [value for name, value in headers if isinstance(name, str) and name.lower() == "date"]
+        if dates:
+            self.app_date = dates[-1]
+        super().process_headers(headers)
+
+    def default_headers(self):
+        lines = super().default_headers()
+        if self.app_date:
+            lines = [f"Date: {self.app_date}\r\n" if line.startswith("Date: ") else line for line in lines]
+        return lines
 
 
 class EmulatorServer(BaseApplication):
@@ -37,6 +57,7 @@ class EmulatorServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
+        wsgi.Response = _AppDateResponse      # in the worker process only: gunicorn's wsgi.create builds this
         return self.app_factory()
 
 

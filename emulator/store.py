@@ -838,8 +838,11 @@ class Org:
         matches = ExternalIdMatches(self, sobj, field, ext_values)
         return matches if matches.distinct else None
 
-    def seed(self, sobject: str, count: int, fields: dict, *, user_id: str | None = None) -> dict:
-        """Bulk-insert `count` records fast (no validation per row, no change events); "{n}" in a value is the row number."""
+    def seed(self, sobject: str, count: int, fields: dict, *, user_id: str | None = None,
+             stamped_seconds_ago: float = 0) -> dict:
+        """Bulk-insert `count` records fast (no validation per row, no change events); "{n}" in a value is the row number.
+        `stamped_seconds_ago`: a late commit, stamped that long before now (Salesforce stamps SystemModstamp when
+        a transaction starts, so a slow one commits records older than some already visible)."""
         sobj = self.sobject_type(sobject)
         user_id = user_id or self.default_user_id
         sample = {k: (v.format(n=0) if isinstance(v, str) else v) for k, v in fields.items()}
@@ -859,7 +862,7 @@ class Org:
         while done < count:
             chunk = min(50_000, count - done)
             with self.transaction() as conn:
-                now = format_datetime(self.now())
+                now = format_datetime(self.now() - dt.timedelta(seconds=stamped_seconds_ago))
                 start = self._counters.get(sobj.key_prefix, 1)
                 self._counters[sobj.key_prefix] = start + chunk
                 self._dirty_counters.add(sobj.key_prefix)

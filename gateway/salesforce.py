@@ -5,6 +5,7 @@ import base64
 import collections
 import contextlib
 import datetime as dt
+import email.utils
 import logging
 import math
 import re
@@ -394,6 +395,12 @@ class Salesforce:
         return self.call("GET", "/queryAll" if include_deleted else "/query", params={"q": soql},
                          headers=headers).json()
 
+    def query_first_page(self, soql: str, include_deleted: bool = False) -> tuple[dict, dt.datetime | None]:
+        """A REST query's first page, and Salesforce's time no later than the query ran (`server_time`): the
+        later pages come from the same cursor."""
+        response = self.call("GET", "/queryAll" if include_deleted else "/query", params={"q": soql})
+        return response.json(), server_time(response)
+
     def count(self, sobject: str, where: str = "") -> int:
         check_object_name(sobject)
         return int(self.query_page(soql.count(sobject, where))["totalSize"])
@@ -560,6 +567,20 @@ class _Session(requests.Session):
     def request(self, method, url, *args, **kwargs):
         kwargs.setdefault("verify", self.verify)
         return super().request(method, url, *args, **kwargs)
+
+
+def server_time(response: requests.Response) -> dt.datetime | None:
+    """Salesforce's clock no later than the call was served: the response's Date header (whole seconds, written
+    while the call was served) less the call's whole duration as measured here (a duration, so our clock's own
+    offset does not matter). None without a readable Date: the caller then trusts nothing but stamps it saw."""
+    text = response.headers.get("Date")
+    try:
+        sent = email.utils.parsedate_to_datetime(text) if text else None
+    except (TypeError, ValueError):
+        sent = None
+    if sent is None or sent.tzinfo is None:
+        return None
+    return sent - (response.elapsed or dt.timedelta())
 
 
 def _item_errors(error: SalesforceError) -> list[dict]:

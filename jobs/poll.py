@@ -26,12 +26,12 @@ BULK_ABOVE = 10_000
 @dataclass
 class PollResult:
     mapping_id: int
+    read: int = 0               # records the change query read (written or not)
     changed: int = 0            # rows written (new or newer)
     deleted: int = 0
     failed: dict = field(default_factory=dict)   # sfid -> reason
     api_calls: int = 0
     skipped: str | None = None  # why no poll ran
-    bulk_records: int | None = None   # records a Bulk job brought (None: no job)
 
 
 def poll_due(db: Database, sf: Salesforce, bulk_above: int = BULK_ABOVE) -> list[PollResult]:
@@ -67,9 +67,15 @@ def poll(db: Database, sf: Salesforce, m: Mapping, force: bool = False, bulk_abo
         if state is None:
             result.skipped = "no load has finished yet"
             return result
-        _poll_changes(db, sf, m, state, settings, result, bulk_above)
+        read_at = _poll_changes(db, sf, m, state, settings, result, bulk_above)
         if soql.row_filter(m):
             _poll_leavers(db, sf, m, state["watermark"], result)
+        if read_at is not None:
+            # Everything stamped more than the overlap before the query ran was visible to it: the next poll
+            # reads from there, not from the newest change (a quiet org's mass change is read once, not forever).
+            with db.transaction() as conn:
+                db.run(conn, "advance_poll", {"mapping_id": m.id, "watermark": read_at, "deleted_since": None,
+                                              "read_from": state["watermark"]})
         if settings.delete_mode == "getDeleted":
             _poll_deletes(db, sf, m, state, settings, result)
     if result.changed or result.deleted:
@@ -78,28 +84,29 @@ def poll(db: Database, sf: Salesforce, m: Mapping, force: bool = False, bulk_abo
     return result
 
 
-def _poll_changes(db, sf, m, state, settings, result, bulk_above: int) -> None:
-    """Changed records oldest first, a page per transaction; queryAll brings deleted ones in the same calls."""
+def _poll_changes(db, sf, m, state, settings, result, bulk_above: int) -> dt.datetime | None:
+    """Changed records oldest first, a page per transaction; queryAll brings deleted ones in the same calls.
+    Returns Salesforce's time no later than the query ran (None if it gave none)."""
     include_deleted = settings.delete_mode == "queryAll"
     choice = choose_api(state, settings.seconds, bulk_above)
     if choice.api == "bulk":
         log.info("poll %s: about %s changes expected, one Bulk job", m.object_name, choice.expected)
-        _poll_changes_bulk(db, sf, m, state, settings, result, include_deleted)
-        if (result.bulk_records or 0) > bulk_above:   # fewer: the first page would have been the whole answer
+        read_at = _poll_changes_bulk(db, sf, m, state, settings, result, include_deleted)
+        if result.read > bulk_above:   # fewer: the first page would have been the whole answer, nothing saved
             sf.credit(m.object_name, choice.saved, "polls")
-        return
-    page = sf.query_page(soql.changed_since(m, state["watermark"]), include_deleted=include_deleted)
+        return read_at
+    page, read_at = sf.query_first_page(soql.changed_since(m, state["watermark"]), include_deleted=include_deleted)
     if page.get("totalSize", 0) > bulk_above and not page.get("done", True):
-        _poll_changes_bulk(db, sf, m, state, settings, result, include_deleted)
-        return
+        return _poll_changes_bulk(db, sf, m, state, settings, result, include_deleted)
     while True:
         records = page.get("records", [])
+        result.read += len(records)
         with applying(db) as conn:
             apply_records(db, conn, m, records, "poll", result)
             db.run(conn, "advance_poll", {"mapping_id": m.id, "watermark": newest_modstamp(records),
-                                          "deleted_since": None})
+                                          "deleted_since": None, "read_from": state["watermark"]})
         if page.get("done", True) or not page.get("nextRecordsUrl"):
-            return
+            return read_at
         page = sf.query_page(next_url=page["nextRecordsUrl"])
 
 
@@ -111,26 +118,29 @@ def choose_api(state: dict, interval_seconds: int, bulk_above: int) -> budget.Po
                            state.get("last_covered_seconds"))
 
 
-def _poll_changes_bulk(db, sf, m, state, settings, result, include_deleted: bool) -> None:
+def _poll_changes_bulk(db, sf, m, state, settings, result, include_deleted: bool) -> dt.datetime | None:
     """Many changes (a long outage, a mass update): one Bulk job into a staging table, deletes applied, the
-    rest merged in one statement by the load's rule (rows with local changes waiting keep their values)."""
+    rest merged in one statement by the load's rule (rows with local changes waiting keep their values).
+    Returns the job's creation time (Salesforce's clock; its query ran no earlier)."""
     name = f"poll_staging_{m.id}"
     with db.transaction() as conn:
         staging.drop(conn, name)
         staging.create(conn, name, m)
     try:
-        stage_bulk_query(db, sf, name, soql.changed_since(m, state["watermark"], ordered=False), staging_columns(m),
-                         soql.record_fields(m), load.LoadOptions(), include_deleted)
+        job = stage_bulk_query(db, sf, name, soql.changed_since(m, state["watermark"], ordered=False),
+                               staging_columns(m), soql.record_fields(m), load.LoadOptions(), include_deleted)
+        result.read += int(job.get("numberRecordsProcessed") or 0)
         with db.transaction(origin="salesforce") as conn:
             newest = staging.newest_modstamp(conn, name)
-            result.bulk_records = staging.count(conn, name)
             deleted, changed = apply.apply_staged(conn, name, m, "poll", deletes=True)
             result.deleted += deleted
             result.changed += changed
-            db.run(conn, "advance_poll", {"mapping_id": m.id, "watermark": newest, "deleted_since": None})
+            db.run(conn, "advance_poll", {"mapping_id": m.id, "watermark": newest, "deleted_since": None,
+                                          "read_from": state["watermark"]})
     finally:
         with db.transaction() as conn:
             staging.drop(conn, name)
+    return parse_datetime(job["createdDate"]) if job.get("createdDate") else None
 
 
 def _poll_leavers(db, sf, m, watermark, result) -> None:
@@ -170,7 +180,7 @@ def _poll_deletes(db, sf, m, state, settings, result) -> None:
         if gone:
             apply_changes(db, conn, m, gone, result)
         covered = answer.get("latestDateCovered")
-        db.run(conn, "advance_poll", {"mapping_id": m.id, "watermark": None,
+        db.run(conn, "advance_poll", {"mapping_id": m.id, "watermark": None, "read_from": None,
                                       "deleted_since": parse_datetime(covered) if covered else None})
 
 
@@ -184,7 +194,8 @@ def _poll_recycle_bin(db, sf, m, start, settings, result) -> None:
             apply_records(db, conn, m, records, "poll", result)
             newest = newest_modstamp(records)
             if newest and newest > start:
-                db.run(conn, "advance_poll", {"mapping_id": m.id, "watermark": None, "deleted_since": newest})
+                db.run(conn, "advance_poll", {"mapping_id": m.id, "watermark": None, "read_from": None,
+                                              "deleted_since": newest})
         if page.get("done", True) or not page.get("nextRecordsUrl"):
             return
         page = sf.query_page(next_url=page["nextRecordsUrl"])

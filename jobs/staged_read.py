@@ -79,15 +79,18 @@ def copy_bulk_pages(db: Database, sf: Salesforce, name: str, job_id: str, column
 
 
 def stage_bulk_query(db: Database, sf: Salesforce, name: str, soql: str, columns: list[str], fields: list[str],
-                     options, include_deleted: bool = False) -> None:
+                     options, include_deleted: bool = False) -> dict:
     """One Bulk API 2.0 query job, whole, into the staging table `name` (created by the caller); the job is
-    deleted afterwards whatever happened. `options` gives job_wait_seconds, page_size and chunk_bytes."""
-    job_id = sf.bulk_query_create(soql, include_deleted)["id"]
+    deleted afterwards whatever happened. `options` gives job_wait_seconds, page_size and chunk_bytes.
+    Returns the finished job's info (createdDate: Salesforce's clock when it was created; numberRecordsProcessed)."""
+    created = sf.bulk_query_create(soql, include_deleted)
+    job_id = created["id"]
     try:
         job = wait_for_job(sf, job_id, options.job_wait_seconds)
         if job["state"] != JOB_DONE:
             raise PermanentError(500, "BULK_JOB_FAILED", job.get("errorMessage") or job["state"])
         copy_bulk_pages(db, sf, name, job_id, columns, fields, options)
+        return {**job, "createdDate": created.get("createdDate") or job.get("createdDate")}
     finally:
         try:
             sf.bulk_query_delete(job_id)

@@ -98,8 +98,11 @@ ORDER BY p.next_poll_at NULLS FIRST;
 SELECT pg_try_advisory_xact_lock(1178758728, %(mapping_id)s) AS locked;
 
 -- name: advance_poll
+-- Never backwards. Nor forwards when the watermark was moved back below `read_from` (where this poll's query
+-- started) while the poll ran (cdc_poll_from: a CDC cover poll): the poll queued with that reads from there.
 UPDATE forcebridge.poll_state
-SET watermark = coalesce(greatest(watermark, %(watermark)s), %(watermark)s, watermark),
+SET watermark = CASE WHEN watermark < %(read_from)s THEN watermark
+                     ELSE coalesce(greatest(watermark, %(watermark)s), %(watermark)s, watermark) END,
     deleted_since = coalesce(%(deleted_since)s, deleted_since)
 WHERE mapping_id = %(mapping_id)s;
 
