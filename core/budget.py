@@ -218,14 +218,18 @@ class PollChoice:
 
 
 def poll_api(last_changed: int | None, seconds_since_last: float | None, interval_seconds: float,
-             bulk_above: int) -> PollChoice:
-    """Decide a poll's API before it spends a call: the last poll's count, scaled to the time since it (a poll
-    the budget put off finds more), against `bulk_above`. With nothing to go by (no poll yet, no interval)
-    the first REST page decides, as before: a COUNT() would cost that same call and bring no record, and
-    below 2,000 records the page is the whole answer. Choosing Bulk up front saves that page."""
+             bulk_above: int, covered_seconds: float | None = None) -> PollChoice:
+    """Decide a poll's API before it spends a call: the last poll's count, scaled from the time it covered
+    (`covered_seconds`, since the poll before it; the interval when not known) to the time since it (a poll the
+    budget put off finds more; a catch-up poll's count spread over the outage it covered), against
+    `bulk_above`. With nothing to go by (no poll yet, no interval) the first REST page decides, as before: a
+    COUNT() would cost that same call and bring no record, and below 2,000 records the page is the whole
+    answer. Choosing Bulk up front saves that page (`saved`: only if the job brings more than `bulk_above`,
+    the caller checks)."""
     if last_changed is None or seconds_since_last is None or interval_seconds <= 0:
         return PollChoice("rest", None)
-    expected = math.ceil(last_changed * max(seconds_since_last, 0.0) / interval_seconds)
+    covered = covered_seconds if covered_seconds and covered_seconds > 0 else interval_seconds
+    expected = math.ceil(last_changed * max(seconds_since_last, 0.0) / covered)
     if expected > bulk_above:
         return PollChoice("bulk", expected, saved=1)
     return PollChoice("rest", expected)

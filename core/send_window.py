@@ -13,11 +13,13 @@ PRESSED_FROM = 0.8    # pressure from which the whole pressed window applies (po
 
 @dataclass(frozen=True)
 class Pending:
-    """A mapping's claimable records: how many, when the oldest was logged, whether any is a retry."""
+    """A mapping's claimable records: how many, when the oldest was logged, whether any is a retry, whether its
+    writes name parents by external id (Account__r__External_Id__c: the parent must exist before them)."""
     mapping_id: int
     records: int
     oldest: dt.datetime
     retries: bool = False
+    names_parents: bool = False
 
 
 @dataclass(frozen=True)
@@ -39,15 +41,20 @@ def window_seconds(relaxed: float, pressed: float, pressure: float) -> float:
 def plan_claim(pending: list[Pending], seconds: float, now: dt.datetime, full: int = FULL) -> Claim:
     """A mapping whose oldest record has waited `seconds` (or that has a retry waiting) sends everything. Before
     that, only its full calls go: the records past the last multiple of `full` wait for more (fewer than
-    `full`: all of them wait)."""
+    `full`: all of them wait).
+    A child (a mapping naming parents by external id) never goes ahead of a record held back: the held one may
+    be its parent, and a child sent first fails for good (Foreign key external ID not found). While anything
+    is held, children wait whole until their own window ends; a child that is due releases everything."""
     if seconds <= 0:
         return Claim({}, None)
-    limits, wakes = {}, []
     window = dt.timedelta(seconds=seconds)
-    for p in pending:
-        due = p.oldest + window
-        if p.retries or due <= now or p.records % full == 0:
-            continue
-        limits[p.mapping_id] = p.records - p.records % full
-        wakes.append(due)
-    return Claim(limits, min(wakes, default=None))
+    due = {p.mapping_id: p.retries or p.oldest + window <= now for p in pending}
+    limits = {p.mapping_id: p.records - p.records % full for p in pending
+              if not due[p.mapping_id] and p.records % full}
+    if not limits:
+        return Claim({}, None)
+    children = [p for p in pending if p.names_parents and limits.get(p.mapping_id) != 0]
+    if any(due[p.mapping_id] for p in children):
+        return Claim({}, None)
+    limits.update({p.mapping_id: 0 for p in children})
+    return Claim(limits, min(p.oldest + window for p in pending if p.mapping_id in limits))

@@ -57,6 +57,8 @@ def apply_changes(db: Database, conn: psycopg.Connection, changes: list[Salesfor
     """Apply the changes in the caller's transaction (opened with origin = salesforce: `applying`).
     `mappings`: lowercase object name -> active reading Mapping. Changes are in arrival order."""
     out = Applied()
+    named = {c.object_name.lower() for c in changes}
+    lock_rows(conn, [m for name, m in mappings.items() if name in named])
     changes = _without_unchecked(db, conn, changes, mappings, out)
     changes = _without_held(conn, changes, mappings, out)
     changes = _without_partial_unknown(conn, changes, mappings, out)
@@ -222,11 +224,20 @@ def apply_staged(conn: psycopg.Connection, name: str, m: Mapping, source_name: s
     caller's transaction (origin = salesforce): deleted records first (`deletes`: the read was a queryAll),
     then one merge statement under the never-backwards rule, the tombstones and the local changes' guard.
     Returns (rows deleted, rows written)."""
+    lock_rows(conn, [m])
     gone = staging.apply_staged_deletes(conn, name, m, poll_settings(m).keep_deleted) if deletes else 0
     if source_name != "load":   # a load brings records as they are, not changes a child's formula follows
         staged = template("formula_changed_staged", staging=staging.ident(name))
         conn.execute(template("queue_formula_children", parent_ids=staged), {"object": m.object_name})
     return gone, staging.merge(conn, name, m, fresh=source(source_name).fresh)
+
+
+def lock_rows(conn: psycopg.Connection, mappings) -> None:
+    """Before writing rows of mappings that also write to Salesforce: a copy of a record just created there must
+    not land between the write-back's merge and its sfid (jobs/drain.py `finish`, lock_created_rows)."""
+    ids = [m.id for m in mappings if m.writes and m.id is not None]
+    if ids:
+        conn.execute(QUERIES["lock_inbound_rows"], {"mapping_ids": ids})
 
 
 def formula_parents(conn: psycopg.Connection) -> set[str]:

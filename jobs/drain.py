@@ -14,7 +14,7 @@ from core import send_window, soql
 from core.change_states import FINISHED, Backoff, RecordResult, State, settle
 from core.changes import (ChangeLogEntry, Fields, Outcome, RecordChange, Write, coalesce, outcome_of,
                           plan_batches, plan_writes, references_parents, writable_fields)
-from core.mapping import Mapping
+from core.mapping import Mapping, is_relationship
 from gateway import change_log, mapping_store
 from gateway.db import Database
 from gateway.salesforce import PermanentError, Salesforce, SalesforceError, TransientError
@@ -90,7 +90,10 @@ def window_claim(db: Database, conn, seconds: float, now: dt.datetime | None = N
     """What the send window holds back now (nothing without a window: no query)."""
     if seconds <= 0:
         return send_window.Claim({}, None)
-    pending = [send_window.Pending(r["mapping_id"], r["records"], r["oldest"], r["retries"])
+    children = {r["id"] for r in db.run(conn, "writing_mappings").fetchall()
+                if any(is_relationship(f.name) for f in mapping_store.from_row(r).sent_fields)}
+    pending = [send_window.Pending(r["mapping_id"], r["records"], r["oldest"], r["retries"],
+                                   names_parents=r["mapping_id"] in children)
                for r in db.run(conn, "pending_by_mapping").fetchall()]
     return send_window.plan_claim(pending, seconds, now or dt.datetime.now(dt.timezone.utc))
 
@@ -244,6 +247,8 @@ def finish(db: Database, mapping: Mapping | None, finished: list[RecordResult], 
     drain whose lease lapsed and was taken over must not overwrite the new owner's results."""
     change_log.absorb(db)       # a newer change waiting keeps its row marked PENDING (write_back_results)
     with db.transaction(origin="salesforce") as conn:
+        if mapping and mapping.reads and any(r.write is not None and not r.change.sfid for r in finished):
+            db.run(conn, "lock_created_rows", {"mapping_id": mapping.id})    # first: it holds nothing yet
         held = {r["id"] for r in db.run(conn, "held_claims", {
             "claim": token, "ids": [r.change.carrier_id for r in finished]}).fetchall()}
         finished = [r for r in finished if r.change.carrier_id in held]

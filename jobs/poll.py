@@ -91,8 +91,10 @@ def _poll_changes(db, sf, m, state, settings, result, bulk_above: int) -> dt.dat
     choice = choose_api(state, settings.seconds, bulk_above)
     if choice.api == "bulk":
         log.info("poll %s: about %s changes expected, one Bulk job", m.object_name, choice.expected)
-        sf.credit(m.object_name, choice.saved, "polls")
-        return _poll_changes_bulk(db, sf, m, state, settings, result, include_deleted)
+        read_at = _poll_changes_bulk(db, sf, m, state, settings, result, include_deleted)
+        if result.read > bulk_above:   # fewer: the first page would have been the whole answer, nothing saved
+            sf.credit(m.object_name, choice.saved, "polls")
+        return read_at
     page, read_at = sf.query_first_page(soql.changed_since(m, state["watermark"]), include_deleted=include_deleted)
     if page.get("totalSize", 0) > bulk_above and not page.get("done", True):
         return _poll_changes_bulk(db, sf, m, state, settings, result, include_deleted)
@@ -112,7 +114,8 @@ def choose_api(state: dict, interval_seconds: int, bulk_above: int) -> budget.Po
     """REST pages or one Bulk job, from the last poll's count (core/budget.py poll_api)."""
     last = state.get("last_polled_at")
     since = (dt.datetime.now(dt.timezone.utc) - last).total_seconds() if last else None
-    return budget.poll_api(state.get("last_changed") if last else None, since, interval_seconds or 3600, bulk_above)
+    return budget.poll_api(state.get("last_changed") if last else None, since, interval_seconds or 3600, bulk_above,
+                           state.get("last_covered_seconds"))
 
 
 def _poll_changes_bulk(db, sf, m, state, settings, result, include_deleted: bool) -> dt.datetime | None:

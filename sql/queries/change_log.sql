@@ -240,6 +240,18 @@ UPDATE {table} AS t SET {ext} = replace(gen_random_uuid()::text, '-', '')
 FROM unnest(%(ids)s::bigint[]) AS u(id)
 WHERE t.id = u.id AND t.sfid IS NULL AND (t.{ext} IS NULL OR t.{ext} = '');
 
+-- name: lock_created_rows
+-- The write-back of created records (merge_inbound_copies, then write_back_results) against the inbound paths
+-- that insert rows (lock_inbound_rows): an inbound copy of a record we just created is either committed before
+-- the merge looks for it or inserted after the sfid is written back (and then finds the row). Per mapping.
+SELECT pg_advisory_xact_lock(1178758741, %(mapping_id)s);
+
+-- name: lock_inbound_rows
+-- Taken shared by the apply path before it writes a writing mapping's rows: inbound applies never wait on
+-- each other, only on a write-back of creates (lock_created_rows), and it on them.
+SELECT count(pg_advisory_xact_lock_shared(1178758741, m))
+FROM (SELECT DISTINCT m FROM unnest(%(mapping_ids)s::integer[]) AS m ORDER BY m) s;
+
 -- name: merge_inbound_copies
 -- Runs under origin = salesforce, in the write-back's transaction, just before write_back_results. A record we
 -- created that reached Postgres through an inbound path (a poll, an Outbound Message, a drift repair, a row
@@ -261,7 +273,7 @@ WITH copies AS (
 ), moved AS (
     UPDATE forcebridge.change_log c SET record_id = w.original, sfid = w.sfid
     FROM copies w
-    WHERE c.mapping_id = %(mapping_id)s AND c.record_id = w.copy AND c.state IN ('NEW', 'REQUEUED')
+    WHERE c.mapping_id = %(mapping_id)s AND c.record_id = w.copy AND c.state IN ('NEW', 'PENDING', 'REQUEUED')
 ), gone AS (
     DELETE FROM {table} x USING copies w WHERE x.id = w.copy
     RETURNING w.original, w.local, x.*

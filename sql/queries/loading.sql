@@ -107,8 +107,10 @@ SET watermark = CASE WHEN watermark < %(read_from)s THEN watermark
 WHERE mapping_id = %(mapping_id)s;
 
 -- name: finish_poll
+-- last_covered_seconds: from the poll before (the old last_polled_at) to this one.
 UPDATE forcebridge.poll_state
 SET last_polled_at = now(), next_poll_at = now() + make_interval(secs => %(interval)s),
+    last_covered_seconds = extract(epoch FROM now() - last_polled_at),
     last_changed = %(changed)s, last_deleted = %(deleted)s, last_api_calls = %(calls)s,
     api_calls_total = api_calls_total + %(calls)s, api_used = coalesce(%(api_used)s, api_used),
     api_limit = coalesce(%(api_limit)s, api_limit), last_error = %(error)s

@@ -116,3 +116,43 @@ def test_a_poll_expecting_many_changes_runs_one_bulk_job_without_a_rest_page_fir
     # the page not spent to find out is the choice's own saving
     saved = sql(url, "SELECT sum(saved) FROM forcebridge.api_usage_hourly")[0][0]
     assert saved == 1 + 1 - route_calls(emulator, "bulk2.")
+
+
+def test_after_a_catch_up_poll_the_next_poll_expects_its_count_spread_over_the_outage(api, db, sf, emulator,
+                                                                                     sf_settings):
+    m = loaded_mapping(api, db, sf, emulator, count=30)
+    users = emulator.salesforce(client="user")
+    users.bulk2.Account.update(records=[{"Id": r["Id"], "Name": "mass"} for r in sf.query("SELECT Id FROM Account")])
+    url = sf_settings.database_url
+    interval = poll.poll_settings(m).seconds
+    # the worker was down for ten intervals: the catch-up poll finds 30 changes over that time
+    sql(url, "UPDATE forcebridge.poll_state SET last_changed = 0, "
+             "last_polled_at = now() - make_interval(secs => 10 * %s)", (interval,))
+    assert poll.poll(db, sf, m, force=True, bulk_above=25).changed == 30
+    for r in sf.query("SELECT Id FROM Account LIMIT 3"):
+        users.Account.update(r["Id"], {"Name": "one of a few"})
+    sql(url, "UPDATE forcebridge.poll_state SET last_polled_at = now() - make_interval(secs => %s)", (interval,))
+    emulator.admin("DELETE", "/_emulator/stats")
+    # one interval later about 3 are expected (30 over ten intervals), not 30: no Bulk job for a handful
+    assert poll.poll(db, sf, m, force=True, bulk_above=25).changed == 3
+    assert route_calls(emulator, "bulk2.create_query_job") == 0 and route_calls(emulator, "rest.query") == 1
+
+
+def test_a_bulk_job_that_brings_few_records_credits_no_saving(api, db, sf, emulator, sf_settings):
+    from jobs import api_usage
+    m = loaded_mapping(api, db, sf, emulator, count=3)
+    users = emulator.salesforce(client="user")
+    for r in sf.query("SELECT Id FROM Account"):
+        users.Account.update(r["Id"], {"Name": "one of a few"})
+    url = sf_settings.database_url
+    sql(url, "UPDATE forcebridge.poll_state SET last_changed = 30, "
+             "last_polled_at = now() - make_interval(secs => %s)", (poll.poll_settings(m).seconds,))
+    sf.take_usage()
+    emulator.admin("DELETE", "/_emulator/stats")
+    assert poll.poll(db, sf, m, force=True, bulk_above=25).changed == 3       # Bulk chosen on 30 expected
+    assert route_calls(emulator, "bulk2.create_query_job") == 1
+    api_usage.flush(db, sf)
+    # 3 records: the first REST page would have been the whole answer, so the page not spent saved nothing;
+    # the job's records would have cost one page, its calls count against that
+    saved = sql(url, "SELECT sum(saved) FROM forcebridge.api_usage_hourly")[0][0]
+    assert saved == 1 - route_calls(emulator, "bulk2.")

@@ -52,6 +52,24 @@ def test_a_child_naming_an_unknown_parent_fails_with_salesforce_reason(sf_api, s
     assert "Foreign key external ID: NOPE not found for field External_Id__c in entity Account" in error[0]["message"]
 
 
+def test_a_send_window_never_sends_children_before_the_parent_it_holds(sf_api, sf_settings, db, sf):
+    writing_mapping(sf_api, "Account", ACCOUNT, direction="bidirectional", upsert_field="External_Id__c")
+    writing_mapping(sf_api, "Contact", CONTACT, direction="bidirectional", upsert_field="External_Id__c")
+    url = sf_settings.database_url
+    sql(url, "INSERT INTO salesforce.account (name, external_id__c) VALUES ('Acme', 'A-1'); "
+             "INSERT INTO salesforce.contact (lastname, external_id__c, account__r__external_id__c) "
+             "SELECT 'S' || g, 'C-' || g, 'A-1' FROM generate_series(1, 200) g")
+    options = replace(FAST, send_window_seconds=600)
+    held = drain(db, sf, options)
+    # the 200 Contacts fill a call, but the Account they name waits for its window: they wait with it
+    assert held.claimed == 0 and held.held_until is not None
+    sent = drain(db, sf, options, now=held.held_until)
+    assert sent.outcomes == {"SUCCESS": 201}, sql(url, "SELECT state, error FROM forcebridge.change_log "
+                                                       "WHERE state = 'FAILED' LIMIT 1")
+    (account,) = sf.query("SELECT Id FROM Account WHERE External_Id__c = 'A-1'")
+    assert {c["AccountId"] for c in sf.query("SELECT AccountId FROM Contact")} == {account["Id"]}
+
+
 def test_the_mapping_form_offers_relationship_fields(sf_settings, enqueued):
     with console(replace(sf_settings, admin_password=PASSWORD), enqueued) as app:
         client = app.test_client()

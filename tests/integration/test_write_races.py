@@ -10,8 +10,10 @@ import pytest
 
 from core.change_states import RecordResult
 from core.changes import Outcome, coalesce
-from gateway import mapping_store
+from core import soql
+from gateway import change_log, mapping_store
 from jobs import drift, load, poll, row_filters
+from jobs.apply import applying
 from jobs.drain import DrainResult, _complete, _start, claim, drain, finish, plan, renew_lease
 from jobs.inbound import apply_pending
 from jobs.poll import PollResult
@@ -202,3 +204,88 @@ def test_an_upsert_that_matched_a_record_another_row_holds_leaves_that_row(sf_ap
     drain(db, sf, FAST)
     assert sql(url, "SELECT sfid, name, external_id__c FROM salesforce.invoice__c ORDER BY id") == [
         (sfid, "old", "OLD"), (None, "new", "NEW")]
+
+
+
+def test_an_edit_of_the_copy_in_flight_during_the_merge_follows_the_row(sf_api, sf_settings, db, sf, emulator,
+                                                                        monkeypatch):
+    """The app's edit of the copy was claimed by another drain (PENDING) when the merge ran: it moves to the row
+    like the copy's other open entries, so its retry (the call broke) sends the row's values."""
+    m = writing_mapping(sf_api, fields=FIELDS, direction="bidirectional")
+    url = sf_settings.database_url
+    sql(url, "INSERT INTO salesforce.invoice__c (name, amount__c) VALUES ('new', 1)")
+
+    def broken(*args, **kwargs):
+        raise ValueError("Expecting value: line 1 column 1 (char 0)")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        edits = []
+
+        def read_back_then_edit_the_copy_in_flight(sfid):
+            drift.fetch_by_ids(db, sf, mapping_store.get(db, m["id"]), [sfid], PollResult(m["id"]))
+            sql(url, "UPDATE salesforce.invoice__c SET amount__c = 7 WHERE sfid IS NOT NULL")
+            monkeypatch.setattr(sf, "update_records", broken)
+            edits.append(_start(db, sf, claim(db, FAST, "edit"), pool, FAST, "edit"))
+        _, sfid = _created_before_write_back(db, sf, url, read_back_then_edit_the_copy_in_flight)
+        _complete(db, edits[0], FAST, DrainResult())
+    monkeypatch.undo()
+    sql(url, "UPDATE forcebridge.change_log SET next_attempt_at = now()")
+    assert drain(db, sf, FAST).outcomes == {"SUCCESS": 1}
+    assert [(r["Id"], r["Amount__c"]) for r in sf.query("SELECT Id, Amount__c FROM Invoice__c")] == [(sfid, 7)]
+
+
+def _waiting_on_a_lock(url, worker) -> None:
+    """Until `worker` (a Future) is done or a session of this database waits on a lock (the guard's 60 s only
+    keeps a broken run from hanging: nothing is asserted on time)."""
+    for _ in range(600):
+        if worker.done() or sql(url, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                     "AND wait_event_type = 'Lock'") != [(0,)]:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the other session neither finished nor waited")
+
+
+def test_a_copy_committed_between_the_merge_and_the_write_back_still_merges(sf_api, sf_settings, db, sf, emulator,
+                                                                            monkeypatch):
+    """Review 2, finding 6, case A: the inbound read commits its copy after the write-back looked for one and
+    before it writes the sfid. It waits for the write-back instead, and then finds the row."""
+    m = writing_mapping(sf_api, fields=FIELDS, direction="bidirectional")
+    url = sf_settings.database_url
+    sql(url, "INSERT INTO salesforce.invoice__c (name, amount__c) VALUES ('new', 1)")
+    write_back = change_log.write_back_results
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        reads = []
+
+        def read_back_after_the_merge(sfid):
+            def hook(*args, **kwargs):
+                reads.append(pool.submit(drift.fetch_by_ids, db, sf, mapping_store.get(db, m["id"]), [sfid],
+                                         PollResult(m["id"])))
+                _waiting_on_a_lock(url, reads[0])
+                write_back(*args, **kwargs)
+            monkeypatch.setattr(change_log, "write_back_results", hook)
+        row_id, sfid = _created_before_write_back(db, sf, url, read_back_after_the_merge)
+        reads[0].result()
+    assert sql(url, "SELECT id, sfid, name FROM salesforce.invoice__c") == [(row_id, sfid, "new")]
+
+
+def test_a_copy_uncommitted_when_the_write_back_runs_is_merged_once_committed(sf_api, sf_settings, db, sf, emulator):
+    """Case B: the inbound insert of the copy is not committed yet when the write-back writes the sfid (before
+    the lock: a unique violation, the write-back rolled back and the create sent again)."""
+    m = writing_mapping(sf_api, fields=FIELDS, direction="bidirectional")
+    url = sf_settings.database_url
+    sql(url, "INSERT INTO salesforce.invoice__c (name, amount__c) VALUES ('new', 1)")
+    (row_id,), = sql(url, "SELECT id FROM salesforce.invoice__c")
+    mapping = mapping_store.get(db, m["id"])
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        flight = _start(db, sf, claim(db, FAST, "t"), pool, FAST, "t")
+        (_, outcome), = [done for *_, call in flight.calls for done in call.result()]
+        with applying(db) as conn:                      # the inbound read's transaction, open
+            poll.apply_records(db, conn, mapping, sf.query(soql.by_ids(mapping, [outcome.sfid])), "drift",
+                               PollResult(m["id"]))
+            assert sql(url, "SELECT count(*) FROM salesforce.invoice__c") == [(1,)]    # not committed yet
+            write_back = pool.submit(_complete, db, flight, FAST, DrainResult())
+            _waiting_on_a_lock(url, write_back)
+        write_back.result()
+    assert sql(url, "SELECT id, sfid, name FROM salesforce.invoice__c") == [(row_id, outcome.sfid, "new")]
+    assert sql(url, "SELECT state FROM forcebridge.change_log") == [("SUCCESS",)]
+    assert drain(db, sf, FAST).claimed == 0
+    assert len(sf.query("SELECT Id FROM Invoice__c")) == 1

@@ -116,3 +116,10 @@ def test_a_poll_chooses_bulk_before_any_call_when_the_last_poll_predicts_many_ch
     assert (choice.api, choice.expected, choice.saved) == ("bulk", 12_000, 1)
     assert budget.poll_api(4000, 600, 600, bulk_above=10_000).api == "rest"
     assert budget.poll_api(None, None, 600, bulk_above=10_000) == budget.PollChoice("rest", None)   # the page decides
+
+
+def test_a_catch_up_poll_count_is_spread_over_the_time_it_covered():
+    # 50,000 changes found after a 5-hour outage: the next regular poll expects about 1,700, not 50,000
+    choice = budget.poll_api(50_000, 600, 600, bulk_above=10_000, covered_seconds=5 * 3600)
+    assert (choice.api, choice.expected) == ("rest", 1667)
+    assert budget.poll_api(50_000, 600, 600, bulk_above=10_000, covered_seconds=None).api == "bulk"  # not known

@@ -50,15 +50,32 @@ def test_the_earliest_end_of_a_window_is_when_to_wake():
     assert claim.wake_at == NOW + dt.timedelta(seconds=10)
 
 
-@given(st.lists(st.tuples(st.integers(1, 2000), st.integers(0, 7200), st.booleans()), max_size=6),
+def test_children_wait_whole_while_a_record_they_may_name_is_held():
+    claim = plan_claim([Pending(1, 1, ago(10)), Pending(2, 200, ago(10), names_parents=True)], 60, NOW)
+    assert claim.limits == {1: 0, 2: 0} and claim.wake_at == NOW + dt.timedelta(seconds=50)
+    # nothing held: the children's full calls go at once
+    assert plan_claim([Pending(2, 200, ago(10), names_parents=True)], 60, NOW).limits == {}
+
+
+def test_a_child_whose_window_ended_takes_the_parents_it_may_name_with_it():
+    claim = plan_claim([Pending(1, 1, ago(10)), Pending(2, 3, ago(60), names_parents=True)], 60, NOW)
+    assert claim == send_window.Claim({}, None)
+    retry = plan_claim([Pending(1, 1, ago(10)), Pending(2, 3, ago(5), retries=True, names_parents=True)], 60, NOW)
+    assert retry == send_window.Claim({}, None)
+
+
+@given(st.lists(st.tuples(st.integers(1, 2000), st.integers(0, 7200), st.booleans(), st.booleans()), max_size=6),
        st.integers(1, 3600))
 def test_only_full_calls_go_before_the_window_ends_and_nothing_waits_past_it(mappings, seconds):
-    pending = [Pending(i, records, ago(age), retry) for i, (records, age, retry) in enumerate(mappings)]
+    pending = [Pending(i, records, ago(age), retry, child) for i, (records, age, retry, child) in enumerate(mappings)]
     claim = plan_claim(pending, seconds, NOW)
     for p in pending:
         most = claim.limits.get(p.mapping_id)
         if p.retries or p.oldest + dt.timedelta(seconds=seconds) <= NOW:
             assert most is None                                   # due (or a retry): everything goes
         elif most is not None:
-            assert most % send_window.FULL == 0 and p.records - send_window.FULL < most < p.records
+            assert most % send_window.FULL == 0 and most < p.records
+            assert p.records - send_window.FULL < most or (p.names_parents and most == 0)
             assert NOW < claim.wake_at <= p.oldest + dt.timedelta(seconds=seconds)
+    if claim.limits:                                              # children never go while a record is held
+        assert all(claim.limits.get(p.mapping_id) == 0 for p in pending if p.names_parents)
