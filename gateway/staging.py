@@ -138,6 +138,10 @@ def remove_left_filter(conn: psycopg.Connection, m: Mapping, sfids: list[str], s
     `writers_held`: the caller holds the table's writers back and moved its captured changes (a merge); else
     the rows are locked first. Returns rows deleted."""
     table = table_ident(m)
+    if m.writes and m.id is not None:
+        # the apply path's lock before any row lock, in that order as everywhere (jobs/apply.py lock_rows): a
+        # write-back of creates (which takes it first, then rows) never waits on rows this holds
+        conn.execute(QUERIES["lock_inbound_rows"], {"mapping_ids": [m.id]})
     locked = [] if writers_held else [r["id"] for r in conn.execute(_q("lock_left_filter_rows", table=table),
                                                                      {"sfids": sfids})]
     return conn.execute(_q("delete_left_filter", table=table, mapping_id=sql.Literal(m.id or 0)),
