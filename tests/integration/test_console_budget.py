@@ -94,3 +94,7 @@ def test_the_mappings_page_shows_each_mappings_formula_refresh(console_app, brow
     assert ">7</td>" in card and "1,200" in card and "every 15 min" in card
     assert "Account <small class=\"muted\">via AccountId: Tier__c" in card
     assert "1 waiting" in card and "2026-12-03 10:05:00 UTC: 2 of 3 rows changed" in card
+    with psycopg.connect(settings.database_url) as conn:      # nothing calculated mapped: looked at daily
+        conn.execute("UPDATE forcebridge.formula_refresh SET fields = '{}' WHERE mapping_id = %s", (mapping_id,))
+    card = browser_client.get("/mappings", base_url=BASE).text.split('id="formula-refresh"', 1)[1]
+    assert "looked at daily: nothing to refresh" in card and "every 15 min" not in card
