@@ -4,9 +4,11 @@ of our write is not applied, so without this rule a late Outbound Message (or a 
 before our write) passed the never-backwards test and put back values Salesforce no longer holds."""
 from __future__ import annotations
 
+from psycopg import sql as psql
+
 from core import soql
-from gateway import mapping_store
-from jobs import poll
+from gateway import mapping_store, staging
+from jobs import load, poll
 from jobs.apply import applying
 from jobs.drain import drain
 from jobs.inbound import apply_pending
@@ -68,5 +70,29 @@ def test_a_poll_that_read_before_our_write_does_not_undo_it(sf_api, sf_settings,
     assert drain(db, sf, FAST).outcomes == {"SUCCESS": 1}                   # ...our write goes out...
     with applying(db) as conn:                                              # ...and the poll applies after it
         poll.apply_records(db, conn, mapping, read, "poll", PollResult(m["id"]))
+    assert sql(url, "SELECT name FROM salesforce.invoice__c") == [("app",)]
+    assert invoices(sf)["E"]["Name"] == "app"
+
+
+def test_a_bulk_poll_that_read_before_our_write_does_not_undo_it(sf_api, sf_settings, db, sf, emulator,
+                                                                  monkeypatch):
+    url, sfid = synced_record(sf_api, sf_settings, db, sf)
+    sql(url, "UPDATE forcebridge.change_log SET created_at = created_at - interval '1 hour'")   # made long ago
+    (m,) = sf_api.get("/api/v1/mappings").get_json()["mappings"]
+    load.run(db, sf, db.fetchone("open_load", {"mapping_id": m["id"]})["id"])     # the poll may run
+    sql(url, "UPDATE salesforce.invoice__c SET systemmodstamp = systemmodstamp - interval '2 minutes'",
+        origin="salesforce")                                                # the row's state: 2 minutes old
+    sql(url, "UPDATE forcebridge.poll_state SET last_polled_at = now() - interval '1 hour', last_changed = 5000")
+    staged = poll.stage_bulk_query
+
+    def read_then_write(db_, sf_, name, *args, **kwargs):
+        job = staged(db_, sf_, name, *args, **kwargs)                       # the Bulk job read the record...
+        sql(url, psql.SQL("UPDATE {} SET systemmodstamp = systemmodstamp - interval '1 minute'").format(
+            staging.ident(name)))                                         # (as stamped a minute ago)
+        sql(url, "UPDATE salesforce.invoice__c SET name = 'app'")
+        assert drain(db, sf, FAST).outcomes == {"SUCCESS": 1}               # ...our write goes out...
+        return job                                                          # ...and the poll merges after it
+    monkeypatch.setattr(poll, "stage_bulk_query", read_then_write)
+    assert poll.poll(db, sf, mapping_store.get(db, m["id"]), force=True, bulk_above=0).read == 1
     assert sql(url, "SELECT name FROM salesforce.invoice__c") == [("app",)]
     assert invoices(sf)["E"]["Name"] == "app"
