@@ -1,7 +1,8 @@
 """A Salesforce state older than our last successful write of a record does not undo that write in Postgres
-(docs/architecture.md, "Never backwards"): the write-back does not advance the row's SystemModstamp and the echo
-of our write is not applied, so without this rule a late Outbound Message (or a poll that read the record
-before our write) passed the never-backwards test and put back values Salesforce no longer holds."""
+(docs/architecture.md, "Never backwards after our own write"): the write-back does not advance the row's
+SystemModstamp and the echo of our write rarely comes, so without this rule a late Outbound Message (or a poll
+that read the record before our write) passed the never-backwards test and put back values Salesforce no
+longer holds."""
 from __future__ import annotations
 
 from psycopg import sql as psql
@@ -29,10 +30,16 @@ def notify(sf_app, emulator, sfid, name, amount, modstamp) -> None:
     apply_pending(sf_app.extensions["forcebridge"].db)
 
 
+def _created_long_ago(sf_api, sf_settings, db, sf) -> tuple[str, str]:
+    """synced_record, its create an hour old (Salesforce holds no state of a record older than its create)."""
+    url, sfid = synced_record(sf_api, sf_settings, db, sf)
+    sql(url, "UPDATE forcebridge.change_log SET created_at = created_at - interval '1 hour'")
+    return url, sfid
+
+
 def _written(sf_api, sf_app, sf_settings, db, sf, emulator) -> tuple[str, str]:
     """A synced record at an old stamp, then the app's change of its name written to Salesforce."""
-    url, sfid = synced_record(sf_api, sf_settings, db, sf)
-    sql(url, "UPDATE forcebridge.change_log SET created_at = created_at - interval '1 hour'")   # made long ago
+    url, sfid = _created_long_ago(sf_api, sf_settings, db, sf)
     notify(sf_app, emulator, sfid, "v0", 1, stamp(-600))                  # the row's state: 10 minutes old
     assert sql(url, "SELECT name, amount__c FROM salesforce.invoice__c") == [("v0", 1)]
     sql(url, "UPDATE salesforce.invoice__c SET name = 'app'")
@@ -60,8 +67,7 @@ def test_a_salesforce_change_after_our_write_still_wins(sf_api, sf_app, sf_setti
 
 
 def test_a_poll_that_read_before_our_write_does_not_undo_it(sf_api, sf_settings, db, sf, emulator):
-    url, sfid = synced_record(sf_api, sf_settings, db, sf)
-    sql(url, "UPDATE forcebridge.change_log SET created_at = created_at - interval '1 hour'")   # made long ago
+    url, sfid = _created_long_ago(sf_api, sf_settings, db, sf)
     (m,) = sf_api.get("/api/v1/mappings").get_json()["mappings"]
     mapping = mapping_store.get(db, m["id"])
     read = sf.query(soql.by_ids(mapping, [sfid]))                           # the poll reads the record...
@@ -76,8 +82,7 @@ def test_a_poll_that_read_before_our_write_does_not_undo_it(sf_api, sf_settings,
 
 def test_a_bulk_poll_that_read_before_our_write_does_not_undo_it(sf_api, sf_settings, db, sf, emulator,
                                                                   monkeypatch):
-    url, sfid = synced_record(sf_api, sf_settings, db, sf)
-    sql(url, "UPDATE forcebridge.change_log SET created_at = created_at - interval '1 hour'")   # made long ago
+    url, _ = _created_long_ago(sf_api, sf_settings, db, sf)
     (m,) = sf_api.get("/api/v1/mappings").get_json()["mappings"]
     load.run(db, sf, db.fetchone("open_load", {"mapping_id": m["id"]})["id"])     # the poll may run
     sql(url, "UPDATE salesforce.invoice__c SET systemmodstamp = systemmodstamp - interval '2 minutes'",
