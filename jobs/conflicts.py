@@ -7,7 +7,8 @@ from dataclasses import dataclass, replace
 import psycopg
 
 from core.change_states import OVERRIDDEN_BY_SALESFORCE, State
-from core.conflicts import FieldSettlement, LocalChanges, is_echo, local_changes, sent_values, settle_fields
+from core.conflicts import (RESOLVED_BY_SALESFORCE, FieldSettlement, LocalChanges, is_echo, local_changes,
+                            sent_values, settle_fields)
 from core.inbound import UpsertBatch
 from gateway import change_log
 from gateway.db import Database
@@ -26,6 +27,7 @@ def settle(db: Database, conn: psycopg.Connection, batch: UpsertBatch) -> Upsert
     if not batch.sfids:
         return batch
     _link_by_external_id(conn, batch)
+    batch = _without_stale_fields(db, conn, batch)
     local = {r["sfid"]: r for r in change_log.pending_local_rows(conn, m, batch.sfids)}
     if not local:
         return batch
@@ -75,6 +77,31 @@ def settle(db: Database, conn: psycopg.Connection, batch: UpsertBatch) -> Upsert
         # in flight carries Postgres's losing values, so those fields go again after it
         db.run(conn, "resend_over_in_flight", {"mapping_id": m.id, "record_ids": [record_id], "fields": fields})
     return _subset(replace(batch, values=values), keep)
+
+
+def _without_stale_fields(db: Database, conn: psycopg.Connection, batch: UpsertBatch) -> UpsertBatch:
+    """A state Salesforce stamped before the app made a change we since wrote to Salesforce (a late or retried
+    Outbound Message, a poll that read the record before our write) carries the values our write replaced. The
+    write-back does not advance the row's SystemModstamp and the echo of our write rarely comes (Outbound
+    Messages and CDC leave out the integration user's writes), so never backwards alone would let it put them
+    back: for the fields that write sent it brings the values we sent (what Salesforce holds since); its other
+    fields land as usual. A Salesforce change made after our write is stamped no earlier than the app's change
+    (whole seconds) and is not touched."""
+    m = batch.mapping
+    written: dict[str, dict] = {}
+    for r in db.run(conn, "written_after", {"mapping_id": m.id, "sfids": batch.sfids,
+                                             "stamps": batch.modstamps}).fetchall():
+        written.setdefault(r["sfid"], {}).update(sent_values(m.fields, r["sent"]))   # later writes last
+    if not written:
+        return batch
+    values = [list(col) for col in batch.values]
+    for i, sfid in enumerate(batch.sfids):
+        ours = written.get(sfid) or {}
+        for j, c in enumerate(batch.columns):
+            # a lookup we named by external id: Salesforce resolved it, the Id is not in what we sent
+            if c.column in ours and ours[c.column] is not RESOLVED_BY_SALESFORCE:
+                values[j][i] = ours[c.column]
+    return replace(batch, values=values)
 
 
 def _local_changes(conn: psycopg.Connection, m, record_ids: list[int]) -> dict[int, tuple[LocalChanges, dict]]:

@@ -189,6 +189,19 @@ UNION ALL
  WHERE c.state = 'PENDING' AND c.sent IS NOT NULL
  ORDER BY u.sfid, c.id DESC);
 
+-- name: written_after
+-- Stale fields (jobs/conflicts.py `_without_stale_fields`): what our successful writes of each record sent, for
+-- writes the app made after the incoming state's SystemModstamp. Updates only: Salesforce holds no state of a
+-- record older than our create of it (an upsert that matched an existing record is not covered). Whole
+-- seconds: a stamp is truncated, so a Salesforce change made after our write in the second the app changed
+-- the row still counts as newer.
+SELECT u.sfid, c.sent
+FROM unnest(%(sfids)s::text[], %(stamps)s::timestamptz[]) AS u(sfid, stamp)
+JOIN forcebridge.change_log c ON c.mapping_id = %(mapping_id)s AND c.sfid = u.sfid
+WHERE c.state = 'SUCCESS' AND c.op = 'update' AND c.sent IS NOT NULL
+  AND u.stamp < date_trunc('second', c.created_at)
+ORDER BY c.id;
+
 -- name: insert_conflicts
 -- Field lists travel as comma-joined text (unnest cannot take an array of arrays of different lengths).
 INSERT INTO forcebridge.conflicts

@@ -186,6 +186,12 @@ WHERE forcebridge.not_backwards(t.systemmodstamp, EXCLUDED.systemmodstamp)
   AND NOT EXISTS (SELECT 1 FROM forcebridge.change_log c
                   WHERE c.mapping_id = {mapping_id} AND c.record_id = t.id
                     AND c.state IN ('NEW', 'PENDING', 'REQUEUED'))
+  -- a state from before an app change we since wrote to Salesforce would undo that write (docs/architecture.md,
+  -- "Never backwards after our own write"; the row waits for a newer read, as a row with local changes does)
+  AND NOT EXISTS (SELECT 1 FROM forcebridge.change_log c
+                  WHERE c.mapping_id = {mapping_id} AND c.sfid = t.sfid AND c.state = 'SUCCESS' AND c.op = 'update'
+                    AND c.sent IS NOT NULL
+                    AND EXCLUDED.systemmodstamp < date_trunc('second', c.created_at AT TIME ZONE 'UTC'))
 
 -- name: lock_for_merge
 -- Writers wait for the merge (inbound applies, app writes); readers do not.
