@@ -85,14 +85,15 @@ def test_a_bulk_poll_that_read_before_our_write_does_not_undo_it(sf_api, sf_sett
     url, _ = _created_long_ago(sf_api, sf_settings, db, sf)
     (m,) = sf_api.get("/api/v1/mappings").get_json()["mappings"]
     load.run(db, sf, db.fetchone("open_load", {"mapping_id": m["id"]})["id"])     # the poll may run
-    sql(url, "UPDATE salesforce.invoice__c SET systemmodstamp = systemmodstamp - interval '2 minutes'",
+    # stamps on Postgres's clock, not the emulator's (other tests move the shared emulator's clock forward)
+    sql(url, "UPDATE salesforce.invoice__c SET systemmodstamp = (now() AT TIME ZONE 'UTC') - interval '2 minutes'",
         origin="salesforce")                                                # the row's state: 2 minutes old
     sql(url, "UPDATE forcebridge.poll_state SET last_polled_at = now() - interval '1 hour', last_changed = 5000")
     staged = poll.stage_bulk_query
 
     def read_then_write(db_, sf_, name, *args, **kwargs):
         job = staged(db_, sf_, name, *args, **kwargs)                       # the Bulk job read the record...
-        sql(url, psql.SQL("UPDATE {} SET systemmodstamp = systemmodstamp - interval '1 minute'").format(
+        sql(url, psql.SQL("UPDATE {} SET systemmodstamp = now() - interval '1 minute'").format(
             staging.ident(name)))                                         # (as stamped a minute ago)
         sql(url, "UPDATE salesforce.invoice__c SET name = 'app'")
         assert drain(db, sf, FAST).outcomes == {"SUCCESS": 1}               # ...our write goes out...
