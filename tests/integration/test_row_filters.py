@@ -73,6 +73,14 @@ def filtered_mapping(api, db, access="read_only", row_filter=BANKING, **config):
     return mapping_store.get(db, r.get_json()["id"])
 
 
+def loaded_banking_account(api, db, sf, access="read_only"):
+    """One Banking account A, loaded by a filtered mapping: (A's id, the mapping)."""
+    a, = accounts(sf, ("A", "Banking"))
+    m = filtered_mapping(api, db, access=access)
+    load.run_pending(db, sf, load.LoadOptions())
+    return a, m
+
+
 def as_message(sf, sfid):
     """The Outbound Message Salesforce would send for the record now (every mapped field and its stamp)."""
     (record,) = sf.query_page(f"SELECT Id, Name, Industry, SystemModstamp FROM Account WHERE Id = '{sfid}'")["records"]
@@ -232,9 +240,7 @@ def test_a_filter_changed_while_a_load_runs_loads_again_after_it(api, db, sf, sf
 # -- review 2: local changes, loads and checks racing each other ------------------------------------------
 def test_a_row_whose_local_change_waits_stays_until_it_is_sent(api, db, sf, sf_settings):
     url = sf_settings.database_url
-    a, = accounts(sf, ("A", "Banking"))
-    m = filtered_mapping(api, db, access="read_write")
-    load.run_pending(db, sf, load.LoadOptions())
+    a, m = loaded_banking_account(api, db, sf, access="read_write")
     sql(url, "UPDATE salesforce.account SET name = 'A local' WHERE sfid = %s", (a,))
     sf.update_record("Account", a, {"Industry": "Energy"})       # a Salesforce user moves A out meanwhile
     poll.poll(db, sf, m, force=True)
@@ -250,9 +256,7 @@ def test_a_local_change_committed_while_the_poll_removes_leavers_keeps_its_row(a
     from gateway import staging
 
     url = sf_settings.database_url
-    a, = accounts(sf, ("A", "Banking"))
-    m = filtered_mapping(api, db, access="read_write")
-    load.run_pending(db, sf, load.LoadOptions())
+    a, m = loaded_banking_account(api, db, sf, access="read_write")
     sf.update_record("Account", a, {"Industry": "Energy"})
     known_rows = staging.known_rows
 
@@ -267,9 +271,7 @@ def test_a_local_change_committed_while_the_poll_removes_leavers_keeps_its_row(a
 
 def test_a_row_whose_local_change_failed_stays_when_its_record_leaves(api, db, sf, sf_settings):
     url = sf_settings.database_url
-    a, = accounts(sf, ("A", "Banking"))
-    m = filtered_mapping(api, db, access="read_write")
-    load.run_pending(db, sf, load.LoadOptions())
+    a, m = loaded_banking_account(api, db, sf, access="read_write")
     sql(url, "UPDATE salesforce.account SET name = NULL WHERE sfid = %s", (a,))    # Salesforce refuses it
     assert drain(db, sf, DrainOptions(retry_base_seconds=0)).outcomes == {"FAILED": 1}
     sf.update_record("Account", a, {"Industry": "Energy"})
@@ -293,9 +295,7 @@ def test_the_check_keeps_a_row_moved_back_into_the_filter_before_it_runs(api, db
 
 def test_the_check_keeps_a_record_that_came_back_between_its_two_reads(api, db, sf, sf_settings, monkeypatch):
     url = sf_settings.database_url
-    a, = accounts(sf, ("A", "Banking"))
-    m = filtered_mapping(api, db)
-    load.run_pending(db, sf, load.LoadOptions())
+    a, m = loaded_banking_account(api, db, sf)
     sf.update_record("Account", a, {"Industry": "Energy"})
     db.execute("filter_checks_add", {"mapping_id": m.id, "sfids": [a], "sources": ["outbound"]})
     settle = drift.settle_unreturned
