@@ -54,6 +54,7 @@ class Settings:
     apply_batch_size: int = 500
     # Postgres -> Salesforce
     drain_concurrency: int = 4
+    drain_bundle: int = 5          # Collections requests of up to 200 records per API call (1: one each)
     drain_lease_seconds: int = 120
     send_window_seconds: float = 0.0            # a part-filled write call waits this long while the budget is relaxed
     send_window_pressed_seconds: float = 3600.0  # ... and up to this long as the budget nears its limit
@@ -126,6 +127,7 @@ class Settings:
             web_body_min_rate=_int("WEB_BODY_MIN_RATE", 50_000),
             apply_batch_size=_int("APPLY_BATCH_SIZE", 500),
             drain_concurrency=_int("DRAIN_CONCURRENCY", 4),
+            drain_bundle=min(5, max(1, _int("DRAIN_BUNDLE", 5))),
             drain_lease_seconds=_int("DRAIN_LEASE_SECONDS", 120),
             send_window_seconds=_float("SEND_WINDOW_SECONDS", 0.0),
             send_window_pressed_seconds=_float("SEND_WINDOW_PRESSED_SECONDS", 3600.0),

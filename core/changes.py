@@ -212,6 +212,22 @@ def plan_batches(writes: list[Write], size: int = MAX_BATCH) -> list[list[Write]
     return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
 
 
+def bundle_batches(batches: list, size: int) -> list[list]:
+    """Batches into API calls of at most `size` batches each (a /composite call carries several Collections
+    requests and counts as one call): as few calls as that allows, sharing the batches out evenly so the
+    calls in flight at once take about as long as each other. Order is kept."""
+    if not batches:
+        return []
+    calls = -(-len(batches) // max(1, size))
+    share, extra = divmod(len(batches), calls)
+    out, start = [], 0
+    for n in range(calls):
+        end = start + share + (1 if n < extra else 0)
+        out.append(batches[start:end])
+        start = end
+    return out
+
+
 @dataclass(frozen=True)
 class Outcome:
     state: State                  # SUCCESS | FAILED | REQUEUED (what it does to the change: core.change_states)

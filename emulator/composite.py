@@ -246,6 +246,9 @@ def collection_delete(version):
 
 _REFERENCE = re.compile(r"@\{([A-Za-z0-9_]+)\.([^}]+)\}")
 _REFERENCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
+# At most 5 of a /composite call's subrequests may be sObject Collections or Query/QueryAll (REST API guide)
+MAX_HEAVY_SUBREQUESTS = 5
+_HEAVY = re.compile(r"/composite/sobjects|/query(All)?(/|$)")
 
 
 class _BadReference(Exception):
@@ -327,6 +330,12 @@ def composite(version):
     if len(subrequests) > MAX_SUBREQUESTS:
         raise SalesforceError(400, "INVALID_API_INPUT", f"Composite request limit exceeded. Max of "
                               f"{MAX_SUBREQUESTS} subrequests allowed")
+    heavy = sum(1 for sub in subrequests if isinstance(sub, dict) and _HEAVY.search(
+        urllib.parse.urlsplit(str(sub.get("url") or "")).path))
+    if heavy > MAX_HEAVY_SUBREQUESTS:
+        # the limit is documented; the error an org answers with is not: refused whole, before anything runs
+        raise SalesforceError(400, "INVALID_API_INPUT", f"Composite request limit exceeded. Max of "
+                              f"{MAX_HEAVY_SUBREQUESTS} sObject Collections or query subrequests allowed")
     for sub in subrequests:
         ref = sub.get("referenceId") if isinstance(sub, dict) else None
         if not isinstance(ref, str) or not _REFERENCE_ID.match(ref):

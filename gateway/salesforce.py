@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -44,6 +44,19 @@ _JOB_RE = re.compile(r"/jobs/(query|ingest)/(\w+)")
 _QUERY_PAGE_RE = re.compile(r"/query(?:All)?/([\w-]+)")
 REST_QUERY_PAGE = 2000      # records a REST query page brings (what a Bulk query job saves against)
 COLLECTION_SIZE = 200       # records a Collections call takes (what a Bulk ingest job saves against)
+# Collections requests one /composite call may carry: Salesforce counts the whole /composite call as one API
+# call and takes up to 25 subrequests, at most 5 of them sObject Collections or queries (REST API guide, Composite).
+MAX_BUNDLE = 5
+
+
+@dataclass(frozen=True)
+class Collection:
+    """One sObject Collections request of at most 200 records: `Salesforce.write_collections` sends several
+    in one API call. `records` are record bodies; updates and deletes name the record by "Id"."""
+    op: str                       # create | update | upsert | delete
+    sobject: str
+    records: list
+    ext_field: str | None = None
 
 
 class SalesforceError(Exception):
@@ -453,28 +466,87 @@ class Salesforce:
 
     def create_records(self, sobject: str, records: list[dict]) -> list[dict]:
         """Not retried here: a create that timed out may have created the records (see `call`)."""
-        return self._collection("POST", "/composite/sobjects", sobject, records, retry=False)
+        return self.write_collection(Collection("create", sobject, records))
 
     def update_records(self, sobject: str, records: list[dict]) -> list[dict]:
-        """records carry "Id"; Collections wants it as "id" beside attributes."""
-        body = [{"id": r["Id"], **{k: v for k, v in r.items() if k != "Id"}} for r in records]
-        return self._collection("PATCH", "/composite/sobjects", sobject, body)
+        return self.write_collection(Collection("update", sobject, records))
 
     def upsert_records(self, sobject: str, ext_field: str, records: list[dict]) -> list[dict]:
-        return self._collection("PATCH", f"/composite/sobjects/{sobject}/{ext_field}", sobject, records)
+        return self.write_collection(Collection("upsert", sobject, records, ext_field))
 
     def delete_records(self, ids: list[str]) -> list[dict]:
-        _check_size(ids)
-        return self.call("DELETE", "/composite/sobjects",
-                         params={"ids": ",".join(ids), "allOrNone": "false"}).json()
+        return self.write_collection(Collection("delete", "", [{"Id": i} for i in ids]))
 
-    def _collection(self, method: str, path: str, sobject: str, records: list[dict], retry: bool = True) -> list[dict]:
+    def write_collection(self, c: Collection) -> list[dict]:
         """One sObject Collections call, answered record by record (allOrNone false). Values go in the JSON
         type describe gives (a value that cannot be one fails alone, before the call), and a call refused as a
         whole for one record's data is split until that record is alone (split_records)."""
-        _check_size(records)
-        fields = self._fields(sobject)
-        results: list[dict | None] = [None] * len(records)
+        results, to_send = self._prepare(c)
+        if to_send:
+            sent = self.split_records([r for _, r in to_send], self._one_call(c))
+            for (i, _), item in zip(to_send, sent):
+                results[i] = item
+        return results
+
+    def write_collections(self, collections: list[Collection]) -> list:
+        """Up to MAX_BUNDLE Collections requests in one API call (/composite, allOrNone false), each answered
+        as if it had been a call of its own: its per-record results, or the SalesforceError that refused it as
+        a whole (one record's data refusing it: split into calls of their own, as `write_collection` does).
+        A failure of the /composite call itself is every request's answer; anything else raises."""
+        if not 0 < len(collections) <= MAX_BUNDLE:
+            raise ValueError(f"one call carries 1 to {MAX_BUNDLE} Collections requests, not {len(collections)}")
+        if len(collections) == 1:
+            try:
+                return [self.write_collection(collections[0])]
+            except SalesforceError as exc:
+                return [exc]
+        prepared = [self._prepare(c) for c in collections]
+        subrequests = [self._subrequest(c, [r for _, r in to_send], f"c{n}")
+                       for n, (c, (_, to_send)) in enumerate(zip(collections, prepared)) if to_send]
+        answers: dict = {}
+        if subrequests:
+            # a create that timed out may have created its records: no second try then (see `call`)
+            retry = all(c.op != "create" for c in collections)
+            try:
+                response = self.call("POST", "/composite", retry=retry,
+                                     json={"allOrNone": False, "compositeRequest": subrequests})
+            except SalesforceError as exc:
+                return [exc if to_send else results for results, to_send in prepared]
+            body = response.json()
+            answers = {a.get("referenceId"): a for a in (body.get("compositeResponse") or [])
+                       if isinstance(a, dict)} if isinstance(body, dict) else {}
+            first = subrequests[0]
+            self._save(getattr(self._work, "kind", None) or "writes",
+                       _object_of(first["url"], None, first.get("body")), len(subrequests) - 1)
+        return [self._answer(c, results, to_send, answers.get(f"c{n}")) if to_send else results
+                for n, (c, (results, to_send)) in enumerate(zip(collections, prepared))]
+
+    def _answer(self, c: Collection, results: list, to_send: list, answer: dict | None):
+        """One subrequest's answer as `write_collections` returns it."""
+        if answer is None:
+            return TransientError(0, "UNEXPECTED_RESPONSE", "the composite call did not answer this request")
+        status, items = answer.get("httpStatusCode") or 0, answer.get("body")
+        if status >= 300:
+            error = _error_from(status, items, "")
+            if not _record_data_refusal(error):
+                return error
+            items = self.split_records([r for _, r in to_send], self._one_call(c), refused=error)
+        if not isinstance(items, list) or len(items) != len(to_send):
+            return TransientError(0, "UNEXPECTED_RESPONSE", "result count differs from records sent")
+        for (i, _), item in zip(to_send, items):
+            results[i] = item
+        return results
+
+    def _prepare(self, c: Collection) -> tuple[list, list]:
+        """The records' results known before any call (a value that cannot take its field's type), and the
+        (position, wire record) pairs to send."""
+        _check_size(c.records)
+        if c.op == "delete":
+            return [None] * len(c.records), [(i, r["Id"]) for i, r in enumerate(c.records)]
+        records = ([{"id": r["Id"], **{k: v for k, v in r.items() if k != "Id"}} for r in c.records]
+                   if c.op == "update" else c.records)    # Collections wants "id" beside attributes
+        fields = self._fields(c.sobject)
+        results: list = [None] * len(records)
         to_send: list[tuple[int, dict]] = []
         for i, record in enumerate(records):
             typed, error = wire_values.typed_record(record, fields) if fields else (record, None)
@@ -482,14 +554,37 @@ class Salesforce:
                 results[i] = error
             else:
                 to_send.append((i, typed))
-        if to_send:
-            def one_call(part: list[dict]) -> list[dict]:
-                body = {"allOrNone": False, "records": [{"attributes": {"type": sobject}, **r} for r in part]}
-                return self.call(method, path, json=body, retry=retry).json()
-            sent = self.split_records([r for _, r in to_send], one_call)
-            for (i, _), item in zip(to_send, sent):
-                results[i] = item
-        return results
+        return results, to_send
+
+    @staticmethod
+    def _request(c: Collection) -> tuple[str, str]:
+        if c.op == "create":
+            return "POST", "/composite/sobjects"
+        if c.op == "upsert":
+            return "PATCH", f"/composite/sobjects/{c.sobject}/{c.ext_field}"
+        if c.op == "update":
+            return "PATCH", "/composite/sobjects"
+        return "DELETE", "/composite/sobjects"
+
+    def _one_call(self, c: Collection):
+        """`part -> per-record results`: one Collections call of its own for part of `c`'s wire records."""
+        method, path = self._request(c)
+
+        def one_call(part: list) -> list[dict]:
+            if c.op == "delete":
+                return self.call(method, path, params={"ids": ",".join(part), "allOrNone": "false"}).json()
+            body = {"allOrNone": False, "records": [{"attributes": {"type": c.sobject}, **r} for r in part]}
+            return self.call(method, path, json=body, retry=c.op != "create").json()
+        return one_call
+
+    def _subrequest(self, c: Collection, part: list, reference: str) -> dict:
+        method, path = self._request(c)
+        url = f"/services/data/v{self.settings.sf_api_version}{path}"
+        if c.op == "delete":
+            return {"method": method, "referenceId": reference,
+                    "url": url + "?" + urlencode({"ids": ",".join(part), "allOrNone": "false"})}
+        return {"method": method, "url": url, "referenceId": reference,
+                "body": {"allOrNone": False, "records": [{"attributes": {"type": c.sobject}, **r} for r in part]}}
 
     def _fields(self, sobject: str) -> dict[str, dict]:
         """describe's fields by lower-case name; empty (values go as they are) when describe is unavailable."""
@@ -501,12 +596,13 @@ class Salesforce:
             log.warning("describe %s failed (%s); values are sent untyped", sobject, exc)
             return {}
 
-    def split_records(self, records: list, one_call) -> list[dict]:
+    def split_records(self, records: list, one_call, refused: "SalesforceError | None" = None) -> list[dict]:
         """`one_call(records) -> per-record results`, split in halves while Salesforce refuses the whole call
         for one record's data (RECORD_DATA_CODES); a record alone gets that error as its own. At most
-        max_split_calls extra calls: records still unsent then get a retryable error (tried again later)."""
+        max_split_calls extra calls: records still unsent then get a retryable error (tried again later).
+        `refused`: the records were already sent together and refused so (a /composite subrequest)."""
         budget = [self.max_split_calls]
-        results = self._split(records, one_call, budget)
+        results = self._split(records, one_call, budget, refused)
         spent = self.max_split_calls - budget[0]
         if spent:
             failed = sum(1 for r in results if not r.get("success"))
@@ -514,13 +610,14 @@ class Salesforce:
                         len(records), spent, failed)
         return results
 
-    def _split(self, records: list, one_call, budget: list) -> list[dict]:
-        try:
-            return one_call(records)
-        except PermanentError as exc:
-            if exc.status != 400 or exc.error_code not in RECORD_DATA_CODES:
-                raise
-            refused = exc
+    def _split(self, records: list, one_call, budget: list, refused: "SalesforceError | None" = None) -> list[dict]:
+        if refused is None:
+            try:
+                return one_call(records)
+            except PermanentError as exc:
+                if not _record_data_refusal(exc):
+                    raise
+                refused = exc
         if len(records) == 1:
             return [{"success": False, "errors": _item_errors(refused)}]
         column = _NO_SUCH_COLUMN.search(refused.message or "")
@@ -596,7 +693,7 @@ def _hour() -> dt.datetime:
 
 def _default_kind(method: str, path: str) -> str:
     """A call made outside any `work(kind)` block: writes are recognised by their path, the rest is other."""
-    if "/composite/sobjects" in path or "/jobs/ingest" in path or (
+    if "/composite/sobjects" in path or path.rstrip("/").endswith("/composite") or "/jobs/ingest" in path or (
             method in ("POST", "PATCH", "DELETE") and "/sobjects/" in path and not path.endswith("/describe")):
         return "writes"
     return "other"
@@ -608,6 +705,11 @@ def _object_of(path: str, params, body) -> str:
     if m and not path.endswith("/composite/sobjects"):
         return m.group(1)
     if isinstance(body, dict):
+        subrequests = body.get("compositeRequest")
+        if isinstance(subrequests, list) and subrequests and isinstance(subrequests[0], dict):
+            # a bundle of Collections requests: counted under its first request's object
+            first = subrequests[0]
+            return _object_of(urlparse(str(first.get("url") or "")).path, None, first.get("body"))
         if body.get("object"):
             return str(body["object"])
         if body.get("query"):
@@ -641,16 +743,24 @@ def _check_size(items) -> None:
         raise ValueError(f"sObject Collections take 1 to 200 records, not {len(items)}")
 
 
+def _record_data_refusal(error: SalesforceError) -> bool:
+    return isinstance(error, PermanentError) and error.status == 400 and error.error_code in RECORD_DATA_CODES
+
+
 def _error_of(response: requests.Response) -> SalesforceError:
-    """Salesforce's REST error envelope is a list of {message, errorCode, fields}; be lenient."""
     try:
         body = response.json()
     except ValueError:
         body = None
+    return _error_from(response.status_code, body, response.text)
+
+
+def _error_from(status: int, body, text: str) -> SalesforceError:
+    """Salesforce's REST error envelope is a list of {message, errorCode, fields}; be lenient."""
     first = body[0] if isinstance(body, list) and body and isinstance(body[0], dict) else (
         body if isinstance(body, dict) else {})
-    code = str(first.get("errorCode") or first.get("error") or f"HTTP_{response.status_code}")
-    message = str(first.get("message") or first.get("error_description") or response.text[:500])
-    transient = response.status_code >= 500 or code in RETRY_NOW_CODES or code in RETRY_LATER_CODES \
+    code = str(first.get("errorCode") or first.get("error") or f"HTTP_{status}")
+    message = str(first.get("message") or first.get("error_description") or text[:500])
+    transient = status >= 500 or code in RETRY_NOW_CODES or code in RETRY_LATER_CODES \
         or code == "INVALID_SESSION_ID"
-    return (TransientError if transient else PermanentError)(response.status_code, code, message, body)
+    return (TransientError if transient else PermanentError)(status, code, message, body)

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field, replace
 from core import send_window, soql
 from core.change_states import FINISHED, Backoff, RecordResult, State, settle
 from core.changes import (ChangeLogEntry, Fields, Outcome, RecordChange, Write, coalesce, outcome_of,
-                          plan_batches, plan_writes, references_parents, writable_fields)
+                          bundle_batches, plan_batches, plan_writes, references_parents,
+                          writable_fields)
 from core.mapping import Mapping, is_relationship
 from gateway import change_log, mapping_store
 from gateway.db import Database
-from gateway.salesforce import PermanentError, Salesforce, SalesforceError, TransientError
+from gateway.salesforce import MAX_BUNDLE, Collection, Salesforce, SalesforceError, TransientError
 from gateway.salesforce import for_settings
 from jobs import budget, runtime, stats
 
@@ -32,6 +33,7 @@ class DrainOptions:
     retry_base_seconds: float = 2.0
     retry_cap_seconds: float = 900.0
     send_window_seconds: float = 0.0   # a mapping's part-filled call waits up to this long for more records
+    bundle: int = MAX_BUNDLE      # Collections requests (of up to 200 records) one API call carries (/composite)
 
     @property
     def backoff(self) -> Backoff:
@@ -76,7 +78,7 @@ def claim(db: Database, options: DrainOptions, token: str, result: DrainResult |
     change_log.absorb(db)
     with db.transaction() as conn:
         db.run(conn, "lock_claims")
-        window = window_claim(db, conn, options.send_window_seconds, now)
+        window = window_claim(db, conn, options.send_window_seconds, now, options.bundle)
         if result is not None:
             result.held_until = window.wake_at
         rows = db.run(conn, "claim_changes", {"records": options.claim_records, "claim": token,
@@ -86,7 +88,8 @@ def claim(db: Database, options: DrainOptions, token: str, result: DrainResult |
     return change_log.entries_from_rows(rows)
 
 
-def window_claim(db: Database, conn, seconds: float, now: dt.datetime | None = None) -> send_window.Claim:
+def window_claim(db: Database, conn, seconds: float, now: dt.datetime | None = None,
+                 bundle: int = MAX_BUNDLE) -> send_window.Claim:
     """What the send window holds back now (nothing without a window: no query)."""
     if seconds <= 0:
         return send_window.Claim({}, None)
@@ -95,19 +98,20 @@ def window_claim(db: Database, conn, seconds: float, now: dt.datetime | None = N
     pending = [send_window.Pending(r["mapping_id"], r["records"], r["oldest"], r["retries"],
                                    names_parents=r["mapping_id"] in children)
                for r in db.run(conn, "pending_by_mapping").fetchall()]
-    return send_window.plan_claim(pending, seconds, now or dt.datetime.now(dt.timezone.utc))
+    return send_window.plan_claim(pending, seconds, now or dt.datetime.now(dt.timezone.utc), bundle=bundle)
 
 
 @dataclass
 class _InFlight:
     planned: list            # (Mapping, writes, nothing to send)
-    calls: list              # (Mapping, batch, Future of [(Write, Outcome)])
+    calls: list              # ([(Mapping, batch)], Future of [[(Write, Outcome)] per batch]): one API call each
     token: str
 
 
 def _start(db: Database, sf: Salesforce, entries: list[ChangeLogEntry], pool: ThreadPoolExecutor,
            options: DrainOptions, token: str, before: _InFlight | None = None) -> _InFlight:
-    """Coalesce and plan the claimed entries, then put their Collections calls in flight. A batch that names
+    """Coalesce and plan the claimed entries, then put their calls in flight: Collections batches of up to
+    200 records, `options.bundle` of them to an API call (core/changes.bundle_batches). A batch that names
     a parent by its external id is sent after every other call in flight (this claim's and the last one's):
     a parent inserted in the same transaction as its child exists in Salesforce before the child."""
     mappings = {r["id"]: mapping_store.from_row(r) for r in db.fetchall("writing_mappings")}
@@ -126,20 +130,19 @@ def _start(db: Database, sf: Salesforce, entries: list[ChangeLogEntry], pool: Th
         planned.append((mapping, writes, nothing))
     mark_sending(db, [w for _, writes, _ in planned for w in writes], token)
     batches = [(mapping, batch) for mapping, writes, _ in planned for batch in plan_batches(writes)]
-    calls = [(mapping, batch, pool.submit(send, sf, batch)) for mapping, batch in batches
-             if not references_parents(batch)]
-    earlier = [future for *_, future in (before.calls if before else [])]
-    for mapping, batch in batches:
-        if references_parents(batch):
-            after = earlier + [future for *_, future in calls]
-            calls.append((mapping, batch, pool.submit(_send_after, after, sf, batch)))
+    calls = [(group, pool.submit(send_bundle, sf, [b for _, b in group]))
+             for group in bundle_batches([mb for mb in batches if not references_parents(mb[1])], options.bundle)]
+    earlier = [future for _, future in (before.calls if before else [])]
+    for group in bundle_batches([mb for mb in batches if references_parents(mb[1])], options.bundle):
+        after = earlier + [future for _, future in calls]
+        calls.append((group, pool.submit(_send_after, after, sf, [b for _, b in group])))
     return _InFlight(planned, calls, token)
 
 
-def _send_after(futures: list, sf: Salesforce, batch: list[Write]) -> list[tuple[Write, Outcome]]:
+def _send_after(futures: list, sf: Salesforce, batches: list[list[Write]]) -> list[list[tuple[Write, Outcome]]]:
     """Futures run in submission order, so the ones waited for are already running or done: no deadlock."""
     wait(futures)
-    return send(sf, batch)
+    return send_bundle(sf, batches)
 
 
 def _complete(db: Database, flight: _InFlight, options: DrainOptions, result: DrainResult) -> None:
@@ -151,8 +154,9 @@ def _complete(db: Database, flight: _InFlight, options: DrainOptions, result: Dr
         renew_lease(db, options, flight.token)
     outcomes: dict[int, list[RecordResult]] = {m.id: [RecordResult(c, Outcome(State.MERGED)) for c in nothing]
                                                for m, _, nothing in flight.planned}
-    for mapping, _batch, future in flight.calls:
-        outcomes[mapping.id].extend(RecordResult(w.change, o, w) for w, o in future.result())
+    for group, future in flight.calls:
+        for (mapping, _batch), done in zip(group, future.result()):
+            outcomes[mapping.id].extend(RecordResult(w.change, o, w) for w, o in done)
     result.calls += len(flight.calls)
     for mapping, _, _ in flight.planned:
         finish(db, mapping, outcomes[mapping.id], options, flight.token)
@@ -215,29 +219,32 @@ def mark_sending(db: Database, writes: list[Write], token: str) -> None:
 
 def send(sf: Salesforce, batch: list[Write]) -> list[tuple[Write, Outcome]]:
     """One Collections call; a call-level failure becomes every record's outcome."""
-    first = batch[0]
+    return send_bundle(sf, [batch])[0]
+
+
+def send_bundle(sf: Salesforce, batches: list[list[Write]]) -> list[list[tuple[Write, Outcome]]]:
+    """One API call for up to MAX_BUNDLE batches (gateway write_collections); a batch refused as a whole gives
+    every record of it that outcome, a failure of the call every record of every batch."""
     try:
-        if first.op == "upsert":
-            items = sf.upsert_records(first.sobject, first.ext_field, [w.body for w in batch])
-        elif first.op == "update":
-            items = sf.update_records(first.sobject, [w.body for w in batch])
-        elif first.op == "create":
-            items = sf.create_records(first.sobject, [w.body for w in batch])
-        else:
-            items = sf.delete_records([w.body["Id"] for w in batch])
-    except TransientError as exc:
-        return [(w, Outcome(State.REQUEUED, error=exc.as_errors())) for w in batch]
-    except PermanentError as exc:
-        return [(w, Outcome(State.FAILED, error=exc.body if isinstance(exc.body, list) else exc.as_errors()))
-                for w in batch]
+        answers = sf.write_collections([Collection(b[0].op, b[0].sobject, [w.body for w in b], b[0].ext_field)
+                                        for b in batches])
     except Exception as exc:   # not Salesforce's answer (a body that is not JSON, a broken stream): try later
-        log.warning("%s call for %s records failed: %r", first.op, len(batch), exc)
+        log.warning("a call of %s records failed: %r", sum(len(b) for b in batches), exc)
         error = [{"statusCode": "CALL_FAILED", "message": f"{type(exc).__name__}: {exc}"[:500]}]
-        return [(w, Outcome(State.REQUEUED, error=error)) for w in batch]
-    if not isinstance(items, list) or len(items) != len(batch):
+        return [[(w, Outcome(State.REQUEUED, error=error)) for w in batch] for batch in batches]
+    return [_outcomes(batch, answer) for batch, answer in zip(batches, answers)]
+
+
+def _outcomes(batch: list[Write], answer) -> list[tuple[Write, Outcome]]:
+    if isinstance(answer, TransientError):
+        return [(w, Outcome(State.REQUEUED, error=answer.as_errors())) for w in batch]
+    if isinstance(answer, SalesforceError):
+        error = answer.body if isinstance(answer.body, list) else answer.as_errors()
+        return [(w, Outcome(State.FAILED, error=error)) for w in batch]
+    if not isinstance(answer, list) or len(answer) != len(batch) or not all(isinstance(i, dict) for i in answer):
         error = [{"statusCode": "UNEXPECTED_RESPONSE", "message": "result count differs from records sent"}]
         return [(w, Outcome(State.REQUEUED, error=error)) for w in batch]
-    return [(w, outcome_of(w, item)) for w, item in zip(batch, items)]
+    return [(w, outcome_of(w, item)) for w, item in zip(batch, answer)]
 
 
 def finish(db: Database, mapping: Mapping | None, finished: list[RecordResult], options: DrainOptions,
@@ -301,7 +308,7 @@ def options_from(settings, db: Database | None = None) -> DrainOptions:
     """The worker's options; the send window from the budget's pressure when `db` is given."""
     window = budget.send_window_seconds(db, settings) if db is not None else 0.0
     return DrainOptions(concurrency=settings.drain_concurrency, lease_seconds=settings.drain_lease_seconds,
-                        send_window_seconds=window)
+                        send_window_seconds=window, bundle=settings.drain_bundle)
 
 
 def drain_now(stop: threading.Event | None = None) -> DrainResult:
@@ -322,7 +329,7 @@ def next_retry_in(db: Database, settings=None) -> float | None:
     window = budget.send_window_seconds(db, settings) if settings is not None else 0.0
     if window > 0:
         with db.transaction() as conn:
-            wake_at = window_claim(db, conn, window).wake_at
+            wake_at = window_claim(db, conn, window, bundle=settings.drain_bundle).wake_at
         if wake_at is not None:
             due.append((wake_at - dt.datetime.now(dt.timezone.utc)).total_seconds())
     return min(due, default=None)

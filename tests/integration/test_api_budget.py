@@ -83,7 +83,7 @@ def test_a_part_filled_call_waits_for_its_window_and_full_calls_go_at_once(api, 
     url = sf_settings.database_url
     sql(url, "INSERT INTO salesforce.invoice__c (name) SELECT 'w' || g FROM generate_series(1, 205) g")
     emulator.admin("DELETE", "/_emulator/stats")
-    options = drain.DrainOptions(retry_base_seconds=0, send_window_seconds=60)
+    options = drain.DrainOptions(retry_base_seconds=0, send_window_seconds=60, bundle=1)   # nothing rides along
     first = drain.drain(db, sf, options)
     assert first.outcomes == {"SUCCESS": 200} and collection_calls(emulator) == 1    # one full call
     assert sql(url, "SELECT count(*) FROM forcebridge.open_changes WHERE state = 'NEW'") == [(5,)]

@@ -89,7 +89,7 @@ def test_both_sides_converge_without_echoes(sf_api, sf_settings, db, sf, emulato
     sql(url, "INSERT INTO salesforce.invoice__c (name, amount__c, external_id__c) "
              "SELECT 'pg ' || g, g, 'P' || g FROM generate_series(0, 499) g")
     converge(db, sf, emulator, url)
-    assert collection_calls(emulator) == 3                          # 500 upserts, 200 a call
+    assert collection_calls(emulator) == 1                          # 500 upserts, 200 a request, one call
     remote = invoices(sf)
     ids = {r["External_Id__c"]: r["Id"] for r in remote.values()}
     update_in_salesforce(user, [{"id": ids[f"S{i}"], "Name": f"sf {i} edited"} for i in range(250)]
@@ -113,7 +113,7 @@ def test_both_sides_converge_without_echoes(sf_api, sf_settings, db, sf, emulato
     assert sorted(c["kind"] for c in ours).count("created") == 500
     assert len([c for c in ours if c["kind"] == "updated"]) == 300
     assert len([c for c in ours if c["kind"] == "deleted"]) == 200
-    assert collection_calls(emulator) == 3 + 2 + 1                  # 300 updates in 2 calls, 200 deletes in 1
+    assert collection_calls(emulator) == 1 + 1                      # 300 updates in 2 requests, 200 deletes in 1
     assert sql(url, "SELECT count(*) FROM forcebridge.conflicts") == [(0,)]
 
 

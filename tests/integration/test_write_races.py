@@ -93,7 +93,7 @@ def test_a_call_that_breaks_outside_salesforce_requeues_at_once(sf_api, sf_setti
 
     def broken(*args, **kwargs):
         raise ValueError("Expecting value: line 1 column 1 (char 0)")     # a body that is not JSON
-    monkeypatch.setattr(sf, "update_records", broken)
+    monkeypatch.setattr(sf, "write_collections", broken)
     assert drain(db, sf, dataclasses.replace(FAST, retry_base_seconds=60)).outcomes == {"REQUEUED": 1}
     (state, error), = sql(url, "SELECT state, error FROM forcebridge.change_log ORDER BY id DESC LIMIT 1")
     assert state == "REQUEUED" and "ValueError" in error[0]["message"]     # not PENDING until the lease ends
@@ -117,7 +117,7 @@ def _created_before_write_back(db, sf, url, inbound) -> tuple[int, str]:
     (row_id,), = sql(url, "SELECT id FROM salesforce.invoice__c")
     with ThreadPoolExecutor(max_workers=2) as pool:
         flight = _start(db, sf, claim(db, FAST, "t"), pool, FAST, "t")
-        (_, outcome), = [done for *_, call in flight.calls for done in call.result()]
+        (_, outcome), = [done for _, call in flight.calls for batch in call.result() for done in batch]
         inbound(outcome.sfid)
         _complete(db, flight, FAST, DrainResult())
     return row_id, outcome.sfid
@@ -223,7 +223,7 @@ def test_an_edit_of_the_copy_in_flight_during_the_merge_follows_the_row(sf_api, 
         def read_back_then_edit_the_copy_in_flight(sfid):
             drift.fetch_by_ids(db, sf, mapping_store.get(db, m["id"]), [sfid], PollResult(m["id"]))
             sql(url, "UPDATE salesforce.invoice__c SET amount__c = 7 WHERE sfid IS NOT NULL")
-            monkeypatch.setattr(sf, "update_records", broken)
+            monkeypatch.setattr(sf, "write_collections", broken)
             edits.append(_start(db, sf, claim(db, FAST, "edit"), pool, FAST, "edit"))
         _, sfid = _created_before_write_back(db, sf, url, read_back_then_edit_the_copy_in_flight)
         _complete(db, edits[0], FAST, DrainResult())
@@ -277,7 +277,7 @@ def test_a_copy_uncommitted_when_the_write_back_runs_is_merged_once_committed(sf
     mapping = mapping_store.get(db, m["id"])
     with ThreadPoolExecutor(max_workers=3) as pool:
         flight = _start(db, sf, claim(db, FAST, "t"), pool, FAST, "t")
-        (_, outcome), = [done for *_, call in flight.calls for done in call.result()]
+        (_, outcome), = [done for _, call in flight.calls for batch in call.result() for done in batch]
         with applying(db) as conn:                      # the inbound read's transaction, open
             poll.apply_records(db, conn, mapping, sf.query(soql.by_ids(mapping, [outcome.sfid])), "drift",
                                PollResult(m["id"]))

@@ -109,3 +109,13 @@ def test_outcomes_follow_salesforce_codes():
 
 def test_backoff_grows_and_is_capped():
     assert [retry_delay(n, 1, 10) for n in (1, 2, 3, 4, 5, 6)] == [1, 2, 4, 8, 10, 10]
+
+
+def test_batches_are_bundled_into_as_few_calls_as_even_as_possible():
+    from core.changes import bundle_batches
+    assert bundle_batches([], 5) == []
+    assert bundle_batches(list("abc"), 5) == [list("abc")]
+    assert [len(c) for c in bundle_batches(list(range(16)), 5)] == [4, 4, 4, 4]
+    assert [len(c) for c in bundle_batches(list(range(11)), 5)] == [4, 4, 3]
+    assert bundle_batches(list("abc"), 1) == [["a"], ["b"], ["c"]]
+    assert [x for call in bundle_batches(list(range(23)), 5) for x in call] == list(range(23))

@@ -79,3 +79,29 @@ def test_only_full_calls_go_before_the_window_ends_and_nothing_waits_past_it(map
             assert NOW < claim.wake_at <= p.oldest + dt.timedelta(seconds=seconds)
     if claim.limits:                                              # children never go while a record is held
         assert all(claim.limits.get(p.mapping_id) == 0 for p in pending if p.names_parents)
+
+
+def test_held_requests_ride_along_in_the_room_a_call_that_goes_anyway_leaves():
+    # mapping 1's 600 fill three requests of a five-request call: room for two more, the oldest held go
+    pending = [Pending(1, 605, ago(5)), Pending(2, 1, ago(30)), Pending(3, 2, ago(20))]
+    claim = plan_claim(pending, 3600, NOW, bundle=5)
+    assert claim.limits == {1: 600}                       # 2 and 3 ride; mapping 1's newest 5 wait
+    assert plan_claim(pending, 3600, NOW, bundle=1).limits == {1: 600, 2: 0, 3: 0}
+    # nothing goes anyway: nothing rides
+    assert plan_claim([Pending(2, 1, ago(30)), Pending(3, 2, ago(20))], 3600, NOW, bundle=5).limits == {2: 0, 3: 0}
+    # a child never rides ahead of a held record it may name
+    claim = plan_claim([Pending(1, 200, ago(5)), Pending(2, 1, ago(5), names_parents=True)], 3600, NOW, bundle=5)
+    assert claim == send_window.Claim({}, None) or claim.limits.get(2) == 0
+
+
+@given(st.lists(st.tuples(st.integers(1, 2000), st.integers(0, 7200), st.booleans()), max_size=6),
+       st.integers(1, 3600), st.integers(1, 5))
+def test_riding_along_never_costs_a_call(mappings, seconds, bundle):
+    pending = [Pending(i, records, ago(age), retry) for i, (records, age, retry) in enumerate(mappings)]
+
+    def calls(limits):
+        requests = sum(-(-limits.get(p.mapping_id, p.records) // send_window.FULL) for p in pending)
+        return -(-requests // bundle)
+    alone, riding = plan_claim(pending, seconds, NOW), plan_claim(pending, seconds, NOW, bundle=bundle)
+    assert calls(riding.limits) == calls(alone.limits)
+    assert set(riding.limits) <= set(alone.limits)

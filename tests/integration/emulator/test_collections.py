@@ -113,3 +113,18 @@ def test_all_or_none_upsert_writes_nothing_when_one_record_fails(api):
                                                            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"]
     assert list(api.org.query("SELECT Id FROM Invoice__c")) == []
     assert not [c for c in api.org.changes() if c["sobject"] == "Invoice__c"]
+
+
+def test_composite_carries_collections_requests_at_most_five(api):
+    def sub(n, count):
+        return {"method": "POST", "url": "/services/data/v59.0/composite/sobjects", "referenceId": f"c{n}",
+                "body": {"allOrNone": False, "records": [rec("Invoice__c", Name=f"b{n}-{i}") for i in range(count)]}}
+    status, body = api("POST", "/composite", {"compositeRequest": [sub(n, 200) for n in range(5)]})
+    assert status == 200
+    answers = body["compositeResponse"]
+    assert [a["httpStatusCode"] for a in answers] == [200] * 5 and all(len(a["body"]) == 200 for a in answers)
+    assert all(item["success"] for a in answers for item in a["body"])
+    status, body = api("POST", "/composite", {"compositeRequest": [sub(n, 1) for n in range(6)]})
+    assert status == 400 and body[0]["errorCode"] == "INVALID_API_INPUT"
+    status, body = api("GET", "/query?q=SELECT+count()+FROM+Invoice__c")
+    assert body["totalSize"] == 1000                                  # the refused call wrote nothing
