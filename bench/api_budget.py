@@ -127,6 +127,7 @@ def simulate(args, url, db, sf, emulator, mappings) -> dict:
     last_drift = {m.id: start for m in mappings}
     burst_minute = {m.id: random.randrange(60) for m in mappings}
     written = changed = write_calls = total_calls = 0
+    wake_at = None
     delayed_minutes, write_delays, peak, intervals, windows = 0, [], 0.0, [], []
     wall = time.monotonic()
     tick = args.tick
@@ -135,19 +136,52 @@ def simulate(args, url, db, sf, emulator, mappings) -> dict:
         if minute and minute % 60 < tick:
             ours, theirs = ours[1:] + [0], theirs[1:] + [0]
         emulator.admin("POST", "/_emulator/clock", {"advance": 60 * tick})
-        # the app: an hourly batch job per mapping, and a trickle
-        for m in mappings:
-            field = OBJECTS[m.object_name]
-            burst = minute % 60 <= burst_minute[m.id] < minute % 60 + tick
-            n = args.burst if burst else sum(random.random() < args.trickle for _ in range(tick))
-            if n:
-                changed += app_changes(url, m, field, n, f" {minute}")
-        to_simulated_time(db, url, now)
         # the org's other integrations spend calls too (in their hours), which lowers what we may spend
         if args.others_from <= minute / 60 < args.others_until:
             theirs[-1] += int(args.others_per_minute * tick)
         plan = budget.plan(settings, budget.Usage(args.allocation, sum(ours) + sum(theirs), tuple(ours), now))
         peak = max(peak, plan.share_of_budget)
+        window = send_window.window_seconds(args.send_window, args.send_window_pressed, plan.pressure)
+        windows.append(window)
+
+        def send(at: dt.datetime) -> None:
+            """The worker's drain at `at`: on a commit's doorbell, or when the send window said to wake."""
+            nonlocal written, write_calls, wake_at
+            before, since = sf.calls, postgres_now(url)
+            result = drain(db, sf, DrainOptions(retry_base_seconds=0, send_window_seconds=window), now=at)
+            wake_at = result.held_until
+            if result.claimed:
+                written += result.outcomes.get("SUCCESS", 0)
+                write_calls += sf.calls - before
+                write_delays.extend(drain_delays(url, since, at))
+
+        def wake_until(at: dt.datetime) -> None:
+            while writes_go and wake_at is not None and wake_at <= at:
+                woke = wake_at
+                send(woke)
+                if wake_at is not None and wake_at <= woke:
+                    break                  # nothing became due (never expected): the next commit drains
+
+        # the app: an hourly batch job per mapping (one statement) and a trickle of single-row changes, each
+        # at its own second of the tick; each commit rings the doorbell, as the worker's listener hears it
+        writes_go = plan.hold("writes") is None
+        commits = []
+        for m in mappings:
+            if minute % 60 <= burst_minute[m.id] < minute % 60 + tick:
+                commits.append((random.uniform(0, 60 * tick), m, args.burst))
+            commits.extend((random.uniform(0, 60 * tick), m, 1) for _ in range(tick) if random.random() < args.trickle)
+        for second, m, n in sorted(commits, key=lambda c: c[0]):
+            at = now + dt.timedelta(seconds=second)
+            wake_until(at)
+            changed += app_changes(url, m, OBJECTS[m.object_name], n, f" {minute}")
+            to_simulated_time(db, url, at)
+            if writes_go and not args.drain_per_tick:
+                send(at)
+        if writes_go and args.drain_per_tick:
+            send(now + dt.timedelta(minutes=tick))
+        wake_until(now + dt.timedelta(minutes=tick))
+        if not writes_go:
+            delayed_minutes += tick
         for m in mappings:
             due = budget.next_run(plan, "polls", last_poll[m.id], POLL_SECONDS, now)
             if plan.factor("polls") is not None and due <= now:
@@ -165,17 +199,6 @@ def simulate(args, url, db, sf, emulator, mappings) -> dict:
                     drift.check(db, sf, m)
                 except SalesforceError as exc:
                     say(f"drift {m.object_name}: {exc}")
-        if plan.hold("writes") is None:
-            window = send_window.window_seconds(args.send_window, args.send_window_pressed, plan.pressure)
-            windows.append(window)
-            before, since = sf.calls, postgres_now(url)
-            result = drain(db, sf, DrainOptions(retry_base_seconds=0, send_window_seconds=window), now=now)
-            if result.claimed:
-                written += result.outcomes.get("SUCCESS", 0)
-                write_calls += sf.calls - before
-                write_delays.extend(drain_delays(url, since, now))
-        else:
-            delayed_minutes += tick
         used, _ = sf.take_usage()
         ours[-1] += sum(used.values())
         total_calls += sum(used.values())
@@ -227,6 +250,8 @@ def main(argv=None) -> None:
                         help="seconds a part-filled write call waits while the budget is relaxed (SEND_WINDOW_SECONDS)")
     parser.add_argument("--send-window-pressed", type=float, default=3600.0,
                         help="... and as the budget nears its limit (SEND_WINDOW_PRESSED_SECONDS)")
+    parser.add_argument("--drain-per-tick", action="store_true",
+                        help="one drain at the end of each tick instead of one per commit (the worker's doorbell)")
     parser.add_argument("--seed", type=int, default=16)
     result = run(parser.parse_args(argv))
     print(json.dumps(result), flush=True)

@@ -222,6 +222,12 @@ def send(sf: Salesforce, batch: list[Write]) -> list[tuple[Write, Outcome]]:
     return send_bundle(sf, [batch])[0]
 
 
+def send_in_order(sf: Salesforce, writes: list[Write], bundle: int = MAX_BUNDLE) -> list[tuple[Write, Outcome]]:
+    """`writes` in batches, `bundle` batches an API call, one call after another (the initial push's path)."""
+    return [done for group in bundle_batches(plan_batches(writes), bundle) for batch in send_bundle(sf, group)
+            for done in batch]
+
+
 def send_bundle(sf: Salesforce, batches: list[list[Write]]) -> list[list[tuple[Write, Outcome]]]:
     """One API call for up to MAX_BUNDLE batches (gateway write_collections); a batch refused as a whole gives
     every record of it that outcome, a failure of the call every record of every batch."""

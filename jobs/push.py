@@ -83,13 +83,11 @@ def _push_bulk(db: Database, sf: Salesforce, m: Mapping, entries: list[ChangeLog
     upserts = [w for w in plain if w.op == "upsert"]
     others = [w for w in plain if w.op != "upsert"]         # gained an sfid meanwhile: Collections calls
     finished = [RecordResult(c, Outcome(State.MERGED)) for c in nothing]
-    for batch in drain.plan_batches(others):
-        finished.extend(RecordResult(w.change, o, w) for w, o in drain.send(sf, batch))
+    finished.extend(RecordResult(w.change, o, w) for w, o in drain.send_in_order(sf, others))
     if upserts:
         # the job may outlast the lease: it is renewed while the push polls the job
         finished.extend(_ingest(sf, m, upserts, options, lambda: drain.renew_lease(db, drain_options, token)))
-    for batch in drain.plan_batches(referencing):
-        finished.extend(RecordResult(w.change, o, w) for w, o in drain.send(sf, batch))
+    finished.extend(RecordResult(w.change, o, w) for w, o in drain.send_in_order(sf, referencing))
     drain.finish(db, m, finished, drain_options, token)
     counts: dict = {}
     for r in finished:
@@ -119,7 +117,7 @@ def _ingest(sf: Salesforce, m: Mapping, upserts: list, options: PushOptions, ren
         # calls instead, which isolate the records Salesforce refuses (gateway/salesforce.py split_records).
         log.warning("ingest job for %s records of %s refused as a whole (%s); sending them by Collections",
                     len(upserts), m.object_name, exc)
-        return [RecordResult(w.change, o, w) for batch in drain.plan_batches(upserts) for w, o in drain.send(sf, batch)]
+        return [RecordResult(w.change, o, w) for w, o in drain.send_in_order(sf, upserts)]
     except SalesforceError as exc:
         return [RecordResult(w.change, Outcome(State.REQUEUED, error=exc.as_errors()), w) for w in upserts]
     finished = []
