@@ -4,10 +4,11 @@ kept, how many records does a write call carry, do polls stretch and recover?
     python -m bench.api_budget [--hours 24] [--allocation 15000] [--share 0.5] [--burst 600] [--tick 5]
 
 Time is simulated minute by minute (the emulator's clock is moved forward with it, so SystemModstamps follow).
-Each simulated minute: the app changes rows (an hourly batch job per mapping plus a trickle), another
-integrations spend calls of their own (counted, not made), the budget plan (core/budget.py) is made from this run's hourly counts,
-due polls run (spaced or paused as the plan says), the drain sends (unless delayed at the floor), drift
-checks run every 6 hours when allowed. Every call goes through the real gateway to the emulator.
+Each simulated minute: the org's other integrations spend calls of their own (counted, not made), the budget
+plan (core/budget.py) is made from this run's hourly counts, the app changes rows (an hourly batch job per
+mapping plus a trickle, each commit at its own second) and the drain sends on each commit, as the worker's
+doorbell does, and when a held send window ends (unless writes are delayed at the floor), due polls run
+(spaced or paused as the plan says), drift checks run every 6 hours when allowed. Every call goes through the real gateway to the emulator.
 Ten bidirectional mappings: the emulator's standard objects and six of its custom ones.
 The write path's send window (core/send_window.py) is measured on the simulated clock: change times are
 moved to it as the app makes them.
