@@ -571,20 +571,15 @@ class Salesforce:
         method, path = self._request(c)
 
         def one_call(part: list) -> list[dict]:
-            if c.op == "delete":
-                return self.call(method, path, params={"ids": ",".join(part), "allOrNone": "false"}).json()
-            body = {"allOrNone": False, "records": [{"attributes": {"type": c.sobject}, **r} for r in part]}
-            return self.call(method, path, json=body, retry=c.op != "create").json()
+            params, body = _collection_request(c, part)
+            return self.call(method, path, params=params, json=body, retry=c.op != "create").json()
         return one_call
 
     def _subrequest(self, c: Collection, part: list, reference: str) -> dict:
         method, path = self._request(c)
-        url = f"/services/data/v{self.settings.sf_api_version}{path}"
-        if c.op == "delete":
-            return {"method": method, "referenceId": reference,
-                    "url": url + "?" + urlencode({"ids": ",".join(part), "allOrNone": "false"})}
-        return {"method": method, "url": url, "referenceId": reference,
-                "body": {"allOrNone": False, "records": [{"attributes": {"type": c.sobject}, **r} for r in part]}}
+        params, body = _collection_request(c, part)
+        url = f"/services/data/v{self.settings.sf_api_version}{path}" + ("?" + urlencode(params) if params else "")
+        return {"method": method, "url": url, "referenceId": reference, **({"body": body} if body else {})}
 
     def _fields(self, sobject: str) -> dict[str, dict]:
         """describe's fields by lower-case name; empty (values go as they are) when describe is unavailable."""
@@ -741,6 +736,13 @@ def _json_or_none(response):
 def _check_size(items) -> None:
     if not 0 < len(items) <= 200:
         raise ValueError(f"sObject Collections take 1 to 200 records, not {len(items)}")
+
+
+def _collection_request(c: Collection, part: list) -> tuple[dict | None, dict | None]:
+    """A Collections request's query parameters and body for `part` of its wire records."""
+    if c.op == "delete":
+        return {"ids": ",".join(part), "allOrNone": "false"}, None
+    return None, {"allOrNone": False, "records": [{"attributes": {"type": c.sobject}, **r} for r in part]}
 
 
 def _record_data_refusal(error: SalesforceError) -> bool:
