@@ -262,7 +262,8 @@ class Salesforce:
 
     # -- the choke point ----------------------------------------------------------------------------
     def call(self, method: str, path: str, *, params=None, json=None, headers=None, data=None,
-             stream: bool = False, retry: bool = True, kind: str | None = None) -> requests.Response:
+             stream: bool = False, retry: bool = True, kind: str | None = None,
+             timeout: float | None = None) -> requests.Response:
         """One REST call: `path` under /services/data/vXX.X (or absolute from /services/...).
         `stream=True` leaves the body unread (Bulk results go straight into COPY); close the response.
         `retry=False` for calls that are not idempotent (creates without an external id): after a timeout
@@ -278,7 +279,7 @@ class Salesforce:
                             "Sforce-Call-Options": f"client={CLIENT_NAME}", **(headers or {})}
             try:
                 response = self.session.request(method, url, params=params, json=json, data=data,
-                                                headers=sent_headers, timeout=self.timeout, stream=stream)
+                                                headers=sent_headers, timeout=timeout or self.timeout, stream=stream)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 error = TransientError(0, "CONNECTION_ERROR", str(exc))
                 self._set_health("unreachable", str(exc))
@@ -508,10 +509,18 @@ class Salesforce:
             # a create that timed out may have created its records: no second try then (see `call`)
             retry = all(c.op != "create" for c in collections)
             try:
-                response = self.call("POST", "/composite", retry=retry,
-                                     json={"allOrNone": False, "compositeRequest": subrequests})
+                # collateSubrequests false: in order, one after another (collated, Salesforce may run them in any
+                # order, and a request naming parents by external id must come after the one creating them);
+                # so the call may take each request's time
+                response = self.call("POST", "/composite", retry=retry, timeout=self.timeout * len(subrequests),
+                                     json={"allOrNone": False, "collateSubrequests": False,
+                                           "compositeRequest": subrequests})
             except SalesforceError as exc:
-                return [exc if to_send else results for results, to_send in prepared]
+                if not _record_data_refusal(exc):
+                    return [exc if to_send else results for results, to_send in prepared]
+                # refused whole for one record's data (not seen from Salesforce, but possible): each request
+                # alone, where its own splitting isolates the record
+                return [self._alone(c) for c in collections]
             body = response.json()
             answers = {a.get("referenceId"): a for a in (body.get("compositeResponse") or [])
                        if isinstance(a, dict)} if isinstance(body, dict) else {}
@@ -521,8 +530,23 @@ class Salesforce:
         return [self._answer(c, results, to_send, answers.get(f"c{n}")) if to_send else results
                 for n, (c, (results, to_send)) in enumerate(zip(collections, prepared))]
 
+    def _alone(self, c: Collection):
+        try:
+            return self.write_collection(c)
+        except SalesforceError as exc:
+            return exc
+
     def _answer(self, c: Collection, results: list, to_send: list, answer: dict | None):
-        """One subrequest's answer as `write_collections` returns it."""
+        """One subrequest's answer as `write_collections` returns it. Whatever the follow-up calls of one
+        request (splitting) meet is that request's answer alone: the others were already applied."""
+        try:
+            return self._answer_of(c, results, to_send, answer)
+        except SalesforceError as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001 - not Salesforce's answer (a body that is not JSON): try later
+            return TransientError(0, "CALL_FAILED", f"{type(exc).__name__}: {exc}"[:500])
+
+    def _answer_of(self, c: Collection, results: list, to_send: list, answer: dict | None):
         if answer is None:
             return TransientError(0, "UNEXPECTED_RESPONSE", "the composite call did not answer this request")
         status, items = answer.get("httpStatusCode") or 0, answer.get("body")

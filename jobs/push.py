@@ -15,7 +15,7 @@ from core.loading import bulk_error
 from core.mapping import Mapping
 from gateway import change_log, staging
 from gateway.db import Database
-from gateway.salesforce import PermanentError, Salesforce, SalesforceError
+from gateway.salesforce import MAX_BUNDLE, PermanentError, Salesforce, SalesforceError
 from jobs import drain
 
 log = logging.getLogger("forcebridge.push")
@@ -27,6 +27,7 @@ class PushOptions:
     job_records: int = 10_000        # records per ingest job
     lease_seconds: int = 900
     job_wait_seconds: float = 3600.0
+    bundle: int = MAX_BUNDLE         # Collections requests an API call carries (DRAIN_BUNDLE)
 
 
 def enqueue(db: Database, m: Mapping) -> int:
@@ -83,11 +84,11 @@ def _push_bulk(db: Database, sf: Salesforce, m: Mapping, entries: list[ChangeLog
     upserts = [w for w in plain if w.op == "upsert"]
     others = [w for w in plain if w.op != "upsert"]         # gained an sfid meanwhile: Collections calls
     finished = [RecordResult(c, Outcome(State.MERGED)) for c in nothing]
-    finished.extend(RecordResult(w.change, o, w) for w, o in drain.send_in_order(sf, others))
+    finished.extend(RecordResult(w.change, o, w) for w, o in drain.send_in_order(sf, others, options.bundle))
     if upserts:
         # the job may outlast the lease: it is renewed while the push polls the job
         finished.extend(_ingest(sf, m, upserts, options, lambda: drain.renew_lease(db, drain_options, token)))
-    finished.extend(RecordResult(w.change, o, w) for w, o in drain.send_in_order(sf, referencing))
+    finished.extend(RecordResult(w.change, o, w) for w, o in drain.send_in_order(sf, referencing, options.bundle))
     drain.finish(db, m, finished, drain_options, token)
     counts: dict = {}
     for r in finished:
@@ -117,7 +118,7 @@ def _ingest(sf: Salesforce, m: Mapping, upserts: list, options: PushOptions, ren
         # calls instead, which isolate the records Salesforce refuses (gateway/salesforce.py split_records).
         log.warning("ingest job for %s records of %s refused as a whole (%s); sending them by Collections",
                     len(upserts), m.object_name, exc)
-        return [RecordResult(w.change, o, w) for w, o in drain.send_in_order(sf, upserts)]
+        return [RecordResult(w.change, o, w) for w, o in drain.send_in_order(sf, upserts, options.bundle)]
     except SalesforceError as exc:
         return [RecordResult(w.change, Outcome(State.REQUEUED, error=exc.as_errors()), w) for w in upserts]
     finished = []

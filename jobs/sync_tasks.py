@@ -20,7 +20,7 @@ def load_options(settings, on_page=None) -> load.LoadOptions:
 
 
 def push_options(settings) -> push.PushOptions:
-    return push.PushOptions(bulk_threshold=settings.push_bulk_threshold)
+    return push.PushOptions(bulk_threshold=settings.push_bulk_threshold, bundle=settings.drain_bundle)
 
 
 def run_loads():

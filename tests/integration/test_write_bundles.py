@@ -114,3 +114,38 @@ def test_one_request_a_call_when_bundling_is_off(sf_api, sf_settings, db, sf, em
     result = drain(db, sf, DrainOptions(retry_base_seconds=0, bundle=1))
     assert result.outcomes == {"SUCCESS": 450} and result.calls == 3
     assert routes(emulator) == {"composite.collection_upsert": 3}
+
+
+def test_what_one_requests_splitting_meets_is_its_answer_alone(sf, emulator, monkeypatch):
+    """Creates applied in the call keep their ids although the other request's splitting calls are refused:
+    requeued, they would be created twice."""
+    def no_describe(sobject, max_age=600.0):
+        raise TransientError(503, "SERVER_UNAVAILABLE", "describe unavailable")
+    monkeypatch.setattr(sf, "describe", no_describe)
+    emulator.admin("POST", "/_emulator/faults", {"rules": {"composite.collection_upsert":
+                                                           {"errors": {"REQUEST_LIMIT_EXCEEDED": 1}}}})
+    created, split = sf.write_collections([
+        Collection("create", "Invoice__c", [{"Name": f"g{i}"} for i in range(3)]),
+        Collection("upsert", "Invoice__c", [{"External_Id__c": f"B{i}", "Name": f"b{i}",
+                                             "Amount__c": "oops" if i == 2 else i} for i in range(4)],
+                   "External_Id__c")])
+    emulator.admin("DELETE", "/_emulator/faults")
+    assert [i["success"] for i in created] == [True] * 3
+    assert sorted(r["Id"] for r in sf.query("SELECT Id FROM Invoice__c")) == sorted(i["id"] for i in created)
+    assert isinstance(split, TransientError) and split.error_code == "REQUEST_LIMIT_EXCEEDED"
+
+
+def test_requests_run_in_the_order_sent(sf, monkeypatch):
+    """Collated, Salesforce may run a call's requests in any order; a request naming parents by external id
+    must run after the one that creates them."""
+    bodies = []
+    call = sf.call
+
+    def recording(method, path, **kwargs):
+        bodies.append(kwargs.get("json"))
+        return call(method, path, **kwargs)
+    monkeypatch.setattr(sf, "call", recording)
+    sf.write_collections([Collection("create", "Invoice__c", [{"Name": "a"}]),
+                          Collection("create", "Invoice__c", [{"Name": "b"}])])
+    composite, = [b for b in bodies if b and "compositeRequest" in b]
+    assert composite["collateSubrequests"] is False and composite["allOrNone"] is False
