@@ -80,17 +80,18 @@ def latency(url: str, db: Database, sf: Salesforce, seconds: float, rate: float)
     return float(ms[len(ms) // 2]), float(ms[int(len(ms) * 0.99)])
 
 
-def throughput(url: str, db: Database, sf: Salesforce, emulator, queued: int) -> tuple[float, float]:
-    """(b) `queued` changes waiting, then one drain."""
+def throughput(url: str, db: Database, sf: Salesforce, emulator, queued: int, bundle: int) -> tuple[float, float]:
+    """(b) `queued` changes waiting, then one drain (`bundle` Collections requests an API call)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("INSERT INTO salesforce.invoice__c (name, amount__c) SELECT 'bulk ' || g, g "
                      "FROM generate_series(1, %s) g", (queued,))
     before = emulator.admin("GET", "/_emulator/stats")["perRoute"]
     t0 = time.perf_counter()
-    result = drain(db, sf, DrainOptions(concurrency=8))
+    result = drain(db, sf, DrainOptions(concurrency=8, bundle=bundle))
     elapsed = time.perf_counter() - t0
     after = emulator.admin("GET", "/_emulator/stats")["perRoute"]
-    calls = sum(after.get(r, 0) - before.get(r, 0) for r in after if r.startswith("composite.collection"))
+    calls = sum(after.get(r, 0) - before.get(r, 0) for r in after
+                if r.startswith("composite.collection") or r == "composite.composite")
     sent = result.outcomes.get("SUCCESS", 0)
     say(f"(b) {sent} records in {elapsed:.1f} s over {calls} calls: {sent / elapsed:.0f} records/s")
     return sent / elapsed, sent / max(1, calls)
@@ -183,6 +184,7 @@ def main() -> None:
     parser.add_argument("--queued", type=int, default=50_000)
     parser.add_argument("--idle-seconds", type=float, default=60)
     parser.add_argument("--naive-records", type=int, default=300)
+    parser.add_argument("--bundle", type=int, default=5, help="Collections requests an API call carries (DRAIN_BUNDLE)")
     args = parser.parse_args()
 
     url, drop = create_database("fb_bench")
@@ -198,7 +200,7 @@ def main() -> None:
             sf = Salesforce(settings, pool_size=12)
             setup_mapping(db, sf, "Invoice__c")
             p50, p99 = latency(url, db, sf, args.latency_seconds, args.rate)
-            per_s, per_call = throughput(url, db, sf, emulator, args.queued)
+            per_s, per_call = throughput(url, db, sf, emulator, args.queued, args.bundle)
             idle_calls = idle(url, db, sf, emulator, args.idle_seconds)
             naive_per_s = naive(url, db, sf, args.naive_records)
         for name, direction in (("Captured__c", "pg_to_sf"), ("Plain__c", "sf_to_pg")):
