@@ -149,3 +149,21 @@ def test_requests_run_in_the_order_sent(sf, monkeypatch):
                           Collection("create", "Invoice__c", [{"Name": "b"}])])
     composite, = [b for b in bodies if b and "compositeRequest" in b]
     assert composite["collateSubrequests"] is False and composite["allOrNone"] is False
+
+
+def test_a_call_refused_whole_for_record_data_sends_each_request_alone(sf, emulator, monkeypatch):
+    """Not seen from Salesforce (it answers per request), but if a /composite call were refused whole for one
+    record's data, each request goes alone, where its own splitting isolates the record."""
+    call = sf.call
+
+    def refusing_bundles(method, path, **kwargs):
+        if path == "/composite":
+            raise PermanentError(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of double",
+                                 [{"errorCode": "JSON_PARSER_ERROR", "message": "Cannot deserialize"}])
+        return call(method, path, **kwargs)
+    monkeypatch.setattr(sf, "call", refusing_bundles)
+    first, second = sf.write_collections([
+        Collection("upsert", "Invoice__c", [{"External_Id__c": "A", "Name": "a"}], "External_Id__c"),
+        Collection("upsert", "Invoice__c", [{"External_Id__c": "B", "Name": "b"}], "External_Id__c")])
+    assert first[0]["success"] and second[0]["success"]
+    assert sorted(invoices(sf)) == ["A", "B"]
