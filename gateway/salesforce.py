@@ -497,10 +497,7 @@ class Salesforce:
         if not 0 < len(collections) <= MAX_BUNDLE:
             raise ValueError(f"one call carries 1 to {MAX_BUNDLE} Collections requests, not {len(collections)}")
         if len(collections) == 1:
-            try:
-                return [self.write_collection(collections[0])]
-            except SalesforceError as exc:
-                return [exc]
+            return [self._alone(collections[0])]
         prepared = [self._prepare(c) for c in collections]
         subrequests = [self._subrequest(c, [r for _, r in to_send], f"c{n}")
                        for n, (c, (_, to_send)) in enumerate(zip(collections, prepared)) if to_send]
@@ -531,6 +528,7 @@ class Salesforce:
                 for n, (c, (results, to_send)) in enumerate(zip(collections, prepared))]
 
     def _alone(self, c: Collection):
+        """`c` in a Collections call of its own: its per-record results, or the error that refused it."""
         try:
             return self.write_collection(c)
         except SalesforceError as exc:

@@ -217,11 +217,6 @@ def mark_sending(db: Database, writes: list[Write], token: str) -> None:
         db.execute("mark_sending", {"entries": json.dumps(entries, default=str), "claim": token})
 
 
-def send(sf: Salesforce, batch: list[Write]) -> list[tuple[Write, Outcome]]:
-    """One Collections call; a call-level failure becomes every record's outcome."""
-    return send_bundle(sf, [batch])[0]
-
-
 def send_in_order(sf: Salesforce, writes: list[Write], bundle: int = MAX_BUNDLE) -> list[tuple[Write, Outcome]]:
     """`writes` in batches, `bundle` batches an API call, one call after another (the initial push's path)."""
     return [done for group in bundle_batches(plan_batches(writes), bundle) for batch in send_bundle(sf, group)

@@ -353,9 +353,7 @@ def test_a_filtered_load_keeps_a_row_the_app_created_while_it_ran(api, db, sf, s
 def test_a_new_filter_checks_rows_no_read_filled(api, db, sf, sf_settings):
     url = sf_settings.database_url
     accounts(sf, ("A", "Banking"), ("B", "Energy"))
-    r = api.post("/api/v1/mappings", json={"object_name": "Account", "config": {"access": "read_write",
-                                                                                   "fields": FIELDS}})
-    m = mapping_store.get(db, r.get_json()["id"])
+    m = filtered_mapping(api, db, access="read_write", row_filter=None)
     load.run_pending(db, sf, load.LoadOptions())
     sql(url, "INSERT INTO salesforce.account (name, industry) VALUES ('mine', 'Energy')")
     assert drain(db, sf, DrainOptions(retry_base_seconds=0)).outcomes == {"SUCCESS": 1}   # not read back yet
@@ -369,9 +367,7 @@ def test_a_new_filter_checks_rows_no_read_filled(api, db, sf, sf_settings):
 def test_a_filter_widened_while_a_load_runs_brings_every_record(api, db, sf, sf_settings):
     url = sf_settings.database_url
     accounts(sf, ("A", "Banking"), ("B", "Energy"))
-    r = api.post("/api/v1/mappings", json={"object_name": "Account", "config": {"access": "read_only",
-                                                                                   "fields": FIELDS}})
-    m = mapping_store.get(db, r.get_json()["id"])
+    m = filtered_mapping(api, db, access="read_only", row_filter=None)
     load.run_pending(db, sf, load.LoadOptions())
     api.patch(f"/api/v1/mappings/{m.id}", json={"config": {"row_filter": BANKING}})
 
